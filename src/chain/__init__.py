@@ -1,0 +1,1 @@
+"""The Stellar chain adapter (payouts and chain deposits); built by its own issue."""

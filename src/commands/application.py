@@ -1,0 +1,250 @@
+"""Command handlers: get the aggregates, call them, save them in one transaction.
+
+Every write is idempotent on its client id. A concurrent writer (a version conflict)
+or a commit whose acknowledgement was lost (a duplicate key on retry) both surface as
+``IntegrityError``; the handler then runs again from the start, and finds either
+fresh state or its own earlier result.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from commands.messages import Deposit, OpenAccount, TransferFunds
+from ledger.accounts import Account
+from ledger.errors import (
+    AccountNotFound,
+    AssetMismatch,
+    Busy,
+    IdConflict,
+    InvalidRequest,
+    SameAccount,
+)
+from ledger.ids import account_uuid, issuance_account_id, transfer_uuid
+from ledger.money import Asset
+from ledger.transfers import Transfer
+from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing's configuration, derived from our settings."""
+    url = urlsplit(settings.require("database_url"))
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": url.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
+        # Tables come from migrations (`ledger db migrate`), never from the library.
+        "CREATE_TABLE": "no",
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+    }
+
+
+class Ledger(Application[UUID]):
+    """The event-sourced ledger; its events live in the ``ledger_events`` table."""
+
+    name = "Ledger"
+
+    def __init__(self, env: dict[str, str], *, write_attempts: int = 20) -> None:
+        super().__init__(env)
+        self.write_attempts = write_attempts
+
+    # Commands -----------------------------------------------------------------
+
+    def open_account(self, cmd: OpenAccount) -> dict[str, Any]:
+        return self._retrying(lambda: self._open_account(cmd))
+
+    def deposit(self, cmd: Deposit) -> dict[str, Any]:
+        return self._retrying(lambda: self._deposit(cmd))
+
+    def transfer(self, cmd: TransferFunds) -> dict[str, Any]:
+        return self._retrying(lambda: self._transfer(cmd))
+
+    # Reads used by handlers and tests ----------------------------------------------
+
+    def account(self, account_id: str) -> Account:
+        try:
+            return self.repository.get(account_uuid(account_id))
+        except AggregateNotFoundError:
+            raise AccountNotFound(f"account {account_id!r} does not exist") from None
+
+    def transfer_record(self, transfer_id: str) -> Transfer | None:
+        try:
+            return self.repository.get(transfer_uuid(transfer_id))
+        except AggregateNotFoundError:
+            return None
+
+    def head_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # Handlers -----------------------------------------------------------------
+
+    def _open_account(self, cmd: OpenAccount) -> dict[str, Any]:
+        asset = Asset.parse(cmd.asset)
+        try:
+            existing = self.account(cmd.id)
+        except AccountNotFound:
+            existing = None
+        if existing is not None:
+            if (existing.asset, existing.overdraft_limit, existing.metadata) != (
+                str(asset),
+                cmd.overdraft_limit,
+                cmd.metadata,
+            ):
+                raise IdConflict(f"account {cmd.id!r} already exists with a different body")
+            return self._account_result(existing, self._position_of(existing.id))
+
+        account = Account(
+            account_id=cmd.id,
+            asset=str(asset),
+            overdraft_limit=cmd.overdraft_limit,
+            system=False,
+            metadata=cmd.metadata,
+        )
+        to_save: list[Account] = []
+        issuance_id = issuance_account_id(str(asset))
+        try:
+            self.account(issuance_id)
+        except AccountNotFound:
+            to_save.append(
+                Account(account_id=issuance_id, asset=str(asset), overdraft_limit=0, system=True, metadata={})
+            )
+        to_save.append(account)
+        position = self._save(*to_save)
+        return self._account_result(account, position)
+
+    def _deposit(self, cmd: Deposit) -> dict[str, Any]:
+        account = self.account(cmd.account)
+        if account.system:
+            raise InvalidRequest(f"account {cmd.account!r} is a system account")
+        asset = Asset.parse(account.asset)
+        amount = asset.parse_amount(cmd.amount)
+        issuance = self.account(issuance_account_id(account.asset))
+        return self._move(
+            cmd.id, "deposit", issuance, account, asset, amount, {}, lambda t: {"account": cmd.account}
+        )
+
+    def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
+        if cmd.debit_account == cmd.credit_account:
+            raise SameAccount("debit_account and credit_account must differ")
+        debit = self.account(cmd.debit_account)
+        credit = self.account(cmd.credit_account)
+        if debit.asset != credit.asset:
+            raise AssetMismatch(
+                f"account {debit.account_id!r} holds {debit.asset} but "
+                f"account {credit.account_id!r} holds {credit.asset}"
+            )
+        asset = Asset.parse(debit.asset)
+        amount = asset.parse_amount(cmd.amount)
+        return self._move(
+            cmd.id,
+            "transfer",
+            debit,
+            credit,
+            asset,
+            amount,
+            cmd.metadata,
+            lambda t: {"debit_account": t.debit_account, "credit_account": t.credit_account},
+        )
+
+    def _move(
+        self,
+        transfer_id: str,
+        kind: str,
+        debit: Account,
+        credit: Account,
+        asset: Asset,
+        amount: int,
+        metadata: dict[str, Any],
+        describe: Callable[[Transfer], dict[str, Any]],
+    ) -> dict[str, Any]:
+        existing = self.transfer_record(transfer_id)
+        if existing is not None:
+            if not existing.same_request(kind, debit.account_id, credit.account_id, amount, metadata):
+                raise IdConflict(f"{kind} id {transfer_id!r} was already used with a different body")
+            return self._transfer_result(existing, describe, self._position_of(existing.id))
+        transfer = Transfer(
+            transfer_id=transfer_id,
+            kind=kind,
+            debit_account=debit.account_id,
+            credit_account=credit.account_id,
+            asset=str(asset),
+            amount=amount,
+            metadata=metadata,
+        )
+        debit.debit(transfer_id, amount)
+        credit.credit(transfer_id, amount)
+        # The transfer is saved last, so its first event carries the command's position.
+        position = self._save(debit, credit, transfer)
+        return self._transfer_result(transfer, describe, position)
+
+    # Plumbing -----------------------------------------------------------------
+
+    def _save(self, *aggregates: Any) -> int:
+        recordings = self.save(*aggregates)
+        return max(r.notification.id for r in recordings)
+
+    def _retrying(self, handler: Callable[[], T]) -> T:
+        for attempt in range(1, self.write_attempts + 1):
+            try:
+                return handler()
+            except IntegrityError:
+                log.debug("write conflict, retrying", extra={"attempt": attempt})
+                time.sleep(random.uniform(0, 0.002 * attempt))
+        raise Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)")
+
+    def _position_of(self, originator_id: UUID) -> int:
+        """The notification id of an aggregate's first event (the position of its command)."""
+        table = f"{self.name.lower()}_events"
+        with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+            curs.execute(
+                f"SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = 1",
+                (originator_id,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            raise RuntimeError(f"aggregate {originator_id} has no first event")
+        return int(row["notification_id"])
+
+    @staticmethod
+    def _account_result(account: Account, position: int) -> dict[str, Any]:
+        asset = Asset.parse(account.asset)
+        return {
+            "id": account.account_id,
+            "asset": account.asset,
+            "status": account.status,
+            "overdraft_limit": asset.format(account.overdraft_limit),
+            "metadata": account.metadata,
+            "position": position,
+        }
+
+    @staticmethod
+    def _transfer_result(
+        transfer: Transfer, describe: Callable[[Transfer], dict[str, Any]], position: int
+    ) -> dict[str, Any]:
+        asset = Asset.parse(transfer.asset)
+        result: dict[str, Any] = {"id": transfer.transfer_id, "status": transfer.status}
+        result.update(describe(transfer))
+        result.update({"amount": asset.format(transfer.amount), "asset": transfer.asset})
+        if transfer.kind == "transfer":
+            result["metadata"] = transfer.metadata
+        result["position"] = position
+        return result

@@ -1,0 +1,55 @@
+"""The command HTTP API (falcon, served by gunicorn): thin resources over ``Ledger``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from commands import requests
+from commands.application import Ledger, event_store_env
+from ledger.errors import InvalidRequest
+from runtime import logs, web
+from runtime.settings import Settings
+
+
+def read_body(req: falcon.Request) -> Any:
+    if req.content_length is not None and req.content_length > requests.MAX_BODY_BYTES:
+        raise requests.BodyTooLarge(f"body is {req.content_length} bytes; the limit is {requests.MAX_BODY_BYTES}")
+    media_type = (req.content_type or "application/json").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise web.Problem(415, "unsupported_media_type", "send the body as application/json")
+    raw = req.bounded_stream.read(requests.MAX_BODY_BYTES + 1)
+    if len(raw) > requests.MAX_BODY_BYTES:
+        raise requests.BodyTooLarge(f"body is over the limit of {requests.MAX_BODY_BYTES} bytes")
+    if not raw:
+        raise InvalidRequest("body is empty; send a JSON object")
+    return requests.parse_json(raw)
+
+
+class CreateResource:
+    """POST of one kind of command: parse the body, run the handler, answer 201."""
+
+    def __init__(self, parse: Callable[[Any], Any], handle: Callable[[Any], dict[str, Any]]) -> None:
+        self.parse = parse
+        self.handle = handle
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        command = self.parse(read_body(req))
+        web.json_response(resp, self.handle(command), status=201)
+
+
+def create_app(ledger: Ledger) -> falcon.App:
+    app = web.create_base_app()
+    app.add_route("/v1/accounts", CreateResource(requests.open_account, ledger.open_account))
+    app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
+    app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
+    return app
+
+
+def get_app() -> falcon.App:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    ledger = Ledger(event_store_env(settings), write_attempts=settings.write_attempts)
+    return create_app(ledger)

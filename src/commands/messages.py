@@ -1,0 +1,30 @@
+"""Commands: what a client asked for, already validated and in minor units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OpenAccount:
+    id: str
+    asset: str
+    overdraft_limit: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    id: str
+    account: str
+    amount: str  # major units; the account's asset decides the scale
+
+
+@dataclass(frozen=True)
+class TransferFunds:
+    id: str
+    debit_account: str
+    credit_account: str
+    amount: str  # major units; the accounts' asset decides the scale
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The ledger's domain model: money, accounts, transfers and their rules. No I/O."""

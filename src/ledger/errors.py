@@ -1,0 +1,79 @@
+"""The ledger's typed error family.
+
+Every rejection is data with a stable machine-readable ``code``; adapters map the
+class to a transport status, the domain never knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    code = "ledger_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(LedgerError):
+    """The request is malformed or fails validation; nothing was attempted."""
+
+    code = "invalid_request"
+
+
+class InvalidAmount(InvalidRequest):
+    code = "invalid_amount"
+
+
+class InvalidAsset(InvalidRequest):
+    code = "invalid_asset"
+
+
+class NotFound(LedgerError):
+    code = "not_found"
+
+
+class AccountNotFound(NotFound):
+    code = "account_not_found"
+
+
+class TransferNotFound(NotFound):
+    code = "transfer_not_found"
+
+
+class Conflict(LedgerError):
+    code = "conflict"
+
+
+class IdConflict(Conflict):
+    """A client-chosen id was reused with a different body."""
+
+    code = "id_conflict"
+
+
+class RuleViolation(LedgerError):
+    """A well-formed request that the ledger's rules refuse."""
+
+    code = "rule_violation"
+
+
+class InsufficientFunds(RuleViolation):
+    code = "insufficient_funds"
+
+
+class AssetMismatch(RuleViolation):
+    code = "asset_mismatch"
+
+
+class SameAccount(RuleViolation):
+    code = "same_account"
+
+
+class AccountNotOpen(RuleViolation):
+    code = "account_not_open"
+
+
+class Busy(LedgerError):
+    """Optimistic concurrency retries ran out; the client may retry the same request."""
+
+    code = "busy"

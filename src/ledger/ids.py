@@ -1,0 +1,41 @@
+"""Client-chosen identifiers and the deterministic aggregate ids derived from them.
+
+Deriving aggregate ids with ``uuid5`` makes "create" idempotent by construction: a
+second create of the same id collides on the event store's primary key.
+"""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID, uuid5
+
+from ledger.errors import InvalidRequest
+
+NAMESPACE = UUID("6f1a3c1e-2f4b-5d7e-9a0b-1c2d3e4f5a6b")
+
+# Client ids start with a letter or digit; ids starting with "$" are reserved for
+# system accounts, so a client can never address (and mint from) them.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def validate_client_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or _CLIENT_ID.match(value) is None:
+        raise InvalidRequest(
+            f"{field} must be a string of 1-128 characters from [A-Za-z0-9._:-], "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def account_uuid(account_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"account:{account_id}")
+
+
+def transfer_uuid(transfer_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"transfer:{transfer_id}")
+
+
+def issuance_account_id(asset: str) -> str:
+    """The per-asset system account that funds deposits; it may go negative."""
+    code, scale = asset.split("/")
+    return f"$issuance.{code}.{scale}"

@@ -1,0 +1,1 @@
+"""The relay (event store to Kafka) and the read-model projector (Kafka to MongoDB)."""

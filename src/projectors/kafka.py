@@ -1,0 +1,52 @@
+"""Kafka plumbing shared by the relay and the projector: configs and the topic."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka.admin import AdminClient, NewTopic
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(bootstrap: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        # Java clients' default partitioner, so keys land where they expect.
+        "partitioner": "murmur2_random",
+    }
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    }
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int) -> tuple[str, int]:
+    """Create the topic if missing; returns its id and partition count.
+
+    The id changes when a broker that lost its memory recreates the topic, which is how
+    the relay and the projector notice that earlier offsets mean nothing any more.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic not in admin.list_topics(timeout=10).topics:
+        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        try:
+            future.result(timeout=10)
+            log.info("created topic", extra={"topic": topic, "partitions": partitions})
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    description = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
+    return str(description.topic_id), len(description.partitions)

@@ -1,0 +1,149 @@
+"""How stored events travel on Kafka: CloudEvents 1.0 in binary mode.
+
+Attributes go in ``ce_*`` headers, the JSON payload is the message value, and the key
+is the subject (the account or transfer id), so one subject's events keep their order
+in one partition. Amounts are strings of integer minor units, with the asset beside
+them, so they stay exact in every language.
+
+Besides ledger events the topic carries ``ledger.checkpoint.v1`` messages: after the
+broker confirmed every event up to position P, the relay writes one to every
+partition. A consumer that has read a checkpoint P in every partition has seen every
+event up to P; that is how the read model knows what "applied up to N" means.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from ledger.accounts import Account
+from ledger.ids import NAMESPACE
+from ledger.transfers import Transfer
+
+SOURCE = "/ledger"
+CHECKPOINT = "ledger.checkpoint.v1"
+
+EVENT_TYPES: dict[type, str] = {
+    Account.Opened: "ledger.account.opened.v1",
+    Account.Debited: "ledger.account.debited.v1",
+    Account.Credited: "ledger.account.credited.v1",
+    Transfer.Posted: "ledger.transfer.posted.v1",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    key: str | None
+    value: bytes
+    headers: dict[str, str]
+
+    def header_list(self) -> list[tuple[str, bytes]]:
+        return [(name, value.encode()) for name, value in self.headers.items()]
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """A ledger event as read back from Kafka."""
+
+    id: str
+    type: str
+    subject: str
+    sequence: int
+    position: int
+    time: str
+    data: dict[str, Any]
+
+
+def event_id(originator_id: UUID, version: int) -> str:
+    """Deterministic, so a republished event keeps its id and consumers can deduplicate."""
+    return str(uuid5(NAMESPACE, f"{originator_id}:{version}"))
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """What a movement event does not repeat: its account's public id and asset."""
+
+    account_id: str
+    asset: str
+
+
+def _payload(event: Any, account: AccountRef | None) -> tuple[str, dict[str, Any]]:
+    if isinstance(event, Account.Opened):
+        return event.account_id, {
+            "account": event.account_id,
+            "asset": event.asset,
+            "overdraft_limit": str(event.overdraft_limit),
+            "system": event.system,
+            "metadata": event.metadata,
+        }
+    if isinstance(event, (Account.Debited, Account.Credited)):
+        if account is None:
+            raise ValueError("an account movement needs its AccountRef")
+        return account.account_id, {
+            "account": account.account_id,
+            "transfer": event.transfer_id,
+            "asset": account.asset,
+            "amount": str(event.amount),
+        }
+    if isinstance(event, Transfer.Posted):
+        return event.transfer_id, {
+            "transfer": event.transfer_id,
+            "kind": event.kind,
+            "debit_account": event.debit_account,
+            "credit_account": event.credit_account,
+            "asset": event.asset,
+            "amount": str(event.amount),
+            "metadata": event.metadata,
+        }
+    raise TypeError(f"no message type for {type(event).__qualname__}")
+
+
+def to_message(event: Any, position: int, account: AccountRef | None = None) -> Message:
+    subject, data = _payload(event, account)
+    timestamp: datetime = event.timestamp
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": event_id(event.originator_id, event.originator_version),
+        "ce_source": SOURCE,
+        "ce_type": EVENT_TYPES[type(event)],
+        "ce_subject": subject,
+        "ce_time": timestamp.isoformat(),
+        "ce_sequence": f"{event.originator_version:020d}",
+        "ce_position": str(position),
+        "content-type": "application/json",
+    }
+    return Message(subject, json.dumps(data, separators=(",", ":")).encode(), headers)
+
+
+def checkpoint_message(position: int) -> Message:
+    return Message(
+        None,
+        b"{}",
+        {
+            "ce_specversion": "1.0",
+            "ce_id": f"checkpoint-{position}",
+            "ce_source": SOURCE,
+            "ce_type": CHECKPOINT,
+            "ce_position": str(position),
+            "content-type": "application/json",
+        },
+    )
+
+
+def headers_of(raw: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    return {name: (value or b"").decode() for name, value in raw or []}
+
+
+def from_message(headers: dict[str, str], value: bytes | None) -> LedgerEvent:
+    return LedgerEvent(
+        id=headers["ce_id"],
+        type=headers["ce_type"],
+        subject=headers["ce_subject"],
+        sequence=int(headers["ce_sequence"]),
+        position=int(headers["ce_position"]),
+        time=headers["ce_time"],
+        data=json.loads(value or b"{}"),
+    )

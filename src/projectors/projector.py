@@ -1,0 +1,115 @@
+"""The projector: Kafka to the MongoDB read models.
+
+It assigns itself every partition (no consumer-group join to wait for) and keeps its
+offsets in MongoDB next to the read models, written after the batch they cover, so a
+crash replays at most one batch, which the writer ignores. The watermark (the position
+up to which everything is applied) is the lowest relay checkpoint seen across all
+partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from pymongo.database import Database
+
+from projectors import kafka
+from projectors.messages import CHECKPOINT, from_message, headers_of
+from projectors.views import ReadModelWriter
+from queries.readmodel import PROJECTOR_STATE, watermark
+
+log = logging.getLogger(__name__)
+
+
+class Projector:
+    def __init__(
+        self,
+        db: Database[Any],
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        *,
+        group: str = "ledger-projector",
+        batch_size: int = 500,
+    ) -> None:
+        self.db = db
+        self.writer = ReadModelWriter(db)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.requested_partitions = partitions
+        self.batch_size = batch_size
+        self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
+        self.topic_id = ""
+        self.offsets: dict[int, int] = {}
+        self.checkpoints: dict[int, int] = {}
+
+    def start(self) -> None:
+        self.writer.create_indexes()
+        self.topic_id, partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions)
+        assignment = []
+        for partition in range(partitions):
+            state = self.db[PROJECTOR_STATE].find_one({"_id": f"partition:{partition}"}) or {}
+            if state.get("checkpoint") is not None:
+                self.checkpoints[partition] = int(state["checkpoint"])
+            if state.get("topic_id") == self.topic_id:
+                offset = int(state["offset"])
+            else:
+                if state:
+                    log.warning("topic was recreated; reading it from the start", extra={"partition": partition})
+                offset = OFFSET_BEGINNING
+            assignment.append(TopicPartition(self.topic, partition, offset))
+        self.partitions = partitions
+        self.consumer.assign(assignment)
+        log.info("projector starting", extra={"topic": self.topic, "partitions": partitions})
+
+    def process_batch(self, timeout: float = 0.5) -> int:
+        messages = self.consumer.consume(self.batch_size, timeout)
+        touched: set[int] = set()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            partition = message.partition()
+            headers = headers_of(message.headers())
+            if headers.get("ce_type") == CHECKPOINT:
+                position = int(headers["ce_position"])
+                self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
+            else:
+                self.writer.apply(from_message(headers, message.value()))
+            self.offsets[partition] = message.offset() + 1
+            touched.add(partition)
+        for partition in touched:
+            self.db[PROJECTOR_STATE].update_one(
+                {"_id": f"partition:{partition}"},
+                {
+                    "$set": {
+                        "topic_id": self.topic_id,
+                        "offset": self.offsets[partition],
+                        "checkpoint": self.checkpoints.get(partition),
+                    }
+                },
+                upsert=True,
+            )
+        if touched and len(self.checkpoints) >= self.partitions:
+            self.writer.raise_watermark(min(self.checkpoints[p] for p in range(self.partitions)))
+        return len(messages)
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
+        self.start()
+        on_ready()
+        last_report = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.process_batch()
+                if time.monotonic() - last_report > 10:
+                    log.info("projector position", extra={"watermark": watermark(self.db)})
+                    last_report = time.monotonic()
+        finally:
+            self.consumer.close()

@@ -1,0 +1,169 @@
+"""The relay: the event store's notification log, in order, onto Kafka.
+
+The event store is the outbox: nothing is published "after commit" by the writers.
+The relay reads committed notifications after its stored position, publishes them with
+an idempotent producer, waits until the broker confirmed every one, writes a
+checkpoint to every partition, and only then stores the new position. A crash at any
+point republishes at most one batch; consumers deduplicate by position or ``ce_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from confluent_kafka import KafkaError, Producer
+
+from commands.application import Ledger
+from ledger.accounts import Account
+from projectors import kafka
+from projectors.messages import AccountRef, Message, checkpoint_message, to_message
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    pass
+
+
+class RelayState:
+    """The relay's stored position, in the event store's database."""
+
+    def __init__(self, database_url: str, topic: str) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.topic = topic
+
+    def load(self) -> tuple[int, str | None]:
+        row = self.conn.execute(
+            "SELECT position, topic_id FROM relay_state WHERE topic = %s", (self.topic,)
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, None)
+
+    def save(self, position: int, topic_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO relay_state (topic, position, topic_id) VALUES (%s, %s, %s) "
+            "ON CONFLICT (topic) DO UPDATE SET position = EXCLUDED.position, "
+            "topic_id = EXCLUDED.topic_id, updated_at = now()",
+            (self.topic, position, topic_id),
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Relay:
+    def __init__(
+        self,
+        ledger: Ledger,
+        state: RelayState,
+        database_url: str,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        *,
+        batch_size: int = 1000,
+    ) -> None:
+        self.ledger = ledger
+        self.state = state
+        self.database_url = database_url
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.requested_partitions = partitions
+        self.batch_size = batch_size
+        self.producer = Producer(kafka.producer_config(bootstrap))
+        self._accounts: dict[UUID, AccountRef] = {}
+        self.position = 0
+        self.topic_id = ""
+        self.partitions = 0
+
+    def start(self) -> None:
+        self.topic_id, self.partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions)
+        position, stored_topic_id = self.state.load()
+        if stored_topic_id is not None and stored_topic_id != self.topic_id:
+            log.warning(
+                "the topic was recreated (the broker lost its data); republishing from the start",
+                extra={"topic": self.topic, "stored_position": position},
+            )
+            position = 0
+        self.position = position
+        log.info("relay starting", extra={"position": position, "topic": self.topic, "partitions": self.partitions})
+
+    def publish_batch(self) -> int:
+        """Publish the next batch; returns how many events it published."""
+        notifications = self.ledger.recorder.select_notifications(
+            start=self.position, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        messages = [self._encode(n) for n in notifications]
+        self._deliver(messages, partition=None)
+        last = notifications[-1].id
+        self._deliver([checkpoint_message(last)] * self.partitions, partition="each")
+        self.state.save(last, self.topic_id)
+        self.position = last
+        return len(notifications)
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
+        self.start()
+        with psycopg.connect(self.database_url, autocommit=True) as listener:
+            listener.execute("LISTEN ledger_events")
+            on_ready()
+            last_report = time.monotonic()
+            while not stop.is_set():
+                published = self.publish_batch()
+                if published == 0:
+                    for _ in listener.notifies(timeout=0.5, stop_after=1):
+                        pass
+                if time.monotonic() - last_report > 10:
+                    head = self.ledger.head_position()
+                    log.info("relay lag", extra={"position": self.position, "head": head, "lag": head - self.position})
+                    last_report = time.monotonic()
+        self.producer.flush(10)
+
+    def _encode(self, notification: Any) -> Message:
+        event = self.ledger.mapper.to_domain_event(notification)
+        account = None
+        if isinstance(event, (Account.Debited, Account.Credited)):
+            account = self._account_ref(event.originator_id)
+        return to_message(event, notification.id, account)
+
+    def _account_ref(self, originator_id: UUID) -> AccountRef:
+        ref = self._accounts.get(originator_id)
+        if ref is None:
+            opened = next(iter(self.ledger.events.get(originator_id, lte=1)))
+            assert isinstance(opened, Account.Opened)
+            ref = AccountRef(opened.account_id, opened.asset)
+            if len(self._accounts) > 100_000:
+                self._accounts.clear()
+            self._accounts[originator_id] = ref
+        return ref
+
+    def _deliver(self, messages: list[Message], partition: str | None) -> None:
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for index, message in enumerate(messages):
+            kwargs: dict[str, Any] = {"partition": index} if partition == "each" else {"key": message.key}
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic,
+                        value=message.value,
+                        headers=message.header_list(),
+                        on_delivery=on_delivery,
+                        **kwargs,
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)
+        remaining = self.producer.flush(30)
+        if remaining or errors:
+            raise DeliveryFailed(f"{remaining} undelivered, errors: {errors[:3]}")

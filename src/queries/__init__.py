@@ -1,0 +1,1 @@
+"""The read side: MongoDB read models and the query HTTP app."""

@@ -1,0 +1,92 @@
+"""The query HTTP API (falcon, served by gunicorn). It reads MongoDB only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import pymongo
+from pymongo.database import Database
+
+from ledger.errors import InvalidRequest
+from queries import readmodel
+from runtime import logs, web
+from runtime.settings import Settings
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+def _int_param(req: falcon.Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or (high is not None and int(raw) > high) or int(raw) < low:
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise InvalidRequest(f"{name} must be an integer {bounds}")
+    return int(raw)
+
+
+class ReadYourWrites:
+    """``?min_position=N`` waits (bounded) until the read models have applied position N."""
+
+    def __init__(self, db: Database[Any], wait_seconds: float) -> None:
+        self.db = db
+        self.wait_seconds = wait_seconds
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+        if resource is None:
+            return
+        position = _int_param(req, "min_position", None, 0)
+        if position is None:
+            return
+        if not readmodel.wait_for_position(self.db, position, self.wait_seconds):
+            raise web.Problem(
+                503,
+                "not_yet_visible",
+                f"the read model has not yet applied position {position} "
+                f"(it is at {readmodel.watermark(self.db)}); retry shortly",
+                headers={"Retry-After": "1"},
+            )
+
+
+class Account:
+    def __init__(self, db: Database[Any]) -> None:
+        self.db = db
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        web.json_response(resp, readmodel.account(self.db, account_id))
+
+
+class Entries:
+    def __init__(self, db: Database[Any]) -> None:
+        self.db = db
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        limit = _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        assert limit is not None
+        web.json_response(resp, readmodel.entries(self.db, account_id, limit, req.get_param("cursor")))
+
+
+class Transfer:
+    def __init__(self, db: Database[Any]) -> None:
+        self.db = db
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
+        web.json_response(resp, readmodel.transfer(self.db, transfer_id))
+
+
+def create_app(db: Database[Any], wait_seconds: float) -> falcon.App:
+    app = web.create_base_app()
+    app.add_middleware(ReadYourWrites(db, wait_seconds))
+    app.add_route("/v1/accounts/{account_id}", Account(db))
+    app.add_route("/v1/accounts/{account_id}/entries", Entries(db))
+    app.add_route("/v1/transfers/{transfer_id}", Transfer(db))
+    return app
+
+
+def get_app() -> falcon.App:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
+    return create_app(client[settings.mongo_db], settings.read_wait_seconds)

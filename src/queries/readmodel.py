@@ -1,0 +1,128 @@
+"""The MongoDB read models, as the query side reads them. Thin functions, plain dicts.
+
+Amounts are stored as strings of integer minor units (nx-27017 has no Decimal128 and
+int64 is too small for 2^127-1); they are formatted in major units on the way out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from pymongo.database import Database
+
+from ledger.errors import AccountNotFound, InvalidRequest, TransferNotFound
+from ledger.money import Asset
+
+ACCOUNTS = "accounts"
+ENTRIES = "entries"
+TRANSFERS = "transfers"
+PROJECTOR_STATE = "projector_state"
+WATERMARK_ID = "watermark"
+
+
+def watermark(db: Database[Any]) -> int:
+    """Every event at or below this position is reflected in the read models."""
+    doc = db[PROJECTOR_STATE].find_one({"_id": WATERMARK_ID})
+    return int(doc["position"]) if doc else 0
+
+
+def wait_for_position(db: Database[Any], position: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if watermark(db) >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def account(db: Database[Any], account_id: str) -> dict[str, Any]:
+    doc = db[ACCOUNTS].find_one({"_id": account_id})
+    if doc is None:
+        raise AccountNotFound(f"account {account_id!r} does not exist")
+    asset = Asset.parse(doc["asset"])
+    posted_debits = int(doc["posted_debits"])
+    posted_credits = int(doc["posted_credits"])
+    pending_debits = int(doc["pending_debits"])
+    pending_credits = int(doc["pending_credits"])
+    return {
+        "id": doc["_id"],
+        "asset": doc["asset"],
+        "status": doc["status"],
+        "system": doc["system"],
+        "overdraft_limit": asset.format(int(doc["overdraft_limit"])),
+        "metadata": doc["metadata"],
+        "balance": {
+            "posted_debits": asset.format(posted_debits),
+            "posted_credits": asset.format(posted_credits),
+            "pending_debits": asset.format(pending_debits),
+            "pending_credits": asset.format(pending_credits),
+            "available": asset.format(posted_credits - posted_debits - pending_debits),
+        },
+        "position": doc["position"],
+    }
+
+
+def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of an account's entries, newest first."""
+    doc = db[ACCOUNTS].find_one({"_id": account_id}, {"asset": 1})
+    if doc is None:
+        raise AccountNotFound(f"account {account_id!r} does not exist")
+    asset = Asset.parse(doc["asset"])
+    query: dict[str, Any] = {"account": account_id}
+    if cursor is not None:
+        query["version"] = {"$lt": _decode_cursor(cursor)}
+    rows = list(db[ENTRIES].find(query).sort("version", -1).limit(limit + 1))
+    page = rows[:limit]
+    return {
+        "account": account_id,
+        "entries": [
+            {
+                "transfer_id": row["transfer"],
+                "side": row["side"],
+                "amount": asset.format(int(row["amount"])),
+                "balance_after": asset.format(int(row["balance_after"])),
+                "position": row["position"],
+                "time": row["time"],
+            }
+            for row in page
+        ],
+        "next_cursor": _encode_cursor(page[-1]["version"]) if len(rows) > limit else None,
+    }
+
+
+def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
+    doc = db[TRANSFERS].find_one({"_id": transfer_id})
+    if doc is None:
+        raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
+    asset = Asset.parse(doc["asset"])
+    return {
+        "id": doc["_id"],
+        "kind": doc["kind"],
+        "status": doc["status"],
+        "debit_account": doc["debit_account"],
+        "credit_account": doc["credit_account"],
+        "asset": doc["asset"],
+        "amount": asset.format(int(doc["amount"])),
+        "metadata": doc["metadata"],
+        "time": doc["time"],
+        "position": doc["position"],
+    }
+
+
+def _encode_cursor(version: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"v": version}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        version = json.loads(base64.urlsafe_b64decode(padded.encode()))["v"]
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError
+        return version
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest("cursor is not one this API returned") from None

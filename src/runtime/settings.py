@@ -1,0 +1,85 @@
+"""The one place that reads the environment.
+
+Every setting is an environment variable named ``LEDGER_*``. The three server URLs
+left unset mean "use the embedded server", which ``ledger up`` starts and then passes
+to its children explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    mongo_url: str | None = None
+    mongo_db: str = "ledger"
+    data_dir: Path = Path(".ledger")
+    host: str = "127.0.0.1"
+    command_port: int = 8081
+    query_port: int = 8082
+    embedded_postgres_port: int = 55432
+    embedded_kafka_port: int = 19092
+    embedded_mongo_port: int = 27117
+    kafka_topic: str = "ledger.events"
+    kafka_partitions: int = 4
+    web_workers: int = 2
+    web_threads: int = 4
+    db_pool_size: int = 4
+    read_wait_seconds: float = 5.0
+    write_attempts: int = 20
+    log_level: str = "INFO"
+    log_format: str = "json"
+    migrations_dir: Path = PROJECT_ROOT / "migrations"
+    ready_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(env_name(field.name))
+            if raw is None or raw == "":
+                continue
+            kind = field.type
+            try:
+                if kind == "int":
+                    values[field.name] = int(raw)
+                elif kind == "float":
+                    values[field.name] = float(raw)
+                elif kind in ("Path", "Path | None"):
+                    values[field.name] = Path(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError:
+                raise SettingsError(f"{env_name(field.name)}={raw!r} is not a valid {kind}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    def require(self, name: str) -> str:
+        """The URL of an external server, or a clear error telling how to get one."""
+        value = getattr(self, name)
+        if not value:
+            raise SettingsError(
+                f"{env_name(name)} is not set: run this under `ledger up`, which starts the "
+                "embedded servers, or point it at a running server"
+            )
+        return str(value)
+
+
+def env_name(field_name: str) -> str:
+    return f"LEDGER_{field_name.upper()}"
+
+
+def env_names() -> set[str]:
+    return {env_name(field.name) for field in fields(Settings)}

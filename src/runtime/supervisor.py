@@ -1,0 +1,257 @@
+"""``ledger up``: the whole system as supervised child processes.
+
+Start order: servers (embedded unless a URL is set), migrations, then the two HTTP APIs,
+the relay and the projector, each awaited until healthy. A service that dies is
+reported and restarted with back-off; a server that dies stops everything, because
+nothing can work without it. Stopping sends each child its stop signal and SIGKILL
+after a grace period, in reverse order, and waits for every one of them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
+from runtime.migrations import migrate
+from runtime.processes import ManagedProcess, wait_until
+from runtime.settings import Settings, env_name
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    process: ManagedProcess
+    ready: object  # a callable returning True once the service is healthy
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Stack:
+    def __init__(self, settings: Settings, *, fresh: bool = False, out: IO[str] = sys.stdout) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.fresh = fresh
+        self.out = out
+        self.stop_requested = threading.Event()
+        self.servers: list[Server] = []
+        self.services: list[Service] = []
+        self._lock_handle: IO[str] | None = None
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested.set()
+
+    def run(self) -> int:
+        """Start everything, supervise until asked to stop; returns the exit code."""
+        try:
+            self._prepare_data_dir()
+            urls = self._start_servers()
+            migrate(urls["database_url"], self.settings.migrations_dir)
+            self._start_services(urls)
+            self._write_state(urls)
+            self._announce(urls)
+            return self._supervise()
+        finally:
+            self.shutdown()
+
+    # Start-up -----------------------------------------------------------------
+
+    def _prepare_data_dir(self) -> None:
+        if self.fresh and self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        self._lock_handle = open(self.data_dir / "run" / "lock", "w")  # noqa: SIM115 - held while up
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"another `ledger up` is using {self.data_dir}") from None
+
+    def _start_servers(self) -> dict[str, str]:
+        s = self.settings
+        urls = {"database_url": s.database_url, "kafka_bootstrap": s.kafka_bootstrap, "mongo_url": s.mongo_url}
+        embedded = {
+            "database_url": lambda: EmbeddedPostgres(self.data_dir, s.embedded_postgres_port, s.host),
+            "kafka_bootstrap": lambda: EmbeddedKafka(self.data_dir, s.embedded_kafka_port, s.host),
+            "mongo_url": lambda: EmbeddedMongo(self.data_dir, s.embedded_mongo_port, s.host),
+        }
+        for name, make in embedded.items():
+            if urls[name]:
+                continue
+            self._check_stop()
+            server = make()
+            self.servers.append(server)
+            server.start()
+            urls[name] = server.url
+            log.info("embedded server ready", extra={"server": server.process.name, "url": server.url})
+        return {k: str(v) for k, v in urls.items()}
+
+    def _start_services(self, urls: dict[str, str]) -> None:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({env_name(k): v for k, v in urls.items()})
+        env[env_name("data_dir")] = str(self.data_dir)
+        python = sys.executable
+        run_dir = self.data_dir / "run"
+
+        def http(name: str, app: str, port: int) -> Service:
+            argv = [python, "-m", "gunicorn", "-c", "python:runtime.gunicorn_conf", "--bind", f"{s.host}:{port}", app]
+            url = f"http://{s.host}:{port}/healthz"
+            return Service(ManagedProcess(name, argv, env=env, grace_seconds=15), lambda: _http_ok(url))
+
+        def worker(name: str, subcommand: str) -> Service:
+            ready_file = run_dir / f"{name}.ready"
+            child_env = dict(env, **{env_name("ready_file"): str(ready_file)})
+            return Service(
+                ManagedProcess(name, [python, "-m", "runtime.cli", subcommand], env=child_env, grace_seconds=15),
+                ready_file.exists,
+            )
+
+        self.services = [
+            http("command-api", "commands.http:get_app()", s.command_port),
+            http("query-api", "queries.http:get_app()", s.query_port),
+            worker("relay", "relay"),
+            worker("projector", "project"),
+        ]
+        for service in self.services:
+            self._check_stop()
+            self._start_service(service)
+        for service in self.services:
+            wait_until(lambda svc=service: self._healthy(svc), 90, service.process.name)
+            log.info("service ready", extra={"service": service.process.name, "pid": service.process.pid})
+
+    def _start_service(self, service: Service) -> None:
+        ready_file = service.process.env.get(env_name("ready_file"))
+        if ready_file:
+            Path(ready_file).unlink(missing_ok=True)
+        service.process.start()
+        service.started_at = time.monotonic()
+
+    def _healthy(self, service: Service) -> bool:
+        self._check_stop()
+        code = service.process.poll()
+        if code is not None:
+            raise RuntimeError(f"{service.process.name} exited with code {code} while starting")
+        return bool(service.ready())  # type: ignore[operator]
+
+    def _check_stop(self) -> None:
+        if self.stop_requested.is_set():
+            raise KeyboardInterrupt
+
+    def _write_state(self, urls: dict[str, str]) -> None:
+        state = {
+            "supervisor": os.getpid(),
+            "urls": urls | {
+                "command_api": f"http://{self.settings.host}:{self.settings.command_port}",
+                "query_api": f"http://{self.settings.host}:{self.settings.query_port}",
+            },
+            "children": {p.name: p.pid for p in self._processes()},
+        }
+        path = self.data_dir / "run" / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    def _announce(self, urls: dict[str, str]) -> None:
+        s = self.settings
+        lines = [
+            "ledger is up",
+            f"  command API  http://{s.host}:{s.command_port}",
+            f"  query API    http://{s.host}:{s.query_port}",
+            f"  postgres     {urls['database_url']}",
+            f"  kafka        {urls['kafka_bootstrap']}",
+            f"  mongodb      {urls['mongo_url']}",
+            f"  data         {self.data_dir}",
+            "Press Ctrl-C to stop.",
+        ]
+        print("\n".join(lines), file=self.out, flush=True)
+
+    # Supervision ----------------------------------------------------------------
+
+    def _supervise(self) -> int:
+        while not self.stop_requested.wait(0.2):
+            for server in self.servers:
+                code = server.process.poll()
+                if code is not None:
+                    log.error(
+                        "server died; stopping everything",
+                        extra={"server": server.process.name, "exit_code": code, "log": str(server.process.log_file)},
+                    )
+                    return 1
+            changed = False
+            for service in self.services:
+                changed |= self._tend(service)
+            if changed:
+                self._write_state_quietly()
+        return 0
+
+    def _tend(self, service: Service) -> bool:
+        process = service.process
+        if process.popen is not None and process.poll() is None:
+            if time.monotonic() - service.started_at > 60:
+                service.restarts = 0
+            return False
+        now = time.monotonic()
+        if process.popen is not None:
+            code = process.poll()
+            process.stop()  # reap and close its log
+            process.popen = None
+            delay = min(2.0**service.restarts, 30.0)
+            service.next_start = now + delay
+            service.restarts += 1
+            log.error("service died; restarting", extra={"service": process.name, "exit_code": code, "in_seconds": delay})
+            return False
+        if now >= service.next_start:
+            self._start_service(service)
+            return True
+        return False
+
+    def _write_state_quietly(self) -> None:
+        try:
+            state_path = self.data_dir / "run" / "state.json"
+            state = json.loads(state_path.read_text())
+            self._write_state(state["urls"])
+        except (OSError, ValueError, KeyError):
+            log.exception("could not update the state file")
+
+    def _processes(self) -> list[ManagedProcess]:
+        return [s.process for s in self.servers] + [s.process for s in self.services]
+
+    # Shutdown -------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        for service in reversed(self.services):
+            service.process.stop()
+        for server in reversed(self.servers):
+            server.stop()
+        self.services, self.servers = [], []
+        (self.data_dir / "run" / "state.json").unlink(missing_ok=True)
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost URL
+        return bool(response.status == 200)
+
+
+def install_signal_handlers(stack: Stack) -> None:
+    signal.signal(signal.SIGINT, stack.request_stop)
+    signal.signal(signal.SIGTERM, stack.request_stop)

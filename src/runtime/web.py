@@ -1,0 +1,109 @@
+"""What both HTTP apps share: problem+json errors, request ids, health.
+
+Errors are mapped once, here: a ``LedgerError`` becomes an RFC 9457 problem with the
+error's stable ``code``; Falcon's own errors (unknown route, wrong method) get a code
+derived from their status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+import falcon
+
+from ledger import errors
+
+log = logging.getLogger(__name__)
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+_STATUS_BY_ERROR: list[tuple[type[errors.LedgerError], int]] = [
+    (errors.InvalidRequest, 400),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.RuleViolation, 422),
+    (errors.Busy, 503),
+]
+
+_CODE_BY_STATUS = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class Problem(falcon.HTTPError):
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(falcon.code_to_http_status(status), description=detail, headers=headers)
+        self.code = code
+
+
+def status_for(error: errors.LedgerError) -> int:
+    if error.code == "body_too_large":
+        return 413
+    for kind, status in _STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def _ledger_error(req: falcon.Request, resp: falcon.Response, error: errors.LedgerError, params: Any) -> None:
+    raise Problem(status_for(error), error.code, error.detail)
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    if isinstance(error, falcon.HTTPError):
+        raise error
+    log.exception("unhandled error", extra={"request_id": request_id.get(), "path": req.path})
+    raise Problem(500, "internal_error", "the server failed to handle this request; it was logged")
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    status = error.status_code
+    code = getattr(error, "code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
+    body = {
+        "type": "about:blank",
+        "title": falcon.code_to_http_status(status)[4:],
+        "status": status,
+        "code": code,
+        "detail": error.description or error.title,
+        "request_id": request_id.get(),
+    }
+    resp.content_type = "application/problem+json"
+    resp.data = json.dumps(body).encode()
+
+
+class RequestIdMiddleware:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-Id")
+        rid = incoming if incoming and len(incoming) <= 128 else uuid.uuid4().hex
+        request_id.set(rid)
+        resp.set_header("X-Request-Id", rid)
+
+
+class Health:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+def create_base_app() -> falcon.App:
+    app = falcon.App(middleware=[RequestIdMiddleware()])
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(errors.LedgerError, _ledger_error)
+    app.set_error_serializer(_serialize)
+    app.add_route("/healthz", Health())
+    return app
+
+
+def json_response(resp: falcon.Response, body: dict[str, Any], status: int = 200) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(body).encode()
