@@ -1,0 +1,99 @@
+"""Shared fixtures: real servers, started by the project's own code, stopped by PID.
+
+The embedded PostgreSQL, Kafka-protocol broker and MongoDB-protocol server are started
+once per test session on free ports in a temporary directory. A server that cannot
+start fails the tests that need it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymongo
+import pytest
+
+from commands.application import Ledger, event_store_env
+from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
+from runtime.migrations import migrate
+from runtime.settings import PROJECT_ROOT, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Urls:
+    database_url: str
+    kafka_bootstrap: str
+    mongo_url: str
+
+    def settings(self, **overrides: Any) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            kafka_bootstrap=self.kafka_bootstrap,
+            mongo_url=self.mongo_url,
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Urls]:
+    data_dir = tmp_path_factory.mktemp("servers")
+    started = []
+    try:
+        for server in (
+            EmbeddedPostgres(data_dir, free_port()),
+            EmbeddedKafka(data_dir, free_port()),
+            EmbeddedMongo(data_dir, free_port()),
+        ):
+            started.append(server)
+            server.start()
+        migrate(started[0].url, PROJECT_ROOT / "migrations")
+        yield Urls(started[0].url, started[1].url, started[2].url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def ledger(servers: Urls) -> Iterator[Ledger]:
+    app = Ledger(event_store_env(servers.settings()))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def event_count(servers: Urls) -> Any:
+    """A function returning how many events the store holds, to prove nothing was written."""
+
+    def count() -> int:
+        with psycopg.connect(servers.database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+            assert row is not None
+            return int(row[0])
+
+    return count
+
+
+@pytest.fixture
+def mongo_db(servers: Urls) -> Iterator[Any]:
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url)
+    yield client[unique("t").replace("-", "_")]
+    client.close()
+
+
+def project_root() -> Path:
+    return PROJECT_ROOT

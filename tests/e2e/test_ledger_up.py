@@ -1,0 +1,231 @@
+"""`ledger up` as a user runs it: one command, every real component, then HTTP.
+
+The stack runs on free ports in a temporary data directory. The tests in this module
+share one stack and run in file order; the last one stops it and checks that no
+process it started is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pymongo
+import pytest
+import requests
+
+from commands.application import Ledger, event_store_env
+from projectors.verify import differences
+from runtime.settings import Settings
+from tests.conftest import free_port, unique
+
+START_TIMEOUT = 90
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    started_in: float
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.data_dir / "run" / "state.json").read_text()))
+
+    @property
+    def command(self) -> str:
+        return str(self.state["urls"]["command_api"])
+
+    @property
+    def query(self) -> str:
+        return str(self.state["urls"]["query_api"])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return requests.post(self.command + path, json=body, timeout=30)
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return int(self.process.returncode)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    env = dict(os.environ)
+    env.update(
+        {
+            "LEDGER_DATA_DIR": str(data_dir),
+            "LEDGER_COMMAND_PORT": str(free_port()),
+            "LEDGER_QUERY_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_POSTGRES_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_KAFKA_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_MONGO_PORT": str(free_port()),
+        }
+    )
+    for name in ("LEDGER_DATABASE_URL", "LEDGER_KAFKA_BOOTSTRAP", "LEDGER_MONGO_URL"):
+        env.pop(name, None)
+    log_path = data_dir / "up.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    stack = Stack(process, data_dir, log_path, 0.0)
+    try:
+        while "ledger is up" not in stack.log():
+            assert process.poll() is None, f"ledger up exited early:\n{stack.log()[-3000:]}"
+            assert time.monotonic() - started < START_TIMEOUT, f"not up after {START_TIMEOUT}s:\n{stack.log()[-3000:]}"
+            time.sleep(0.2)
+        stack.started_in = time.monotonic() - started
+        yield stack
+    finally:
+        survivors = stack.descendants() if process.poll() is None else []
+        stack.stop()
+        for child in survivors:
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                child.kill()
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_it_serves_both_apis_within_90_seconds(stack: Stack) -> None:
+    assert stack.started_in < START_TIMEOUT
+    assert requests.get(stack.command + "/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(stack.query + "/healthz", timeout=5).json() == {"status": "ok"}
+    print(f"\nledger up served both APIs after {stack.started_in:.1f}s")
+
+
+def test_the_walking_skeleton_scenario(stack: Stack) -> None:
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        assert stack.post("/v1/accounts", {"id": account, "asset": "USD/2"}).status_code == 201
+    assert stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "100.00"}).status_code == 201
+    transfer = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"})
+    assert transfer.status_code == 201
+    position = transfer.json()["position"]
+
+    def balance(account: str) -> str:
+        reply = requests.get(f"{stack.query}/v1/accounts/{account}", params={"min_position": position}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["balance"]["available"])
+
+    assert (balance(a), balance(b)) == ("70.00", "30.00")
+    entries = requests.get(f"{stack.query}/v1/accounts/{a}/entries", timeout=10).json()["entries"]
+    assert [(e["side"], e["amount"]) for e in entries] == [("debit", "30.00"), ("credit", "100.00")]
+    assert entries[0]["transfer_id"] == transfer.json()["id"]
+
+
+def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
+    stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "50.00"})
+    body = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "20.00"}
+    first = stack.post("/v1/transfers", body)
+    again = stack.post("/v1/transfers", body)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert stack.post("/v1/transfers", body | {"amount": "21.00"}).status_code == 409
+    with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
+        before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+        too_much = stack.post("/v1/transfers", body | {"id": unique("t"), "amount": "30.01"})
+        after = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
+    assert too_much.status_code == 422
+    assert too_much.json()["code"] == "insufficient_funds"
+    assert before == after
+
+
+def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack) -> None:
+    accounts = [unique("L") for _ in range(6)]
+    for account in accounts:
+        stack.post("/v1/accounts", {"id": account, "asset": "EUR/2"})
+        stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "1000.00"})
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def load(offset: int) -> None:
+        session = requests.Session()
+        i = offset
+        while not stop.is_set():
+            src, dst = accounts[i % 6], accounts[(i + 1 + offset) % 6]
+            reply = session.post(
+                stack.command + "/v1/transfers",
+                json={"id": unique("t"), "debit_account": src, "credit_account": dst, "amount": "0.01"},
+                timeout=30,
+            )
+            assert reply.status_code in (201, 422), reply.text
+            sent.append(reply.status_code)
+            i += 1
+
+    writers = [threading.Thread(target=load, args=(n,)) for n in range(2)]
+    for writer in writers:
+        writer.start()
+    try:
+        for victim in ("relay", "projector"):
+            time.sleep(1.5)
+            pid = stack.state["children"][victim]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda v=victim, p=pid: stack.state["children"].get(v) not in (None, p), 30, f"{victim} restart")
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert len(sent) > 20
+
+    settings = Settings(database_url=stack.state["urls"]["database_url"])
+    ledger = Ledger(event_store_env(settings))
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(stack.state["urls"]["mongo_url"])
+    try:
+        head = ledger.head_position()
+        wait_for(
+            lambda: requests.get(f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30).status_code == 200,
+            60,
+            "the read model to reach the head",
+        )
+        assert differences(ledger, client["ledger"]) == []
+    finally:
+        client.close()
+        ledger.close()
+    log = stack.log()
+    assert '"service": "relay"' in log and '"service": "projector"' in log
+    assert log.count("service died; restarting") >= 2
+
+
+def test_stopping_leaves_no_child_process_running(stack: Stack) -> None:
+    descendants = stack.descendants()
+    assert {p.name() for p in descendants} >= {"postgres"}
+    assert len(descendants) >= 7
+    assert stack.stop() == 0
+    alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert not (stack.data_dir / "run" / "state.json").exists()

@@ -1,0 +1,136 @@
+"""Relay and projector in-process, on the real broker and MongoDB-protocol server.
+
+Each test uses its own topic (so its own relay position) and its own database.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from commands.application import Ledger
+from commands.messages import Deposit, OpenAccount, TransferFunds
+from projectors import kafka
+from projectors.messages import CHECKPOINT, headers_of
+from projectors.projector import Projector
+from projectors.relay import Relay, RelayState
+from projectors.verify import differences
+from queries import readmodel
+from tests.conftest import Urls, unique
+
+
+def some_activity(ledger: Ledger, transfers: int = 5) -> tuple[str, str]:
+    a, b = unique("A"), unique("B")
+    ledger.open_account(OpenAccount(a, "USD/2"))
+    ledger.open_account(OpenAccount(b, "USD/2"))
+    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+    for _ in range(transfers):
+        ledger.transfer(TransferFunds(unique("t"), a, b, "1.25"))
+    return a, b
+
+
+def make_relay(ledger: Ledger, servers: Urls, topic: str) -> Relay:
+    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3)
+    relay.start()
+    return relay
+
+
+def drain_relay(relay: Relay) -> None:
+    while relay.publish_batch():
+        pass
+
+
+def project_until(projector: Projector, db: Any, position: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while readmodel.watermark(db) < position:
+        assert time.monotonic() < deadline, f"watermark stuck at {readmodel.watermark(db)} < {position}"
+        projector.process_batch(0.2)
+
+
+def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(ledger)
+    topic = unique("events")
+    drain_relay(make_relay(ledger, servers, topic))
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector.start()
+    project_until(projector, mongo_db, ledger.head_position())
+    assert differences(ledger, mongo_db) == []
+    assert readmodel.account(mongo_db, a)["balance"]["available"] == "93.75"
+    page = readmodel.entries(mongo_db, a, 2, None)
+    assert [e["amount"] for e in page["entries"]] == ["1.25", "1.25"]
+    rest = readmodel.entries(mongo_db, a, 10, page["next_cursor"])
+    assert [e["side"] for e in rest["entries"]][-1] == "credit"
+    assert rest["next_cursor"] is None
+
+
+def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    some_activity(ledger)
+    topic = unique("events")
+    relay = make_relay(ledger, servers, topic)
+    drain_relay(relay)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector.start()
+    project_until(projector, mongo_db, ledger.head_position())
+    entries_before = mongo_db[readmodel.ENTRIES].count_documents({})
+
+    # The relay forgets its position (as after a crash before it stored it): everything again.
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE relay_state SET position = 0 WHERE topic = %s", (topic,))
+    drain_relay(make_relay(ledger, servers, topic))
+    # A second projector reads the whole topic from the start, duplicates included.
+    mongo_db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
+    replayer = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, group=unique("g"))
+    replayer.start()
+    deadline = time.monotonic() + 30
+    while replayer.process_batch(0.5):
+        assert time.monotonic() < deadline
+    assert mongo_db[readmodel.ENTRIES].count_documents({}) == entries_before
+    assert differences(ledger, mongo_db) == []
+
+
+def test_the_relay_resumes_from_its_stored_position(ledger: Ledger, servers: Urls) -> None:
+    topic = unique("events")
+    some_activity(ledger, transfers=1)
+    first = make_relay(ledger, servers, topic)
+    drain_relay(first)
+    stored = first.position
+    assert stored == ledger.head_position()
+    some_activity(ledger, transfers=1)
+    second = make_relay(ledger, servers, topic)
+    assert second.position == stored
+    drain_relay(second)
+    assert second.position == ledger.head_position()
+
+
+def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, servers: Urls) -> None:
+    topic = unique("events")
+    some_activity(ledger, transfers=1)
+    relay = make_relay(ledger, servers, topic)
+    drain_relay(relay)
+    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    last_checkpoint: dict[int, int] = {}
+    deadline = time.monotonic() + 20
+    while len(last_checkpoint) < 3 or min(last_checkpoint.values()) < relay.position:
+        assert time.monotonic() < deadline, last_checkpoint
+        for message in consumer.consume(500, 0.5):
+            headers = headers_of(message.headers())
+            if headers["ce_type"] == CHECKPOINT:
+                last_checkpoint[message.partition()] = int(headers["ce_position"])
+    consumer.close()
+    assert last_checkpoint == {0: relay.position, 1: relay.position, 2: relay.position}
+
+
+def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    topic, partitions = unique("events"), 1
+    some_activity(ledger, transfers=2)
+    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, partitions)
+    relay.start()
+    drain_relay(relay)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, partitions)
+    projector.start()
+    project_until(projector, mongo_db, ledger.head_position())
+    assert differences(ledger, mongo_db) == []

@@ -1,0 +1,32 @@
+"""Settings come from LEDGER_* environment variables; unset means the embedded default."""
+
+from pathlib import Path
+
+import pytest
+
+from runtime.settings import Settings, SettingsError
+
+
+def test_unset_means_embedded_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url is None and settings.kafka_bootstrap is None and settings.mongo_url is None
+    assert (settings.command_port, settings.query_port) == (8081, 8082)
+    assert settings.data_dir == Path(".ledger")
+    assert settings.host == "127.0.0.1"
+
+
+def test_values_are_typed() -> None:
+    settings = Settings.from_env({"LEDGER_COMMAND_PORT": "9001", "LEDGER_DATA_DIR": "/tmp/x", "LEDGER_READ_WAIT_SECONDS": "0.5"})
+    assert settings.command_port == 9001
+    assert settings.data_dir == Path("/tmp/x")
+    assert settings.read_wait_seconds == 0.5
+
+
+def test_a_bad_value_is_a_clear_error() -> None:
+    with pytest.raises(SettingsError, match="LEDGER_QUERY_PORT='eighty'"):
+        Settings.from_env({"LEDGER_QUERY_PORT": "eighty"})
+
+
+def test_requiring_an_unset_url_explains_how_to_get_one() -> None:
+    with pytest.raises(SettingsError, match="LEDGER_DATABASE_URL is not set.*ledger up"):
+        Settings().require("database_url")
