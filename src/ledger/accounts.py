@@ -18,11 +18,26 @@ from ledger.money import Asset
 
 
 class Account(Aggregate):
+    class Opened(Aggregate.Created):
+        account_id: str
+        asset: str
+        overdraft_limit: int
+        system: bool
+        metadata: dict[str, Any]
+
+    class Debited(Aggregate.Event):
+        transfer_id: str
+        amount: int
+
+    class Credited(Aggregate.Event):
+        transfer_id: str
+        amount: int
+
     @staticmethod
     def create_id(account_id: str) -> UUID:
         return account_uuid(account_id)
 
-    @event("Opened")
+    @event(Opened)
     def __init__(
         self,
         account_id: str,
@@ -65,10 +80,10 @@ class Account(Aggregate):
         if self.status != "open":
             raise AccountNotOpen(f"account {self.account_id!r} is {self.status}")
 
-    @event("Debited")
+    @event(Debited)
     def _debited(self, transfer_id: str, amount: int) -> None:
         self.posted_debits += amount
 
-    @event("Credited")
+    @event(Credited)
     def _credited(self, transfer_id: str, amount: int) -> None:
         self.posted_credits += amount

@@ -15,11 +15,20 @@ from ledger.ids import transfer_uuid
 
 
 class Transfer(Aggregate):
+    class Posted(Aggregate.Created):
+        transfer_id: str
+        kind: str
+        debit_account: str
+        credit_account: str
+        asset: str
+        amount: int
+        metadata: dict[str, Any]
+
     @staticmethod
     def create_id(transfer_id: str) -> UUID:
         return transfer_uuid(transfer_id)
 
-    @event("Posted")
+    @event(Posted)
     def __init__(
         self,
         transfer_id: str,

@@ -40,7 +40,7 @@ class Message:
     value: bytes
     headers: dict[str, str]
 
-    def header_list(self) -> list[tuple[str, bytes]]:
+    def header_list(self) -> list[tuple[str, str | bytes | None]]:
         return [(name, value.encode()) for name, value in self.headers.items()]
 
 
@@ -133,8 +133,9 @@ def checkpoint_message(position: int) -> Message:
     )
 
 
-def headers_of(raw: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    return {name: (value or b"").decode() for name, value in raw or []}
+def headers_of(raw: Any) -> dict[str, str]:
+    """Kafka headers (a list of name/bytes pairs) as a dict of strings."""
+    return {name: value.decode() if isinstance(value, bytes) else str(value or "") for name, value in raw or []}
 
 
 def from_message(headers: dict[str, str], value: bytes | None) -> LedgerEvent:

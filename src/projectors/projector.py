@@ -76,14 +76,14 @@ class Projector:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            partition = message.partition()
+            partition = int(message.partition() or 0)
             headers = headers_of(message.headers())
             if headers.get("ce_type") == CHECKPOINT:
                 position = int(headers["ce_position"])
                 self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
             else:
                 self.writer.apply(from_message(headers, message.value()))
-            self.offsets[partition] = message.offset() + 1
+            self.offsets[partition] = int(message.offset() or 0) + 1
             touched.add(partition)
         for partition in touched:
             self.db[PROJECTOR_STATE].update_one(

@@ -86,7 +86,7 @@ class EmbeddedPostgres(Server):
             entry = pwd.getpwnam(user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         if not (self.pgdata / "PG_VERSION").exists():
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [str(self.bin / "initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
                 check=True,
                 capture_output=True,
@@ -158,6 +158,7 @@ class EmbeddedMongo(Server):
     def ready(self) -> bool:
         import pymongo
 
+        client: pymongo.MongoClient[dict[str, object]]
         with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
             client.admin.command("ping")
         return True

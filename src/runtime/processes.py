@@ -61,7 +61,7 @@ class ManagedProcess:
             self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
             output = self._log_handle
         death_signal = self.stop_signal if self.stop_signal != signal.SIGKILL else signal.SIGKILL
-        self.popen = subprocess.Popen(  # noqa: S603 - argv is ours
+        self.popen = subprocess.Popen(
             self.argv,
             env=self.env,
             stdin=subprocess.DEVNULL,

@@ -248,7 +248,7 @@ class Stack:
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost URL
+    with urllib.request.urlopen(url, timeout=2) as response:
         return bool(response.status == 200)
 
 

@@ -43,7 +43,7 @@ _CODE_BY_STATUS = {
 class Problem(falcon.HTTPError):
     def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(falcon.code_to_http_status(status), description=detail, headers=headers)
-        self.code = code
+        self.problem_code = code
 
 
 def status_for(error: errors.LedgerError) -> int:
@@ -67,8 +67,8 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, pa
 
 
 def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    status = error.status_code
-    code = getattr(error, "code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
+    status = int(error.status_code)
+    code = getattr(error, "problem_code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
     body = {
         "type": "about:blank",
         "title": falcon.code_to_http_status(status)[4:],

@@ -92,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log_path = data_dir / "up.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     stack = Stack(process, data_dir, log_path, 0.0)

@@ -51,7 +51,7 @@ def project_until(projector: Projector, db: Any, position: int, timeout: float =
 
 
 def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, b = some_activity(ledger)
+    a, _ = some_activity(ledger)
     topic = unique("events")
     drain_relay(make_relay(ledger, servers, topic))
     projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
