@@ -67,7 +67,9 @@ def up(fresh: bool) -> None:
         code = stack.run()
     except KeyboardInterrupt:
         code = 130
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, RuntimeError, TimeoutError) as exc:
+        # Start-up failures (a port in use, a server that would not start) are reported
+        # plainly; everything already started has been stopped by then.
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
 

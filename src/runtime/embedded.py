@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.processes import ManagedProcess, wait_until
+from runtime.processes import ManagedProcess, ProcessExited, wait_until
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 
@@ -34,7 +34,7 @@ class Server:
     def _check_alive(self) -> bool:
         code = self.process.poll()
         if code is not None:
-            raise RuntimeError(f"{self.process.name} exited with code {code}; see {self.process.log_file}")
+            raise ProcessExited(f"{self.process.name} exited with code {code}; see {self.process.log_file}")
         return True
 
     def ready(self) -> bool:

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+class ProcessExited(RuntimeError):
+    """A child ended while we were waiting for it to become ready: waiting longer is pointless."""
+
+
 def _die_with_parent(sig: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -116,6 +120,8 @@ def wait_until(check: object, timeout: float, what: str, *, interval: float = 0.
         try:
             if check():  # type: ignore[operator]
                 return
+        except ProcessExited:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             last = exc
         time.sleep(interval)

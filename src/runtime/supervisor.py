@@ -25,7 +25,7 @@ from typing import IO
 
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from runtime.migrations import migrate
-from runtime.processes import ManagedProcess, wait_until
+from runtime.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class Stack:
         self._check_stop()
         code = service.process.poll()
         if code is not None:
-            raise RuntimeError(f"{service.process.name} exited with code {code} while starting")
+            raise ProcessExited(f"{service.process.name} exited with code {code} while starting (see its output above)")
         return bool(service.ready())  # type: ignore[operator]
 
     def _check_stop(self) -> None:

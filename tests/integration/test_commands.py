@@ -6,10 +6,11 @@ import threading
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
-from ledger.errors import AccountNotFound, AssetMismatch, IdConflict, InsufficientFunds, InvalidAmount
+from ledger.errors import AccountNotFound, AssetMismatch, Busy, IdConflict, InsufficientFunds, InvalidAmount
 from tests.conftest import Urls, unique
 
 
@@ -151,3 +152,21 @@ def test_amounts_up_to_2_pow_127_minus_1_stay_exact(ledger: Ledger, servers: Url
         assert (fresh.account(a).available, fresh.account(b).available) == (1, top - 1)
     finally:
         fresh.close()
+
+
+def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> None:
+    """The conflict is forced by a handler that always raises IntegrityError (the real
+    conflict path is exercised by the concurrency tests above)."""
+    ledger = Ledger(event_store_env(servers.settings()), write_attempts=3)
+    calls: list[int] = []
+
+    def always_conflicting() -> None:
+        calls.append(1)
+        raise IntegrityError("duplicate key")
+
+    try:
+        with pytest.raises(Busy, match="3 attempts"):
+            ledger._retrying(always_conflicting)
+    finally:
+        ledger.close()
+    assert len(calls) == 3
