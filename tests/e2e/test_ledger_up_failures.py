@@ -31,7 +31,7 @@ def test_a_service_that_cannot_start_is_reported_and_everything_stops(tmp_path: 
             }
         )
         started = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         seen: set[int] = set()
