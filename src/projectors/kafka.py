@@ -30,6 +30,8 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
+        # The broker answers a fetch as soon as there is data, or after this long.
+        "fetch.wait.max.ms": 20,
     }
 
 

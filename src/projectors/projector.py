@@ -68,8 +68,14 @@ class Projector:
         log.info("projector starting", extra={"topic": self.topic, "partitions": partitions})
 
     def process_batch(self, timeout: float = 0.5) -> int:
-        messages = self.consumer.consume(self.batch_size, timeout)
+        # consume() waits for a full batch or the timeout; wait for the first message
+        # only, then take whatever else is already here, so a quiet topic adds no delay.
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return 0
+        messages = [first, *self.consumer.consume(self.batch_size - 1, 0)]
         touched: set[int] = set()
+        events = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -82,9 +88,10 @@ class Projector:
                 position = int(headers["ce_position"])
                 self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
             else:
-                self.writer.apply(from_message(headers, message.value()))
+                events.append(from_message(headers, message.value()))
             self.offsets[partition] = int(message.offset() or 0) + 1
             touched.add(partition)
+        self.writer.apply_batch(events)
         for partition in touched:
             self.db[PROJECTOR_STATE].update_one(
                 {"_id": f"partition:{partition}"},
