@@ -138,9 +138,7 @@ class Ledger(Application[UUID]):
         asset = Asset.parse(account.asset)
         amount = asset.parse_amount(cmd.amount)
         issuance = self.account(issuance_account_id(account.asset))
-        return self._move(
-            cmd.id, "deposit", issuance, account, asset, amount, {}, lambda t: {"account": cmd.account}
-        )
+        return self._move(cmd.id, "deposit", issuance, account, asset, amount, {}, lambda t: {"account": cmd.account})
 
     def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
         if cmd.debit_account == cmd.credit_account:

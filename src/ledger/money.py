@@ -43,8 +43,7 @@ class Asset:
         whole, fraction = split_amount(text)
         if len(fraction) > self.scale:
             raise InvalidAmount(
-                f"amount {text!r} has {len(fraction)} fractional digits; "
-                f"{self} allows at most {self.scale}"
+                f"amount {text!r} has {len(fraction)} fractional digits; {self} allows at most {self.scale}"
             )
         minor = int(whole) * 10**self.scale + int(fraction.ljust(self.scale, "0") or "0")
         if minor == 0 and not allow_zero:
@@ -66,9 +65,7 @@ class Asset:
 def split_amount(text: object) -> tuple[str, str]:
     """Check an amount's shape (a plain decimal string) and split it at the point."""
     if not isinstance(text, str):
-        raise InvalidAmount(
-            f"amount must be a decimal string like \"12.34\", not a JSON {_json_kind(text)}"
-        )
+        raise InvalidAmount(f'amount must be a decimal string like "12.34", not a JSON {_json_kind(text)}')
     match = _AMOUNT.match(text)
     if match is None:
         raise InvalidAmount(

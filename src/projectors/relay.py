@@ -39,9 +39,7 @@ class RelayState:
         self.topic = topic
 
     def load(self) -> tuple[int, str | None]:
-        row = self.conn.execute(
-            "SELECT position, topic_id FROM relay_state WHERE topic = %s", (self.topic,)
-        ).fetchone()
+        row = self.conn.execute("SELECT position, topic_id FROM relay_state WHERE topic = %s", (self.topic,)).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, None)
 
     def save(self, position: int, topic_id: str) -> None:

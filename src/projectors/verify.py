@@ -30,7 +30,9 @@ class ReplayedAccount:
     movements: int = 0
 
 
-def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> tuple[dict[str, ReplayedAccount], set[str], int]:
+def replay(
+    ledger: Ledger, up_to: int | None = None, batch_size: int = 5000
+) -> tuple[dict[str, ReplayedAccount], set[str], int]:
     """Fold the event stream into balances; returns (accounts, transfer ids, last position)."""
     by_uuid: dict[UUID, ReplayedAccount] = {}
     transfers: set[str] = set()

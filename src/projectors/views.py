@@ -52,8 +52,14 @@ class ReadModelWriter:
         self.apply_batch([event])
 
     def apply_batch(self, events: list[LedgerEvent]) -> None:
-        account_ids = {e.data["account"] for e in events if e.type in (ACCOUNT_OPENED, ACCOUNT_DEBITED, ACCOUNT_CREDITED)}
-        stored = {doc["_id"]: doc for doc in self.db[ACCOUNTS].find({"_id": {"$in": sorted(account_ids)}})} if account_ids else {}
+        account_ids = {
+            e.data["account"] for e in events if e.type in (ACCOUNT_OPENED, ACCOUNT_DEBITED, ACCOUNT_CREDITED)
+        }
+        stored = (
+            {doc["_id"]: doc for doc in self.db[ACCOUNTS].find({"_id": {"$in": sorted(account_ids)}})}
+            if account_ids
+            else {}
+        )
         read_versions = {account_id: doc["version"] for account_id, doc in stored.items()}
         accounts: dict[str, dict[str, Any]] = dict(stored)
         entries: list[dict[str, Any]] = []
@@ -167,5 +173,13 @@ class ReadModelWriter:
 def _balances(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         key: doc[key]
-        for key in ("posted_debits", "posted_credits", "pending_debits", "pending_credits", "version", "position", "updated_at")
+        for key in (
+            "posted_debits",
+            "posted_credits",
+            "pending_debits",
+            "pending_credits",
+            "version",
+            "position",
+            "updated_at",
+        )
     }

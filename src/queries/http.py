@@ -34,7 +34,9 @@ class ReadYourWrites:
         self.db = db
         self.wait_seconds = wait_seconds
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         if resource is None:
             return
         position = _int_param(req, "min_position", None, 0)

@@ -38,6 +38,7 @@ class ManagedProcess:
         *,
         env: Mapping[str, str] | None = None,
         stop_signal: int = signal.SIGTERM,
+        death_signal: int | None = None,
         grace_seconds: float = 10.0,
         log_file: Path | None = None,
         user: str | None = None,
@@ -47,6 +48,7 @@ class ManagedProcess:
         self.argv = list(argv)
         self.env = dict(os.environ if env is None else env)
         self.stop_signal = stop_signal
+        self.death_signal = stop_signal if death_signal is None else death_signal
         self.grace_seconds = grace_seconds
         self.log_file = log_file
         self.user = user
@@ -64,7 +66,7 @@ class ManagedProcess:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
             output = self._log_handle
-        death_signal = self.stop_signal if self.stop_signal != signal.SIGKILL else signal.SIGKILL
+        death_signal = self.death_signal
         self.popen = subprocess.Popen(
             self.argv,
             env=self.env,

@@ -53,7 +53,7 @@ class Stack:
         self.stop_requested = threading.Event()
         self.servers: list[Server] = []
         self.services: list[Service] = []
-        self._lock_handle: IO[str] | None = None
+        self._lock_fd: int | None = None
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested.set()
@@ -74,14 +74,26 @@ class Stack:
     # Start-up -----------------------------------------------------------------
 
     def _prepare_data_dir(self) -> None:
-        if self.fresh and self.data_dir.exists():
-            shutil.rmtree(self.data_dir)
-        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
-        self._lock_handle = open(self.data_dir / "run" / "lock", "w")  # noqa: SIM115 - held while up
+        """Lock the data directory (one `ledger up` per directory), then wipe it if asked.
+
+        The lock is on the directory itself, so `--fresh` cannot delete it from under
+        a running instance.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.data_dir, os.O_RDONLY)
         try:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
             raise AlreadyRunning(f"another `ledger up` is using {self.data_dir}") from None
+        if self.fresh:
+            for entry in self.data_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        (self.data_dir / "run").mkdir(exist_ok=True)
 
     def _start_servers(self) -> dict[str, str]:
         s = self.settings
@@ -157,7 +169,8 @@ class Stack:
     def _write_state(self, urls: dict[str, str]) -> None:
         state = {
             "supervisor": os.getpid(),
-            "urls": urls | {
+            "urls": urls
+            | {
                 "command_api": f"http://{self.settings.host}:{self.settings.command_port}",
                 "query_api": f"http://{self.settings.host}:{self.settings.query_port}",
             },
@@ -215,7 +228,9 @@ class Stack:
             delay = min(2.0**service.restarts, 30.0)
             service.next_start = now + delay
             service.restarts += 1
-            log.error("service died; restarting", extra={"service": process.name, "exit_code": code, "in_seconds": delay})
+            log.error(
+                "service died; restarting", extra={"service": process.name, "exit_code": code, "in_seconds": delay}
+            )
             return False
         if now >= service.next_start:
             self._start_service(service)
@@ -242,9 +257,9 @@ class Stack:
             server.stop()
         self.services, self.servers = [], []
         (self.data_dir / "run" / "state.json").unlink(missing_ok=True)
-        if self._lock_handle is not None:
-            self._lock_handle.close()
-            self._lock_handle = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def _http_ok(url: str) -> bool:

@@ -130,7 +130,9 @@ def test_the_walking_skeleton_scenario(stack: Stack) -> None:
     for account in (a, b):
         assert stack.post("/v1/accounts", {"id": account, "asset": "USD/2"}).status_code == 201
     assert stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "100.00"}).status_code == 201
-    transfer = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"})
+    transfer = stack.post(
+        "/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"}
+    )
     assert transfer.status_code == 201
     position = transfer.json()["position"]
 
@@ -208,7 +210,12 @@ def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack)
     try:
         head = ledger.head_position()
         wait_for(
-            lambda: requests.get(f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30).status_code == 200,
+            lambda: (
+                requests.get(
+                    f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30
+                ).status_code
+                == 200
+            ),
             60,
             "the read model to reach the head",
         )

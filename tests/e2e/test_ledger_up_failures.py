@@ -14,22 +14,70 @@ import psutil
 from tests.conftest import free_port
 
 
+def stack_env(data_dir: Path, command_port: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "LEDGER_DATA_DIR": str(data_dir),
+            "LEDGER_COMMAND_PORT": str(command_port or free_port()),
+            "LEDGER_QUERY_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_POSTGRES_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_KAFKA_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_MONGO_PORT": str(free_port()),
+        }
+    )
+    return env
+
+
+def alive(pids: set[int]) -> list[int]:
+    result = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                result.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return result
+
+
+def test_a_second_instance_is_refused_and_a_killed_supervisor_takes_its_children_along(tmp_path: Path) -> None:
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "up"], env=stack_env(tmp_path), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "ledger is up" not in log.read_text(errors="replace"):
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        second = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "up", "--fresh"],
+            env=stack_env(tmp_path),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert b"another `ledger up` is using" in second.stderr
+        assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --fresh did not wipe a running instance
+        children = {p.pid for p in psutil.Process(first.pid).children(recursive=True)}
+        assert len(children) >= 7
+    finally:
+        first.kill()
+        first.wait()
+    deadline = time.monotonic() + 30
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(children) == []
+
+
 def test_a_service_that_cannot_start_is_reported_and_everything_stops(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = dict(os.environ)
-        env.update(
-            {
-                "LEDGER_DATA_DIR": str(tmp_path),
-                "LEDGER_COMMAND_PORT": str(port),
-                "LEDGER_QUERY_PORT": str(free_port()),
-                "LEDGER_EMBEDDED_POSTGRES_PORT": str(free_port()),
-                "LEDGER_EMBEDDED_KAFKA_PORT": str(free_port()),
-                "LEDGER_EMBEDDED_MONGO_PORT": str(free_port()),
-            }
-        )
+        env = stack_env(tmp_path, command_port=port)
         started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -45,5 +93,4 @@ def test_a_service_that_cannot_start_is_reported_and_everything_stops(tmp_path: 
     assert process.returncode == 1
     assert "command-api exited with code" in output
     assert len(seen) >= 4
-    leftovers = [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert leftovers == []
+    assert alive(seen) == []

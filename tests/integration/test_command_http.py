@@ -27,7 +27,10 @@ def funded(client: falcon.testing.TestClient) -> tuple[str, str]:
     a, b = unique("A"), unique("B")
     for account in (a, b):
         assert client.simulate_post("/v1/accounts", json={"id": account, "asset": "USD/2"}).status_code == 201
-    assert client.simulate_post("/v1/deposits", json={"id": unique("d"), "account": a, "amount": "100.00"}).status_code == 201
+    assert (
+        client.simulate_post("/v1/deposits", json={"id": unique("d"), "account": a, "amount": "100.00"}).status_code
+        == 201
+    )
     return a, b
 
 
@@ -44,7 +47,9 @@ def assert_problem(result: Any, status: int, code: str, detail_fragment: str) ->
     assert detail_fragment in problem["detail"]
 
 
-def test_a_transfer_answers_201_with_status_and_position(client: falcon.testing.TestClient, funded: tuple[str, str]) -> None:
+def test_a_transfer_answers_201_with_status_and_position(
+    client: falcon.testing.TestClient, funded: tuple[str, str]
+) -> None:
     a, b = funded
     result = client.simulate_post(
         "/v1/transfers", json={"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"}
@@ -64,7 +69,9 @@ def test_a_retry_gets_the_same_answer_and_a_changed_retry_gets_409(
     before = event_count()
     again = client.simulate_post("/v1/transfers", json=body)
     assert (again.status_code, again.json) == (201, first.json)
-    assert_problem(client.simulate_post("/v1/transfers", json=body | {"amount": "31.00"}), 409, "id_conflict", body["id"])
+    assert_problem(
+        client.simulate_post("/v1/transfers", json=body | {"amount": "31.00"}), 409, "id_conflict", body["id"]
+    )
     assert event_count() == before
 
 
@@ -73,15 +80,50 @@ BAD_TRANSFERS = [
     (b"[]", 400, "invalid_request", "JSON object"),
     (b"", 400, "invalid_request", "empty"),
     (b'{"id": "t"}', 400, "invalid_request", "missing field(s): amount, credit_account, debit_account"),
-    (b'{"id": "t", "debit_account": "A", "credit_account": "B", "amount": "1", "memo": "x"}', 400, "invalid_request", "unknown field(s): memo"),
+    (
+        b'{"id": "t", "debit_account": "A", "credit_account": "B", "amount": "1", "memo": "x"}',
+        400,
+        "invalid_request",
+        "unknown field(s): memo",
+    ),
     (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "1e3"}', 400, "invalid_amount", "'1e3'"),
     (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "-5"}', 400, "invalid_amount", "'-5'"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "0"}', 400, "invalid_amount", "greater than zero"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": 12.5}', 400, "invalid_amount", "not a JSON number"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "12.345"}', 400, "invalid_amount", "USD/2 allows at most 2"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "nobody", "amount": "1"}', 404, "account_not_found", "'nobody'"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "{a}", "amount": "1"}', 422, "same_account", "must differ"),
-    (b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "100.01"}', 422, "insufficient_funds", "100.00 available"),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "0"}',
+        400,
+        "invalid_amount",
+        "greater than zero",
+    ),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": 12.5}',
+        400,
+        "invalid_amount",
+        "not a JSON number",
+    ),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "12.345"}',
+        400,
+        "invalid_amount",
+        "USD/2 allows at most 2",
+    ),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "nobody", "amount": "1"}',
+        404,
+        "account_not_found",
+        "'nobody'",
+    ),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "{a}", "amount": "1"}',
+        422,
+        "same_account",
+        "must differ",
+    ),
+    (
+        b'{"id": "t", "debit_account": "{a}", "credit_account": "{b}", "amount": "100.01"}',
+        422,
+        "insufficient_funds",
+        "100.00 available",
+    ),
 ]
 
 
@@ -136,7 +178,12 @@ def test_a_body_over_64_kib_is_413(client: falcon.testing.TestClient, event_coun
 
 
 def test_a_non_json_content_type_is_415(client: falcon.testing.TestClient) -> None:
-    assert_problem(post_raw(client, "/v1/accounts", b"id=x", "application/x-www-form-urlencoded"), 415, "unsupported_media_type", "application/json")
+    assert_problem(
+        post_raw(client, "/v1/accounts", b"id=x", "application/x-www-form-urlencoded"),
+        415,
+        "unsupported_media_type",
+        "application/json",
+    )
 
 
 def test_unknown_routes_and_methods_are_problems_too(client: falcon.testing.TestClient) -> None:

@@ -33,7 +33,9 @@ def some_activity(ledger: Ledger, transfers: int = 5) -> tuple[str, str]:
 
 
 def make_relay(ledger: Ledger, servers: Urls, topic: str) -> Relay:
-    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3)
+    relay = Relay(
+        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3
+    )
     relay.start()
     return relay
 
@@ -127,7 +129,14 @@ def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, serv
 def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
     topic, partitions = unique("events"), 1
     some_activity(ledger, transfers=2)
-    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, partitions)
+    relay = Relay(
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.kafka_bootstrap,
+        topic,
+        partitions,
+    )
     relay.start()
     drain_relay(relay)
     projector = Projector(mongo_db, servers.kafka_bootstrap, topic, partitions)

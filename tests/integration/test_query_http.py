@@ -33,11 +33,23 @@ def client(mongo_db: Any) -> falcon.testing.TestClient:
 
 def open_account(writer: ReadModelWriter, account: str, position: int) -> None:
     writer.apply(
-        event("account.opened", account, 1, position, account=account, asset="USD/2", overdraft_limit="0", system=False, metadata={})
+        event(
+            "account.opened",
+            account,
+            1,
+            position,
+            account=account,
+            asset="USD/2",
+            overdraft_limit="0",
+            system=False,
+            metadata={},
+        )
     )
 
 
-def test_min_position_waits_for_the_watermark_then_answers(client: falcon.testing.TestClient, writer: ReadModelWriter) -> None:
+def test_min_position_waits_for_the_watermark_then_answers(
+    client: falcon.testing.TestClient, writer: ReadModelWriter
+) -> None:
     open_account(writer, "A", 5)
     result = client.simulate_get("/v1/accounts/A", params={"min_position": "5"})
     assert result.status_code == 503
@@ -61,7 +73,9 @@ def test_entries_are_newest_first_with_a_cursor(client: falcon.testing.TestClien
     open_account(writer, "A", 1)
     kinds = ["account.credited", "account.credited", "account.debited", "account.credited", "account.debited"]
     for version, kind in enumerate(kinds, start=2):
-        writer.apply(event(kind, "A", version, version * 10, account="A", transfer=f"t{version}", asset="USD/2", amount="100"))
+        writer.apply(
+            event(kind, "A", version, version * 10, account="A", transfer=f"t{version}", asset="USD/2", amount="100")
+        )
     first = client.simulate_get("/v1/accounts/A/entries", params={"limit": "3"}).json
     assert [e["transfer_id"] for e in first["entries"]] == ["t6", "t5", "t4"]
     rest = client.simulate_get("/v1/accounts/A/entries", params={"limit": "3", "cursor": first["next_cursor"]}).json
@@ -94,7 +108,12 @@ def test_a_redelivered_event_changes_nothing(client: falcon.testing.TestClient, 
     ],
 )
 def test_bad_queries_get_problems(
-    client: falcon.testing.TestClient, writer: ReadModelWriter, path: str, params: dict[str, str], status: int, code: str
+    client: falcon.testing.TestClient,
+    writer: ReadModelWriter,
+    path: str,
+    params: dict[str, str],
+    status: int,
+    code: str,
 ) -> None:
     open_account(writer, "A", 1)
     result = client.simulate_get(path, params=params)

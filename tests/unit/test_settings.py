@@ -16,7 +16,9 @@ def test_unset_means_embedded_defaults() -> None:
 
 
 def test_values_are_typed() -> None:
-    settings = Settings.from_env({"LEDGER_COMMAND_PORT": "9001", "LEDGER_DATA_DIR": "/tmp/x", "LEDGER_READ_WAIT_SECONDS": "0.5"})
+    settings = Settings.from_env(
+        {"LEDGER_COMMAND_PORT": "9001", "LEDGER_DATA_DIR": "/tmp/x", "LEDGER_READ_WAIT_SECONDS": "0.5"}
+    )
     assert settings.command_port == 9001
     assert settings.data_dir == Path("/tmp/x")
     assert settings.read_wait_seconds == 0.5
