@@ -56,7 +56,8 @@ def status_for(error: errors.LedgerError) -> int:
 
 
 def _ledger_error(req: falcon.Request, resp: falcon.Response, error: errors.LedgerError, params: Any) -> None:
-    raise Problem(status_for(error), error.code, error.detail)
+    status = status_for(error)
+    raise Problem(status, error.code, error.detail, headers={"Retry-After": "1"} if status == 503 else None)
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
