@@ -55,6 +55,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         # Tables come from migrations (`ledger db migrate`), never from the library.
         "CREATE_TABLE": "no",
         "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "APPLICATION_RECORDER_TOPIC": "commands.recorder:LedgerRecorder",
     }
 
 
@@ -137,8 +138,25 @@ class Ledger(Application[UUID]):
             raise InvalidRequest(f"account {cmd.account!r} is a system account")
         asset = Asset.parse(account.asset)
         amount = asset.parse_amount(cmd.amount)
-        issuance = self.account(issuance_account_id(account.asset))
-        return self._move(cmd.id, "deposit", issuance, account, asset, amount, {}, lambda t: {"account": cmd.account})
+        issuance_id = issuance_account_id(account.asset)
+        existing = self.transfer_record(cmd.id)
+        if existing is not None:
+            if not existing.same_request("deposit", issuance_id, account.account_id, amount, {}):
+                raise IdConflict(f"deposit id {cmd.id!r} was already used with a different body")
+            return self._deposit_result(existing, self._position_of(existing.id))
+        transfer = Transfer(
+            transfer_id=cmd.id,
+            kind="deposit",
+            debit_account=issuance_id,
+            credit_account=account.account_id,
+            asset=str(asset),
+            amount=amount,
+            metadata={},
+        )
+        account.credit(cmd.id, amount)
+        issuance = Account.system_movement(issuance_id, "debit", cmd.id, amount)
+        position = self._save(issuance, account, transfer)
+        return self._deposit_result(transfer, position)
 
     def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
         if cmd.debit_account == cmd.credit_account:
@@ -152,47 +170,25 @@ class Ledger(Application[UUID]):
             )
         asset = Asset.parse(debit.asset)
         amount = asset.parse_amount(cmd.amount)
-        return self._move(
-            cmd.id,
-            "transfer",
-            debit,
-            credit,
-            asset,
-            amount,
-            cmd.metadata,
-            lambda t: {"debit_account": t.debit_account, "credit_account": t.credit_account},
-        )
-
-    def _move(
-        self,
-        transfer_id: str,
-        kind: str,
-        debit: Account,
-        credit: Account,
-        asset: Asset,
-        amount: int,
-        metadata: dict[str, Any],
-        describe: Callable[[Transfer], dict[str, Any]],
-    ) -> dict[str, Any]:
-        existing = self.transfer_record(transfer_id)
+        existing = self.transfer_record(cmd.id)
         if existing is not None:
-            if not existing.same_request(kind, debit.account_id, credit.account_id, amount, metadata):
-                raise IdConflict(f"{kind} id {transfer_id!r} was already used with a different body")
-            return self._transfer_result(existing, describe, self._position_of(existing.id))
+            if not existing.same_request("transfer", debit.account_id, credit.account_id, amount, cmd.metadata):
+                raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
+            return self._transfer_result(existing, self._position_of(existing.id))
         transfer = Transfer(
-            transfer_id=transfer_id,
-            kind=kind,
+            transfer_id=cmd.id,
+            kind="transfer",
             debit_account=debit.account_id,
             credit_account=credit.account_id,
             asset=str(asset),
             amount=amount,
-            metadata=metadata,
+            metadata=cmd.metadata,
         )
-        debit.debit(transfer_id, amount)
-        credit.credit(transfer_id, amount)
+        debit.debit(cmd.id, amount)
+        credit.credit(cmd.id, amount)
         # The transfer is saved last, so its first event carries the command's position.
         position = self._save(debit, credit, transfer)
-        return self._transfer_result(transfer, describe, position)
+        return self._transfer_result(transfer, position)
 
     # Plumbing -----------------------------------------------------------------
 
@@ -235,14 +231,27 @@ class Ledger(Application[UUID]):
         }
 
     @staticmethod
-    def _transfer_result(
-        transfer: Transfer, describe: Callable[[Transfer], dict[str, Any]], position: int
-    ) -> dict[str, Any]:
+    def _transfer_result(transfer: Transfer, position: int) -> dict[str, Any]:
         asset = Asset.parse(transfer.asset)
-        result: dict[str, Any] = {"id": transfer.transfer_id, "status": transfer.status}
-        result.update(describe(transfer))
-        result.update({"amount": asset.format(transfer.amount), "asset": transfer.asset})
-        if transfer.kind == "transfer":
-            result["metadata"] = transfer.metadata
-        result["position"] = position
-        return result
+        return {
+            "id": transfer.transfer_id,
+            "status": transfer.status,
+            "debit_account": transfer.debit_account,
+            "credit_account": transfer.credit_account,
+            "amount": asset.format(transfer.amount),
+            "asset": transfer.asset,
+            "metadata": transfer.metadata,
+            "position": position,
+        }
+
+    @staticmethod
+    def _deposit_result(transfer: Transfer, position: int) -> dict[str, Any]:
+        asset = Asset.parse(transfer.asset)
+        return {
+            "id": transfer.transfer_id,
+            "status": transfer.status,
+            "account": transfer.credit_account,
+            "amount": asset.format(transfer.amount),
+            "asset": transfer.asset,
+            "position": position,
+        }

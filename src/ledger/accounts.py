@@ -16,6 +16,10 @@ from ledger.errors import AccountNotOpen, InsufficientFunds
 from ledger.ids import account_uuid
 from ledger.money import Asset
 
+APPEND_VERSION = 0
+"""The version of an event appended to a system account without a version check; the
+event store gives it the stream's next version when it is inserted."""
+
 
 class Account(Aggregate):
     class Opened(Aggregate.Created):
@@ -87,3 +91,20 @@ class Account(Aggregate):
     @event(Credited)
     def _credited(self, transfer_id: str, amount: int) -> None:
         self.posted_credits += amount
+
+    @classmethod
+    def system_movement(cls, account_id: str, side: str, transfer_id: str, amount: int) -> Account.Event:
+        """A movement on a system account, appended without reading the account.
+
+        System accounts have no limit and no status to check, so nothing about the
+        account's current state can make such a movement wrong; not reading it is what
+        lets any number of writers share one issuance or fee account without conflicts.
+        """
+        event_class = cls.Debited if side == "debit" else cls.Credited
+        return event_class(  # type: ignore[no-any-return,call-arg]  # fields come from the dataclass transform
+            originator_id=cls.create_id(account_id),
+            originator_version=APPEND_VERSION,
+            timestamp=cls.Event.create_timestamp(),
+            transfer_id=transfer_id,
+            amount=amount,
+        )
