@@ -35,7 +35,9 @@ def main() -> None:
         a, b = f"bench-{run}-{n}-a", f"bench-{run}-{n}-b"
         for account in (a, b):
             session.post(f"{args.command}/v1/accounts", json={"id": account, "asset": "USD/2"}).raise_for_status()
-        session.post(f"{args.command}/v1/deposits", json={"id": f"{a}-fund", "account": a, "amount": "1000000.00"}).raise_for_status()
+        session.post(
+            f"{args.command}/v1/deposits", json={"id": f"{a}-fund", "account": a, "amount": "1000000.00"}
+        ).raise_for_status()
         pairs.append((a, b))
 
     latencies: list[float] = []
@@ -89,9 +91,13 @@ def main() -> None:
         return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
     print(f"clients={args.clients} transfers={len(latencies)} seconds={took:.1f} rate={len(latencies) / took:.0f}/s")
-    print(f"latency ms: p50={pct(latencies, 0.5):.1f} p99={pct(latencies, 0.99):.1f} mean={statistics.mean(latencies) * 1000:.1f}")
+    print(
+        f"latency ms: p50={pct(latencies, 0.5):.1f} p99={pct(latencies, 0.99):.1f} mean={statistics.mean(latencies) * 1000:.1f}"
+    )
     if visibility:
-        print(f"visible in query API after ms: p50={pct(visibility, 0.5):.1f} p99={pct(visibility, 0.99):.1f} (n={len(visibility)})")
+        print(
+            f"visible in query API after ms: p50={pct(visibility, 0.5):.1f} p99={pct(visibility, 0.99):.1f} (n={len(visibility)})"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from eventsourcing.persistence import IntegrityError
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import AccountNotFound, AssetMismatch, Busy, IdConflict, InsufficientFunds, InvalidAmount
+from ledger.ids import issuance_account_id
 from tests.conftest import Urls, unique
 
 
@@ -170,3 +172,40 @@ def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> Non
     finally:
         ledger.close()
     assert len(calls) == 3
+
+
+def test_concurrent_deposits_share_the_issuance_account_without_conflicts(ledger: Ledger, servers: Urls) -> None:
+    asset = f"I{uuid.uuid4().hex[:6].upper()}/2"
+    accounts = [unique("D") for _ in range(4)]
+    for account in accounts:
+        ledger.open_account(OpenAccount(account, asset))
+    attempts: list[int] = []
+    original = ledger._retrying
+
+    def counting(handler: Any) -> Any:
+        def counted() -> Any:
+            attempts.append(1)
+            return handler()
+
+        return original(counted)
+
+    ledger._retrying = counting  # type: ignore[method-assign]
+    try:
+        threads = [
+            threading.Thread(target=lambda a=a: [ledger.deposit(Deposit(unique("d"), a, "0.10")) for _ in range(25)])
+            for a in accounts
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        ledger._retrying = original  # type: ignore[method-assign]
+    assert len(attempts) == 100  # not one retry
+    fresh = Ledger(event_store_env(servers.settings()))
+    try:
+        issuance = fresh.account(issuance_account_id(asset))
+        assert (issuance.version, issuance.posted_debits) == (101, 100 * 10)
+        assert [fresh.account(a).available for a in accounts] == [250] * 4
+    finally:
+        fresh.close()
