@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -19,8 +20,8 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from commands.messages import Deposit, OpenAccount, TransferFunds
-from ledger.accounts import Account
+from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from ledger.accounts import Account, SystemAccount
 from ledger.errors import (
     AccountNotFound,
     AssetMismatch,
@@ -28,15 +29,21 @@ from ledger.errors import (
     IdConflict,
     InvalidRequest,
     SameAccount,
+    TransferNotFound,
+    TransferNotPending,
 )
 from ledger.ids import account_uuid, issuance_account_id, transfer_uuid
 from ledger.money import Asset
-from ledger.transfers import Transfer
+from ledger.transfers import POSTED, VOIDED, Transfer
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -64,9 +71,12 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"
 
-    def __init__(self, env: dict[str, str], *, write_attempts: int = 20) -> None:
+    def __init__(
+        self, env: dict[str, str], *, write_attempts: int = 20, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         super().__init__(env)
         self.write_attempts = write_attempts
+        self.clock = clock
 
     # Commands -----------------------------------------------------------------
 
@@ -78,6 +88,16 @@ class Ledger(Application[UUID]):
 
     def transfer(self, cmd: TransferFunds) -> dict[str, Any]:
         return self._retrying(lambda: self._transfer(cmd))
+
+    def post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
+        return self._retrying(lambda: self._post_transfer(cmd))
+
+    def void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
+        return self._retrying(lambda: self._void_transfer(cmd))
+
+    def expire_transfer(self, transfer_id: str) -> bool:
+        """Void a pending transfer whose timeout has passed; False if there was nothing to do."""
+        return self._retrying(lambda: self._expire_transfer(transfer_id))
 
     # Reads used by handlers and tests ----------------------------------------------
 
@@ -92,6 +112,12 @@ class Ledger(Application[UUID]):
             return self.repository.get(transfer_uuid(transfer_id))
         except AggregateNotFoundError:
             return None
+
+    def side(self, account_id: str) -> Account | SystemAccount:
+        """The account to move money on: loaded for a client account, write-only for a system one."""
+        if account_id.startswith("$"):
+            return SystemAccount(account_id)
+        return self.account(account_id)
 
     def head_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -154,7 +180,7 @@ class Ledger(Application[UUID]):
             metadata={},
         )
         account.credit(cmd.id, amount)
-        issuance = Account.system_movement(issuance_id, "debit", cmd.id, amount)
+        issuance = Account.system_event(issuance_id, Account.Debited, transfer_id=cmd.id, amount=amount)
         position = self._save(issuance, account, transfer)
         return self._deposit_result(transfer, position)
 
@@ -172,9 +198,19 @@ class Ledger(Application[UUID]):
         amount = asset.parse_amount(cmd.amount)
         existing = self.transfer_record(cmd.id)
         if existing is not None:
-            if not existing.same_request("transfer", debit.account_id, credit.account_id, amount, cmd.metadata):
+            if not existing.same_request(
+                "transfer",
+                debit.account_id,
+                credit.account_id,
+                amount,
+                cmd.metadata,
+                pending=cmd.pending,
+                expires_in=cmd.timeout_seconds,
+            ):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
             return self._transfer_result(existing, self._position_of(existing.id))
+        now = self.clock()
+        expires_at = now + timedelta(seconds=cmd.timeout_seconds) if cmd.timeout_seconds else None
         transfer = Transfer(
             transfer_id=cmd.id,
             kind="transfer",
@@ -183,17 +219,70 @@ class Ledger(Application[UUID]):
             asset=str(asset),
             amount=amount,
             metadata=cmd.metadata,
+            pending=cmd.pending,
+            expires_at=expires_at,
         )
-        debit.debit(cmd.id, amount)
-        credit.credit(cmd.id, amount)
+        if cmd.pending:
+            debit.hold_debit(cmd.id, amount)
+            credit.hold_credit(cmd.id, amount)
+        else:
+            debit.debit(cmd.id, amount)
+            credit.credit(cmd.id, amount)
         # The transfer is saved last, so its first event carries the command's position.
-        position = self._save(debit, credit, transfer)
+        timeouts = [(cmd.id, expires_at)] if expires_at else []
+        position = self._save(debit, credit, transfer, timeouts_set=timeouts)
         return self._transfer_result(transfer, position)
+
+    def _post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
+        transfer = self._pending_transfer(cmd.id)
+        asset = Asset.parse(transfer.asset)
+        amount = None if cmd.amount is None else asset.parse_amount(cmd.amount)
+        if transfer.status == POSTED and transfer.pending_amount:
+            if amount not in (None, transfer.amount):
+                raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(transfer.amount)}")
+            return self._transfer_result(transfer, self._position_of(transfer.id, 2))
+        posted = transfer.post(amount, self.clock())
+        debit, credit = self.side(transfer.debit_account), self.side(transfer.credit_account)
+        debit.post_pending_debit(cmd.id, transfer.pending_amount, posted)
+        credit.post_pending_credit(cmd.id, transfer.pending_amount, posted)
+        position = self._save(*_saveable(debit, credit), transfer, timeouts_cleared=[cmd.id])
+        return self._transfer_result(transfer, position)
+
+    def _void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
+        transfer = self._pending_transfer(cmd.id)
+        if transfer.status == VOIDED:
+            return self._transfer_result(transfer, self._position_of(transfer.id, 2))
+        transfer.void(self.clock())
+        return self._release(transfer, VOIDED)
+
+    def _expire_transfer(self, transfer_id: str) -> bool:
+        transfer = self.transfer_record(transfer_id)
+        if transfer is None or not transfer.is_expired(self.clock()):
+            return False
+        transfer.expire(self.clock())
+        self._release(transfer, transfer.status)
+        return True
+
+    def _release(self, transfer: Transfer, reason: str) -> dict[str, Any]:
+        """Void both sides of a hold, in the same save as the transfer's own event."""
+        debit, credit = self.side(transfer.debit_account), self.side(transfer.credit_account)
+        debit.void_pending_debit(transfer.transfer_id, transfer.pending_amount, reason)
+        credit.void_pending_credit(transfer.transfer_id, transfer.pending_amount, reason)
+        position = self._save(*_saveable(debit, credit), transfer, timeouts_cleared=[transfer.transfer_id])
+        return self._transfer_result(transfer, position)
+
+    def _pending_transfer(self, transfer_id: str) -> Transfer:
+        transfer = self.transfer_record(transfer_id)
+        if transfer is None:
+            raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
+        if not transfer.pending_amount:
+            raise TransferNotPending(f"transfer {transfer_id!r} was posted at once; it was never pending")
+        return transfer
 
     # Plumbing -----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any) -> int:
-        recordings = self.save(*aggregates)
+    def _save(self, *aggregates: Any, **side_tables: Any) -> int:
+        recordings = self.save(*aggregates, **side_tables)
         return max(r.notification.id for r in recordings)
 
     def _retrying(self, handler: Callable[[], T]) -> T:
@@ -205,13 +294,14 @@ class Ledger(Application[UUID]):
                 time.sleep(random.uniform(0, 0.002 * attempt))
         raise Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)")
 
-    def _position_of(self, originator_id: UUID) -> int:
-        """The notification id of an aggregate's first event (the position of its command)."""
+    def _position_of(self, originator_id: UUID, version: int = 1) -> int:
+        """The notification id of one of an aggregate's events (the position of the command
+        that recorded it)."""
         table = f"{self.name.lower()}_events"
         with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
             curs.execute(
-                f"SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = 1",
-                (originator_id,),
+                f"SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = %s",
+                (originator_id, version),
             )
             row = curs.fetchone()
         if row is None:
@@ -233,16 +323,20 @@ class Ledger(Application[UUID]):
     @staticmethod
     def _transfer_result(transfer: Transfer, position: int) -> dict[str, Any]:
         asset = Asset.parse(transfer.asset)
-        return {
+        result: dict[str, Any] = {
             "id": transfer.transfer_id,
             "status": transfer.status,
             "debit_account": transfer.debit_account,
             "credit_account": transfer.credit_account,
-            "amount": asset.format(transfer.amount),
+            "amount": asset.format(transfer.requested_amount),
             "asset": transfer.asset,
             "metadata": transfer.metadata,
-            "position": position,
         }
+        if transfer.pending_amount:  # a two-phase transfer
+            result["posted_amount"] = asset.format(transfer.amount)
+            result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None
+        result["position"] = position
+        return result
 
     @staticmethod
     def _deposit_result(transfer: Transfer, position: int) -> dict[str, Any]:
@@ -255,3 +349,11 @@ class Ledger(Application[UUID]):
             "asset": transfer.asset,
             "position": position,
         }
+
+
+def _saveable(*sides: Account | SystemAccount) -> list[Any]:
+    """Aggregates to save with their version check, or the events of system accounts."""
+    items: list[Any] = []
+    for side in sides:
+        items.extend(side.events if isinstance(side, SystemAccount) else [side])
+    return items

@@ -14,7 +14,7 @@ from runtime import logs, web
 from runtime.settings import Settings
 
 
-def read_body(req: falcon.Request) -> Any:
+def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
     if req.content_length is not None and req.content_length > requests.MAX_BODY_BYTES:
         raise requests.BodyTooLarge(f"body is {req.content_length} bytes; the limit is {requests.MAX_BODY_BYTES}")
     media_type = (req.content_type or "application/json").split(";")[0].strip().lower()
@@ -24,6 +24,8 @@ def read_body(req: falcon.Request) -> Any:
     if len(raw) > requests.MAX_BODY_BYTES:
         raise requests.BodyTooLarge(f"body is over the limit of {requests.MAX_BODY_BYTES} bytes")
     if not raw:
+        if optional:
+            return None
         raise InvalidRequest("body is empty; send a JSON object")
     return requests.parse_json(raw)
 
@@ -40,11 +42,29 @@ class CreateResource:
         web.json_response(resp, self.handle(command), status=201)
 
 
+class TransferActionResource:
+    """POST to a transfer's sub-resource (post, void): the body is optional."""
+
+    def __init__(self, parse: Callable[[str, Any], Any], handle: Callable[[Any], dict[str, Any]]) -> None:
+        self.parse = parse
+        self.handle = handle
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
+        command = self.parse(transfer_id, read_body(req, optional=True))
+        web.json_response(resp, self.handle(command), status=200)
+
+
 def create_app(ledger: Ledger) -> falcon.App:
     app = web.create_base_app()
     app.add_route("/v1/accounts", CreateResource(requests.open_account, ledger.open_account))
     app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
+    app.add_route(
+        "/v1/transfers/{transfer_id}/post", TransferActionResource(requests.post_transfer, ledger.post_transfer)
+    )
+    app.add_route(
+        "/v1/transfers/{transfer_id}/void", TransferActionResource(requests.void_transfer, ledger.void_transfer)
+    )
     return app
 
 

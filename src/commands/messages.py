@@ -1,4 +1,4 @@
-"""Commands: what a client asked for, already validated and in minor units."""
+"""Commands: what a client asked for, already validated."""
 
 from __future__ import annotations
 
@@ -28,3 +28,16 @@ class TransferFunds:
     credit_account: str
     amount: str  # major units; the accounts' asset decides the scale
     metadata: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False
+    timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class PostTransfer:
+    id: str
+    amount: str | None = None  # None posts the full pending amount
+
+
+@dataclass(frozen=True)
+class VoidTransfer:
+    id: str

@@ -1,4 +1,5 @@
-"""The event store's recorder: eventsourcing's, plus appends without a version check.
+"""The event store's recorder: eventsourcing's, plus appends without a version check
+and a side table of pending-transfer timeouts written in the same transaction.
 
 System accounts (an asset's issuance account, its fee account) have no limit to
 protect, so their movements need no read-check-write cycle. Their events are saved
@@ -10,9 +11,14 @@ account, and its stream stays contiguous for readers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 
@@ -44,3 +50,22 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM numbered ORDER BY n "
             "RETURNING notification_id"
         ).format(table=table, event_type=event_type)
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        timeouts_set: Sequence[tuple[str, datetime]] = (),
+        timeouts_cleared: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        """Keep ``transfer_timeouts`` in step with the events being saved (same transaction)."""
+        for transfer_id, expires_at in timeouts_set:
+            curs.execute(
+                "INSERT INTO transfer_timeouts (transfer_id, expires_at) VALUES (%s, %s)",
+                (transfer_id, expires_at),
+            )
+        for transfer_id in timeouts_cleared:
+            curs.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,))
+        super()._insert_events(curs, stored_events, **kwargs)

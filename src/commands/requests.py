@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from commands.messages import Deposit, OpenAccount, TransferFunds
+from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
 from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
@@ -92,15 +92,45 @@ def deposit(body: Any) -> Deposit:
     )
 
 
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600
+
+
 def transfer(body: Any) -> TransferFunds:
-    body = _fields(body, {"id", "debit_account", "credit_account", "amount"}, {"metadata"})
+    body = _fields(
+        body, {"id", "debit_account", "credit_account", "amount"}, {"metadata", "pending", "timeout_seconds"}
+    )
+    pending = body.get("pending", False)
+    if not isinstance(pending, bool):
+        raise InvalidRequest("pending must be true or false")
+    timeout = body.get("timeout_seconds")
+    if timeout is not None:
+        if not pending:
+            raise InvalidRequest("timeout_seconds applies only to a pending transfer")
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= MAX_TIMEOUT_SECONDS:
+            raise InvalidRequest(f"timeout_seconds must be an integer from 1 to {MAX_TIMEOUT_SECONDS}")
     return TransferFunds(
         id=validate_client_id("id", body["id"]),
         debit_account=validate_client_id("debit_account", body["debit_account"]),
         credit_account=validate_client_id("credit_account", body["credit_account"]),
         amount=_amount_text(body["amount"]),
         metadata=_metadata(body.get("metadata")),
+        pending=pending,
+        timeout_seconds=timeout,
     )
+
+
+def post_transfer(transfer_id: str, body: Any) -> PostTransfer:
+    body = _fields({} if body is None else body, set(), {"amount"})
+    amount = body.get("amount")
+    return PostTransfer(
+        id=validate_client_id("transfer id", transfer_id),
+        amount=None if amount is None else _amount_text(amount),
+    )
+
+
+def void_transfer(transfer_id: str, body: Any) -> VoidTransfer:
+    _fields({} if body is None else body, set(), set())
+    return VoidTransfer(id=validate_client_id("transfer id", transfer_id))
 
 
 def _amount_text(value: Any) -> str:

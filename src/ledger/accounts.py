@@ -37,6 +37,34 @@ class Account(Aggregate):
         transfer_id: str
         amount: int
 
+    class DebitPending(Aggregate.Event):
+        transfer_id: str
+        amount: int
+
+    class CreditPending(Aggregate.Event):
+        transfer_id: str
+        amount: int
+
+    class PendingDebitPosted(Aggregate.Event):
+        transfer_id: str
+        pending_amount: int
+        amount: int
+
+    class PendingCreditPosted(Aggregate.Event):
+        transfer_id: str
+        pending_amount: int
+        amount: int
+
+    class PendingDebitVoided(Aggregate.Event):
+        transfer_id: str
+        amount: int
+        reason: str
+
+    class PendingCreditVoided(Aggregate.Event):
+        transfer_id: str
+        amount: int
+        reason: str
+
     @staticmethod
     def create_id(account_id: str) -> UUID:
         return account_uuid(account_id)
@@ -67,6 +95,44 @@ class Account(Aggregate):
 
     def debit(self, transfer_id: str, amount: int) -> None:
         self._require_open()
+        self._require_funds(amount)
+        self._debited(transfer_id=transfer_id, amount=amount)
+
+    def credit(self, transfer_id: str, amount: int) -> None:
+        self._require_open()
+        self._credited(transfer_id=transfer_id, amount=amount)
+
+    def hold_debit(self, transfer_id: str, amount: int) -> None:
+        """Reserve funds for a pending transfer: they stop being available now."""
+        self._require_open()
+        self._require_funds(amount)
+        self._debit_pending(transfer_id=transfer_id, amount=amount)
+
+    def hold_credit(self, transfer_id: str, amount: int) -> None:
+        self._require_open()
+        self._credit_pending(transfer_id=transfer_id, amount=amount)
+
+    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        """Settle a hold, for its full amount or less; the rest becomes available again."""
+        self._require_open()
+        self._pending_debit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+
+    def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        self._require_open()
+        self._pending_credit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+
+    def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
+        """Release a hold. Allowed whatever the account's status: releasing never hurts."""
+        self._pending_debit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
+
+    def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
+        self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
+
+    def _require_open(self) -> None:
+        if self.status != "open":
+            raise AccountNotOpen(f"account {self.account_id!r} is {self.status}")
+
+    def _require_funds(self, amount: int) -> None:
         if not self.system and self.available - amount < -self.overdraft_limit:
             unit = Asset.parse(self.asset)
             raise InsufficientFunds(
@@ -74,15 +140,6 @@ class Account(Aggregate):
                 f"(overdraft limit {unit.format(self.overdraft_limit)}); "
                 f"cannot debit {unit.format(amount)}"
             )
-        self._debited(transfer_id=transfer_id, amount=amount)
-
-    def credit(self, transfer_id: str, amount: int) -> None:
-        self._require_open()
-        self._credited(transfer_id=transfer_id, amount=amount)
-
-    def _require_open(self) -> None:
-        if self.status != "open":
-            raise AccountNotOpen(f"account {self.account_id!r} is {self.status}")
 
     @event(Debited)
     def _debited(self, transfer_id: str, amount: int) -> None:
@@ -92,19 +149,79 @@ class Account(Aggregate):
     def _credited(self, transfer_id: str, amount: int) -> None:
         self.posted_credits += amount
 
+    @event(DebitPending)
+    def _debit_pending(self, transfer_id: str, amount: int) -> None:
+        self.pending_debits += amount
+
+    @event(CreditPending)
+    def _credit_pending(self, transfer_id: str, amount: int) -> None:
+        self.pending_credits += amount
+
+    @event(PendingDebitPosted)
+    def _pending_debit_posted(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        self.pending_debits -= pending_amount
+        self.posted_debits += amount
+
+    @event(PendingCreditPosted)
+    def _pending_credit_posted(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        self.pending_credits -= pending_amount
+        self.posted_credits += amount
+
+    @event(PendingDebitVoided)
+    def _pending_debit_voided(self, transfer_id: str, amount: int, reason: str) -> None:
+        self.pending_debits -= amount
+
+    @event(PendingCreditVoided)
+    def _pending_credit_voided(self, transfer_id: str, amount: int, reason: str) -> None:
+        self.pending_credits -= amount
+
     @classmethod
-    def system_movement(cls, account_id: str, side: str, transfer_id: str, amount: int) -> Account.Event:
-        """A movement on a system account, appended without reading the account.
+    def system_event(cls, account_id: str, event_class: type[Account.Event], **fields: Any) -> Account.Event:
+        """An event on a system account, appended without reading the account.
 
         System accounts have no limit and no status to check, so nothing about the
         account's current state can make such a movement wrong; not reading it is what
         lets any number of writers share one issuance or fee account without conflicts.
         """
-        event_class = cls.Debited if side == "debit" else cls.Credited
-        return event_class(  # type: ignore[no-any-return,call-arg]  # fields come from the dataclass transform
+        return event_class(  # type: ignore[call-arg]  # fields come from the dataclass transform
             originator_id=cls.create_id(account_id),
             originator_version=APPEND_VERSION,
             timestamp=cls.Event.create_timestamp(),
-            transfer_id=transfer_id,
-            amount=amount,
+            **fields,
         )
+
+
+class SystemAccount:
+    """A write-only handle on a system account: the same movements as ``Account``, each
+    appended without reading the account (see ``Account.system_event``)."""
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.events: list[Account.Event] = []
+
+    def _append(self, event_class: type[Account.Event], **fields: Any) -> None:
+        self.events.append(Account.system_event(self.account_id, event_class, **fields))
+
+    def debit(self, transfer_id: str, amount: int) -> None:
+        self._append(Account.Debited, transfer_id=transfer_id, amount=amount)
+
+    def credit(self, transfer_id: str, amount: int) -> None:
+        self._append(Account.Credited, transfer_id=transfer_id, amount=amount)
+
+    def hold_debit(self, transfer_id: str, amount: int) -> None:
+        self._append(Account.DebitPending, transfer_id=transfer_id, amount=amount)
+
+    def hold_credit(self, transfer_id: str, amount: int) -> None:
+        self._append(Account.CreditPending, transfer_id=transfer_id, amount=amount)
+
+    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        self._append(Account.PendingDebitPosted, transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+
+    def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+        self._append(Account.PendingCreditPosted, transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+
+    def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
+        self._append(Account.PendingDebitVoided, transfer_id=transfer_id, amount=amount, reason=reason)
+
+    def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
+        self._append(Account.PendingCreditVoided, transfer_id=transfer_id, amount=amount, reason=reason)

@@ -73,6 +73,20 @@ class AccountNotOpen(RuleViolation):
     code = "account_not_open"
 
 
+class TransferNotPending(Conflict):
+    """Post or void of a transfer that is not (or no longer) pending."""
+
+    code = "transfer_not_pending"
+
+
+class TransferExpired(Conflict):
+    code = "transfer_expired"
+
+
+class ExceedsPending(RuleViolation):
+    code = "exceeds_pending"
+
+
 class Busy(LedgerError):
     """Optimistic concurrency retries ran out; the client may retry the same request."""
 

@@ -1,21 +1,28 @@
 """The Transfer aggregate: the record of one movement, keyed by the client's id.
 
-It exists so that a client id is used once: creating it twice collides on the event
-store's key, and a retry can be compared with what was first asked.
+It exists so that a client id is used once (creating it twice collides on the event
+store's key, and a retry can be compared with what was first asked), and so that a
+pending transfer resolves at most once: posting, voiding and expiring all append to
+this one stream, and the event store's version check lets only one of them win.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.errors import ExceedsPending, TransferExpired, TransferNotPending
 from ledger.ids import transfer_uuid
+from ledger.money import Asset
+
+POSTED, PENDING, VOIDED, EXPIRED = "posted", "pending", "voided", "expired"
 
 
 class Transfer(Aggregate):
-    class Posted(Aggregate.Created):
+    class Created(Aggregate.Created):
         transfer_id: str
         kind: str
         debit_account: str
@@ -23,12 +30,20 @@ class Transfer(Aggregate):
         asset: str
         amount: int
         metadata: dict[str, Any]
+        pending: bool
+        expires_at: datetime | None
+
+    class PendingPosted(Aggregate.Event):
+        amount: int
+
+    class Voided(Aggregate.Event):
+        reason: str  # "voided" or "expired"
 
     @staticmethod
     def create_id(transfer_id: str) -> UUID:
         return transfer_uuid(transfer_id)
 
-    @event(Posted)
+    @event(Created)
     def __init__(
         self,
         transfer_id: str,
@@ -38,15 +53,24 @@ class Transfer(Aggregate):
         asset: str,
         amount: int,
         metadata: dict[str, Any],
+        pending: bool = False,
+        expires_at: datetime | None = None,
     ) -> None:
         self.transfer_id = transfer_id
         self.kind = kind
         self.debit_account = debit_account
         self.credit_account = credit_account
         self.asset = asset
-        self.amount = amount
+        self.pending_amount = amount if pending else 0
+        self.amount = 0 if pending else amount
         self.metadata = metadata
-        self.status = "posted"
+        self.status = PENDING if pending else POSTED
+        self.expires_at = expires_at
+
+    @property
+    def requested_amount(self) -> int:
+        """What the client asked to move when it created the transfer."""
+        return self.pending_amount or self.amount
 
     def same_request(
         self,
@@ -55,11 +79,54 @@ class Transfer(Aggregate):
         credit_account: str,
         amount: int,
         metadata: dict[str, Any],
+        *,
+        pending: bool = False,
+        expires_in: float | None = None,
     ) -> bool:
-        return (self.kind, self.debit_account, self.credit_account, self.amount, self.metadata) == (
-            kind,
-            debit_account,
-            credit_account,
-            amount,
-            metadata,
-        )
+        mine = (self.kind, self.debit_account, self.credit_account, self.requested_amount, self.metadata)
+        if mine != (kind, debit_account, credit_account, amount, metadata):
+            return False
+        was_pending = self.pending_amount > 0
+        if pending != was_pending:
+            return False
+        return (self.expires_at is None) == (expires_in is None)
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.status == PENDING and self.expires_at is not None and now >= self.expires_at
+
+    def post(self, amount: int | None, now: datetime) -> int:
+        """Post a pending transfer for its full amount or less; returns the posted amount."""
+        self._require_pending("post", now)
+        amount = self.pending_amount if amount is None else amount
+        if amount > self.pending_amount:
+            unit = Asset.parse(self.asset)
+            raise ExceedsPending(
+                f"transfer {self.transfer_id!r} holds {unit.format(self.pending_amount)}; "
+                f"cannot post {unit.format(amount)}"
+            )
+        self._pending_posted(amount=amount)
+        return amount
+
+    def void(self, now: datetime) -> None:
+        self._require_pending("void", now)
+        self._voided(reason=VOIDED)
+
+    def expire(self, now: datetime) -> None:
+        if not self.is_expired(now):
+            raise TransferNotPending(f"transfer {self.transfer_id!r} has not expired")
+        self._voided(reason=EXPIRED)
+
+    def _require_pending(self, action: str, now: datetime) -> None:
+        if self.status != PENDING:
+            raise TransferNotPending(f"transfer {self.transfer_id!r} is {self.status}; cannot {action} it")
+        if self.is_expired(now):
+            raise TransferExpired(f"transfer {self.transfer_id!r} expired at {self.expires_at}; cannot {action} it")
+
+    @event(PendingPosted)
+    def _pending_posted(self, amount: int) -> None:
+        self.amount = amount
+        self.status = POSTED
+
+    @event(Voided)
+    def _voided(self, reason: str) -> None:
+        self.status = reason

@@ -26,12 +26,21 @@ from ledger.transfers import Transfer
 SOURCE = "/ledger"
 CHECKPOINT = "ledger.checkpoint.v1"
 
-EVENT_TYPES: dict[type, str] = {
-    Account.Opened: "ledger.account.opened.v1",
+MOVEMENT_TYPES: dict[type, str] = {
     Account.Debited: "ledger.account.debited.v1",
     Account.Credited: "ledger.account.credited.v1",
-    Transfer.Posted: "ledger.transfer.posted.v1",
+    Account.DebitPending: "ledger.account.debit_pending.v1",
+    Account.CreditPending: "ledger.account.credit_pending.v1",
+    Account.PendingDebitPosted: "ledger.account.pending_debit_posted.v1",
+    Account.PendingCreditPosted: "ledger.account.pending_credit_posted.v1",
+    Account.PendingDebitVoided: "ledger.account.pending_debit_voided.v1",
+    Account.PendingCreditVoided: "ledger.account.pending_credit_voided.v1",
 }
+ACCOUNT_OPENED = "ledger.account.opened.v1"
+TRANSFER_POSTED = "ledger.transfer.posted.v1"
+TRANSFER_PENDING = "ledger.transfer.pending.v1"
+TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
+TRANSFER_VOIDED = "ledger.transfer.voided.v1"
 
 
 @dataclass(frozen=True)
@@ -63,33 +72,37 @@ def event_id(originator_id: UUID, version: int) -> str:
 
 
 @dataclass(frozen=True)
-class AccountRef:
-    """What a movement event does not repeat: its account's public id and asset."""
+class SubjectRef:
+    """What later events of a stream do not repeat: its public id and asset."""
 
-    account_id: str
+    subject: str
     asset: str
 
 
-def _payload(event: Any, account: AccountRef | None) -> tuple[str, dict[str, Any]]:
+def creation_ref(event: Any) -> SubjectRef:
     if isinstance(event, Account.Opened):
-        return event.account_id, {
-            "account": event.account_id,
-            "asset": event.asset,
-            "overdraft_limit": str(event.overdraft_limit),
-            "system": event.system,
-            "metadata": event.metadata,
-        }
-    if isinstance(event, (Account.Debited, Account.Credited)):
-        if account is None:
-            raise ValueError("an account movement needs its AccountRef")
-        return account.account_id, {
-            "account": account.account_id,
-            "transfer": event.transfer_id,
-            "asset": account.asset,
-            "amount": str(event.amount),
-        }
-    if isinstance(event, Transfer.Posted):
-        return event.transfer_id, {
+        return SubjectRef(event.account_id, event.asset)
+    if isinstance(event, Transfer.Created):
+        return SubjectRef(event.transfer_id, event.asset)
+    raise TypeError(f"{type(event).__qualname__} does not start a stream")
+
+
+def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any]]:
+    """(type, subject, data) of a domain event."""
+    if isinstance(event, Account.Opened):
+        return (
+            ACCOUNT_OPENED,
+            event.account_id,
+            {
+                "account": event.account_id,
+                "asset": event.asset,
+                "overdraft_limit": str(event.overdraft_limit),
+                "system": event.system,
+                "metadata": event.metadata,
+            },
+        )
+    if isinstance(event, Transfer.Created):
+        data: dict[str, Any] = {
             "transfer": event.transfer_id,
             "kind": event.kind,
             "debit_account": event.debit_account,
@@ -98,17 +111,37 @@ def _payload(event: Any, account: AccountRef | None) -> tuple[str, dict[str, Any
             "amount": str(event.amount),
             "metadata": event.metadata,
         }
+        if event.pending:
+            data["expires_at"] = event.expires_at.isoformat() if event.expires_at else None
+        return (TRANSFER_PENDING if event.pending else TRANSFER_POSTED), event.transfer_id, data
+    if ref is None:
+        raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
+    if type(event) in MOVEMENT_TYPES:
+        data = {"account": ref.subject, "transfer": event.transfer_id, "asset": ref.asset, "amount": str(event.amount)}
+        if hasattr(event, "pending_amount"):
+            data["pending_amount"] = str(event.pending_amount)
+        if hasattr(event, "reason"):
+            data["reason"] = event.reason
+        return MOVEMENT_TYPES[type(event)], ref.subject, data
+    if isinstance(event, Transfer.PendingPosted):
+        return (
+            TRANSFER_PENDING_POSTED,
+            ref.subject,
+            {"transfer": ref.subject, "asset": ref.asset, "amount": str(event.amount)},
+        )
+    if isinstance(event, Transfer.Voided):
+        return TRANSFER_VOIDED, ref.subject, {"transfer": ref.subject, "reason": event.reason}
     raise TypeError(f"no message type for {type(event).__qualname__}")
 
 
-def to_message(event: Any, position: int, account: AccountRef | None = None) -> Message:
-    subject, data = _payload(event, account)
+def to_message(event: Any, position: int, ref: SubjectRef | None = None) -> Message:
+    ce_type, subject, data = _encode(event, ref)
     timestamp: datetime = event.timestamp
     headers = {
         "ce_specversion": "1.0",
         "ce_id": event_id(event.originator_id, event.originator_version),
         "ce_source": SOURCE,
-        "ce_type": EVENT_TYPES[type(event)],
+        "ce_type": ce_type,
         "ce_subject": subject,
         "ce_time": timestamp.isoformat(),
         "ce_sequence": f"{event.originator_version:020d}",

@@ -20,9 +20,8 @@ import psycopg
 from confluent_kafka import KafkaError, Producer
 
 from commands.application import Ledger
-from ledger.accounts import Account
 from projectors import kafka
-from projectors.messages import AccountRef, Message, checkpoint_message, to_message
+from projectors.messages import Message, SubjectRef, checkpoint_message, creation_ref, to_message
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class Relay:
         self.requested_partitions = partitions
         self.batch_size = batch_size
         self.producer = Producer(kafka.producer_config(bootstrap))
-        self._accounts: dict[UUID, AccountRef] = {}
+        self._refs: dict[UUID, SubjectRef] = {}
         self.position = 0
         self.topic_id = ""
         self.partitions = 0
@@ -125,20 +124,18 @@ class Relay:
 
     def _encode(self, notification: Any) -> Message:
         event = self.ledger.mapper.to_domain_event(notification)
-        account = None
-        if isinstance(event, (Account.Debited, Account.Credited)):
-            account = self._account_ref(event.originator_id)
-        return to_message(event, notification.id, account)
+        if notification.originator_version == 1:
+            return to_message(event, notification.id)
+        return to_message(event, notification.id, self._ref(event.originator_id))
 
-    def _account_ref(self, originator_id: UUID) -> AccountRef:
-        ref = self._accounts.get(originator_id)
+    def _ref(self, originator_id: UUID) -> SubjectRef:
+        """A stream's public id and asset, from its first event (cached)."""
+        ref = self._refs.get(originator_id)
         if ref is None:
-            opened = next(iter(self.ledger.events.get(originator_id, lte=1)))
-            assert isinstance(opened, Account.Opened)
-            ref = AccountRef(opened.account_id, opened.asset)
-            if len(self._accounts) > 100_000:
-                self._accounts.clear()
-            self._accounts[originator_id] = ref
+            ref = creation_ref(next(iter(self.ledger.events.get(originator_id, lte=1))))
+            if len(self._refs) > 100_000:
+                self._refs.clear()
+            self._refs[originator_id] = ref
         return ref
 
     def _deliver(self, messages: list[Message], partition: str | None) -> None:

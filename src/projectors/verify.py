@@ -26,33 +26,70 @@ class ReplayedAccount:
     asset: str
     posted_debits: int = 0
     posted_credits: int = 0
+    pending_debits: int = 0
+    pending_credits: int = 0
     version: int = 1
     movements: int = 0
 
+    def apply(self, event: Any) -> None:
+        if isinstance(event, Account.Debited):
+            self.posted_debits += event.amount
+        elif isinstance(event, Account.Credited):
+            self.posted_credits += event.amount
+        elif isinstance(event, Account.DebitPending):
+            self.pending_debits += event.amount
+        elif isinstance(event, Account.CreditPending):
+            self.pending_credits += event.amount
+        elif isinstance(event, Account.PendingDebitPosted):
+            self.pending_debits -= event.pending_amount
+            self.posted_debits += event.amount
+        elif isinstance(event, Account.PendingCreditPosted):
+            self.pending_credits -= event.pending_amount
+            self.posted_credits += event.amount
+        elif isinstance(event, Account.PendingDebitVoided):
+            self.pending_debits -= event.amount
+        elif isinstance(event, Account.PendingCreditVoided):
+            self.pending_credits -= event.amount
+        else:
+            return
+        self.movements += 1
 
-def replay(
-    ledger: Ledger, up_to: int | None = None, batch_size: int = 5000
-) -> tuple[dict[str, ReplayedAccount], set[str], int]:
-    """Fold the event stream into balances; returns (accounts, transfer ids, last position)."""
-    by_uuid: dict[UUID, ReplayedAccount] = {}
-    transfers: set[str] = set()
+    def balances(self) -> tuple[int, int, int, int]:
+        return (self.posted_debits, self.posted_credits, self.pending_debits, self.pending_credits)
+
+
+@dataclass
+class Replay:
+    accounts: dict[str, ReplayedAccount]
+    transfers: dict[str, str]  # transfer id -> status
+    position: int
+
+
+def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> Replay:
+    """Fold the event stream into balances and transfer states."""
+    accounts: dict[UUID, ReplayedAccount] = {}
+    transfers: dict[UUID, list[str]] = {}  # [public id, status]
     last = 0
     for notification in _notifications(ledger, up_to, batch_size):
         event = ledger.mapper.to_domain_event(notification)
         last = notification.id
         if isinstance(event, Account.Opened):
-            by_uuid[event.originator_id] = ReplayedAccount(event.account_id, event.asset)
-        elif isinstance(event, (Account.Debited, Account.Credited)):
-            account = by_uuid[event.originator_id]
-            if isinstance(event, Account.Debited):
-                account.posted_debits += event.amount
-            else:
-                account.posted_credits += event.amount
+            accounts[event.originator_id] = ReplayedAccount(event.account_id, event.asset)
+        elif isinstance(event, Account.Event):
+            account = accounts[event.originator_id]
+            account.apply(event)
             account.version = event.originator_version
-            account.movements += 1
-        elif isinstance(event, Transfer.Posted):
-            transfers.add(event.transfer_id)
-    return {a.account_id: a for a in by_uuid.values()}, transfers, last
+        elif isinstance(event, Transfer.Created):
+            transfers[event.originator_id] = [event.transfer_id, "pending" if event.pending else "posted"]
+        elif isinstance(event, Transfer.PendingPosted):
+            transfers[event.originator_id][1] = "posted"
+        elif isinstance(event, Transfer.Voided):
+            transfers[event.originator_id][1] = event.reason
+    return Replay(
+        {a.account_id: a for a in accounts.values()},
+        {public_id: status for public_id, status in transfers.values()},
+        last,
+    )
 
 
 def _notifications(ledger: Ledger, up_to: int | None, batch_size: int) -> Iterator[Any]:
@@ -69,23 +106,31 @@ def _notifications(ledger: Ledger, up_to: int | None, batch_size: int) -> Iterat
 
 def differences(ledger: Ledger, db: Database[Any]) -> list[str]:
     """Every way the read models differ from the replay; empty when they agree."""
-    accounts, transfer_ids, _ = replay(ledger)
+    expected = replay(ledger)
     found: list[str] = []
     docs = {doc["_id"]: doc for doc in db[ACCOUNTS].find()}
-    for account_id, expected in accounts.items():
+    for account_id, account in expected.accounts.items():
         doc = docs.pop(account_id, None)
         if doc is None:
             found.append(f"account {account_id!r} is missing from the read model")
             continue
-        actual = (int(doc["posted_debits"]), int(doc["posted_credits"]), doc["version"], doc["asset"])
-        wanted = (expected.posted_debits, expected.posted_credits, expected.version, expected.asset)
+        actual = (
+            tuple(int(doc[f]) for f in ("posted_debits", "posted_credits", "pending_debits", "pending_credits")),
+            doc["version"],
+            doc["asset"],
+        )
+        wanted = (account.balances(), account.version, account.asset)
         if actual != wanted:
             found.append(f"account {account_id!r}: read model has {actual}, replay gives {wanted}")
         entries = db[ENTRIES].count_documents({"account": account_id})
-        if entries != expected.movements:
-            found.append(f"account {account_id!r}: {entries} entries, replay gives {expected.movements}")
+        if entries != account.movements:
+            found.append(f"account {account_id!r}: {entries} entries, replay gives {account.movements}")
     found.extend(f"account {account_id!r} is in the read model but not in the event store" for account_id in docs)
-    projected = {doc["_id"] for doc in db[TRANSFERS].find({}, {"_id": 1})}
-    found.extend(f"transfer {t!r} is missing from the read model" for t in sorted(transfer_ids - projected))
-    found.extend(f"transfer {t!r} is not in the event store" for t in sorted(projected - transfer_ids))
+    projected = {doc["_id"]: doc["status"] for doc in db[TRANSFERS].find({}, {"status": 1})}
+    for transfer_id, status in sorted(expected.transfers.items()):
+        if transfer_id not in projected:
+            found.append(f"transfer {transfer_id!r} is missing from the read model")
+        elif projected[transfer_id] != status:
+            found.append(f"transfer {transfer_id!r}: read model says {projected[transfer_id]}, replay gives {status}")
+    found.extend(f"transfer {t!r} is not in the event store" for t in sorted(set(projected) - set(expected.transfers)))
     return found

@@ -12,10 +12,18 @@ import logging
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from projectors.messages import LedgerEvent
+from projectors.messages import (
+    ACCOUNT_OPENED,
+    TRANSFER_PENDING,
+    TRANSFER_PENDING_POSTED,
+    TRANSFER_POSTED,
+    TRANSFER_VOIDED,
+    LedgerEvent,
+)
 from queries.readmodel import ACCOUNTS, ENTRIES, PROJECTOR_STATE, TRANSFERS, WATERMARK_ID
 
 log = logging.getLogger(__name__)
@@ -25,17 +33,31 @@ class MissingEvent(RuntimeError):
     pass
 
 
-ACCOUNT_OPENED = "ledger.account.opened.v1"
-ACCOUNT_DEBITED = "ledger.account.debited.v1"
-ACCOUNT_CREDITED = "ledger.account.credited.v1"
-TRANSFER_POSTED = "ledger.transfer.posted.v1"
+# How each account movement changes the four balances: (field, sign, amount key).
+BALANCE_CHANGES: dict[str, list[tuple[str, int, str]]] = {
+    "ledger.account.debited.v1": [("posted_debits", 1, "amount")],
+    "ledger.account.credited.v1": [("posted_credits", 1, "amount")],
+    "ledger.account.debit_pending.v1": [("pending_debits", 1, "amount")],
+    "ledger.account.credit_pending.v1": [("pending_credits", 1, "amount")],
+    "ledger.account.pending_debit_posted.v1": [
+        ("pending_debits", -1, "pending_amount"),
+        ("posted_debits", 1, "amount"),
+    ],
+    "ledger.account.pending_credit_posted.v1": [
+        ("pending_credits", -1, "pending_amount"),
+        ("posted_credits", 1, "amount"),
+    ],
+    "ledger.account.pending_debit_voided.v1": [("pending_debits", -1, "amount")],
+    "ledger.account.pending_credit_voided.v1": [("pending_credits", -1, "amount")],
+}
+BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
 
 
 class ReadModelWriter:
     """Applies a batch of events with a handful of round trips, whatever the batch size.
 
-    The batch's accounts are read once, changed in memory event by event, and written
-    back with one guarded update each (guarded by the version they were read at).
+    The batch's accounts and transfers are read once, changed in memory event by event,
+    and written back with one update each, guarded by the version they were read at.
     """
 
     def __init__(self, db: Database[Any]) -> None:
@@ -52,44 +74,31 @@ class ReadModelWriter:
         self.apply_batch([event])
 
     def apply_batch(self, events: list[LedgerEvent]) -> None:
-        account_ids = {
-            e.data["account"] for e in events if e.type in (ACCOUNT_OPENED, ACCOUNT_DEBITED, ACCOUNT_CREDITED)
-        }
-        stored = (
-            {doc["_id"]: doc for doc in self.db[ACCOUNTS].find({"_id": {"$in": sorted(account_ids)}})}
-            if account_ids
-            else {}
+        accounts = _Docs(self.db[ACCOUNTS], {e.data["account"] for e in events if e.type.startswith("ledger.account.")})
+        transfers = _Docs(
+            self.db[TRANSFERS], {e.data["transfer"] for e in events if e.type.startswith("ledger.transfer.")}
         )
-        read_versions = {account_id: doc["version"] for account_id, doc in stored.items()}
-        accounts: dict[str, dict[str, Any]] = dict(stored)
         entries: list[dict[str, Any]] = []
-        transfers: list[dict[str, Any]] = []
         for event in events:
             if event.type == ACCOUNT_OPENED:
-                if event.data["account"] not in accounts:
-                    accounts[event.data["account"]] = self._opened(event)
-            elif event.type in (ACCOUNT_DEBITED, ACCOUNT_CREDITED):
-                entry = self._moved(accounts.get(event.data["account"]), event)
-                if entry is not None:
-                    entries.append(entry)
-            elif event.type == TRANSFER_POSTED:
-                transfers.append(self._transfer(event))
+                accounts.create(event, self._opened(event))
+            elif event.type in BALANCE_CHANGES:
+                doc = accounts.next_version(event, event.data["account"])
+                if doc is not None:
+                    entries.append(self._moved(doc, event))
+            elif event.type in (TRANSFER_POSTED, TRANSFER_PENDING):
+                transfers.create(event, self._transfer(event))
+            elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED):
+                doc = transfers.next_version(event, event.data["transfer"])
+                if doc is not None:
+                    self._resolved(doc, event)
             else:
                 log.debug("ignoring event type", extra={"type": event.type})
         # Entries before balances: a crash in between leaves entries that a redelivery
         # finds already there, and balances that it then brings up to date.
-        self._insert_many(ENTRIES, entries)
-        self._insert_many(TRANSFERS, transfers)
-        self._insert_many(ACCOUNTS, [doc for account_id, doc in accounts.items() if account_id not in read_versions])
-        updates = [
-            UpdateOne({"_id": account_id, "version": version}, {"$set": _balances(accounts[account_id])})
-            for account_id, version in read_versions.items()
-            if accounts[account_id]["version"] != version
-        ]
-        if updates:
-            result = self.db[ACCOUNTS].bulk_write(updates, ordered=False)
-            if result.matched_count != len(updates):
-                raise RuntimeError("an account read model changed under the projector; is a second one running?")
+        _insert_many(self.db[ENTRIES], entries)
+        transfers.write()
+        accounts.write()
 
     @staticmethod
     def _opened(event: LedgerEvent) -> dict[str, Any]:
@@ -101,10 +110,7 @@ class ReadModelWriter:
             "status": "open",
             "overdraft_limit": data["overdraft_limit"],
             "metadata": data["metadata"],
-            "posted_debits": "0",
-            "posted_credits": "0",
-            "pending_debits": "0",
-            "pending_credits": "0",
+            **{field: "0" for field in BALANCE_FIELDS},
             "version": event.sequence,
             "position": event.position,
             "opened_at": event.time,
@@ -112,57 +118,54 @@ class ReadModelWriter:
         }
 
     @staticmethod
-    def _moved(doc: dict[str, Any] | None, event: LedgerEvent) -> dict[str, Any] | None:
-        """Change ``doc`` in place; returns the entry, or None for an event already applied."""
-        account_id = event.data["account"]
-        if doc is None or doc["version"] < event.sequence - 1:
-            have = None if doc is None else doc["version"]
-            raise MissingEvent(f"account {account_id!r} is at version {have}, got {event.sequence}")
-        if doc["version"] >= event.sequence:
-            return None
-        amount = int(event.data["amount"])
-        side = "debit" if event.type == ACCOUNT_DEBITED else "credit"
-        balance_field = "posted_debits" if side == "debit" else "posted_credits"
-        doc[balance_field] = str(int(doc[balance_field]) + amount)
-        doc.update(version=event.sequence, position=event.position, updated_at=event.time)
+    def _moved(doc: dict[str, Any], event: LedgerEvent) -> dict[str, Any]:
+        """Change ``doc`` in place; returns the account entry for the movement."""
+        for field, sign, key in BALANCE_CHANGES[event.type]:
+            doc[field] = str(int(doc[field]) + sign * int(event.data[key]))
+        posted = int(doc["posted_credits"]) - int(doc["posted_debits"])
+        kind = event.type.removeprefix("ledger.account.").removesuffix(".v1")
         return {
-            "_id": f"{account_id}:{event.sequence:020d}",
-            "account": account_id,
+            "_id": f"{doc['_id']}:{event.sequence:020d}",
+            "account": doc["_id"],
             "version": event.sequence,
             "position": event.position,
             "transfer": event.data["transfer"],
-            "side": side,
+            "kind": kind,
+            "side": "debit" if "debit" in kind else "credit",
             "amount": event.data["amount"],
-            "balance_after": str(int(doc["posted_credits"]) - int(doc["posted_debits"])),
+            "balance_after": str(posted),
+            "available_after": str(posted - int(doc["pending_debits"])),
             "time": event.time,
         }
 
     @staticmethod
     def _transfer(event: LedgerEvent) -> dict[str, Any]:
         data = event.data
+        pending = event.type == TRANSFER_PENDING
         return {
             "_id": data["transfer"],
             "kind": data["kind"],
-            "status": "posted",
+            "status": "pending" if pending else "posted",
+            "two_phase": pending,
             "debit_account": data["debit_account"],
             "credit_account": data["credit_account"],
             "asset": data["asset"],
             "amount": data["amount"],
+            "posted_amount": "0" if pending else data["amount"],
+            "expires_at": data.get("expires_at"),
             "metadata": data["metadata"],
             "time": event.time,
+            "version": event.sequence,
             "position": event.position,
+            "updated_at": event.time,
         }
 
-    def _insert_many(self, collection: str, docs: list[dict[str, Any]]) -> None:
-        """Insert, treating documents that are already there (same key) as done."""
-        if not docs:
-            return
-        try:
-            self.db[collection].insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if others:
-                raise
+    @staticmethod
+    def _resolved(doc: dict[str, Any], event: LedgerEvent) -> None:
+        if event.type == TRANSFER_PENDING_POSTED:
+            doc.update(status="posted", posted_amount=event.data["amount"])
+        else:
+            doc.update(status=event.data["reason"])
 
     def raise_watermark(self, position: int) -> None:
         self.db[PROJECTOR_STATE].update_one(
@@ -170,16 +173,50 @@ class ReadModelWriter:
         )
 
 
-def _balances(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: doc[key]
-        for key in (
-            "posted_debits",
-            "posted_credits",
-            "pending_debits",
-            "pending_credits",
-            "version",
-            "position",
-            "updated_at",
-        )
-    }
+class _Docs:
+    """One batch's documents of a versioned collection (one document per event stream)."""
+
+    def __init__(self, collection: Collection[Any], ids: set[str]) -> None:
+        self.collection = collection
+        stored = list(collection.find({"_id": {"$in": sorted(ids)}})) if ids else []
+        self.docs: dict[str, dict[str, Any]] = {doc["_id"]: doc for doc in stored}
+        self.read_versions = {doc["_id"]: doc["version"] for doc in stored}
+
+    def create(self, event: LedgerEvent, doc: dict[str, Any]) -> None:
+        self.docs.setdefault(doc["_id"], doc)
+
+    def next_version(self, event: LedgerEvent, key: str) -> dict[str, Any] | None:
+        """The document to apply ``event`` to, or None if it was applied already."""
+        doc = self.docs.get(key)
+        if doc is None or doc["version"] < event.sequence - 1:
+            have = None if doc is None else doc["version"]
+            raise MissingEvent(f"{self.collection.name} {key!r} is at version {have}, got {event.sequence}")
+        if doc["version"] >= event.sequence:
+            return None
+        doc.update(version=event.sequence, position=event.position, updated_at=event.time)
+        return doc
+
+    def write(self) -> None:
+        _insert_many(self.collection, [doc for key, doc in self.docs.items() if key not in self.read_versions])
+        updates = [
+            UpdateOne(
+                {"_id": key, "version": version}, {"$set": {k: v for k, v in self.docs[key].items() if k != "_id"}}
+            )
+            for key, version in self.read_versions.items()
+            if self.docs[key]["version"] != version
+        ]
+        if updates:
+            result = self.collection.bulk_write(updates, ordered=False)
+            if result.matched_count != len(updates):
+                raise RuntimeError(f"{self.collection.name} changed under the projector; is a second one running?")
+
+
+def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> None:
+    """Insert, treating documents that are already there (same key) as done."""
+    if not docs:
+        return
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+            raise

@@ -82,9 +82,11 @@ def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) 
         "entries": [
             {
                 "transfer_id": row["transfer"],
+                "kind": row.get("kind", f"{row['side']}ed"),
                 "side": row["side"],
                 "amount": asset.format(int(row["amount"])),
                 "balance_after": asset.format(int(row["balance_after"])),
+                "available_after": asset.format(int(row.get("available_after", row["balance_after"]))),
                 "position": row["position"],
                 "time": row["time"],
             }
@@ -99,7 +101,7 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
     if doc is None:
         raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
     asset = Asset.parse(doc["asset"])
-    return {
+    result = {
         "id": doc["_id"],
         "kind": doc["kind"],
         "status": doc["status"],
@@ -111,6 +113,10 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
         "time": doc["time"],
         "position": doc["position"],
     }
+    if doc.get("two_phase"):
+        result["posted_amount"] = asset.format(int(doc["posted_amount"]))
+        result["expires_at"] = doc["expires_at"]
+    return result
 
 
 def _encode_cursor(version: int) -> str:

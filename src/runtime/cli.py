@@ -115,6 +115,23 @@ def relay() -> None:
 
 
 @main.command()
+def expire() -> None:
+    """Void pending transfers whose timeout has passed."""
+    from commands.application import Ledger, event_store_env
+    from commands.expirer import Expirer
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    ledger = Ledger(event_store_env(settings))
+    expirer = Expirer(ledger, _require(settings, "database_url"))
+    try:
+        expirer.run(stop, on_ready=lambda: _ready(settings))
+    finally:
+        expirer.close()
+        ledger.close()
+
+
+@main.command()
 def project() -> None:
     """Apply Kafka events to the MongoDB read models."""
     import pymongo

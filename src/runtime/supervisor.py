@@ -1,7 +1,7 @@
 """``ledger up``: the whole system as supervised child processes.
 
 Start order: servers (embedded unless a URL is set), migrations, then the two HTTP APIs,
-the relay and the projector, each awaited until healthy. A service that dies is
+the relay, the projector and the expirer, each awaited until healthy. A service that dies is
 reported and restarted with back-off; a server that dies stops everything, because
 nothing can work without it. Stopping sends each child its stop signal and SIGKILL
 after a grace period, in reverse order, and waits for every one of them.
@@ -140,6 +140,7 @@ class Stack:
             http("query-api", "queries.http:get_app()", s.query_port),
             worker("relay", "relay"),
             worker("projector", "project"),
+            worker("expirer", "expire"),
         ]
         for service in self.services:
             self._check_stop()

@@ -13,7 +13,7 @@ from tests.conftest import Urls, unique
 def test_migrating_again_applies_nothing(servers: Urls) -> None:
     migrations = PROJECT_ROOT / "migrations"
     assert migrate(servers.database_url, migrations) == []
-    assert applied(servers.database_url, migrations) == ["0001.event-store", "0002.relay-state"]
+    assert applied(servers.database_url, migrations) == sorted(p.stem for p in migrations.glob("*.sql"))
 
 
 def test_the_event_store_tables_come_from_migrations(servers: Urls) -> None:
