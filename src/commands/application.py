@@ -19,6 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import Environment
 
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
 from ledger.accounts import Account, SystemAccount
@@ -70,6 +71,11 @@ class Ledger(Application[UUID]):
     """The event-sourced ledger; its events live in the ``ledger_events`` table."""
 
     name = "Ledger"
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        """Only the configuration we pass in: the library would otherwise also read the
+        process environment, where its ``LEDGER_*`` lookups would collide with ours."""
+        return Environment(name, dict(env or {}))
 
     def __init__(
         self, env: dict[str, str], *, write_attempts: int = 20, clock: Callable[[], datetime] = utc_now
@@ -148,9 +154,7 @@ class Ledger(Application[UUID]):
         )
         to_save: list[Account] = []
         issuance_id = issuance_account_id(str(asset))
-        try:
-            self.account(issuance_id)
-        except AccountNotFound:
+        if not self._exists(account_uuid(issuance_id)):
             to_save.append(
                 Account(account_id=issuance_id, asset=str(asset), overdraft_limit=0, system=True, metadata={})
             )
@@ -294,6 +298,14 @@ class Ledger(Application[UUID]):
                 time.sleep(random.uniform(0, 0.002 * attempt))
         raise Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)")
 
+    def _exists(self, originator_id: UUID) -> bool:
+        """Whether a stream exists, without replaying it (the issuance stream is long)."""
+        try:
+            self._position_of(originator_id)
+        except LookupError:
+            return False
+        return True
+
     def _position_of(self, originator_id: UUID, version: int = 1) -> int:
         """The notification id of one of an aggregate's events (the position of the command
         that recorded it)."""
@@ -305,7 +317,7 @@ class Ledger(Application[UUID]):
             )
             row = curs.fetchone()
         if row is None:
-            raise RuntimeError(f"aggregate {originator_id} has no first event")
+            raise LookupError(f"aggregate {originator_id} has no event at version {version}")
         return int(row["notification_id"])
 
     @staticmethod

@@ -41,6 +41,10 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequest("body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidRequest("body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise InvalidRequest(f"body has a value that cannot be read: {exc}") from None
 
 
 def _fields(body: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -61,14 +65,32 @@ def _string(field: str, value: Any) -> str:
     return value
 
 
+MAX_METADATA_DEPTH = 8
+
+
 def _metadata(value: Any) -> dict[str, Any]:
+    """A small JSON object: bounded in size and depth, and valid UTF-8 throughout."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("metadata must be a JSON object")
-    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise InvalidRequest(f"metadata must be nested at most {MAX_METADATA_DEPTH} levels deep")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest("metadata contains text that is not valid Unicode (a lone surrogate)") from None
+    if size > MAX_METADATA_BYTES:
         raise InvalidRequest(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
     return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def open_account(body: Any) -> OpenAccount:

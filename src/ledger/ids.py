@@ -19,7 +19,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 def validate_client_id(field: str, value: object) -> str:
-    if not isinstance(value, str) or _CLIENT_ID.match(value) is None:
+    if not isinstance(value, str) or _CLIENT_ID.fullmatch(value) is None:
         raise InvalidRequest(
             f"{field} must be a string of 1-128 characters from [A-Za-z0-9._:-], starting with a letter or digit"
         )

@@ -15,7 +15,8 @@ MAX_AMOUNT = 2**127 - 1
 MAX_SCALE = 18
 
 _ASSET = re.compile(r"^([A-Z][A-Z0-9]{0,11})/(0|[1-9][0-9]?)$")
-_AMOUNT = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+# 39 whole digits hold 2^127-1; longer input is refused before any int() conversion.
+_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,38})(?:\.([0-9]{1,18}))?$")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Asset:
     def parse(cls, text: object) -> Asset:
         if not isinstance(text, str):
             raise InvalidAsset("asset must be a string like 'USD/2'")
-        match = _ASSET.match(text)
+        match = _ASSET.fullmatch(text)
         if match is None or int(match.group(2)) > MAX_SCALE:
             raise InvalidAsset(
                 f"asset {text!r} is not CODE/SCALE: CODE is 1-12 upper-case letters or "
@@ -66,13 +67,17 @@ def split_amount(text: object) -> tuple[str, str]:
     """Check an amount's shape (a plain decimal string) and split it at the point."""
     if not isinstance(text, str):
         raise InvalidAmount(f'amount must be a decimal string like "12.34", not a JSON {_json_kind(text)}')
-    match = _AMOUNT.match(text)
+    match = _AMOUNT.fullmatch(text)
     if match is None:
         raise InvalidAmount(
-            f"amount {text!r} is not a plain decimal string (digits, optional "
-            "fraction; no sign, exponent, spaces or leading zeros)"
+            f"amount {_clip(text)!r} is not a plain decimal string (at most 39 digits, an optional "
+            "fraction of at most 18; no sign, exponent, spaces or leading zeros)"
         )
     return match.group(1), match.group(2) or ""
+
+
+def _clip(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _json_kind(value: object) -> str:

@@ -14,6 +14,8 @@ def producer_config(bootstrap: str) -> dict[str, object]:
     return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
+        # Fail rather than leave a gap in a partition after a delivery timeout.
+        "enable.gapless.guarantee": True,
         "acks": "all",
         "linger.ms": 2,
         # Java clients' default partitioner, so keys land where they expect.
@@ -43,7 +45,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> tuple[str, int]
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic not in admin.list_topics(timeout=10).topics:
-        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        # Kept forever: the topic is the stream subscribers and the projector replay.
+        new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config={"retention.ms": "-1"})
+        future = admin.create_topics([new])[topic]
         try:
             future.result(timeout=10)
             log.info("created topic", extra={"topic": topic, "partitions": partitions})

@@ -7,7 +7,7 @@ is an independent witness of what the read models should say.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -92,6 +92,20 @@ def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> 
     )
 
 
+def unbalanced_assets(docs: Iterable[dict[str, Any]]) -> list[str]:
+    """Double entry: per asset, posted debits equal posted credits, and pending ones too."""
+    totals: dict[str, list[int]] = {}
+    for doc in docs:
+        sums = totals.setdefault(doc["asset"], [0, 0, 0, 0])
+        for index, field in enumerate(("posted_debits", "posted_credits", "pending_debits", "pending_credits")):
+            sums[index] += int(doc[field])
+    return [
+        f"asset {asset}: posted debits {s[0]} vs credits {s[1]}, pending debits {s[2]} vs credits {s[3]}"
+        for asset, s in sorted(totals.items())
+        if s[0] != s[1] or s[2] != s[3]
+    ]
+
+
 def _notifications(ledger: Ledger, up_to: int | None, batch_size: int) -> Iterator[Any]:
     position = 0
     while True:
@@ -126,6 +140,7 @@ def differences(ledger: Ledger, db: Database[Any]) -> list[str]:
         if entries != account.movements:
             found.append(f"account {account_id!r}: {entries} entries, replay gives {account.movements}")
     found.extend(f"account {account_id!r} is in the read model but not in the event store" for account_id in docs)
+    found.extend(unbalanced_assets(db[ACCOUNTS].find()))
     projected = {doc["_id"]: doc["status"] for doc in db[TRANSFERS].find({}, {"status": 1})}
     for transfer_id, status in sorted(expected.transfers.items()):
         if transfer_id not in projected:

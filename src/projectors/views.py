@@ -1,13 +1,15 @@
-"""The read-model writer: one method per event type, each safe to run twice.
+"""The read-model writer: every event type, each safe to apply twice.
 
-Account documents carry the aggregate ``version`` they reflect. A movement applies only
-to the version right before it: an older version means a redelivery (ignored), a newer
-one means an event went missing, which must never happen, so it fails loudly.
-Entries and transfers are keyed by their identity, so re-inserting one is a no-op.
+Account and transfer documents carry the ``version`` of their event stream they
+reflect. An event applies only on top of the version right before it: an older one is
+a redelivery (ignored); a newer one means earlier events have not arrived yet (logged,
+skipped, and applied when the relay's republished batch brings them in order).
+Entries are keyed by account and version, so re-inserting one is a no-op.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -27,10 +29,6 @@ from projectors.messages import (
 from queries.readmodel import ACCOUNTS, ENTRIES, PROJECTOR_STATE, TRANSFERS, WATERMARK_ID
 
 log = logging.getLogger(__name__)
-
-
-class MissingEvent(RuntimeError):
-    pass
 
 
 # How each account movement changes the four balances: (field, sign, amount key).
@@ -109,7 +107,7 @@ class ReadModelWriter:
             "system": data["system"],
             "status": "open",
             "overdraft_limit": data["overdraft_limit"],
-            "metadata": data["metadata"],
+            "metadata": _json_text(data["metadata"]),
             **{field: "0" for field in BALANCE_FIELDS},
             "version": event.sequence,
             "position": event.position,
@@ -153,7 +151,7 @@ class ReadModelWriter:
             "amount": data["amount"],
             "posted_amount": "0" if pending else data["amount"],
             "expires_at": data.get("expires_at"),
-            "metadata": data["metadata"],
+            "metadata": _json_text(data["metadata"]),
             "time": event.time,
             "version": event.sequence,
             "position": event.position,
@@ -186,11 +184,22 @@ class _Docs:
         self.docs.setdefault(doc["_id"], doc)
 
     def next_version(self, event: LedgerEvent, key: str) -> dict[str, Any] | None:
-        """The document to apply ``event`` to, or None if it was applied already."""
+        """The document to apply ``event`` to, or None if it must not be applied now.
+
+        An event already applied is a redelivery. An event ahead of the document means
+        earlier ones are missing: the relay publishes a failed batch again, so they will
+        come (before the checkpoint that covers them); applying this one now would skip
+        them, and failing would stop the projector on this message for good. It is logged
+        and skipped, and comes again with the republished batch.
+        """
         doc = self.docs.get(key)
         if doc is None or doc["version"] < event.sequence - 1:
             have = None if doc is None else doc["version"]
-            raise MissingEvent(f"{self.collection.name} {key!r} is at version {have}, got {event.sequence}")
+            log.error(
+                "event ahead of the read model; skipped until the missing ones arrive",
+                extra={"collection": self.collection.name, "key": key, "have": have, "got": event.sequence},
+            )
+            return None
         if doc["version"] >= event.sequence:
             return None
         doc.update(version=event.sequence, position=event.position, updated_at=event.time)
@@ -209,6 +218,13 @@ class _Docs:
             result = self.collection.bulk_write(updates, ordered=False)
             if result.matched_count != len(updates):
                 raise RuntimeError(f"{self.collection.name} changed under the projector; is a second one running?")
+
+
+def _json_text(value: Any) -> str:
+    """Client JSON is stored as text (ASCII-escaped), so no value of it can be refused by
+    the document store (integers over 64 bits, "$" or "." in keys, NUL characters) and
+    stop the projector."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> None:

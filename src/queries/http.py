@@ -21,7 +21,12 @@ def _int_param(req: falcon.Request, name: str, default: int | None, low: int, hi
     raw = req.get_param(name)
     if raw is None:
         return default
-    if not raw.isdigit() or (high is not None and int(raw) > high) or int(raw) < low:
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > 20
+        or (high is not None and int(raw) > high)
+        or int(raw) < low
+    ):
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidRequest(f"{name} must be an integer {bounds}")
     return int(raw)

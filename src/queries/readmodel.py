@@ -54,7 +54,7 @@ def account(db: Database[Any], account_id: str) -> dict[str, Any]:
         "status": doc["status"],
         "system": doc["system"],
         "overdraft_limit": asset.format(int(doc["overdraft_limit"])),
-        "metadata": doc["metadata"],
+        "metadata": json.loads(doc["metadata"]),
         "balance": {
             "posted_debits": asset.format(posted_debits),
             "posted_credits": asset.format(posted_credits),
@@ -109,7 +109,7 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
         "credit_account": doc["credit_account"],
         "asset": doc["asset"],
         "amount": asset.format(int(doc["amount"])),
-        "metadata": doc["metadata"],
+        "metadata": json.loads(doc["metadata"]),
         "time": doc["time"],
         "position": doc["position"],
     }

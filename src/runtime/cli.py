@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
 import threading
 from typing import Any
 
 import click
+import psycopg
 
 from runtime import logs
 from runtime.settings import Settings, SettingsError
@@ -67,9 +69,10 @@ def up(fresh: bool) -> None:
         code = stack.run()
     except KeyboardInterrupt:
         code = 130
-    except (AlreadyRunning, RuntimeError, TimeoutError) as exc:
-        # Start-up failures (a port in use, a server that would not start) are reported
-        # plainly; everything already started has been stopped by then.
+    except (AlreadyRunning, RuntimeError, TimeoutError, subprocess.CalledProcessError, psycopg.OperationalError) as exc:
+        # Start-up failures (a port in use, a server that would not start, a database
+        # that cannot be reached) are reported plainly; everything already started has
+        # been stopped by then.
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
 

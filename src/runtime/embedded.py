@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,16 @@ class Server:
     process: ManagedProcess
     url: str
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, interrupt: Callable[[], None] = lambda: None) -> None:
+        """Start and wait until ready; ``interrupt`` is called while waiting and may raise
+        to abandon the wait (a stop request)."""
         self.process.start()
-        wait_until(lambda: self._check_alive() and self.ready(), timeout, self.process.name)
+
+        def ready() -> bool:
+            interrupt()
+            return self._check_alive() and self.ready()
+
+        wait_until(ready, timeout, self.process.name)
         self.after_ready()
 
     def _check_alive(self) -> bool:

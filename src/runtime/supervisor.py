@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from runtime.migrations import migrate
@@ -53,6 +54,7 @@ class Stack:
         self.stop_requested = threading.Event()
         self.servers: list[Server] = []
         self.services: list[Service] = []
+        self.urls: dict[str, str] = {}
         self._lock_fd: int | None = None
 
     def request_stop(self, *_: object) -> None:
@@ -62,7 +64,7 @@ class Stack:
         """Start everything, supervise until asked to stop; returns the exit code."""
         try:
             self._prepare_data_dir()
-            urls = self._start_servers()
+            urls = self.urls = self._start_servers()
             migrate(urls["database_url"], self.settings.migrations_dir)
             self._start_services(urls)
             self._write_state(urls)
@@ -109,7 +111,7 @@ class Stack:
             self._check_stop()
             server = make()
             self.servers.append(server)
-            server.start()
+            server.start(interrupt=self._check_stop)
             urls[name] = server.url
             log.info("embedded server ready", extra={"server": server.process.name, "url": server.url})
         return {k: str(v) for k, v in urls.items()}
@@ -188,9 +190,9 @@ class Stack:
             "ledger is up",
             f"  command API  http://{s.host}:{s.command_port}",
             f"  query API    http://{s.host}:{s.query_port}",
-            f"  postgres     {urls['database_url']}",
-            f"  kafka        {urls['kafka_bootstrap']}",
-            f"  mongodb      {urls['mongo_url']}",
+            f"  postgres     {redact(urls['database_url'])}",
+            f"  kafka        {redact(urls['kafka_bootstrap'])}",
+            f"  mongodb      {redact(urls['mongo_url'])}",
             f"  data         {self.data_dir}",
             "Press Ctrl-C to stop.",
         ]
@@ -240,10 +242,8 @@ class Stack:
 
     def _write_state_quietly(self) -> None:
         try:
-            state_path = self.data_dir / "run" / "state.json"
-            state = json.loads(state_path.read_text())
-            self._write_state(state["urls"])
-        except (OSError, ValueError, KeyError):
+            self._write_state(self.urls)
+        except OSError:
             log.exception("could not update the state file")
 
     def _processes(self) -> list[ManagedProcess]:
@@ -261,6 +261,16 @@ class Stack:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def redact(url: str) -> str:
+    """A URL fit to print or store: any password is replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _http_ok(url: str) -> bool:

@@ -189,3 +189,130 @@ def test_a_non_json_content_type_is_415(client: falcon.testing.TestClient) -> No
 def test_unknown_routes_and_methods_are_problems_too(client: falcon.testing.TestClient) -> None:
     assert_problem(client.simulate_get("/v1/nothing"), 404, "not_found", "")
     assert_problem(client.simulate_get("/v1/transfers"), 405, "method_not_allowed", "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "detail"),
+    [
+        (
+            b'{"id": "x", "asset": "USD/2", "overdraft_limit": "' + b"9" * 5000 + b'"}',
+            "invalid_amount",
+            "at most 39 digits",
+        ),
+        (
+            b'{"id": "x", "asset": "USD/2", "metadata": {"n": ' + b"9" * 5000 + b"}}",
+            "invalid_request",
+            "cannot be read",
+        ),
+        (b'{"id": "x", "asset": "USD/2", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_request", "nested"),
+        (b'{"id": "x", "asset": "USD/2", "metadata": {"a": "\\ud800"}}', "invalid_request", "lone surrogate"),
+        (
+            b'{"id": "x", "asset": "USD/2", "metadata": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}}',
+            "invalid_request",
+            "levels deep",
+        ),
+        (b'{"id": "x\\n", "asset": "USD/2"}', "invalid_request", "id must be"),
+        (b'{"id": "x", "asset": "USD/2\\n"}', "invalid_asset", "CODE/SCALE"),
+    ],
+)
+def test_hostile_bodies_are_refused_and_write_nothing(
+    client: falcon.testing.TestClient, event_count: Any, raw: bytes, code: str, detail: str
+) -> None:
+    before = event_count()
+    result = post_raw(client, "/v1/accounts", raw)
+    assert 400 <= result.status_code < 500
+    assert result.json["code"] == code
+    assert detail in result.json["detail"]
+    assert event_count() == before
+
+
+def test_a_hold_is_posted_for_less_over_http(client: falcon.testing.TestClient, funded: tuple[str, str]) -> None:
+    a, b = funded
+    transfer_id = unique("h")
+    held = client.simulate_post(
+        "/v1/transfers",
+        json={
+            "id": transfer_id,
+            "debit_account": a,
+            "credit_account": b,
+            "amount": "30.00",
+            "pending": True,
+            "timeout_seconds": 60,
+        },
+    )
+    assert held.status_code == 201
+    assert (held.json["status"], held.json["posted_amount"]) == ("pending", "0.00")
+    assert held.json["expires_at"] is not None
+    posted = client.simulate_post(f"/v1/transfers/{transfer_id}/post", json={"amount": "12.50"})
+    assert posted.status_code == 200
+    assert (posted.json["status"], posted.json["posted_amount"]) == ("posted", "12.50")
+    assert posted.json["position"] > held.json["position"]
+    again = client.simulate_post(f"/v1/transfers/{transfer_id}/void")
+    assert_problem(again, 409, "transfer_not_pending", "posted")
+
+
+def test_a_hold_is_voided_over_http_without_a_body(client: falcon.testing.TestClient, funded: tuple[str, str]) -> None:
+    a, b = funded
+    transfer_id = unique("h")
+    client.simulate_post(
+        "/v1/transfers",
+        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "1.00", "pending": True},
+    )
+    voided = client.simulate_post(f"/v1/transfers/{transfer_id}/void")
+    assert (voided.status_code, voided.json["status"], voided.json["expires_at"]) == (200, "voided", None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "detail"),
+    [
+        ({"timeout_seconds": 10}, "only to a pending transfer"),
+        ({"pending": "yes"}, "pending must be true or false"),
+        ({"pending": True, "timeout_seconds": 0}, "timeout_seconds must be an integer"),
+        ({"pending": True, "timeout_seconds": 1.5}, "timeout_seconds must be an integer"),
+        ({"pending": True, "timeout_seconds": True}, "timeout_seconds must be an integer"),
+    ],
+)
+def test_bad_holds_are_refused(
+    client: falcon.testing.TestClient, funded: tuple[str, str], event_count: Any, extra: dict[str, Any], detail: str
+) -> None:
+    a, b = funded
+    before = event_count()
+    body = {"id": unique("h"), "debit_account": a, "credit_account": b, "amount": "1.00"} | extra
+    assert_problem(client.simulate_post("/v1/transfers", json=body), 400, "invalid_request", detail)
+    assert event_count() == before
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "status", "code", "detail"),
+    [
+        ("post", {"amount": "-1"}, 400, "invalid_amount", "'-1'"),
+        ("post", {"amount": "31.00"}, 422, "exceeds_pending", "cannot post 31.00"),
+        ("post", {"amount": "1.001"}, 400, "invalid_amount", "at most 2"),
+        ("post", {"amunt": "1"}, 400, "invalid_request", "unknown field(s): amunt"),
+        ("void", {"reason": "x"}, 400, "invalid_request", "unknown field(s): reason"),
+        ("post", [], 400, "invalid_request", "JSON object"),
+    ],
+)
+def test_bad_posts_and_voids_write_nothing(
+    client: falcon.testing.TestClient,
+    funded: tuple[str, str],
+    event_count: Any,
+    action: str,
+    body: Any,
+    status: int,
+    code: str,
+    detail: str,
+) -> None:
+    a, b = funded
+    transfer_id = unique("h")
+    client.simulate_post(
+        "/v1/transfers",
+        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "30.00", "pending": True},
+    )
+    before = event_count()
+    assert_problem(client.simulate_post(f"/v1/transfers/{transfer_id}/{action}", json=body), status, code, detail)
+    assert event_count() == before
+
+
+def test_posting_an_unknown_transfer_is_404(client: falcon.testing.TestClient) -> None:
+    assert_problem(client.simulate_post("/v1/transfers/nope/post"), 404, "transfer_not_found", "'nope'")

@@ -12,7 +12,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from commands.application import Ledger
-from commands.messages import Deposit, OpenAccount, TransferFunds
+from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
 from projectors import kafka
 from projectors.messages import CHECKPOINT, headers_of
 from projectors.projector import Projector
@@ -143,3 +143,29 @@ def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, 
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     assert differences(ledger, mongo_db) == []
+
+
+def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(ledger, transfers=0)
+    posted, voided, pending = unique("h"), unique("h"), unique("h")
+    for transfer_id in (posted, voided, pending):
+        ledger.transfer(TransferFunds(transfer_id, a, b, "10.00", pending=True))
+    ledger.post_transfer(PostTransfer(posted, "4.00"))
+    ledger.void_transfer(VoidTransfer(voided))
+    topic = unique("events")
+    drain_relay(make_relay(ledger, servers, topic))
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector.start()
+    project_until(projector, mongo_db, ledger.head_position())
+    assert differences(ledger, mongo_db) == []
+    balance = readmodel.account(mongo_db, a)["balance"]
+    assert (balance["posted_debits"], balance["pending_debits"], balance["available"]) == ("4.00", "10.00", "86.00")
+    assert readmodel.account(mongo_db, b)["balance"]["pending_credits"] == "10.00"
+    assert [readmodel.transfer(mongo_db, t)["status"] for t in (posted, voided, pending)] == [
+        "posted",
+        "voided",
+        "pending",
+    ]
+    assert readmodel.transfer(mongo_db, posted)["posted_amount"] == "4.00"
+    kinds = [e["kind"] for e in readmodel.entries(mongo_db, a, 10, None)["entries"]]
+    assert kinds[:2] == ["pending_debit_voided", "pending_debit_posted"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -105,6 +106,9 @@ def test_a_redelivered_event_changes_nothing(client: falcon.testing.TestClient, 
         ("/v1/accounts/A/entries", {"limit": "0"}, 400, "invalid_request"),
         ("/v1/accounts/A/entries", {"limit": "501"}, 400, "invalid_request"),
         ("/v1/accounts/A/entries", {"cursor": "garbage"}, 400, "invalid_request"),
+        ("/v1/accounts/A/entries", {"limit": "²"}, 400, "invalid_request"),
+        ("/v1/accounts/A", {"min_position": "²"}, 400, "invalid_request"),
+        ("/v1/accounts/A", {"min_position": "9" * 5000}, 400, "invalid_request"),
     ],
 )
 def test_bad_queries_get_problems(
@@ -120,3 +124,38 @@ def test_bad_queries_get_problems(
     assert result.status_code == status
     assert result.headers["content-type"] == "application/problem+json"
     assert result.json["code"] == code
+
+
+def test_min_position_answers_as_soon_as_the_watermark_arrives(
+    client: falcon.testing.TestClient, writer: ReadModelWriter, mongo_db: Any
+) -> None:
+    open_account(writer, "A", 7)
+    slow = falcon.testing.TestClient(create_app(mongo_db, wait_seconds=5))
+    timer = threading.Timer(0.3, writer.raise_watermark, args=(7,))
+    timer.start()
+    started = time.monotonic()
+    result = slow.simulate_get("/v1/accounts/A", params={"min_position": "7"})
+    waited = time.monotonic() - started
+    timer.join()
+    assert result.status_code == 200
+    assert 0.25 < waited < 2
+
+
+def test_any_client_metadata_survives_the_read_model(
+    client: falcon.testing.TestClient, writer: ReadModelWriter
+) -> None:
+    metadata = {"$set": {"a.b": 2**70}, "nul": "\u0000", "deep": [[[{"x": -1.5}]]]}
+    writer.apply(
+        event(
+            "account.opened",
+            "M",
+            1,
+            1,
+            account="M",
+            asset="USD/2",
+            overdraft_limit="0",
+            system=False,
+            metadata=metadata,
+        )
+    )
+    assert client.simulate_get("/v1/accounts/M").json["metadata"] == metadata

@@ -1,0 +1,206 @@
+"""Two-phase transfers on the real event store: hold, post (in full or for less), void,
+expire; each resolves at most once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from commands.application import Ledger, event_store_env
+from commands.expirer import Expirer
+from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from ledger.errors import (
+    ExceedsPending,
+    IdConflict,
+    InsufficientFunds,
+    TransferExpired,
+    TransferNotFound,
+    TransferNotPending,
+)
+from tests.conftest import Urls, unique
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
+    app = Ledger(event_store_env(servers.settings()), clock=clock)
+    yield app
+    app.close()
+
+
+def funded(ledger: Ledger, amount: str = "100.00") -> tuple[str, str]:
+    a, b = unique("A"), unique("B")
+    ledger.open_account(OpenAccount(a, "USD/2"))
+    ledger.open_account(OpenAccount(b, "USD/2"))
+    ledger.deposit(Deposit(unique("d"), a, amount))
+    return a, b
+
+
+def balances(ledger: Ledger, account_id: str) -> tuple[int, int, int, int, int]:
+    a = ledger.account(account_id)
+    return (a.posted_debits, a.posted_credits, a.pending_debits, a.pending_credits, a.available)
+
+
+def hold(ledger: Ledger, a: str, b: str, amount: str = "30.00", timeout: int | None = None) -> str:
+    transfer_id = unique("h")
+    result = ledger.transfer(TransferFunds(transfer_id, a, b, amount, pending=True, timeout_seconds=timeout))
+    assert result["status"] == "pending"
+    return transfer_id
+
+
+def test_a_hold_makes_funds_unavailable_without_moving_them(ledger: Ledger) -> None:
+    a, b = funded(ledger)
+    hold(ledger, a, b)
+    assert balances(ledger, a) == (0, 10000, 3000, 0, 7000)
+    assert balances(ledger, b) == (0, 0, 0, 3000, 0)
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer(TransferFunds(unique("t"), a, b, "70.01"))
+
+
+def test_posting_for_less_settles_that_and_releases_the_rest(ledger: Ledger) -> None:
+    a, b = funded(ledger)
+    transfer_id = hold(ledger, a, b)
+    result = ledger.post_transfer(PostTransfer(transfer_id, "20.00"))
+    assert (result["status"], result["posted_amount"], result["amount"]) == ("posted", "20.00", "30.00")
+    assert balances(ledger, a) == (2000, 10000, 0, 0, 8000)
+    assert balances(ledger, b) == (0, 2000, 0, 0, 2000)
+
+
+def test_voiding_releases_everything(ledger: Ledger) -> None:
+    a, b = funded(ledger)
+    transfer_id = hold(ledger, a, b)
+    assert ledger.void_transfer(VoidTransfer(transfer_id))["status"] == "voided"
+    assert balances(ledger, a) == (0, 10000, 0, 0, 10000)
+    assert balances(ledger, b) == (0, 0, 0, 0, 0)
+
+
+def test_a_hold_resolves_at_most_once(ledger: Ledger, event_count: Any) -> None:
+    a, b = funded(ledger)
+    voided = hold(ledger, a, b, "10.00")
+    ledger.void_transfer(VoidTransfer(voided))
+    posted = hold(ledger, a, b, "10.00")
+    first = ledger.post_transfer(PostTransfer(posted))
+    before = event_count()
+    with pytest.raises(TransferNotPending):
+        ledger.post_transfer(PostTransfer(voided))
+    with pytest.raises(TransferNotPending):
+        ledger.void_transfer(VoidTransfer(posted))
+    with pytest.raises(TransferNotPending, match="already posted for 10.00"):
+        ledger.post_transfer(PostTransfer(posted, "5.00"))
+    assert ledger.post_transfer(PostTransfer(posted)) == first  # an idempotent retry
+    assert ledger.post_transfer(PostTransfer(posted, "10.00")) == first
+    assert ledger.void_transfer(VoidTransfer(voided))["status"] == "voided"
+    assert event_count() == before
+
+
+def test_posting_more_than_held_writes_nothing(ledger: Ledger, event_count: Any) -> None:
+    a, b = funded(ledger)
+    transfer_id = hold(ledger, a, b)
+    before = event_count()
+    with pytest.raises(ExceedsPending, match="holds 30.00; cannot post 30.01"):
+        ledger.post_transfer(PostTransfer(transfer_id, "30.01"))
+    assert event_count() == before
+
+
+def test_only_pending_transfers_can_be_posted_or_voided(ledger: Ledger) -> None:
+    a, b = funded(ledger)
+    plain = unique("t")
+    ledger.transfer(TransferFunds(plain, a, b, "1.00"))
+    with pytest.raises(TransferNotPending, match="never pending"):
+        ledger.post_transfer(PostTransfer(plain))
+    with pytest.raises(TransferNotFound):
+        ledger.void_transfer(VoidTransfer(unique("nothing")))
+
+
+def test_racing_post_and_void_resolve_once(ledger: Ledger, servers: Urls, clock: Clock) -> None:
+    a, b = funded(ledger)
+
+    def attempt(action: Any, command: Any, outcomes: list[str]) -> None:
+        app = Ledger(event_store_env(servers.settings()), clock=clock)
+        try:
+            outcomes.append(action(app, command)["status"])
+        except TransferNotPending:
+            outcomes.append("refused")
+        finally:
+            app.close()
+
+    for _ in range(5):
+        transfer_id = hold(ledger, a, b, "1.00")
+        outcomes: list[str] = []
+        threads = [
+            threading.Thread(target=attempt, args=(Ledger.post_transfer, PostTransfer(transfer_id), outcomes)),
+            threading.Thread(target=attempt, args=(Ledger.void_transfer, VoidTransfer(transfer_id), outcomes)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) in (["posted", "refused"], ["refused", "voided"])
+    account = ledger.account(a)
+    assert account.pending_debits == 0
+    assert account.posted_debits + account.available == 10000
+
+
+def test_an_expired_hold_cannot_be_posted_and_the_expirer_voids_it_once(
+    ledger: Ledger, servers: Urls, clock: Clock
+) -> None:
+    a, b = funded(ledger)
+    transfer_id = hold(ledger, a, b, timeout=60)
+    keeps = hold(ledger, a, b, "5.00", timeout=3600)
+    clock.now += timedelta(seconds=61)
+    with pytest.raises(TransferExpired):
+        ledger.post_transfer(PostTransfer(transfer_id))
+    expirer = Expirer(ledger, servers.database_url)
+    try:
+        assert transfer_id in expirer.due()
+        assert keeps not in expirer.due()
+        expirer.expire_due()
+        assert transfer_id not in expirer.due()
+        assert expirer.expire_due() == 0  # a second pass (or a restarted expirer) does nothing
+    finally:
+        expirer.close()
+    assert ledger.transfer_record(transfer_id).status == "expired"  # type: ignore[union-attr]
+    assert balances(ledger, a) == (0, 10000, 500, 0, 9500)
+    with pytest.raises(TransferNotPending):
+        ledger.void_transfer(VoidTransfer(transfer_id))
+
+
+def test_a_resolved_hold_leaves_no_timeout_behind(ledger: Ledger, servers: Urls, clock: Clock) -> None:
+    a, b = funded(ledger)
+    posted = hold(ledger, a, b, "1.00", timeout=10)
+    voided = hold(ledger, a, b, "1.00", timeout=10)
+    ledger.post_transfer(PostTransfer(posted))
+    ledger.void_transfer(VoidTransfer(voided))
+    clock.now += timedelta(seconds=11)
+    expirer = Expirer(ledger, servers.database_url)
+    try:
+        assert {posted, voided}.isdisjoint(expirer.due())
+    finally:
+        expirer.close()
+
+
+def test_retrying_a_hold_is_idempotent_and_a_changed_hold_conflicts(ledger: Ledger, event_count: Any) -> None:
+    a, b = funded(ledger)
+    command = TransferFunds(unique("h"), a, b, "3.00", pending=True, timeout_seconds=30)
+    first = ledger.transfer(command)
+    before = event_count()
+    assert ledger.transfer(command) == first
+    with pytest.raises(IdConflict):
+        ledger.transfer(TransferFunds(command.id, a, b, "3.00"))  # not pending this time
+    assert event_count() == before
