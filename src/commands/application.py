@@ -21,7 +21,15 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment
 
-from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    OpenAccount,
+    PostTransfer,
+    TransferFunds,
+    VoidTransfer,
+)
 from ledger.accounts import Account, SystemAccount
 from ledger.errors import (
     AccountNotFound,
@@ -88,6 +96,22 @@ class Ledger(Application[UUID]):
 
     def open_account(self, cmd: OpenAccount) -> dict[str, Any]:
         return self._retrying(lambda: self._open_account(cmd))
+
+    def change_policy(self, cmd: ChangePolicy) -> dict[str, Any]:
+        def change(account: Account) -> bool:
+            return account.change_overdraft_limit(
+                Asset.parse(account.asset).parse_amount(cmd.overdraft_limit, allow_zero=True)
+            )
+
+        return self._retrying(lambda: self._change_account(cmd.account, change))
+
+    def account_action(self, cmd: AccountAction) -> dict[str, Any]:
+        actions: dict[str, Callable[[Account], bool]] = {
+            "freeze": Account.freeze,
+            "unfreeze": Account.unfreeze,
+            "close": Account.close,
+        }
+        return self._retrying(lambda: self._change_account(cmd.account, actions[cmd.action]))
 
     def deposit(self, cmd: Deposit) -> dict[str, Any]:
         return self._retrying(lambda: self._deposit(cmd))
@@ -162,6 +186,14 @@ class Ledger(Application[UUID]):
         position = self._save(*to_save)
         return self._account_result(account, position)
 
+    def _change_account(self, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
+        account = self.account(account_id)
+        if account.system:
+            raise InvalidRequest(f"account {account_id!r} is a system account")
+        if change(account):
+            return self._account_result(account, self._save(account))
+        return self._account_result(account, self._position_of(account.id, account.version))
+
     def _deposit(self, cmd: Deposit) -> dict[str, Any]:
         account = self.account(cmd.account)
         if account.system:
@@ -201,7 +233,10 @@ class Ledger(Application[UUID]):
         asset = Asset.parse(debit.asset)
         amount = asset.parse_amount(cmd.amount)
         existing = self.transfer_record(cmd.id)
-        if existing is not None:
+        if existing is None:
+            debit.require_open()  # a frozen or closed account is the reason, before its funds
+            credit.require_open()
+        else:
             if not existing.same_request(
                 "transfer",
                 debit.account_id,

@@ -42,15 +42,18 @@ class CreateResource:
         web.json_response(resp, self.handle(command), status=201)
 
 
-class TransferActionResource:
-    """POST to a transfer's sub-resource (post, void): the body is optional."""
+class ActionResource:
+    """POST to a sub-resource of an account or transfer (post, void, freeze, ...)."""
 
-    def __init__(self, parse: Callable[[str, Any], Any], handle: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(
+        self, parse: Callable[[str, Any], Any], handle: Callable[[Any], dict[str, Any]], *, body: bool = False
+    ) -> None:
         self.parse = parse
         self.handle = handle
+        self.body_required = body
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
-        command = self.parse(transfer_id, read_body(req, optional=True))
+    def on_post(self, req: falcon.Request, resp: falcon.Response, subject: str) -> None:
+        command = self.parse(subject, read_body(req, optional=not self.body_required))
         web.json_response(resp, self.handle(command), status=200)
 
 
@@ -59,12 +62,14 @@ def create_app(ledger: Ledger) -> falcon.App:
     app.add_route("/v1/accounts", CreateResource(requests.open_account, ledger.open_account))
     app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
+    app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))
+    app.add_route("/v1/transfers/{subject}/void", ActionResource(requests.void_transfer, ledger.void_transfer))
     app.add_route(
-        "/v1/transfers/{transfer_id}/post", TransferActionResource(requests.post_transfer, ledger.post_transfer)
+        "/v1/accounts/{subject}/policy", ActionResource(requests.change_policy, ledger.change_policy, body=True)
     )
-    app.add_route(
-        "/v1/transfers/{transfer_id}/void", TransferActionResource(requests.void_transfer, ledger.void_transfer)
-    )
+    for action in ("freeze", "unfreeze", "close"):
+        resource = ActionResource(requests.account_action(action), ledger.account_action)
+        app.add_route(f"/v1/accounts/{{subject}}/{action}", resource)
     return app
 
 

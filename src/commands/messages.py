@@ -41,3 +41,17 @@ class PostTransfer:
 @dataclass(frozen=True)
 class VoidTransfer:
     id: str
+
+
+@dataclass(frozen=True)
+class ChangePolicy:
+    account: str
+    overdraft_limit: str  # major units at the account's scale
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    """Freeze, unfreeze or close: a state change that retrying cannot repeat."""
+
+    account: str
+    action: str  # "freeze" | "unfreeze" | "close"

@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    OpenAccount,
+    PostTransfer,
+    TransferFunds,
+    VoidTransfer,
+)
 from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
@@ -161,3 +169,18 @@ def _amount_text(value: Any) -> str:
     if whole.strip("0") == "" and fraction.strip("0") == "":
         raise InvalidAmount("amount must be greater than zero")
     return str(value)
+
+
+def change_policy(account_id: str, body: Any) -> ChangePolicy:
+    body = _fields(body, {"overdraft_limit"}, set())
+    limit = body["overdraft_limit"]
+    split_amount(limit)  # shape only; the scale is the account's
+    return ChangePolicy(account=validate_client_id("account id", account_id), overdraft_limit=limit)
+
+
+def account_action(action: str) -> Any:
+    def parse(account_id: str, body: Any) -> AccountAction:
+        _fields({} if body is None else body, set(), set())
+        return AccountAction(account=validate_client_id("account id", account_id), action=action)
+
+    return parse

@@ -12,9 +12,11 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import AccountNotOpen, InsufficientFunds
+from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds
 from ledger.ids import account_uuid
 from ledger.money import Asset
+
+OPEN, FROZEN, CLOSED = "open", "frozen", "closed"
 
 APPEND_VERSION = 0
 """The version of an event appended to a system account without a version check; the
@@ -65,6 +67,18 @@ class Account(Aggregate):
         amount: int
         reason: str
 
+    class OverdraftLimitChanged(Aggregate.Event):
+        overdraft_limit: int
+
+    class Frozen(Aggregate.Event):
+        pass
+
+    class Unfrozen(Aggregate.Event):
+        pass
+
+    class Closed(Aggregate.Event):
+        pass
+
     @staticmethod
     def create_id(account_id: str) -> UUID:
         return account_uuid(account_id)
@@ -83,7 +97,7 @@ class Account(Aggregate):
         self.overdraft_limit = overdraft_limit
         self.system = system
         self.metadata = metadata
-        self.status = "open"
+        self.status = OPEN
         self.posted_debits = 0
         self.posted_credits = 0
         self.pending_debits = 0
@@ -94,31 +108,31 @@ class Account(Aggregate):
         return self.posted_credits - self.posted_debits - self.pending_debits
 
     def debit(self, transfer_id: str, amount: int) -> None:
-        self._require_open()
+        self.require_open()
         self._require_funds(amount)
         self._debited(transfer_id=transfer_id, amount=amount)
 
     def credit(self, transfer_id: str, amount: int) -> None:
-        self._require_open()
+        self.require_open()
         self._credited(transfer_id=transfer_id, amount=amount)
 
     def hold_debit(self, transfer_id: str, amount: int) -> None:
         """Reserve funds for a pending transfer: they stop being available now."""
-        self._require_open()
+        self.require_open()
         self._require_funds(amount)
         self._debit_pending(transfer_id=transfer_id, amount=amount)
 
     def hold_credit(self, transfer_id: str, amount: int) -> None:
-        self._require_open()
+        self.require_open()
         self._credit_pending(transfer_id=transfer_id, amount=amount)
 
     def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
         """Settle a hold, for its full amount or less; the rest becomes available again."""
-        self._require_open()
+        self.require_open()
         self._pending_debit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
 
     def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
-        self._require_open()
+        self.require_open()
         self._pending_credit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
 
     def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
@@ -128,7 +142,48 @@ class Account(Aggregate):
     def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
         self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
 
-    def _require_open(self) -> None:
+    def change_overdraft_limit(self, overdraft_limit: int) -> bool:
+        """Returns False when the limit is already that (nothing to record)."""
+        self._require_not_closed()
+        if overdraft_limit == self.overdraft_limit:
+            return False
+        self._overdraft_limit_changed(overdraft_limit=overdraft_limit)
+        return True
+
+    def freeze(self) -> bool:
+        """A frozen account can neither send nor receive; holds on it can still be voided."""
+        self._require_not_closed()
+        if self.status == FROZEN:
+            return False
+        self._frozen()
+        return True
+
+    def unfreeze(self) -> bool:
+        self._require_not_closed()
+        if self.status == OPEN:
+            return False
+        self._unfrozen()
+        return True
+
+    def close(self) -> bool:
+        """Only an empty account with nothing in flight can close (swpt's safe deletion)."""
+        if self.status == CLOSED:
+            return False
+        reasons = []
+        if self.posted_credits != self.posted_debits:
+            reasons.append(f"its balance is {Asset.parse(self.asset).format(self.posted_credits - self.posted_debits)}")
+        if self.pending_debits or self.pending_credits:
+            reasons.append("it has pending transfers")
+        if reasons:
+            raise AccountNotEmpty(f"account {self.account_id!r} cannot close: {' and '.join(reasons)}")
+        self._closed()
+        return True
+
+    def _require_not_closed(self) -> None:
+        if self.status == CLOSED:
+            raise AccountNotOpen(f"account {self.account_id!r} is closed")
+
+    def require_open(self) -> None:
         if self.status != "open":
             raise AccountNotOpen(f"account {self.account_id!r} is {self.status}")
 
@@ -140,6 +195,22 @@ class Account(Aggregate):
                 f"(overdraft limit {unit.format(self.overdraft_limit)}); "
                 f"cannot debit {unit.format(amount)}"
             )
+
+    @event(OverdraftLimitChanged)
+    def _overdraft_limit_changed(self, overdraft_limit: int) -> None:
+        self.overdraft_limit = overdraft_limit
+
+    @event(Frozen)
+    def _frozen(self) -> None:
+        self.status = FROZEN
+
+    @event(Unfrozen)
+    def _unfrozen(self) -> None:
+        self.status = OPEN
+
+    @event(Closed)
+    def _closed(self) -> None:
+        self.status = CLOSED
 
     @event(Debited)
     def _debited(self, transfer_id: str, amount: int) -> None:

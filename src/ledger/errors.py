@@ -73,6 +73,10 @@ class AccountNotOpen(RuleViolation):
     code = "account_not_open"
 
 
+class AccountNotEmpty(RuleViolation):
+    code = "account_not_empty"
+
+
 class TransferNotPending(Conflict):
     """Post or void of a transfer that is not (or no longer) pending."""
 

@@ -37,6 +37,12 @@ MOVEMENT_TYPES: dict[type, str] = {
     Account.PendingCreditVoided: "ledger.account.pending_credit_voided.v1",
 }
 ACCOUNT_OPENED = "ledger.account.opened.v1"
+ACCOUNT_POLICY_CHANGED = "ledger.account.overdraft_limit_changed.v1"
+ACCOUNT_STATUS_TYPES: dict[type, tuple[str, str]] = {
+    Account.Frozen: ("ledger.account.frozen.v1", "frozen"),
+    Account.Unfrozen: ("ledger.account.unfrozen.v1", "open"),
+    Account.Closed: ("ledger.account.closed.v1", "closed"),
+}
 TRANSFER_POSTED = "ledger.transfer.posted.v1"
 TRANSFER_PENDING = "ledger.transfer.pending.v1"
 TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
@@ -123,6 +129,19 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
         if hasattr(event, "reason"):
             data["reason"] = event.reason
         return MOVEMENT_TYPES[type(event)], ref.subject, data
+    if isinstance(event, Account.OverdraftLimitChanged):
+        return (
+            ACCOUNT_POLICY_CHANGED,
+            ref.subject,
+            {
+                "account": ref.subject,
+                "asset": ref.asset,
+                "overdraft_limit": str(event.overdraft_limit),
+            },
+        )
+    if type(event) in ACCOUNT_STATUS_TYPES:
+        ce_type, status = ACCOUNT_STATUS_TYPES[type(event)]
+        return ce_type, ref.subject, {"account": ref.subject, "status": status}
     if isinstance(event, Transfer.PendingPosted):
         return (
             TRANSFER_PENDING_POSTED,

@@ -30,8 +30,22 @@ class ReplayedAccount:
     pending_credits: int = 0
     version: int = 1
     movements: int = 0
+    status: str = "open"
+    overdraft_limit: int = 0
 
     def apply(self, event: Any) -> None:
+        if isinstance(event, Account.Frozen):
+            self.status = "frozen"
+            return
+        if isinstance(event, Account.Unfrozen):
+            self.status = "open"
+            return
+        if isinstance(event, Account.Closed):
+            self.status = "closed"
+            return
+        if isinstance(event, Account.OverdraftLimitChanged):
+            self.overdraft_limit = event.overdraft_limit
+            return
         if isinstance(event, Account.Debited):
             self.posted_debits += event.amount
         elif isinstance(event, Account.Credited):
@@ -74,7 +88,9 @@ def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> 
         event = ledger.mapper.to_domain_event(notification)
         last = notification.id
         if isinstance(event, Account.Opened):
-            accounts[event.originator_id] = ReplayedAccount(event.account_id, event.asset)
+            accounts[event.originator_id] = ReplayedAccount(
+                event.account_id, event.asset, overdraft_limit=event.overdraft_limit
+            )
         elif isinstance(event, Account.Event):
             account = accounts[event.originator_id]
             account.apply(event)
@@ -132,8 +148,10 @@ def differences(ledger: Ledger, db: Database[Any]) -> list[str]:
             tuple(int(doc[f]) for f in ("posted_debits", "posted_credits", "pending_debits", "pending_credits")),
             doc["version"],
             doc["asset"],
+            doc["status"],
+            int(doc["overdraft_limit"]),
         )
-        wanted = (account.balances(), account.version, account.asset)
+        wanted = (account.balances(), account.version, account.asset, account.status, account.overdraft_limit)
         if actual != wanted:
             found.append(f"account {account_id!r}: read model has {actual}, replay gives {wanted}")
         entries = db[ENTRIES].count_documents({"account": account_id})

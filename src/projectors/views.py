@@ -20,6 +20,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from projectors.messages import (
     ACCOUNT_OPENED,
+    ACCOUNT_POLICY_CHANGED,
+    ACCOUNT_STATUS_TYPES,
     TRANSFER_PENDING,
     TRANSFER_PENDING_POSTED,
     TRANSFER_POSTED,
@@ -49,6 +51,7 @@ BALANCE_CHANGES: dict[str, list[tuple[str, int, str]]] = {
     "ledger.account.pending_credit_voided.v1": [("pending_credits", -1, "amount")],
 }
 BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
+STATUS_EVENT_TYPES = {ce_type for ce_type, _ in ACCOUNT_STATUS_TYPES.values()}
 
 
 class ReadModelWriter:
@@ -84,6 +87,13 @@ class ReadModelWriter:
                 doc = accounts.next_version(event, event.data["account"])
                 if doc is not None:
                     entries.append(self._moved(doc, event))
+            elif event.type == ACCOUNT_POLICY_CHANGED or event.type in STATUS_EVENT_TYPES:
+                doc = accounts.next_version(event, event.data["account"])
+                if doc is not None:
+                    if "status" in event.data:
+                        doc["status"] = event.data["status"]
+                    else:
+                        doc["overdraft_limit"] = event.data["overdraft_limit"]
             elif event.type in (TRANSFER_POSTED, TRANSFER_PENDING):
                 transfers.create(event, self._transfer(event))
             elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED):

@@ -12,7 +12,15 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from commands.application import Ledger
-from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    OpenAccount,
+    PostTransfer,
+    TransferFunds,
+    VoidTransfer,
+)
 from projectors import kafka
 from projectors.messages import CHECKPOINT, headers_of
 from projectors.projector import Projector
@@ -169,3 +177,30 @@ def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Url
     assert readmodel.transfer(mongo_db, posted)["posted_amount"] == "4.00"
     kinds = [e["kind"] for e in readmodel.entries(mongo_db, a, 10, None)["entries"]]
     assert kinds[:2] == ["pending_debit_voided", "pending_debit_posted"]
+
+
+def test_policy_and_lifecycle_changes_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(ledger, transfers=0)
+    ledger.change_policy(ChangePolicy(b, "3.00"))
+    ledger.account_action(AccountAction(b, "freeze"))
+    empty = open_empty(ledger)
+    ledger.transfer(TransferFunds(unique("t"), a, empty, "100.00"))
+    ledger.account_action(AccountAction(a, "close"))
+    topic = unique("events")
+    drain_relay(make_relay(ledger, servers, topic))
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector.start()
+    project_until(projector, mongo_db, ledger.head_position())
+    assert differences(ledger, mongo_db) == []
+    assert (readmodel.account(mongo_db, b)["status"], readmodel.account(mongo_db, b)["overdraft_limit"]) == (
+        "frozen",
+        "3.00",
+    )
+    assert readmodel.account(mongo_db, a)["status"] == "closed"
+    assert readmodel.account(mongo_db, empty)["balance"]["available"] == "100.00"
+
+
+def open_empty(ledger: Ledger) -> str:
+    account = unique("E")
+    ledger.open_account(OpenAccount(account, "USD/2"))
+    return account

@@ -1,0 +1,133 @@
+"""Account policy and lifecycle: overdraft limits, freeze/unfreeze, safe close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from commands.application import Ledger
+from commands.http import create_app
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    OpenAccount,
+    PostTransfer,
+    TransferFunds,
+    VoidTransfer,
+)
+from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds
+from tests.conftest import unique
+
+
+def pair(ledger: Ledger, fund: str | None = "10.00") -> tuple[str, str]:
+    a, b = unique("A"), unique("B")
+    ledger.open_account(OpenAccount(a, "USD/2"))
+    ledger.open_account(OpenAccount(b, "USD/2"))
+    if fund:
+        ledger.deposit(Deposit(unique("d"), a, fund))
+    return a, b
+
+
+def test_raising_the_overdraft_limit_lets_an_account_go_negative_that_far(ledger: Ledger) -> None:
+    a, b = pair(ledger)
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer(TransferFunds(unique("t"), a, b, "15.00"))
+    result = ledger.change_policy(ChangePolicy(a, "5.00"))
+    assert result["overdraft_limit"] == "5.00"
+    ledger.transfer(TransferFunds(unique("t"), a, b, "15.00"))
+    assert ledger.account(a).available == -500
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer(TransferFunds(unique("t"), a, b, "0.01"))
+
+
+def test_changing_the_limit_to_what_it_is_records_nothing(ledger: Ledger, event_count: Any) -> None:
+    a, _ = pair(ledger, fund=None)
+    first = ledger.change_policy(ChangePolicy(a, "1.00"))
+    before = event_count()
+    assert ledger.change_policy(ChangePolicy(a, "1")) == first
+    assert event_count() == before
+
+
+def test_a_frozen_account_neither_sends_nor_receives_but_its_holds_can_be_voided(ledger: Ledger) -> None:
+    a, b = pair(ledger)
+    held = unique("h")
+    ledger.transfer(TransferFunds(held, a, b, "2.00", pending=True))
+    assert ledger.account_action(AccountAction(a, "freeze"))["status"] == "frozen"
+    with pytest.raises(AccountNotOpen, match="frozen"):
+        ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
+    with pytest.raises(AccountNotOpen, match="frozen"):
+        ledger.transfer(TransferFunds(unique("t"), b, a, "1.00"))
+    with pytest.raises(AccountNotOpen):
+        ledger.deposit(Deposit(unique("d"), a, "1.00"))
+    with pytest.raises(AccountNotOpen):
+        ledger.post_transfer(PostTransfer(held))
+    assert ledger.void_transfer(VoidTransfer(held))["status"] == "voided"
+    assert ledger.account_action(AccountAction(a, "unfreeze"))["status"] == "open"
+    ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
+
+
+def test_freezing_twice_is_a_no_op(ledger: Ledger, event_count: Any) -> None:
+    a, _ = pair(ledger, fund=None)
+    first = ledger.account_action(AccountAction(a, "freeze"))
+    before = event_count()
+    assert ledger.account_action(AccountAction(a, "freeze")) == first
+    assert event_count() == before
+
+
+def test_an_account_closes_only_when_empty_with_nothing_in_flight(ledger: Ledger, event_count: Any) -> None:
+    a, b = pair(ledger)
+    held = unique("h")
+    ledger.transfer(TransferFunds(held, a, b, "4.00", pending=True))
+    before = event_count()
+    with pytest.raises(AccountNotEmpty, match="balance is 10.00 and it has pending transfers"):
+        ledger.account_action(AccountAction(a, "close"))
+    with pytest.raises(AccountNotEmpty, match="pending transfers"):
+        ledger.account_action(AccountAction(b, "close"))
+    assert event_count() == before
+    ledger.void_transfer(VoidTransfer(held))
+    ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))
+    assert ledger.account_action(AccountAction(a, "close"))["status"] == "closed"
+    with pytest.raises(AccountNotOpen, match="closed"):
+        ledger.transfer(TransferFunds(unique("t"), b, a, "1.00"))
+    with pytest.raises(AccountNotOpen, match="closed"):
+        ledger.account_action(AccountAction(a, "unfreeze"))
+    with pytest.raises(AccountNotOpen, match="closed"):
+        ledger.change_policy(ChangePolicy(a, "1.00"))
+    assert ledger.account_action(AccountAction(a, "close"))["status"] == "closed"
+
+
+@pytest.fixture(scope="module")
+def client(ledger: Ledger) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(ledger))
+
+
+def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:
+    a, b = pair(ledger)
+    assert client.simulate_post(f"/v1/accounts/{a}/freeze").json["status"] == "frozen"
+    refused = client.simulate_post(
+        "/v1/transfers", json={"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1"}
+    )
+    assert (refused.status_code, refused.json["code"]) == (422, "account_not_open")
+    assert client.simulate_post(f"/v1/accounts/{a}/unfreeze").json["status"] == "open"
+    closing = client.simulate_post(f"/v1/accounts/{a}/close")
+    assert (closing.status_code, closing.json["code"]) == (422, "account_not_empty")
+    assert "balance is 10.00" in closing.json["detail"]
+    policy = client.simulate_post(f"/v1/accounts/{b}/policy", json={"overdraft_limit": "2.50"})
+    assert (policy.status_code, policy.json["overdraft_limit"]) == (200, "2.50")
+    before = event_count()
+    for path, body, status, code in [
+        (f"/v1/accounts/{b}/policy", {}, 400, "invalid_request"),
+        (f"/v1/accounts/{b}/policy", {"overdraft_limit": "-1"}, 400, "invalid_amount"),
+        (f"/v1/accounts/{b}/policy", {"overdraft_limit": "1.001"}, 400, "invalid_amount"),
+        (f"/v1/accounts/{b}/policy", {"overdraft_limit": "1", "daily": "2"}, 400, "invalid_request"),
+        (f"/v1/accounts/{b}/freeze", {"now": True}, 400, "invalid_request"),
+        ("/v1/accounts/ghost/freeze", None, 404, "account_not_found"),
+        ("/v1/accounts/$issuance.USD.2/close", None, 400, "invalid_request"),
+    ]:
+        result = client.simulate_post(path, json=body)
+        assert (result.status_code, result.json["code"]) == (status, code), (path, result.json)
+    assert client.simulate_post(f"/v1/accounts/{b}/policy").status_code == 400  # a body is required
+    assert event_count() == before
