@@ -8,11 +8,14 @@ fresh state or its own earlier result.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -25,6 +28,7 @@ from commands.messages import (
     AccountAction,
     ChangePolicy,
     Deposit,
+    ExecuteTransaction,
     OpenAccount,
     PostTransfer,
     TransferFunds,
@@ -37,12 +41,14 @@ from ledger.errors import (
     Busy,
     IdConflict,
     InvalidRequest,
+    LedgerError,
     SameAccount,
     TransferNotFound,
     TransferNotPending,
 )
-from ledger.ids import account_uuid, issuance_account_id, transfer_uuid
+from ledger.ids import account_uuid, issuance_account_id, transaction_uuid, transfer_uuid
 from ledger.money import Asset
+from ledger.transactions import Transaction
 from ledger.transfers import POSTED, VOIDED, Transfer
 from runtime.settings import Settings
 
@@ -119,6 +125,9 @@ class Ledger(Application[UUID]):
     def transfer(self, cmd: TransferFunds) -> dict[str, Any]:
         return self._retrying(lambda: self._transfer(cmd))
 
+    def transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
+        return self._retrying(lambda: self._transaction(cmd))
+
     def post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         return self._retrying(lambda: self._post_transfer(cmd))
 
@@ -140,6 +149,12 @@ class Ledger(Application[UUID]):
     def transfer_record(self, transfer_id: str) -> Transfer | None:
         try:
             return self.repository.get(transfer_uuid(transfer_id))
+        except AggregateNotFoundError:
+            return None
+
+    def transaction_record(self, transaction_id: str) -> Transaction | None:
+        try:
+            return self.repository.get(transaction_uuid(transaction_id))
         except AggregateNotFoundError:
             return None
 
@@ -221,22 +236,9 @@ class Ledger(Application[UUID]):
         return self._deposit_result(transfer, position)
 
     def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
-        if cmd.debit_account == cmd.credit_account:
-            raise SameAccount("debit_account and credit_account must differ")
-        debit = self.account(cmd.debit_account)
-        credit = self.account(cmd.credit_account)
-        if debit.asset != credit.asset:
-            raise AssetMismatch(
-                f"account {debit.account_id!r} holds {debit.asset} but "
-                f"account {credit.account_id!r} holds {credit.asset}"
-            )
-        asset = Asset.parse(debit.asset)
-        amount = asset.parse_amount(cmd.amount)
         existing = self.transfer_record(cmd.id)
-        if existing is None:
-            debit.require_open()  # a frozen or closed account is the reason, before its funds
-            credit.require_open()
-        else:
+        if existing is not None:
+            debit, credit, amount = self._leg_terms(cmd)
             if not existing.same_request(
                 "transfer",
                 debit.account_id,
@@ -248,29 +250,83 @@ class Ledger(Application[UUID]):
             ):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
             return self._transfer_result(existing, self._position_of(existing.id))
-        now = self.clock()
-        expires_at = now + timedelta(seconds=cmd.timeout_seconds) if cmd.timeout_seconds else None
+        accounts: dict[str, Account] = {}
+        transfer, timeout = self._apply_leg(cmd, accounts, None)
+        # The transfer is saved last, so its first event carries the command's position.
+        position = self._save(*accounts.values(), transfer, timeouts_set=timeout)
+        return self._transfer_result(transfer, position)
+
+    def _transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
+        fingerprint = transaction_fingerprint(cmd)
+        existing = self.transaction_record(cmd.id)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
+            recorded = [self.transfer_record(t) for t in existing.transfer_ids]
+            return self._transaction_result(cmd.id, [t for t in recorded if t], self._position_of(existing.id))
+        accounts: dict[str, Account] = {}
+        transfers: list[Transfer] = []
+        timeouts: list[tuple[str, datetime]] = []
+        for index, leg in enumerate(cmd.transfers):
+            try:
+                if self.transfer_record(leg.id) is not None:
+                    raise IdConflict(f"transfer id {leg.id!r} is already used")
+                transfer, timeout = self._apply_leg(leg, accounts, cmd.id)
+            except LedgerError as exc:
+                raise type(exc)(f"transfers[{index}]: {exc.detail}") from None
+            transfers.append(transfer)
+            timeouts.extend(timeout)
+        record = Transaction(
+            transaction_id=cmd.id, transfer_ids=[t.transfer_id for t in transfers], fingerprint=fingerprint
+        )
+        position = self._save(*accounts.values(), *transfers, record, timeouts_set=timeouts)
+        return self._transaction_result(cmd.id, transfers, position)
+
+    def _leg_terms(
+        self, leg: TransferFunds, accounts: dict[str, Account] | None = None
+    ) -> tuple[Account, Account, int]:
+        """The two accounts of a leg (shared through ``accounts`` across legs) and its amount."""
+        if leg.debit_account == leg.credit_account:
+            raise SameAccount("debit_account and credit_account must differ")
+        loaded = {} if accounts is None else accounts
+        for account_id in (leg.debit_account, leg.credit_account):
+            if account_id not in loaded:
+                loaded[account_id] = self.account(account_id)
+        debit, credit = loaded[leg.debit_account], loaded[leg.credit_account]
+        if debit.asset != credit.asset:
+            raise AssetMismatch(
+                f"account {debit.account_id!r} holds {debit.asset} but "
+                f"account {credit.account_id!r} holds {credit.asset}"
+            )
+        return debit, credit, Asset.parse(debit.asset).parse_amount(leg.amount)
+
+    def _apply_leg(
+        self, leg: TransferFunds, accounts: dict[str, Account], transaction_id: str | None
+    ) -> tuple[Transfer, list[tuple[str, datetime]]]:
+        """Move (or hold) one leg's money on the shared account objects; nothing is saved."""
+        debit, credit, amount = self._leg_terms(leg, accounts)
+        debit.require_open()  # a frozen or closed account is the reason, before its funds
+        credit.require_open()
+        expires_at = self.clock() + timedelta(seconds=leg.timeout_seconds) if leg.timeout_seconds else None
         transfer = Transfer(
-            transfer_id=cmd.id,
+            transfer_id=leg.id,
             kind="transfer",
             debit_account=debit.account_id,
             credit_account=credit.account_id,
-            asset=str(asset),
+            asset=debit.asset,
             amount=amount,
-            metadata=cmd.metadata,
-            pending=cmd.pending,
+            metadata=leg.metadata,
+            pending=leg.pending,
             expires_at=expires_at,
+            transaction_id=transaction_id,
         )
-        if cmd.pending:
-            debit.hold_debit(cmd.id, amount)
-            credit.hold_credit(cmd.id, amount)
+        if leg.pending:
+            debit.hold_debit(leg.id, amount)
+            credit.hold_credit(leg.id, amount)
         else:
-            debit.debit(cmd.id, amount)
-            credit.credit(cmd.id, amount)
-        # The transfer is saved last, so its first event carries the command's position.
-        timeouts = [(cmd.id, expires_at)] if expires_at else []
-        position = self._save(debit, credit, transfer, timeouts_set=timeouts)
-        return self._transfer_result(transfer, position)
+            debit.debit(leg.id, amount)
+            credit.credit(leg.id, amount)
+        return transfer, [(leg.id, expires_at)] if expires_at else []
 
     def _post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
@@ -385,6 +441,16 @@ class Ledger(Application[UUID]):
         result["position"] = position
         return result
 
+    @classmethod
+    def _transaction_result(cls, transaction_id: str, transfers: list[Transfer], position: int) -> dict[str, Any]:
+        return {
+            "id": transaction_id,
+            "transfers": [
+                {k: v for k, v in cls._transfer_result(t, position).items() if k != "position"} for t in transfers
+            ],
+            "position": position,
+        }
+
     @staticmethod
     def _deposit_result(transfer: Transfer, position: int) -> dict[str, Any]:
         asset = Asset.parse(transfer.asset)
@@ -404,3 +470,20 @@ def _saveable(*sides: Account | SystemAccount) -> list[Any]:
     for side in sides:
         items.extend(side.events if isinstance(side, SystemAccount) else [side])
     return items
+
+
+def transaction_fingerprint(cmd: ExecuteTransaction) -> str:
+    """What identifies a transaction's body: amounts compare by value ("1.0" is "1.00")."""
+    legs = [
+        [
+            leg.id,
+            leg.debit_account,
+            leg.credit_account,
+            str(Decimal(leg.amount).normalize()),
+            leg.metadata,
+            leg.pending,
+            leg.timeout_seconds,
+        ]
+        for leg in cmd.transfers
+    ]
+    return hashlib.sha256(json.dumps(legs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -62,6 +62,7 @@ def create_app(ledger: Ledger) -> falcon.App:
     app.add_route("/v1/accounts", CreateResource(requests.open_account, ledger.open_account))
     app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
+    app.add_route("/v1/transactions", CreateResource(requests.transaction, ledger.transaction))
     app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))
     app.add_route("/v1/transfers/{subject}/void", ActionResource(requests.void_transfer, ledger.void_transfer))
     app.add_route(

@@ -55,3 +55,9 @@ class AccountAction:
 
     account: str
     action: str  # "freeze" | "unfreeze" | "close"
+
+
+@dataclass(frozen=True)
+class ExecuteTransaction:
+    id: str
+    transfers: tuple[TransferFunds, ...]

@@ -13,6 +13,7 @@ from commands.messages import (
     AccountAction,
     ChangePolicy,
     Deposit,
+    ExecuteTransaction,
     OpenAccount,
     PostTransfer,
     TransferFunds,
@@ -21,6 +22,7 @@ from commands.messages import (
 from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
+from ledger.transactions import MAX_LEGS
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 4 * 1024
@@ -184,3 +186,20 @@ def account_action(action: str) -> Any:
         return AccountAction(account=validate_client_id("account id", account_id), action=action)
 
     return parse
+
+
+def transaction(body: Any) -> ExecuteTransaction:
+    body = _fields(body, {"id", "transfers"}, set())
+    legs = body["transfers"]
+    if not isinstance(legs, list) or not 1 <= len(legs) <= MAX_LEGS:
+        raise InvalidRequest(f"transfers must be a list of 1 to {MAX_LEGS} transfers")
+    parsed = []
+    for index, leg in enumerate(legs):
+        try:
+            parsed.append(transfer(leg))
+        except InvalidRequest as exc:
+            raise type(exc)(f"transfers[{index}]: {exc.detail}") from None
+    ids = [leg.id for leg in parsed]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("transfers must have distinct ids")
+    return ExecuteTransaction(id=validate_client_id("id", body["id"]), transfers=tuple(parsed))

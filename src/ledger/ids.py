@@ -34,6 +34,10 @@ def transfer_uuid(transfer_id: str) -> UUID:
     return uuid5(NAMESPACE, f"transfer:{transfer_id}")
 
 
+def transaction_uuid(transaction_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"transaction:{transaction_id}")
+
+
 def issuance_account_id(asset: str) -> str:
     """The per-asset system account that funds deposits; it may go negative."""
     code, scale = asset.split("/")

@@ -32,6 +32,7 @@ class Transfer(Aggregate):
         metadata: dict[str, Any]
         pending: bool
         expires_at: datetime | None
+        transaction_id: str | None
 
     class PendingPosted(Aggregate.Event):
         amount: int
@@ -55,8 +56,10 @@ class Transfer(Aggregate):
         metadata: dict[str, Any],
         pending: bool = False,
         expires_at: datetime | None = None,
+        transaction_id: str | None = None,
     ) -> None:
         self.transfer_id = transfer_id
+        self.transaction_id = transaction_id
         self.kind = kind
         self.debit_account = debit_account
         self.credit_account = credit_account

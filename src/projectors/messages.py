@@ -21,6 +21,7 @@ from uuid import UUID, uuid5
 
 from ledger.accounts import Account
 from ledger.ids import NAMESPACE
+from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
 SOURCE = "/ledger"
@@ -47,6 +48,7 @@ TRANSFER_POSTED = "ledger.transfer.posted.v1"
 TRANSFER_PENDING = "ledger.transfer.pending.v1"
 TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
 TRANSFER_VOIDED = "ledger.transfer.voided.v1"
+TRANSACTION_CREATED = "ledger.transaction.created.v1"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(event.account_id, event.asset)
     if isinstance(event, Transfer.Created):
         return SubjectRef(event.transfer_id, event.asset)
+    if isinstance(event, Transaction.Created):
+        return SubjectRef(event.transaction_id, "")
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -116,10 +120,20 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
             "asset": event.asset,
             "amount": str(event.amount),
             "metadata": event.metadata,
+            "transaction": event.transaction_id,
         }
         if event.pending:
             data["expires_at"] = event.expires_at.isoformat() if event.expires_at else None
         return (TRANSFER_PENDING if event.pending else TRANSFER_POSTED), event.transfer_id, data
+    if isinstance(event, Transaction.Created):
+        return (
+            TRANSACTION_CREATED,
+            event.transaction_id,
+            {
+                "transaction": event.transaction_id,
+                "transfers": event.transfer_ids,
+            },
+        )
     if ref is None:
         raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
     if type(event) in MOVEMENT_TYPES:

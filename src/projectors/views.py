@@ -161,6 +161,7 @@ class ReadModelWriter:
             "amount": data["amount"],
             "posted_amount": "0" if pending else data["amount"],
             "expires_at": data.get("expires_at"),
+            "transaction": data.get("transaction"),
             "metadata": _json_text(data["metadata"]),
             "time": event.time,
             "version": event.sequence,

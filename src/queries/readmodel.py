@@ -113,6 +113,8 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
         "time": doc["time"],
         "position": doc["position"],
     }
+    if doc.get("transaction"):
+        result["transaction"] = doc["transaction"]
     if doc.get("two_phase"):
         result["posted_amount"] = asset.format(int(doc["posted_amount"]))
         result["expires_at"] = doc["expires_at"]
