@@ -176,13 +176,9 @@ class Ledger(Application[UUID]):
         except AccountNotFound:
             existing = None
         if existing is not None:
-            if (existing.asset, existing.overdraft_limit, existing.metadata) != (
-                str(asset),
-                cmd.overdraft_limit,
-                cmd.metadata,
-            ):
+            if existing.opened_with != (str(asset), cmd.overdraft_limit, cmd.metadata):
                 raise IdConflict(f"account {cmd.id!r} already exists with a different body")
-            return self._account_result(existing, self._position_of(existing.id))
+            return self._opened_result(existing, self._position_of(existing.id))
 
         account = Account(
             account_id=cmd.id,
@@ -199,7 +195,7 @@ class Ledger(Application[UUID]):
             )
         to_save.append(account)
         position = self._save(*to_save)
-        return self._account_result(account, position)
+        return self._opened_result(account, position)
 
     def _change_account(self, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
         account = self.account(account_id)
@@ -257,6 +253,8 @@ class Ledger(Application[UUID]):
         return self._transfer_result(transfer, position)
 
     def _transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
+        if len({leg.id for leg in cmd.transfers}) != len(cmd.transfers):
+            raise InvalidRequest("transfers must have distinct ids")
         fingerprint = transaction_fingerprint(cmd)
         existing = self.transaction_record(cmd.id)
         if existing is not None:
@@ -410,6 +408,19 @@ class Ledger(Application[UUID]):
         if row is None:
             raise LookupError(f"aggregate {originator_id} has no event at version {version}")
         return int(row["notification_id"])
+
+    @staticmethod
+    def _opened_result(account: Account, position: int) -> dict[str, Any]:
+        """The answer to an open, then and on every retry: the account as it was opened."""
+        asset_code, overdraft_limit, metadata = account.opened_with
+        return {
+            "id": account.account_id,
+            "asset": asset_code,
+            "status": "open",
+            "overdraft_limit": Asset.parse(asset_code).format(overdraft_limit),
+            "metadata": metadata,
+            "position": position,
+        }
 
     @staticmethod
     def _account_result(account: Account, position: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds
+from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, OverdraftInUse
 from ledger.ids import account_uuid
 from ledger.money import Asset
 
@@ -94,6 +94,7 @@ class Account(Aggregate):
     ) -> None:
         self.account_id = account_id
         self.asset = asset
+        self.opened_with = (asset, overdraft_limit, metadata)  # what a retried open is compared with
         self.overdraft_limit = overdraft_limit
         self.system = system
         self.metadata = metadata
@@ -143,10 +144,19 @@ class Account(Aggregate):
         self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
 
     def change_overdraft_limit(self, overdraft_limit: int) -> bool:
-        """Returns False when the limit is already that (nothing to record)."""
+        """Returns False when the limit is already that (nothing to record).
+
+        A limit the account is already beyond is refused: no account is ever below its limit.
+        """
         self._require_not_closed()
         if overdraft_limit == self.overdraft_limit:
             return False
+        if self.available < -overdraft_limit:
+            unit = Asset.parse(self.asset)
+            raise OverdraftInUse(
+                f"account {self.account_id!r} has {unit.format(self.available)} available; "
+                f"an overdraft limit of {unit.format(overdraft_limit)} would put it below its limit"
+            )
         self._overdraft_limit_changed(overdraft_limit=overdraft_limit)
         return True
 

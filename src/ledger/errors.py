@@ -73,6 +73,10 @@ class AccountNotOpen(RuleViolation):
     code = "account_not_open"
 
 
+class OverdraftInUse(RuleViolation):
+    code = "overdraft_in_use"
+
+
 class AccountNotEmpty(RuleViolation):
     code = "account_not_empty"
 

@@ -18,7 +18,7 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
-from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds
+from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, OverdraftInUse
 from tests.conftest import unique
 
 
@@ -131,3 +131,14 @@ def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, 
         assert (result.status_code, result.json["code"]) == (status, code), (path, result.json)
     assert client.simulate_post(f"/v1/accounts/{b}/policy").status_code == 400  # a body is required
     assert event_count() == before
+
+
+def test_a_limit_the_account_is_already_beyond_is_refused(ledger: Ledger, event_count: Any) -> None:
+    a, b = pair(ledger, fund=None)
+    ledger.change_policy(ChangePolicy(a, "5.00"))
+    ledger.transfer(TransferFunds(unique("t"), a, b, "4.00"))
+    before = event_count()
+    with pytest.raises(OverdraftInUse, match="-4.00 available"):
+        ledger.change_policy(ChangePolicy(a, "3.99"))
+    assert event_count() == before
+    assert ledger.change_policy(ChangePolicy(a, "4.00"))["overdraft_limit"] == "4.00"

@@ -1,0 +1,261 @@
+"""A small pure-Python ledger: the reference the real one is compared with.
+
+It knows nothing of events, aggregates or storage; it states the rules directly, in
+the order the real command handlers check them, and answers either the expected
+result or the expected error code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+
+class Refused(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class RefAccount:
+    limit: int = 0
+    opened_limit: int = 0
+    status: str = "open"
+    system: bool = False
+    posted_debits: int = 0
+    posted_credits: int = 0
+    pending_debits: int = 0
+    pending_credits: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.posted_credits - self.posted_debits - self.pending_debits
+
+    def balances(self) -> tuple[int, int, int, int]:
+        return (self.posted_debits, self.posted_credits, self.pending_debits, self.pending_credits)
+
+
+@dataclass
+class RefTransfer:
+    kind: str
+    debit: str
+    credit: str
+    amount: int
+    pending: bool
+    timeout: int | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "posted"
+    posted_amount: int = 0
+    expires_at: datetime | None = None
+    resolutions: int = 0
+
+
+class ReferenceLedger:
+    def __init__(self, issuance: str) -> None:
+        self.issuance = issuance
+        self.accounts: dict[str, RefAccount] = {issuance: RefAccount(system=True)}
+        self.transfers: dict[str, RefTransfer] = {}
+        self.transactions: dict[str, list[tuple[Any, ...]]] = {}
+
+    # Accounts ---------------------------------------------------------------
+
+    def open(self, account: str, limit: int) -> None:
+        existing = self.accounts.get(account)
+        if existing is not None:
+            if existing.opened_limit != limit:
+                raise Refused("id_conflict")
+            return
+        self.accounts[account] = RefAccount(limit=limit, opened_limit=limit)
+
+    def change_limit(self, account: str, limit: int) -> None:
+        a = self.accounts[account]
+        if a.status == "closed":
+            raise Refused("account_not_open")
+        if limit == a.limit:
+            return
+        if a.available < -limit:
+            raise Refused("overdraft_in_use")
+        a.limit = limit
+
+    def freeze(self, account: str) -> None:
+        a = self.accounts[account]
+        if a.status == "closed":
+            raise Refused("account_not_open")
+        a.status = "frozen"
+
+    def unfreeze(self, account: str) -> None:
+        a = self.accounts[account]
+        if a.status == "closed":
+            raise Refused("account_not_open")
+        a.status = "open"
+
+    def close(self, account: str) -> None:
+        a = self.accounts[account]
+        if a.status == "closed":
+            return
+        if a.posted_credits != a.posted_debits or a.pending_debits or a.pending_credits:
+            raise Refused("account_not_empty")
+        a.status = "closed"
+
+    # Movements ----------------------------------------------------------------
+
+    def deposit(self, transfer_id: str, account: str, amount: int) -> None:
+        existing = self.transfers.get(transfer_id)
+        if existing is not None:
+            same = (existing.kind, existing.debit, existing.credit, existing.amount, existing.pending) == (
+                "deposit",
+                self.issuance,
+                account,
+                amount,
+                False,
+            )
+            if not same:
+                raise Refused("id_conflict")
+            return
+        if self.accounts[account].status != "open":
+            raise Refused("account_not_open")
+        self.accounts[account].posted_credits += amount
+        self.accounts[self.issuance].posted_debits += amount
+        self.transfers[transfer_id] = RefTransfer(
+            "deposit", self.issuance, account, amount, False, None, posted_amount=amount
+        )
+
+    def transfer(
+        self, transfer_id: str, debit: str, credit: str, amount: int, pending: bool, timeout: int | None, now: datetime
+    ) -> None:
+        existing = self.transfers.get(transfer_id)
+        if existing is not None:
+            if debit == credit:
+                raise Refused("same_account")
+            same = (existing.kind, existing.debit, existing.credit, existing.amount, existing.pending) == (
+                "transfer",
+                debit,
+                credit,
+                amount,
+                pending,
+            ) and (existing.timeout is None) == (timeout is None)
+            if not same:
+                raise Refused("id_conflict")
+            return
+        self._check_leg(debit, credit, amount, self.accounts)
+        self._apply_leg(transfer_id, debit, credit, amount, pending, timeout, now, self.accounts, self.transfers)
+
+    def transaction(self, transaction_id: str, legs: list[tuple[Any, ...]], now: datetime) -> None:
+        """legs: (transfer_id, debit, credit, amount, pending)."""
+        if transaction_id in self.transactions:
+            if self.transactions[transaction_id] != legs:
+                raise Refused("id_conflict")
+            return
+        accounts = {k: RefAccount(**vars(v)) for k, v in self.accounts.items()}
+        transfers: dict[str, RefTransfer] = {}
+        for transfer_id, debit, credit, amount, pending in legs:
+            if transfer_id in self.transfers or transfer_id in transfers:
+                raise Refused("id_conflict")
+            self._check_leg(debit, credit, amount, accounts)
+            self._apply_leg(transfer_id, debit, credit, amount, pending, None, now, accounts, transfers)
+        self.accounts = accounts
+        self.transfers.update(transfers)
+        self.transactions[transaction_id] = legs
+
+    def _check_leg(self, debit: str, credit: str, amount: int, accounts: dict[str, RefAccount]) -> None:
+        if debit == credit:
+            raise Refused("same_account")
+        if accounts[debit].status != "open" or accounts[credit].status != "open":
+            raise Refused("account_not_open")
+        if accounts[debit].available - amount < -accounts[debit].limit:
+            raise Refused("insufficient_funds")
+
+    @staticmethod
+    def _apply_leg(
+        transfer_id: str,
+        debit: str,
+        credit: str,
+        amount: int,
+        pending: bool,
+        timeout: int | None,
+        now: datetime,
+        accounts: dict[str, RefAccount],
+        transfers: dict[str, RefTransfer],
+    ) -> None:
+        if pending:
+            accounts[debit].pending_debits += amount
+            accounts[credit].pending_credits += amount
+        else:
+            accounts[debit].posted_debits += amount
+            accounts[credit].posted_credits += amount
+        transfers[transfer_id] = RefTransfer(
+            "transfer",
+            debit,
+            credit,
+            amount,
+            pending,
+            timeout,
+            status="pending" if pending else "posted",
+            posted_amount=0 if pending else amount,
+            expires_at=now + timedelta(seconds=timeout) if timeout else None,
+        )
+
+    # Resolving holds ------------------------------------------------------------
+
+    def _hold(self, transfer_id: str, now: datetime, action: str) -> RefTransfer | None:
+        t = self.transfers.get(transfer_id)
+        if t is None:
+            raise Refused("transfer_not_found")
+        if not t.pending:
+            raise Refused("transfer_not_pending")
+        return t
+
+    def post(self, transfer_id: str, amount: int | None, now: datetime) -> None:
+        t = self._hold(transfer_id, now, "post")
+        assert t is not None
+        if t.status == "posted":
+            if amount not in (None, t.posted_amount):
+                raise Refused("transfer_not_pending")
+            return
+        if t.status != "pending":
+            raise Refused("transfer_not_pending")
+        if t.expires_at is not None and now >= t.expires_at:
+            raise Refused("transfer_expired")
+        amount = t.amount if amount is None else amount
+        if amount > t.amount:
+            raise Refused("exceeds_pending")
+        if self.accounts[t.debit].status != "open" or self.accounts[t.credit].status != "open":
+            raise Refused("account_not_open")
+        self.accounts[t.debit].pending_debits -= t.amount
+        self.accounts[t.debit].posted_debits += amount
+        self.accounts[t.credit].pending_credits -= t.amount
+        self.accounts[t.credit].posted_credits += amount
+        t.status, t.posted_amount = "posted", amount
+        t.resolutions += 1
+
+    def void(self, transfer_id: str, now: datetime) -> None:
+        t = self._hold(transfer_id, now, "void")
+        assert t is not None
+        if t.status == "voided":
+            return
+        if t.status != "pending":
+            raise Refused("transfer_not_pending")
+        if t.expires_at is not None and now >= t.expires_at:
+            raise Refused("transfer_expired")
+        self._release(t, "voided")
+
+    def expire_due(self, now: datetime) -> set[str]:
+        due = {
+            tid for tid, t in self.transfers.items() if t.status == "pending" and t.expires_at and now >= t.expires_at
+        }
+        for transfer_id in due:
+            self._release(self.transfers[transfer_id], "expired")
+        return due
+
+    def _release(self, t: RefTransfer, status: str) -> None:
+        self.accounts[t.debit].pending_debits -= t.amount
+        self.accounts[t.credit].pending_credits -= t.amount
+        t.status = status
+        t.resolutions += 1
+
+
+def major(minor: int) -> str:
+    return str(Decimal(minor) / 100)

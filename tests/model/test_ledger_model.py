@@ -1,0 +1,282 @@
+"""The command layer, on the real event store, against a pure-Python reference model.
+
+Hypothesis drives random accounts, deposits, transfers, holds, posts, voids, expiries,
+multi-leg transactions, limit changes, freezes, closes and retries of earlier ids. Every
+answer (result or error code) must be the model's; after every step the double-entry,
+limit and hold invariants must hold; at the end every aggregate rebuilt from the event
+store must equal the live one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from commands.application import Ledger, event_store_env
+from commands.expirer import Expirer
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    ExecuteTransaction,
+    OpenAccount,
+    PostTransfer,
+    TransferFunds,
+    VoidTransfer,
+)
+from ledger.errors import LedgerError
+from ledger.ids import issuance_account_id
+from tests.conftest import Urls
+from tests.model.reference import ReferenceLedger, Refused, major
+
+ACCOUNTS = 4
+IDS = 8
+accounts = st.integers(0, ACCOUNTS - 1)
+ids = st.integers(0, IDS - 1)
+amounts = st.integers(1, 4000)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    urls: Urls
+
+    def __init__(self) -> None:
+        super().__init__()
+        run = uuid.uuid4().hex[:10]
+        self.asset = f"M{run[:8].upper()}/2"
+        self.prefix = f"m{run}"
+        self.clock = Clock()
+        self.app = Ledger(event_store_env(self.urls.settings()), clock=self.clock)
+        self.expirer = Expirer(self.app, self.urls.database_url, batch_size=100_000)
+        self.model = ReferenceLedger(issuance_account_id(self.asset))
+        self.history: list[tuple[str, Any]] = []
+
+    def account(self, index: int) -> str:
+        return f"{self.prefix}-a{index}"
+
+    def transfer_id(self, index: int) -> str:
+        return f"{self.prefix}-t{index}"
+
+    def check(self, expected: Any, actual: Any, name: str, command: Any) -> Any:
+        """Run both sides; the outcomes (ok, or the same error code) must agree."""
+        try:
+            expected()
+            wanted = "ok"
+        except Refused as refused:
+            wanted = refused.code
+        try:
+            result = actual()
+            got = "ok"
+        except LedgerError as error:
+            result, got = None, error.code
+        assert got == wanted, f"{name} {command}: ledger said {got}, model says {wanted}"
+        if got == "ok":
+            self.history.append((name, command))
+        return result
+
+    # Rules ----------------------------------------------------------------------
+
+    @initialize(limits=st.lists(st.sampled_from([0, 0, 500]), min_size=ACCOUNTS, max_size=ACCOUNTS))
+    def open_accounts(self, limits: list[int]) -> None:
+        for index, limit in enumerate(limits):
+            command = OpenAccount(self.account(index), self.asset, limit)
+            self.check(
+                lambda: self.model.open(command.id, limit), lambda: self.app.open_account(command), "open", command
+            )
+
+    @rule(account=accounts, limit=st.sampled_from([0, 100, 1000]))
+    def reopen(self, account: int, limit: int) -> None:
+        command = OpenAccount(self.account(account), self.asset, limit)
+        self.check(lambda: self.model.open(command.id, limit), lambda: self.app.open_account(command), "open", command)
+
+    @rule(transfer=ids, account=accounts, amount=amounts)
+    def deposit(self, transfer: int, account: int, amount: int) -> None:
+        command = Deposit(self.transfer_id(transfer), self.account(account), major(amount))
+        self.check(
+            lambda: self.model.deposit(command.id, command.account, amount),
+            lambda: self.app.deposit(command),
+            "deposit",
+            command,
+        )
+
+    @rule(
+        transfer=ids,
+        debit=accounts,
+        credit=accounts,
+        amount=amounts,
+        pending=st.booleans(),
+        timeout=st.none() | st.integers(1, 120),
+    )
+    def transfer(self, transfer: int, debit: int, credit: int, amount: int, pending: bool, timeout: int | None) -> None:
+        timeout = timeout if pending else None
+        command = TransferFunds(
+            self.transfer_id(transfer),
+            self.account(debit),
+            self.account(credit),
+            major(amount),
+            pending=pending,
+            timeout_seconds=timeout,
+        )
+        self.check(
+            lambda: self.model.transfer(
+                command.id, command.debit_account, command.credit_account, amount, pending, timeout, self.clock.now
+            ),
+            lambda: self.app.transfer(command),
+            "transfer",
+            command,
+        )
+
+    @rule(transfer=ids, amount=st.none() | amounts)
+    def post(self, transfer: int, amount: int | None) -> None:
+        command = PostTransfer(self.transfer_id(transfer), None if amount is None else major(amount))
+        self.check(
+            lambda: self.model.post(command.id, amount, self.clock.now),
+            lambda: self.app.post_transfer(command),
+            "post",
+            command,
+        )
+
+    @rule(transfer=ids)
+    def void(self, transfer: int) -> None:
+        command = VoidTransfer(self.transfer_id(transfer))
+        self.check(
+            lambda: self.model.void(command.id, self.clock.now),
+            lambda: self.app.void_transfer(command),
+            "void",
+            command,
+        )
+
+    @rule(seconds=st.integers(1, 90))
+    def time_passes_and_holds_expire(self, seconds: int) -> None:
+        self.clock.now += timedelta(seconds=seconds)
+        expected = self.model.expire_due(self.clock.now)
+        # The timeouts table is shared with other tests (with other clocks): only ours count.
+        due = {t for t in self.expirer.due() if t.startswith(f"{self.prefix}-")}
+        assert due == expected, f"due: ledger {due}, model {expected}"
+        for transfer_id in due:
+            assert self.app.expire_transfer(transfer_id)
+            assert not self.app.expire_transfer(transfer_id)  # once only
+
+    @rule(
+        transaction=st.integers(0, 3),
+        legs=st.lists(st.tuples(ids, accounts, accounts, amounts, st.booleans()), min_size=1, max_size=3),
+    )
+    def transaction(self, transaction: int, legs: list[tuple[int, int, int, int, bool]]) -> None:
+        ref_legs = [(self.transfer_id(t), self.account(d), self.account(c), a, p) for t, d, c, a, p in legs]
+        command = ExecuteTransaction(
+            f"{self.prefix}-x{transaction}",
+            tuple(TransferFunds(t, d, c, major(a), pending=p) for t, d, c, a, p in ref_legs),
+        )
+
+        def model() -> None:
+            if len({leg[0] for leg in ref_legs}) != len(ref_legs):
+                raise Refused("invalid_request")
+            self.model.transaction(command.id, ref_legs, self.clock.now)
+
+        self.check(model, lambda: self.app.transaction(command), "transaction", command)
+
+    @rule(account=accounts, limit=st.sampled_from([0, 200, 2000]))
+    def change_limit(self, account: int, limit: int) -> None:
+        command = ChangePolicy(self.account(account), major(limit) if limit else "0")
+        self.check(
+            lambda: self.model.change_limit(command.account, limit),
+            lambda: self.app.change_policy(command),
+            "limit",
+            command,
+        )
+
+    @rule(account=accounts, action=st.sampled_from(["freeze", "unfreeze", "close"]))
+    def lifecycle(self, account: int, action: str) -> None:
+        command = AccountAction(self.account(account), action)
+        self.check(
+            lambda: getattr(self.model, action)(command.account),
+            lambda: self.app.account_action(command),
+            action,
+            command,
+        )
+
+    @rule(data=st.data())
+    def retry_an_earlier_write(self, data: st.DataObject) -> None:
+        """Sending a successful write again answers the same and changes nothing."""
+        if not self.history:
+            return
+        name, command = data.draw(st.sampled_from(self.history))
+        if name in ("open", "deposit", "transfer", "transaction"):
+            handler = {
+                "open": self.app.open_account,
+                "deposit": self.app.deposit,
+                "transfer": self.app.transfer,
+                "transaction": self.app.transaction,
+            }[name]
+            head = self.app.head_position()
+            first = handler(command)
+            assert handler(command) == first
+            assert self.app.head_position() == head
+
+    # Invariants -------------------------------------------------------------------
+
+    @invariant()
+    def balances_equal_the_model_and_entries_balance(self) -> None:
+        totals = [0, 0, 0, 0]
+        for account_id, expected in self.model.accounts.items():
+            live = self.app.account(account_id)
+            actual = (live.posted_debits, live.posted_credits, live.pending_debits, live.pending_credits)
+            assert actual == expected.balances(), f"{account_id}: ledger {actual}, model {expected.balances()}"
+            assert live.status == expected.status
+            if not live.system:
+                assert live.available >= -live.overdraft_limit, f"{account_id} is below its limit"
+            totals = [t + a for t, a in zip(totals, actual, strict=True)]
+        posted_debits, posted_credits, pending_debits, pending_credits = totals
+        assert posted_debits == posted_credits
+        assert pending_debits == pending_credits
+
+    @invariant()
+    def every_hold_resolved_at_most_once(self) -> None:
+        for transfer_id, expected in self.model.transfers.items():
+            assert expected.resolutions <= 1
+            record = self.app.transfer_record(transfer_id)
+            assert record is not None
+            assert record.version <= 2
+            assert record.status == expected.status
+
+    def teardown(self) -> None:
+        fresh = Ledger(event_store_env(self.urls.settings()))  # no cache: every aggregate from the store
+        try:
+            for account_id in self.model.accounts:
+                rebuilt, live = fresh.account(account_id), self.app.account(account_id)
+                assert (rebuilt.version, rebuilt.status, rebuilt.available, rebuilt.pending_credits) == (
+                    live.version,
+                    live.status,
+                    live.available,
+                    live.pending_credits,
+                )
+                assert (rebuilt.posted_debits, rebuilt.posted_credits) == (live.posted_debits, live.posted_credits)
+        finally:
+            fresh.close()
+            self.expirer.close()
+            self.app.close()
+
+
+def test_the_ledger_behaves_like_the_reference_model(servers: Urls) -> None:
+    LedgerMachine.urls = servers
+    run_state_machine_as_test(
+        LedgerMachine,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
