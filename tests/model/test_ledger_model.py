@@ -91,10 +91,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize(limits=st.lists(st.sampled_from([0, 0, 500]), min_size=ACCOUNTS, max_size=ACCOUNTS))
     def open_accounts(self, limits: list[int]) -> None:
         for index, limit in enumerate(limits):
-            command = OpenAccount(self.account(index), self.asset, limit)
-            self.check(
-                lambda: self.model.open(command.id, limit), lambda: self.app.open_account(command), "open", command
-            )
+            self.reopen(index, limit)
 
     @rule(account=accounts, limit=st.sampled_from([0, 100, 1000]))
     def reopen(self, account: int, limit: int) -> None:
