@@ -31,6 +31,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReverseTransfer,
     TransferFunds,
     VoidTransfer,
 )
@@ -127,6 +128,9 @@ class Ledger(Application[UUID]):
 
     def transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
         return self._retrying(lambda: self._transaction(cmd))
+
+    def reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
+        return self._retrying(lambda: self._reverse_transfer(cmd))
 
     def post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         return self._retrying(lambda: self._post_transfer(cmd))
@@ -341,6 +345,37 @@ class Ledger(Application[UUID]):
         position = self._save(*_saveable(debit, credit), transfer, timeouts_cleared=[cmd.id])
         return self._transfer_result(transfer, position)
 
+    def _reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
+        original = self.transfer_record(cmd.transfer)
+        if original is None:
+            raise TransferNotFound(f"transfer {cmd.transfer!r} does not exist")
+        asset = Asset.parse(original.asset)
+        amount = None if cmd.amount is None else asset.parse_amount(cmd.amount)
+        existing = self.transfer_record(cmd.id)
+        if existing is not None:
+            if existing.reverses != cmd.transfer or (amount is not None and amount != existing.amount):
+                raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
+            return self._transfer_result(existing, self._position_of(existing.id))
+        reversed_amount = original.reverse(cmd.id, amount)
+        # Money goes back the way it came: the original's credit side pays.
+        debit, credit = self.side(original.credit_account), self.side(original.debit_account)
+        debit.require_open()
+        credit.require_open()
+        reversal = Transfer(
+            transfer_id=cmd.id,
+            kind="reversal",
+            debit_account=original.credit_account,
+            credit_account=original.debit_account,
+            asset=original.asset,
+            amount=reversed_amount,
+            metadata={},
+            reverses=original.transfer_id,
+        )
+        debit.debit(cmd.id, reversed_amount)
+        credit.credit(cmd.id, reversed_amount)
+        position = self._save(*_saveable(debit, credit), original, reversal)
+        return self._transfer_result(reversal, position)
+
     def _void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
         if transfer.status == VOIDED:
@@ -446,6 +481,10 @@ class Ledger(Application[UUID]):
             "asset": transfer.asset,
             "metadata": transfer.metadata,
         }
+        if transfer.reverses:
+            result["reverses"] = transfer.reverses
+        if transfer.reversed_amount:
+            result["reversed_amount"] = asset.format(transfer.reversed_amount)
         if transfer.pending_amount:  # a two-phase transfer
             result["posted_amount"] = asset.format(transfer.amount)
             result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None

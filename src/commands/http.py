@@ -46,15 +46,21 @@ class ActionResource:
     """POST to a sub-resource of an account or transfer (post, void, freeze, ...)."""
 
     def __init__(
-        self, parse: Callable[[str, Any], Any], handle: Callable[[Any], dict[str, Any]], *, body: bool = False
+        self,
+        parse: Callable[[str, Any], Any],
+        handle: Callable[[Any], dict[str, Any]],
+        *,
+        body: bool = False,
+        status: int = 200,
     ) -> None:
         self.parse = parse
         self.handle = handle
         self.body_required = body
+        self.status = status
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, subject: str) -> None:
         command = self.parse(subject, read_body(req, optional=not self.body_required))
-        web.json_response(resp, self.handle(command), status=200)
+        web.json_response(resp, self.handle(command), status=self.status)
 
 
 def create_app(ledger: Ledger) -> falcon.App:
@@ -65,6 +71,10 @@ def create_app(ledger: Ledger) -> falcon.App:
     app.add_route("/v1/transactions", CreateResource(requests.transaction, ledger.transaction))
     app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))
     app.add_route("/v1/transfers/{subject}/void", ActionResource(requests.void_transfer, ledger.void_transfer))
+    app.add_route(
+        "/v1/transfers/{subject}/reverse",
+        ActionResource(requests.reverse_transfer, ledger.reverse_transfer, body=True, status=201),
+    )
     app.add_route(
         "/v1/accounts/{subject}/policy", ActionResource(requests.change_policy, ledger.change_policy, body=True)
     )

@@ -61,3 +61,10 @@ class AccountAction:
 class ExecuteTransaction:
     id: str
     transfers: tuple[TransferFunds, ...]
+
+
+@dataclass(frozen=True)
+class ReverseTransfer:
+    id: str  # the reversal's own id
+    transfer: str  # the transfer it reverses
+    amount: str | None = None  # None reverses all that is left

@@ -16,6 +16,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReverseTransfer,
     TransferFunds,
     VoidTransfer,
 )
@@ -203,3 +204,13 @@ def transaction(body: Any) -> ExecuteTransaction:
     if len(set(ids)) != len(ids):
         raise InvalidRequest("transfers must have distinct ids")
     return ExecuteTransaction(id=validate_client_id("id", body["id"]), transfers=tuple(parsed))
+
+
+def reverse_transfer(transfer_id: str, body: Any) -> ReverseTransfer:
+    body = _fields(body, {"id"}, {"amount"})
+    amount = body.get("amount")
+    return ReverseTransfer(
+        id=validate_client_id("id", body["id"]),
+        transfer=validate_client_id("transfer id", transfer_id),
+        amount=None if amount is None else _amount_text(amount),
+    )

@@ -283,6 +283,9 @@ class SystemAccount:
     def _append(self, event_class: type[Account.Event], **fields: Any) -> None:
         self.events.append(Account.system_event(self.account_id, event_class, **fields))
 
+    def require_open(self) -> None:
+        """System accounts are always open."""
+
     def debit(self, transfer_id: str, amount: int) -> None:
         self._append(Account.Debited, transfer_id=transfer_id, amount=amount)
 

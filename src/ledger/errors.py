@@ -87,6 +87,14 @@ class TransferNotPending(Conflict):
     code = "transfer_not_pending"
 
 
+class TransferNotPosted(Conflict):
+    code = "transfer_not_posted"
+
+
+class ExceedsReversible(RuleViolation):
+    code = "exceeds_reversible"
+
+
 class TransferExpired(Conflict):
     code = "transfer_expired"
 

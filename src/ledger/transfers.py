@@ -14,7 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import ExceedsPending, TransferExpired, TransferNotPending
+from ledger.errors import ExceedsPending, ExceedsReversible, TransferExpired, TransferNotPending, TransferNotPosted
 from ledger.ids import transfer_uuid
 from ledger.money import Asset
 
@@ -33,12 +33,17 @@ class Transfer(Aggregate):
         pending: bool
         expires_at: datetime | None
         transaction_id: str | None
+        reverses: str | None
 
     class PendingPosted(Aggregate.Event):
         amount: int
 
     class Voided(Aggregate.Event):
         reason: str  # "voided" or "expired"
+
+    class Reversed(Aggregate.Event):
+        reversal_id: str
+        amount: int
 
     @staticmethod
     def create_id(transfer_id: str) -> UUID:
@@ -57,9 +62,12 @@ class Transfer(Aggregate):
         pending: bool = False,
         expires_at: datetime | None = None,
         transaction_id: str | None = None,
+        reverses: str | None = None,
     ) -> None:
         self.transfer_id = transfer_id
         self.transaction_id = transaction_id
+        self.reverses = reverses
+        self.reversed_amount = 0
         self.kind = kind
         self.debit_account = debit_account
         self.credit_account = credit_account
@@ -119,6 +127,25 @@ class Transfer(Aggregate):
             raise TransferNotPending(f"transfer {self.transfer_id!r} has not expired")
         self._voided(reason=EXPIRED)
 
+    def reverse(self, reversal_id: str, amount: int | None) -> int:
+        """Record a compensating transfer against this one; returns its amount.
+
+        The total reversed never exceeds what was posted; the check and the record are in
+        this stream, so concurrent reversals cannot both pass it.
+        """
+        if self.status != POSTED:
+            raise TransferNotPosted(f"transfer {self.transfer_id!r} is {self.status}; only posted transfers reverse")
+        remaining = self.amount - self.reversed_amount
+        amount = remaining if amount is None else amount
+        if amount == 0 or amount > remaining:
+            unit = Asset.parse(self.asset)
+            raise ExceedsReversible(
+                f"transfer {self.transfer_id!r} has {unit.format(remaining)} left to reverse; "
+                f"cannot reverse {unit.format(amount)}"
+            )
+        self._reversed(reversal_id=reversal_id, amount=amount)
+        return amount
+
     def _require_pending(self, action: str, now: datetime) -> None:
         if self.status != PENDING:
             raise TransferNotPending(f"transfer {self.transfer_id!r} is {self.status}; cannot {action} it")
@@ -133,3 +160,7 @@ class Transfer(Aggregate):
     @event(Voided)
     def _voided(self, reason: str) -> None:
         self.status = reason
+
+    @event(Reversed)
+    def _reversed(self, reversal_id: str, amount: int) -> None:
+        self.reversed_amount += amount

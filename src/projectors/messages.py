@@ -48,6 +48,7 @@ TRANSFER_POSTED = "ledger.transfer.posted.v1"
 TRANSFER_PENDING = "ledger.transfer.pending.v1"
 TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
 TRANSFER_VOIDED = "ledger.transfer.voided.v1"
+TRANSFER_REVERSED = "ledger.transfer.reversed.v1"
 TRANSACTION_CREATED = "ledger.transaction.created.v1"
 
 
@@ -121,6 +122,7 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
             "amount": str(event.amount),
             "metadata": event.metadata,
             "transaction": event.transaction_id,
+            "reverses": event.reverses,
         }
         if event.pending:
             data["expires_at"] = event.expires_at.isoformat() if event.expires_at else None
@@ -161,6 +163,17 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
             TRANSFER_PENDING_POSTED,
             ref.subject,
             {"transfer": ref.subject, "asset": ref.asset, "amount": str(event.amount)},
+        )
+    if isinstance(event, Transfer.Reversed):
+        return (
+            TRANSFER_REVERSED,
+            ref.subject,
+            {
+                "transfer": ref.subject,
+                "reversal": event.reversal_id,
+                "asset": ref.asset,
+                "amount": str(event.amount),
+            },
         )
     if isinstance(event, Transfer.Voided):
         return TRANSFER_VOIDED, ref.subject, {"transfer": ref.subject, "reason": event.reason}

@@ -25,6 +25,7 @@ from projectors.messages import (
     TRANSFER_PENDING,
     TRANSFER_PENDING_POSTED,
     TRANSFER_POSTED,
+    TRANSFER_REVERSED,
     TRANSFER_VOIDED,
     LedgerEvent,
 )
@@ -96,7 +97,7 @@ class ReadModelWriter:
                         doc["overdraft_limit"] = event.data["overdraft_limit"]
             elif event.type in (TRANSFER_POSTED, TRANSFER_PENDING):
                 transfers.create(event, self._transfer(event))
-            elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED):
+            elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED, TRANSFER_REVERSED):
                 doc = transfers.next_version(event, event.data["transfer"])
                 if doc is not None:
                     self._resolved(doc, event)
@@ -162,6 +163,8 @@ class ReadModelWriter:
             "posted_amount": "0" if pending else data["amount"],
             "expires_at": data.get("expires_at"),
             "transaction": data.get("transaction"),
+            "reverses": data.get("reverses"),
+            "reversed_amount": "0",
             "metadata": _json_text(data["metadata"]),
             "time": event.time,
             "version": event.sequence,
@@ -173,6 +176,8 @@ class ReadModelWriter:
     def _resolved(doc: dict[str, Any], event: LedgerEvent) -> None:
         if event.type == TRANSFER_PENDING_POSTED:
             doc.update(status="posted", posted_amount=event.data["amount"])
+        elif event.type == TRANSFER_REVERSED:
+            doc["reversed_amount"] = str(int(doc.get("reversed_amount", "0")) + int(event.data["amount"]))
         else:
             doc.update(status=event.data["reason"])
 

@@ -115,6 +115,10 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
     }
     if doc.get("transaction"):
         result["transaction"] = doc["transaction"]
+    if doc.get("reverses"):
+        result["reverses"] = doc["reverses"]
+    if int(doc.get("reversed_amount", "0")):
+        result["reversed_amount"] = asset.format(int(doc["reversed_amount"]))
     if doc.get("two_phase"):
         result["posted_amount"] = asset.format(int(doc["posted_amount"]))
         result["expires_at"] = doc["expires_at"]

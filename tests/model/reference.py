@@ -51,6 +51,8 @@ class RefTransfer:
     posted_amount: int = 0
     expires_at: datetime | None = None
     resolutions: int = 0
+    reverses: str | None = None
+    reversed_amount: int = 0
 
 
 class ReferenceLedger:
@@ -196,6 +198,33 @@ class ReferenceLedger:
             status="pending" if pending else "posted",
             posted_amount=0 if pending else amount,
             expires_at=now + timedelta(seconds=timeout) if timeout else None,
+        )
+
+    def reverse(self, reversal_id: str, original_id: str, amount: int | None) -> None:
+        original = self.transfers.get(original_id)
+        if original is None:
+            raise Refused("transfer_not_found")
+        existing = self.transfers.get(reversal_id)
+        if existing is not None:
+            if existing.reverses != original_id or (amount is not None and amount != existing.amount):
+                raise Refused("id_conflict")
+            return
+        if original.status != "posted":
+            raise Refused("transfer_not_posted")
+        remaining = original.posted_amount - original.reversed_amount
+        amount = remaining if amount is None else amount
+        if amount == 0 or amount > remaining:
+            raise Refused("exceeds_reversible")
+        debit, credit = self.accounts[original.credit], self.accounts[original.debit]
+        if debit.status != "open" or credit.status != "open":
+            raise Refused("account_not_open")
+        if not debit.system and debit.available - amount < -debit.limit:
+            raise Refused("insufficient_funds")
+        debit.posted_debits += amount
+        credit.posted_credits += amount
+        original.reversed_amount += amount
+        self.transfers[reversal_id] = RefTransfer(
+            "reversal", original.credit, original.debit, amount, False, None, posted_amount=amount, reverses=original_id
         )
 
     # Resolving holds ------------------------------------------------------------

@@ -26,6 +26,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReverseTransfer,
     TransferFunds,
     VoidTransfer,
 )
@@ -145,6 +146,18 @@ class LedgerMachine(RuleBasedStateMachine):
             command,
         )
 
+    @rule(reversal=ids, transfer=ids, amount=st.none() | amounts)
+    def reverse(self, reversal: int, transfer: int, amount: int | None) -> None:
+        command = ReverseTransfer(
+            self.transfer_id(reversal), self.transfer_id(transfer), None if amount is None else major(amount)
+        )
+        self.check(
+            lambda: self.model.reverse(command.id, command.transfer, amount),
+            lambda: self.app.reverse_transfer(command),
+            "reverse",
+            command,
+        )
+
     @rule(transfer=ids)
     def void(self, transfer: int) -> None:
         command = VoidTransfer(self.transfer_id(transfer))
@@ -210,12 +223,13 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.history:
             return
         name, command = data.draw(st.sampled_from(self.history))
-        if name in ("open", "deposit", "transfer", "transaction"):
+        if name in ("open", "deposit", "transfer", "transaction", "reverse"):
             handler = {
                 "open": self.app.open_account,
                 "deposit": self.app.deposit,
                 "transfer": self.app.transfer,
                 "transaction": self.app.transaction,
+                "reverse": self.app.reverse_transfer,
             }[name]
             head = self.app.head_position()
             first = handler(command)
@@ -245,8 +259,10 @@ class LedgerMachine(RuleBasedStateMachine):
             assert expected.resolutions <= 1
             record = self.app.transfer_record(transfer_id)
             assert record is not None
-            assert record.version <= 2
+            reversals = sum(1 for t in self.model.transfers.values() if t.reverses == transfer_id)
+            assert record.version == 1 + expected.resolutions + reversals  # created, resolved once, reversed
             assert record.status == expected.status
+            assert record.reversed_amount == expected.reversed_amount <= expected.posted_amount
 
     def teardown(self) -> None:
         fresh = Ledger(event_store_env(self.urls.settings()))  # no cache: every aggregate from the store
