@@ -447,27 +447,14 @@ class Ledger(Application[UUID]):
     @staticmethod
     def _opened_result(account: Account, position: int) -> dict[str, Any]:
         """The answer to an open, then and on every retry: the account as it was opened."""
-        asset_code, overdraft_limit, metadata = account.opened_with
-        return {
-            "id": account.account_id,
-            "asset": asset_code,
-            "status": "open",
-            "overdraft_limit": Asset.parse(asset_code).format(overdraft_limit),
-            "metadata": metadata,
-            "position": position,
-        }
+        asset, overdraft_limit, metadata = account.opened_with
+        return _account_view(account.account_id, asset, "open", overdraft_limit, metadata, position)
 
     @staticmethod
     def _account_result(account: Account, position: int) -> dict[str, Any]:
-        asset = Asset.parse(account.asset)
-        return {
-            "id": account.account_id,
-            "asset": account.asset,
-            "status": account.status,
-            "overdraft_limit": asset.format(account.overdraft_limit),
-            "metadata": account.metadata,
-            "position": position,
-        }
+        return _account_view(
+            account.account_id, account.asset, account.status, account.overdraft_limit, account.metadata, position
+        )
 
     @staticmethod
     def _transfer_result(transfer: Transfer, position: int) -> dict[str, Any]:
@@ -512,6 +499,19 @@ class Ledger(Application[UUID]):
             "asset": transfer.asset,
             "position": position,
         }
+
+
+def _account_view(
+    account_id: str, asset: str, status: str, overdraft_limit: int, metadata: dict[str, Any], position: int
+) -> dict[str, Any]:
+    return {
+        "id": account_id,
+        "asset": asset,
+        "status": status,
+        "overdraft_limit": Asset.parse(asset).format(overdraft_limit),
+        "metadata": metadata,
+        "position": position,
+    }
 
 
 def _saveable(*sides: Account | SystemAccount) -> list[Any]:

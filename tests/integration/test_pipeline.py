@@ -16,8 +16,10 @@ from commands.messages import (
     AccountAction,
     ChangePolicy,
     Deposit,
+    ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReverseTransfer,
     TransferFunds,
     VoidTransfer,
 )
@@ -60,13 +62,18 @@ def project_until(projector: Projector, db: Any, position: int, timeout: float =
         projector.process_batch(0.2)
 
 
-def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, _ = some_activity(ledger)
+def project_everything(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    """Relay the whole event store to a fresh topic and project it until the head."""
     topic = unique("events")
     drain_relay(make_relay(ledger, servers, topic))
     projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
+
+
+def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, _ = some_activity(ledger)
+    project_everything(ledger, servers, mongo_db)
     assert differences(ledger, mongo_db) == []
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "93.75"
     page = readmodel.entries(mongo_db, a, 2, None)
@@ -160,11 +167,7 @@ def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Url
         ledger.transfer(TransferFunds(transfer_id, a, b, "10.00", pending=True))
     ledger.post_transfer(PostTransfer(posted, "4.00"))
     ledger.void_transfer(VoidTransfer(voided))
-    topic = unique("events")
-    drain_relay(make_relay(ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
-    projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
+    project_everything(ledger, servers, mongo_db)
     assert differences(ledger, mongo_db) == []
     balance = readmodel.account(mongo_db, a)["balance"]
     assert (balance["posted_debits"], balance["pending_debits"], balance["available"]) == ("4.00", "10.00", "86.00")
@@ -186,11 +189,7 @@ def test_policy_and_lifecycle_changes_reach_the_read_model(ledger: Ledger, serve
     empty = open_empty(ledger)
     ledger.transfer(TransferFunds(unique("t"), a, empty, "100.00"))
     ledger.account_action(AccountAction(a, "close"))
-    topic = unique("events")
-    drain_relay(make_relay(ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
-    projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
+    project_everything(ledger, servers, mongo_db)
     assert differences(ledger, mongo_db) == []
     assert (readmodel.account(mongo_db, b)["status"], readmodel.account(mongo_db, b)["overdraft_limit"]) == (
         "frozen",
@@ -204,3 +203,20 @@ def open_empty(ledger: Ledger) -> str:
     account = unique("E")
     ledger.open_account(OpenAccount(account, "USD/2"))
     return account
+
+
+def test_transactions_and_reversals_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(ledger, transfers=0)
+    first, second = unique("l"), unique("l")
+    ledger.transaction(
+        ExecuteTransaction(unique("tx"), (TransferFunds(first, a, b, "20.00"), TransferFunds(second, a, b, "1.00")))
+    )
+    ledger.reverse_transfer(ReverseTransfer(unique("r"), first, "5.00"))
+    project_everything(ledger, servers, mongo_db)
+    assert differences(ledger, mongo_db) == []
+    original = readmodel.transfer(mongo_db, first)
+    assert (original["reversed_amount"], original["transaction"]) == (
+        "5.00",
+        readmodel.transfer(mongo_db, second)["transaction"],
+    )
+    assert readmodel.account(mongo_db, a)["balance"]["available"] == "84.00"
