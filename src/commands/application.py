@@ -32,6 +32,7 @@ from commands.messages import (
     OpenAccount,
     PostTransfer,
     ReverseTransfer,
+    SetFeeRule,
     TransferFunds,
     VoidTransfer,
 )
@@ -40,6 +41,7 @@ from ledger.errors import (
     AccountNotFound,
     AssetMismatch,
     Busy,
+    FeeExceedsAmount,
     IdConflict,
     InvalidRequest,
     LedgerError,
@@ -47,7 +49,16 @@ from ledger.errors import (
     TransferNotFound,
     TransferNotPending,
 )
-from ledger.ids import account_uuid, issuance_account_id, transaction_uuid, transfer_uuid
+from ledger.fees import FeeRule, FeeTerms
+from ledger.ids import (
+    account_uuid,
+    fee_account_id,
+    fee_rule_uuid,
+    fee_transfer_id,
+    issuance_account_id,
+    transaction_uuid,
+    transfer_uuid,
+)
 from ledger.money import Asset
 from ledger.transactions import Transaction
 from ledger.transfers import POSTED, VOIDED, Transfer
@@ -103,6 +114,9 @@ class Ledger(Application[UUID]):
 
     def open_account(self, cmd: OpenAccount) -> dict[str, Any]:
         return self._retrying(lambda: self._open_account(cmd))
+
+    def set_fee_rule(self, cmd: SetFeeRule) -> dict[str, Any]:
+        return self._retrying(lambda: self._set_fee_rule(cmd))
 
     def change_policy(self, cmd: ChangePolicy) -> dict[str, Any]:
         def change(account: Account) -> bool:
@@ -191,15 +205,30 @@ class Ledger(Application[UUID]):
             system=False,
             metadata=cmd.metadata,
         )
-        to_save: list[Account] = []
-        issuance_id = issuance_account_id(str(asset))
-        if not self._exists(account_uuid(issuance_id)):
-            to_save.append(
-                Account(account_id=issuance_id, asset=str(asset), overdraft_limit=0, system=True, metadata={})
-            )
-        to_save.append(account)
+        to_save = [*self._missing_system_accounts(str(asset)), account]
         position = self._save(*to_save)
         return self._opened_result(account, position)
+
+    def _missing_system_accounts(self, asset: str) -> list[Account]:
+        """The asset's issuance and fee accounts, for those not opened yet."""
+        return [
+            Account(account_id=account_id, asset=asset, overdraft_limit=0, system=True, metadata={})
+            for account_id in (issuance_account_id(asset), fee_account_id(asset))
+            if not self._exists(account_uuid(account_id))
+        ]
+
+    def _set_fee_rule(self, cmd: SetFeeRule) -> dict[str, Any]:
+        asset = str(Asset.parse(cmd.asset))
+        try:
+            rule: FeeRule | None = self.repository.get(fee_rule_uuid(asset, cmd.operation))
+        except AggregateNotFoundError:
+            rule = None
+        if rule is None:
+            rule = FeeRule(asset=asset, operation=cmd.operation, terms=cmd.terms.as_dict())
+        elif not rule.change(cmd.terms):
+            return self._fee_rule_result(rule, self._position_of(rule.id, rule.version))
+        position = self._save(*self._missing_system_accounts(asset), rule)
+        return self._fee_rule_result(rule, position)
 
     def _change_account(self, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
         account = self.account(account_id)
@@ -250,10 +279,32 @@ class Ledger(Application[UUID]):
             ):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
             return self._transfer_result(existing, self._position_of(existing.id))
-        accounts: dict[str, Account] = {}
-        transfer, timeout = self._apply_leg(cmd, accounts, None)
+        sides: dict[str, Account | SystemAccount] = {}
+        debit, _, amount = self._leg_terms(cmd, sides)
+        terms = self._fee_terms(debit.asset, "transfer")
+        fee = terms.fee(amount) if terms else 0
+        net = amount - fee if terms and terms.payer == "recipient" else amount
+        if net <= 0:
+            unit = Asset.parse(debit.asset)
+            raise FeeExceedsAmount(f"the fee of {unit.format(fee)} leaves nothing of {unit.format(amount)}")
+        transfer, timeouts = self._apply_leg(cmd, sides, None, amount=net, fee=fee, terms=terms)
+        fee_legs = []
+        if fee:
+            fee_legs.append(
+                self._move(
+                    sides,
+                    fee_transfer_id(cmd.id),
+                    "fee",
+                    debit.account_id,
+                    fee_account_id(debit.asset),
+                    fee,
+                    pending=cmd.pending,
+                    expires_at=transfer.expires_at,
+                    fee_for=cmd.id,
+                )
+            )
         # The transfer is saved last, so its first event carries the command's position.
-        position = self._save(*accounts.values(), transfer, timeouts_set=timeout)
+        position = self._save(*_saveable(*sides.values()), *fee_legs, transfer, timeouts_set=timeouts)
         return self._transfer_result(transfer, position)
 
     def _transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
@@ -266,14 +317,14 @@ class Ledger(Application[UUID]):
                 raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
             recorded = [self.transfer_record(t) for t in existing.transfer_ids]
             return self._transaction_result(cmd.id, [t for t in recorded if t], self._position_of(existing.id))
-        accounts: dict[str, Account] = {}
+        sides: dict[str, Account | SystemAccount] = {}
         transfers: list[Transfer] = []
         timeouts: list[tuple[str, datetime]] = []
         for index, leg in enumerate(cmd.transfers):
             try:
                 if self.transfer_record(leg.id) is not None:
                     raise IdConflict(f"transfer id {leg.id!r} is already used")
-                transfer, timeout = self._apply_leg(leg, accounts, cmd.id)
+                transfer, timeout = self._apply_leg(leg, sides, cmd.id)
             except LedgerError as exc:
                 raise type(exc)(f"transfers[{index}]: {exc.detail}") from None
             transfers.append(transfer)
@@ -281,20 +332,21 @@ class Ledger(Application[UUID]):
         record = Transaction(
             transaction_id=cmd.id, transfer_ids=[t.transfer_id for t in transfers], fingerprint=fingerprint
         )
-        position = self._save(*accounts.values(), *transfers, record, timeouts_set=timeouts)
+        position = self._save(*_saveable(*sides.values()), *transfers, record, timeouts_set=timeouts)
         return self._transaction_result(cmd.id, transfers, position)
 
     def _leg_terms(
-        self, leg: TransferFunds, accounts: dict[str, Account] | None = None
+        self, leg: TransferFunds, sides: dict[str, Account | SystemAccount] | None = None
     ) -> tuple[Account, Account, int]:
-        """The two accounts of a leg (shared through ``accounts`` across legs) and its amount."""
+        """The two accounts of a leg (shared through ``sides`` across legs) and its amount."""
         if leg.debit_account == leg.credit_account:
             raise SameAccount("debit_account and credit_account must differ")
-        loaded = {} if accounts is None else accounts
+        loaded = {} if sides is None else sides
         for account_id in (leg.debit_account, leg.credit_account):
             if account_id not in loaded:
                 loaded[account_id] = self.account(account_id)
         debit, credit = loaded[leg.debit_account], loaded[leg.credit_account]
+        assert isinstance(debit, Account) and isinstance(credit, Account)  # client ids only
         if debit.asset != credit.asset:
             raise AssetMismatch(
                 f"account {debit.account_id!r} holds {debit.asset} but "
@@ -303,46 +355,124 @@ class Ledger(Application[UUID]):
         return debit, credit, Asset.parse(debit.asset).parse_amount(leg.amount)
 
     def _apply_leg(
-        self, leg: TransferFunds, accounts: dict[str, Account], transaction_id: str | None
+        self,
+        leg: TransferFunds,
+        sides: dict[str, Account | SystemAccount],
+        transaction_id: str | None,
+        *,
+        amount: int | None = None,
+        fee: int = 0,
+        terms: FeeTerms | None = None,
     ) -> tuple[Transfer, list[tuple[str, datetime]]]:
-        """Move (or hold) one leg's money on the shared account objects; nothing is saved."""
-        debit, credit, amount = self._leg_terms(leg, accounts)
+        """Move (or hold) one leg's money on the shared account objects; nothing is saved.
+
+        ``amount`` overrides the leg's own when a fee is deducted from it."""
+        debit, credit, leg_amount = self._leg_terms(leg, sides)
         debit.require_open()  # a frozen or closed account is the reason, before its funds
         credit.require_open()
         expires_at = self.clock() + timedelta(seconds=leg.timeout_seconds) if leg.timeout_seconds else None
-        transfer = Transfer(
-            transfer_id=leg.id,
-            kind="transfer",
-            debit_account=debit.account_id,
-            credit_account=credit.account_id,
-            asset=debit.asset,
-            amount=amount,
-            metadata=leg.metadata,
+        transfer = self._move(
+            sides,
+            leg.id,
+            "transfer",
+            debit.account_id,
+            credit.account_id,
+            leg_amount if amount is None else amount,
             pending=leg.pending,
             expires_at=expires_at,
+            metadata=leg.metadata,
             transaction_id=transaction_id,
+            fee=fee,
+            fee_payer=terms.payer if fee and terms else None,
+            fee_terms=terms.as_dict() if fee and terms else None,
         )
-        if leg.pending:
-            debit.hold_debit(leg.id, amount)
-            credit.hold_credit(leg.id, amount)
-        else:
-            debit.debit(leg.id, amount)
-            credit.credit(leg.id, amount)
         return transfer, [(leg.id, expires_at)] if expires_at else []
+
+    def _move(
+        self,
+        sides: dict[str, Account | SystemAccount],
+        transfer_id: str,
+        kind: str,
+        debit_id: str,
+        credit_id: str,
+        amount: int,
+        *,
+        pending: bool = False,
+        expires_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        **details: Any,
+    ) -> Transfer:
+        """Debit one side and credit the other (or hold), and record the transfer."""
+        debit, credit = self._side(sides, debit_id), self._side(sides, credit_id)
+        if pending:
+            debit.hold_debit(transfer_id, amount)
+            credit.hold_credit(transfer_id, amount)
+        else:
+            debit.debit(transfer_id, amount)
+            credit.credit(transfer_id, amount)
+        return Transfer(
+            transfer_id=transfer_id,
+            kind=kind,
+            debit_account=debit_id,
+            credit_account=credit_id,
+            asset=self._asset_of(debit, credit),
+            amount=amount,
+            metadata=metadata or {},
+            pending=pending,
+            expires_at=expires_at,
+            **details,
+        )
+
+    @staticmethod
+    def _asset_of(*sides: Account | SystemAccount) -> str:
+        for side in sides:
+            if isinstance(side, Account):
+                return side.asset
+        raise ValueError("a transfer needs at least one client account")
+
+    def _side(self, sides: dict[str, Account | SystemAccount], account_id: str) -> Account | SystemAccount:
+        """One object per account for the whole command, so every change is saved once."""
+        if account_id not in sides:
+            sides[account_id] = self.side(account_id)
+        return sides[account_id]
+
+    def _fee_terms(self, asset: str, operation: str) -> FeeTerms | None:
+        try:
+            rule: FeeRule = self.repository.get(fee_rule_uuid(asset, operation))
+        except AggregateNotFoundError:
+            return None
+        return rule.terms if rule.terms.active else None
 
     def _post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
+        fee_leg = self.transfer_record(fee_transfer_id(cmd.id)) if transfer.fee else None
         asset = Asset.parse(transfer.asset)
-        amount = None if cmd.amount is None else asset.parse_amount(cmd.amount)
+        gross = None if cmd.amount is None else asset.parse_amount(cmd.amount)
         if transfer.status == POSTED and transfer.pending_amount:
-            if amount not in (None, transfer.amount):
-                raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(transfer.amount)}")
+            posted = transfer.amount + (fee_leg.amount if fee_leg and transfer.fee_payer == "recipient" else 0)
+            if gross not in (None, posted):
+                raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(posted)}")
             return self._transfer_result(transfer, self._position_of(transfer.id, 2))
-        posted = transfer.post(amount, self.clock())
-        debit, credit = self.side(transfer.debit_account), self.side(transfer.credit_account)
-        debit.post_pending_debit(cmd.id, transfer.pending_amount, posted)
-        credit.post_pending_credit(cmd.id, transfer.pending_amount, posted)
-        position = self._save(*_saveable(debit, credit), transfer, timeouts_cleared=[cmd.id])
+        now = self.clock()
+        transfer.check_postable(now)
+        net, fee = gross, None
+        if gross is not None and transfer.fee_terms:
+            fee = FeeTerms(**transfer.fee_terms).fee(gross)
+            if transfer.fee_payer == "recipient":
+                net = gross - fee
+                if net < 0:
+                    raise FeeExceedsAmount(f"the fee of {asset.format(fee)} is more than {asset.format(gross)}")
+        # The transfers' own rules first (how much may be posted), then the accounts'.
+        legs = [(transfer, transfer.post(net, now))]
+        if fee_leg is not None:
+            legs.insert(0, (fee_leg, fee_leg.post(fee, now)))
+        sides: dict[str, Account | SystemAccount] = {}
+        for leg, posted_amount in legs:
+            self._side(sides, leg.debit_account).post_pending_debit(leg.transfer_id, leg.pending_amount, posted_amount)
+            self._side(sides, leg.credit_account).post_pending_credit(
+                leg.transfer_id, leg.pending_amount, posted_amount
+            )
+        position = self._save(*_saveable(*sides.values()), *(leg for leg, _ in legs), timeouts_cleared=[cmd.id])
         return self._transfer_result(transfer, position)
 
     def _reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
@@ -392,11 +522,21 @@ class Ledger(Application[UUID]):
         return True
 
     def _release(self, transfer: Transfer, reason: str) -> dict[str, Any]:
-        """Void both sides of a hold, in the same save as the transfer's own event."""
-        debit, credit = self.side(transfer.debit_account), self.side(transfer.credit_account)
-        debit.void_pending_debit(transfer.transfer_id, transfer.pending_amount, reason)
-        credit.void_pending_credit(transfer.transfer_id, transfer.pending_amount, reason)
-        position = self._save(*_saveable(debit, credit), transfer, timeouts_cleared=[transfer.transfer_id])
+        """Void both sides of a hold (and of its fee), in the same save as the transfer's event."""
+        legs = [transfer]
+        if transfer.fee:
+            fee_leg = self.transfer_record(fee_transfer_id(transfer.transfer_id))
+            assert fee_leg is not None
+            if reason == VOIDED:
+                fee_leg.void(self.clock())
+            else:
+                fee_leg.expire(self.clock())
+            legs.insert(0, fee_leg)
+        sides: dict[str, Account | SystemAccount] = {}
+        for leg in legs:
+            self._side(sides, leg.debit_account).void_pending_debit(leg.transfer_id, leg.pending_amount, reason)
+            self._side(sides, leg.credit_account).void_pending_credit(leg.transfer_id, leg.pending_amount, reason)
+        position = self._save(*_saveable(*sides.values()), *legs, timeouts_cleared=[transfer.transfer_id])
         return self._transfer_result(transfer, position)
 
     def _pending_transfer(self, transfer_id: str) -> Transfer:
@@ -472,11 +612,36 @@ class Ledger(Application[UUID]):
             result["reverses"] = transfer.reverses
         if transfer.reversed_amount:
             result["reversed_amount"] = asset.format(transfer.reversed_amount)
+        if transfer.fee:
+            result["fee"] = {
+                "transfer_id": fee_transfer_id(transfer.transfer_id),
+                "amount": asset.format(transfer.fee),
+                "payer": transfer.fee_payer,
+            }
+        if transfer.fee_for:
+            result["fee_for"] = transfer.fee_for
         if transfer.pending_amount:  # a two-phase transfer
             result["posted_amount"] = asset.format(transfer.amount)
             result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None
         result["position"] = position
         return result
+
+    @staticmethod
+    def _fee_rule_result(rule: FeeRule, position: int) -> dict[str, Any]:
+        asset = Asset.parse(rule.asset)
+        terms = rule.terms
+        return {
+            "asset": rule.asset,
+            "operation": rule.operation,
+            "basis_points": terms.basis_points,
+            "fixed": asset.format(terms.fixed),
+            "min": asset.format(terms.minimum),
+            "max": None if terms.maximum is None else asset.format(terms.maximum),
+            "payer": terms.payer,
+            "active": terms.active,
+            "fee_account": fee_account_id(rule.asset),
+            "position": position,
+        }
 
     @classmethod
     def _transaction_result(cls, transaction_id: str, transfers: list[Transfer], position: int) -> dict[str, Any]:

@@ -33,13 +33,16 @@ def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
 class CreateResource:
     """POST of one kind of command: parse the body, run the handler, answer 201."""
 
-    def __init__(self, parse: Callable[[Any], Any], handle: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(
+        self, parse: Callable[[Any], Any], handle: Callable[[Any], dict[str, Any]], *, status: int = 201
+    ) -> None:
         self.parse = parse
         self.handle = handle
+        self.status = status
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         command = self.parse(read_body(req))
-        web.json_response(resp, self.handle(command), status=201)
+        web.json_response(resp, self.handle(command), status=self.status)
 
 
 class ActionResource:
@@ -69,6 +72,7 @@ def create_app(ledger: Ledger) -> falcon.App:
     app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
     app.add_route("/v1/transactions", CreateResource(requests.transaction, ledger.transaction))
+    app.add_route("/v1/fee-rules", CreateResource(requests.fee_rule, ledger.set_fee_rule, status=200))
     app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))
     app.add_route("/v1/transfers/{subject}/void", ActionResource(requests.void_transfer, ledger.void_transfer))
     app.add_route(

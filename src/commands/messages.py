@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.fees import FeeTerms
+
 
 @dataclass(frozen=True)
 class OpenAccount:
@@ -68,3 +70,12 @@ class ReverseTransfer:
     id: str  # the reversal's own id
     transfer: str  # the transfer it reverses
     amount: str | None = None  # None reverses all that is left
+
+
+@dataclass(frozen=True)
+class SetFeeRule:
+    """Create or change the fee rule of an asset and operation."""
+
+    asset: str
+    operation: str
+    terms: FeeTerms

@@ -17,10 +17,12 @@ from commands.messages import (
     OpenAccount,
     PostTransfer,
     ReverseTransfer,
+    SetFeeRule,
     TransferFunds,
     VoidTransfer,
 )
 from ledger.errors import InvalidAmount, InvalidRequest
+from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, FeeTerms
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
 from ledger.transactions import MAX_LEGS
@@ -213,4 +215,30 @@ def reverse_transfer(transfer_id: str, body: Any) -> ReverseTransfer:
         id=validate_client_id("id", body["id"]),
         transfer=validate_client_id("transfer id", transfer_id),
         amount=None if amount is None else _amount_text(amount),
+    )
+
+
+def fee_rule(body: Any) -> SetFeeRule:
+    body = _fields(body, {"asset", "operation", "payer"}, {"basis_points", "fixed", "min", "max", "active"})
+    asset = Asset.parse(body["asset"])
+    if body["operation"] not in OPERATIONS:
+        raise InvalidRequest(f"operation must be one of {', '.join(OPERATIONS)}")
+    basis_points = body.get("basis_points", 0)
+    if not isinstance(basis_points, int) or isinstance(basis_points, bool):
+        raise InvalidRequest(f"basis_points must be an integer from 0 to {MAX_BASIS_POINTS}")
+    active = body.get("active", True)
+    if not isinstance(active, bool):
+        raise InvalidRequest("active must be true or false")
+    maximum = body.get("max")
+    return SetFeeRule(
+        asset=str(asset),
+        operation=body["operation"],
+        terms=FeeTerms(
+            basis_points=basis_points,
+            fixed=asset.parse_amount(body.get("fixed", "0"), allow_zero=True),
+            minimum=asset.parse_amount(body.get("min", "0"), allow_zero=True),
+            maximum=None if maximum is None else asset.parse_amount(maximum, allow_zero=True),
+            payer=_string("payer", body["payer"]),
+            active=active,
+        ),
     )

@@ -87,6 +87,10 @@ class TransferNotPending(Conflict):
     code = "transfer_not_pending"
 
 
+class FeeExceedsAmount(RuleViolation):
+    code = "fee_exceeds_amount"
+
+
 class TransferNotPosted(Conflict):
     code = "transfer_not_posted"
 

@@ -38,7 +38,22 @@ def transaction_uuid(transaction_id: str) -> UUID:
     return uuid5(NAMESPACE, f"transaction:{transaction_id}")
 
 
+def fee_rule_uuid(asset: str, operation: str) -> UUID:
+    return uuid5(NAMESPACE, f"fee-rule:{asset}:{operation}")
+
+
 def issuance_account_id(asset: str) -> str:
     """The per-asset system account that funds deposits; it may go negative."""
     code, scale = asset.split("/")
     return f"$issuance.{code}.{scale}"
+
+
+def fee_account_id(asset: str) -> str:
+    """The per-asset system account that fees are credited to."""
+    code, scale = asset.split("/")
+    return f"$fees.{code}.{scale}"
+
+
+def fee_transfer_id(transfer_id: str) -> str:
+    """The id of a transfer's fee leg; "$" keeps it out of every client's id space."""
+    return f"{transfer_id}$fee"

@@ -34,6 +34,10 @@ class Transfer(Aggregate):
         expires_at: datetime | None
         transaction_id: str | None
         reverses: str | None
+        fee: int
+        fee_payer: str | None
+        fee_terms: dict[str, Any] | None
+        fee_for: str | None
 
     class PendingPosted(Aggregate.Event):
         amount: int
@@ -63,10 +67,18 @@ class Transfer(Aggregate):
         expires_at: datetime | None = None,
         transaction_id: str | None = None,
         reverses: str | None = None,
+        fee: int = 0,
+        fee_payer: str | None = None,
+        fee_terms: dict[str, Any] | None = None,
+        fee_for: str | None = None,
     ) -> None:
         self.transfer_id = transfer_id
         self.transaction_id = transaction_id
         self.reverses = reverses
+        self.fee = fee  # charged when created (a hold's fee may be posted for less)
+        self.fee_payer = fee_payer
+        self.fee_terms = fee_terms
+        self.fee_for = fee_for
         self.reversed_amount = 0
         self.kind = kind
         self.debit_account = debit_account
@@ -80,8 +92,10 @@ class Transfer(Aggregate):
 
     @property
     def requested_amount(self) -> int:
-        """What the client asked to move when it created the transfer."""
-        return self.pending_amount or self.amount
+        """What the client asked to move when it created the transfer (before any fee
+        deducted from the recipient's side)."""
+        net = self.pending_amount or self.amount
+        return net + self.fee if self.fee_payer == "recipient" else net
 
     def same_request(
         self,
@@ -117,6 +131,10 @@ class Transfer(Aggregate):
             )
         self._pending_posted(amount=amount)
         return amount
+
+    def check_postable(self, now: datetime) -> None:
+        """Raise what ``post`` would about the transfer's state, before any amount is known."""
+        self._require_pending("post", now)
 
     def void(self, now: datetime) -> None:
         self._require_pending("void", now)

@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from ledger.accounts import Account
+from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
@@ -50,6 +51,7 @@ TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
 TRANSFER_VOIDED = "ledger.transfer.voided.v1"
 TRANSFER_REVERSED = "ledger.transfer.reversed.v1"
 TRANSACTION_CREATED = "ledger.transaction.created.v1"
+FEE_RULE_SET = "ledger.fee_rule.set.v1"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(event.transfer_id, event.asset)
     if isinstance(event, Transaction.Created):
         return SubjectRef(event.transaction_id, "")
+    if isinstance(event, FeeRule.Created):
+        return SubjectRef(f"{event.operation}:{event.asset}", event.asset)
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -123,6 +127,9 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
             "metadata": event.metadata,
             "transaction": event.transaction_id,
             "reverses": event.reverses,
+            "fee": str(event.fee),
+            "fee_payer": event.fee_payer,
+            "fee_for": event.fee_for,
         }
         if event.pending:
             data["expires_at"] = event.expires_at.isoformat() if event.expires_at else None
@@ -136,6 +143,9 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
                 "transfers": event.transfer_ids,
             },
         )
+    if isinstance(event, FeeRule.Created):
+        subject = f"{event.operation}:{event.asset}"
+        return FEE_RULE_SET, subject, {"asset": event.asset, "operation": event.operation, "terms": _terms(event.terms)}
     if ref is None:
         raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
     if type(event) in MOVEMENT_TYPES:
@@ -158,6 +168,9 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
     if type(event) in ACCOUNT_STATUS_TYPES:
         ce_type, status = ACCOUNT_STATUS_TYPES[type(event)]
         return ce_type, ref.subject, {"account": ref.subject, "status": status}
+    if isinstance(event, FeeRule.Changed):
+        asset, operation = ref.asset, ref.subject.split(":", 1)[0]
+        return FEE_RULE_SET, ref.subject, {"asset": asset, "operation": operation, "terms": _terms(event.terms)}
     if isinstance(event, Transfer.PendingPosted):
         return (
             TRANSFER_PENDING_POSTED,
@@ -178,6 +191,11 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
     if isinstance(event, Transfer.Voided):
         return TRANSFER_VOIDED, ref.subject, {"transfer": ref.subject, "reason": event.reason}
     raise TypeError(f"no message type for {type(event).__qualname__}")
+
+
+def _terms(terms: dict[str, Any]) -> dict[str, Any]:
+    """Fee terms with amounts as strings of minor units, like every amount on the wire."""
+    return {k: str(v) if k in ("fixed", "minimum", "maximum") and v is not None else v for k, v in terms.items()}
 
 
 def to_message(event: Any, position: int, ref: SubjectRef | None = None) -> Message:

@@ -115,6 +115,14 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
     }
     if doc.get("transaction"):
         result["transaction"] = doc["transaction"]
+    if int(doc.get("fee", "0")):
+        result["fee"] = {
+            "transfer_id": f"{doc['_id']}$fee",
+            "amount": asset.format(int(doc["fee"])),
+            "payer": doc["fee_payer"],
+        }
+    if doc.get("fee_for"):
+        result["fee_for"] = doc["fee_for"]
     if doc.get("reverses"):
         result["reverses"] = doc["reverses"]
     if int(doc.get("reversed_amount", "0")):

@@ -53,14 +53,38 @@ class RefTransfer:
     resolutions: int = 0
     reverses: str | None = None
     reversed_amount: int = 0
+    fee: int = 0  # the fee leg's amount when created (its own transfer is f"{id}$fee")
+    fee_payer: str | None = None
+    fee_terms: tuple[int, int, int, int | None, str] | None = None
+    posted_fee: int = 0
+
+    @property
+    def net(self) -> int:
+        """What the transfer's own leg moves (the amount, less a fee the recipient pays)."""
+        return self.amount - self.fee if self.fee_payer == "recipient" else self.amount
 
 
 class ReferenceLedger:
-    def __init__(self, issuance: str) -> None:
+    def __init__(self, issuance: str, fees: str) -> None:
         self.issuance = issuance
-        self.accounts: dict[str, RefAccount] = {issuance: RefAccount(system=True)}
+        self.fees = fees
+        self.fee_terms: tuple[int, int, int, int | None, str] | None = None  # bps, fixed, min, max, payer
+        self.accounts: dict[str, RefAccount] = {issuance: RefAccount(system=True), fees: RefAccount(system=True)}
         self.transfers: dict[str, RefTransfer] = {}
         self.transactions: dict[str, list[tuple[Any, ...]]] = {}
+
+    # Fees -------------------------------------------------------------------------
+
+    def set_fee_rule(self, terms: tuple[int, int, int, int | None, str] | None) -> None:
+        self.fee_terms = terms
+
+    @staticmethod
+    def fee_of(terms: tuple[int, int, int, int | None, str] | None, amount: int) -> int:
+        if terms is None:
+            return 0
+        bps, fixed, minimum, maximum, _ = terms
+        fee = max(fixed + (amount * bps + 5000) // 10000, minimum)
+        return fee if maximum is None else min(fee, maximum)
 
     # Accounts ---------------------------------------------------------------
 
@@ -142,8 +166,23 @@ class ReferenceLedger:
             if not same:
                 raise Refused("id_conflict")
             return
-        self._check_leg(debit, credit, amount, self.accounts)
-        self._apply_leg(transfer_id, debit, credit, amount, pending, timeout, now, self.accounts, self.transfers)
+        if debit == credit:
+            raise Refused("same_account")
+        terms = self.fee_terms
+        fee = self.fee_of(terms, amount)
+        payer = terms[4] if terms and fee else None
+        net = amount - fee if payer == "recipient" else amount
+        if net <= 0:
+            raise Refused("fee_exceeds_amount")
+        self._check_leg(debit, credit, net + (fee if payer else 0), self.accounts)
+        self._apply_leg(transfer_id, debit, credit, net, pending, timeout, now, self.accounts, self.transfers)
+        if fee:
+            main = self.transfers[transfer_id]
+            main.amount, main.fee, main.fee_payer, main.fee_terms = amount, fee, payer, terms
+            self._apply_leg(
+                f"{transfer_id}$fee", debit, self.fees, fee, pending, timeout, now, self.accounts, self.transfers
+            )
+            self.transfers[f"{transfer_id}$fee"].kind = "fee"
 
     def transaction(self, transaction_id: str, legs: list[tuple[Any, ...]], now: datetime) -> None:
         """legs: (transfer_id, debit, credit, amount, pending)."""
@@ -237,28 +276,40 @@ class ReferenceLedger:
             raise Refused("transfer_not_pending")
         return t
 
-    def post(self, transfer_id: str, amount: int | None, now: datetime) -> None:
+    def post(self, transfer_id: str, gross: int | None, now: datetime) -> None:
         t = self._hold(transfer_id, now, "post")
         assert t is not None
         if t.status == "posted":
-            if amount not in (None, t.posted_amount):
+            posted_gross = t.posted_amount + (t.posted_fee if t.fee_payer == "recipient" else 0)
+            if gross not in (None, posted_gross):
                 raise Refused("transfer_not_pending")
             return
         if t.status != "pending":
             raise Refused("transfer_not_pending")
         if t.expires_at is not None and now >= t.expires_at:
             raise Refused("transfer_expired")
-        amount = t.amount if amount is None else amount
-        if amount > t.amount:
+        if gross is None:
+            net, fee = t.net, t.fee
+        else:
+            fee = self.fee_of(t.fee_terms, gross) if t.fee else 0
+            net = gross - fee if t.fee_payer == "recipient" else gross
+            if net < 0:
+                raise Refused("fee_exceeds_amount")
+        if net > t.net:
             raise Refused("exceeds_pending")
         if self.accounts[t.debit].status != "open" or self.accounts[t.credit].status != "open":
             raise Refused("account_not_open")
-        self.accounts[t.debit].pending_debits -= t.amount
-        self.accounts[t.debit].posted_debits += amount
-        self.accounts[t.credit].pending_credits -= t.amount
-        self.accounts[t.credit].posted_credits += amount
-        t.status, t.posted_amount = "posted", amount
-        t.resolutions += 1
+        legs = [(t, t.net, net)]
+        if t.fee:
+            legs.append((self.transfers[f"{transfer_id}$fee"], t.fee, fee))
+        for leg, held, posted in legs:
+            self.accounts[leg.debit].pending_debits -= held
+            self.accounts[leg.debit].posted_debits += posted
+            self.accounts[leg.credit].pending_credits -= held
+            self.accounts[leg.credit].posted_credits += posted
+            leg.status, leg.posted_amount = "posted", posted
+            leg.resolutions += 1
+        t.posted_fee = fee
 
     def void(self, transfer_id: str, now: datetime) -> None:
         t = self._hold(transfer_id, now, "void")
@@ -273,17 +324,26 @@ class ReferenceLedger:
 
     def expire_due(self, now: datetime) -> set[str]:
         due = {
-            tid for tid, t in self.transfers.items() if t.status == "pending" and t.expires_at and now >= t.expires_at
+            tid
+            for tid, t in self.transfers.items()
+            if t.kind != "fee" and t.status == "pending" and t.expires_at and now >= t.expires_at
         }
         for transfer_id in due:
             self._release(self.transfers[transfer_id], "expired")
         return due
 
     def _release(self, t: RefTransfer, status: str) -> None:
-        self.accounts[t.debit].pending_debits -= t.amount
-        self.accounts[t.credit].pending_credits -= t.amount
-        t.status = status
-        t.resolutions += 1
+        legs = [(t, t.net)]
+        if t.fee:
+            legs.append((self.transfers[f"{self._id_of(t)}$fee"], t.fee))
+        for leg, held in legs:
+            self.accounts[leg.debit].pending_debits -= held
+            self.accounts[leg.credit].pending_credits -= held
+            leg.status = status
+            leg.resolutions += 1
+
+    def _id_of(self, transfer: RefTransfer) -> str:
+        return next(tid for tid, t in self.transfers.items() if t is transfer)
 
 
 def major(minor: int) -> str:

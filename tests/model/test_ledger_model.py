@@ -27,19 +27,21 @@ from commands.messages import (
     OpenAccount,
     PostTransfer,
     ReverseTransfer,
+    SetFeeRule,
     TransferFunds,
     VoidTransfer,
 )
 from ledger.errors import LedgerError
-from ledger.ids import issuance_account_id
+from ledger.fees import FeeTerms
+from ledger.ids import fee_account_id, issuance_account_id
 from tests.conftest import Urls
 from tests.model.reference import ReferenceLedger, Refused, major
 
 ACCOUNTS = 4
-IDS = 8
+IDS = 12
 accounts = st.integers(0, ACCOUNTS - 1)
 ids = st.integers(0, IDS - 1)
-amounts = st.integers(1, 4000)
+amounts = st.integers(1, 1500)
 
 
 class Clock:
@@ -61,7 +63,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.app = Ledger(event_store_env(self.urls.settings()), clock=self.clock)
         self.expirer = Expirer(self.app, self.urls.database_url, batch_size=100_000)
-        self.model = ReferenceLedger(issuance_account_id(self.asset))
+        self.model = ReferenceLedger(issuance_account_id(self.asset), fee_account_id(self.asset))
         self.history: list[tuple[str, Any]] = []
 
     def account(self, index: int) -> str:
@@ -93,6 +95,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def open_accounts(self, limits: list[int]) -> None:
         for index, limit in enumerate(limits):
             self.reopen(index, limit)
+            command = Deposit(f"{self.prefix}-fund{index}", self.account(index), "50.00")
+            self.check(
+                lambda command=command: self.model.deposit(command.id, command.account, 5000),
+                lambda command=command: self.app.deposit(command),
+                "deposit",
+                command,
+            )
 
     @rule(account=accounts, limit=st.sampled_from([0, 100, 1000]))
     def reopen(self, account: int, limit: int) -> None:
@@ -196,6 +205,25 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.transaction(command.id, ref_legs, self.clock.now)
 
         self.check(model, lambda: self.app.transaction(command), "transaction", command)
+
+    @rule(
+        bps=st.sampled_from([0, 50, 250]),
+        fixed=st.sampled_from([0, 10]),
+        minimum=st.sampled_from([0, 30]),
+        maximum=st.none() | st.sampled_from([30, 200]),
+        payer=st.sampled_from(["sender", "recipient"]),
+        active=st.sampled_from([True, True, True, False]),
+    )
+    def set_fee_rule(self, bps: int, fixed: int, minimum: int, maximum: int | None, payer: str, active: bool) -> None:
+        maximum = None if maximum is None else max(maximum, minimum)
+        terms = FeeTerms(bps, fixed, minimum, maximum, payer, active)
+        command = SetFeeRule(self.asset, "transfer", terms)
+        self.check(
+            lambda: self.model.set_fee_rule((bps, fixed, minimum, maximum, payer) if active else None),
+            lambda: self.app.set_fee_rule(command),
+            "fee_rule",
+            command,
+        )
 
     @rule(account=accounts, limit=st.sampled_from([0, 200, 2000]))
     def change_limit(self, account: int, limit: int) -> None:

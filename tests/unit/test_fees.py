@@ -1,0 +1,57 @@
+"""Fee terms: basis points plus a fixed part, kept within a minimum and a maximum."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.errors import InvalidRequest
+from ledger.fees import FeeTerms
+
+
+def test_basis_points_round_half_up_plus_the_fixed_part() -> None:
+    terms = FeeTerms(basis_points=150, fixed=30, minimum=0, maximum=None, payer="sender")
+    assert terms.fee(10_000) == 30 + 150
+    assert terms.fee(33) == 30 + 0  # 0.495 rounds down
+    assert terms.fee(34) == 30 + 1  # 0.51 rounds up
+
+
+def test_minimum_and_maximum_bound_the_fee() -> None:
+    terms = FeeTerms(basis_points=100, fixed=0, minimum=50, maximum=500, payer="recipient")
+    assert (terms.fee(1), terms.fee(10_000), terms.fee(10**9)) == (50, 100, 500)
+
+
+def test_an_inactive_rule_charges_nothing() -> None:
+    assert FeeTerms(basis_points=100, fixed=5, minimum=5, maximum=None, payer="sender", active=False).fee(1000) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"basis_points": 10_001}, "basis_points"),
+        ({"basis_points": -1}, "basis_points"),
+        ({"payer": "bank"}, "payer"),
+        ({"minimum": 10, "maximum": 5}, "maximum"),
+    ],
+)
+def test_invalid_terms_are_refused(kwargs: dict[str, object], message: str) -> None:
+    base = {"basis_points": 0, "fixed": 0, "minimum": 0, "maximum": None, "payer": "sender"} | kwargs
+    with pytest.raises(InvalidRequest, match=message):
+        FeeTerms(**base)  # type: ignore[arg-type]
+
+
+@given(
+    bps=st.integers(0, 10_000),
+    fixed=st.integers(0, 10**6),
+    minimum=st.integers(0, 10**6),
+    extra=st.none() | st.integers(0, 10**6),
+    a=st.integers(1, 10**12),
+    b=st.integers(1, 10**12),
+)
+def test_the_fee_never_decreases_as_the_amount_grows(
+    bps: int, fixed: int, minimum: int, extra: int | None, a: int, b: int
+) -> None:
+    """Posting a hold for less can therefore never need more fee than was held."""
+    terms = FeeTerms(bps, fixed, minimum, None if extra is None else minimum + extra, "recipient")
+    low, high = sorted((a, b))
+    assert terms.fee(low) <= terms.fee(high)
+    assert low - terms.fee(low) <= high - terms.fee(high)
