@@ -120,9 +120,19 @@ class Ledger(Application[UUID]):
 
     def change_policy(self, cmd: ChangePolicy) -> dict[str, Any]:
         def change(account: Account) -> bool:
-            return account.change_overdraft_limit(
-                Asset.parse(account.asset).parse_amount(cmd.overdraft_limit, allow_zero=True)
-            )
+            asset = Asset.parse(account.asset)
+            values = {
+                name: None if text is None else asset.parse_amount(text, allow_zero=True)
+                for name, text in cmd.changes.items()
+            }
+            changed = False
+            if "overdraft_limit" in values:
+                changed |= account.change_overdraft_limit(values["overdraft_limit"] or 0)
+            if "daily_limit" in values or "monthly_limit" in values:
+                changed |= account.change_limits(
+                    values.get("daily_limit", account.daily_limit), values.get("monthly_limit", account.monthly_limit)
+                )
+            return changed
 
         return self._retrying(lambda: self._change_account(cmd.account, change))
 
@@ -404,11 +414,12 @@ class Ledger(Application[UUID]):
     ) -> Transfer:
         """Debit one side and credit the other (or hold), and record the transfer."""
         debit, credit = self._side(sides, debit_id), self._side(sides, credit_id)
+        window = self.clock().astimezone(UTC).date().isoformat()  # counts toward the outgoing limits
         if pending:
-            debit.hold_debit(transfer_id, amount)
+            debit.hold_debit(transfer_id, amount, window)
             credit.hold_credit(transfer_id, amount)
         else:
-            debit.debit(transfer_id, amount)
+            debit.debit(transfer_id, amount, window)
             credit.credit(transfer_id, amount)
         return Transfer(
             transfer_id=transfer_id,
@@ -593,7 +604,13 @@ class Ledger(Application[UUID]):
     @staticmethod
     def _account_result(account: Account, position: int) -> dict[str, Any]:
         return _account_view(
-            account.account_id, account.asset, account.status, account.overdraft_limit, account.metadata, position
+            account.account_id,
+            account.asset,
+            account.status,
+            account.overdraft_limit,
+            account.metadata,
+            position,
+            (account.daily_limit, account.monthly_limit),
         )
 
     @staticmethod
@@ -667,13 +684,22 @@ class Ledger(Application[UUID]):
 
 
 def _account_view(
-    account_id: str, asset: str, status: str, overdraft_limit: int, metadata: dict[str, Any], position: int
+    account_id: str,
+    asset: str,
+    status: str,
+    overdraft_limit: int,
+    metadata: dict[str, Any],
+    position: int,
+    limits: tuple[int | None, int | None] = (None, None),
 ) -> dict[str, Any]:
+    unit = Asset.parse(asset)
     return {
         "id": account_id,
         "asset": asset,
         "status": status,
-        "overdraft_limit": Asset.parse(asset).format(overdraft_limit),
+        "overdraft_limit": unit.format(overdraft_limit),
+        "daily_limit": None if limits[0] is None else unit.format(limits[0]),
+        "monthly_limit": None if limits[1] is None else unit.format(limits[1]),
         "metadata": metadata,
         "position": position,
     }

@@ -47,8 +47,11 @@ class VoidTransfer:
 
 @dataclass(frozen=True)
 class ChangePolicy:
+    """New values for any of overdraft_limit, daily_limit, monthly_limit (major units at
+    the account's scale; None removes a daily or monthly limit)."""
+
     account: str
-    overdraft_limit: str  # major units at the account's scale
+    changes: dict[str, str | None]
 
 
 @dataclass(frozen=True)

@@ -176,11 +176,21 @@ def _amount_text(value: Any) -> str:
     return str(value)
 
 
+POLICY_FIELDS = {"overdraft_limit", "daily_limit", "monthly_limit"}
+
+
 def change_policy(account_id: str, body: Any) -> ChangePolicy:
-    body = _fields(body, {"overdraft_limit"}, set())
-    limit = body["overdraft_limit"]
-    split_amount(limit)  # shape only; the scale is the account's
-    return ChangePolicy(account=validate_client_id("account id", account_id), overdraft_limit=limit)
+    body = _fields(body, set(), POLICY_FIELDS)
+    if not body:
+        raise InvalidRequest(f"send at least one of {', '.join(sorted(POLICY_FIELDS))}")
+    changes: dict[str, str | None] = {}
+    for name, value in body.items():
+        if value is None and name != "overdraft_limit":
+            changes[name] = None  # no limit
+            continue
+        split_amount(value)  # shape only; the scale is the account's
+        changes[name] = value
+    return ChangePolicy(account=validate_client_id("account id", account_id), changes=changes)
 
 
 def account_action(action: str) -> Any:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, OverdraftInUse
+from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, LimitExceeded, OverdraftInUse
 from ledger.ids import account_uuid
 from ledger.money import Asset
 
@@ -34,6 +34,7 @@ class Account(Aggregate):
     class Debited(Aggregate.Event):
         transfer_id: str
         amount: int
+        window: str | None = None  # the UTC day it counts toward the outgoing limits, if it does
 
     class Credited(Aggregate.Event):
         transfer_id: str
@@ -42,6 +43,7 @@ class Account(Aggregate):
     class DebitPending(Aggregate.Event):
         transfer_id: str
         amount: int
+        window: str | None = None
 
     class CreditPending(Aggregate.Event):
         transfer_id: str
@@ -69,6 +71,10 @@ class Account(Aggregate):
 
     class OverdraftLimitChanged(Aggregate.Event):
         overdraft_limit: int
+
+    class LimitsChanged(Aggregate.Event):
+        daily_limit: int | None
+        monthly_limit: int | None
 
     class Frozen(Aggregate.Event):
         pass
@@ -103,25 +109,35 @@ class Account(Aggregate):
         self.posted_credits = 0
         self.pending_debits = 0
         self.pending_credits = 0
+        self.daily_limit: int | None = None
+        self.monthly_limit: int | None = None
+        self.window_day: str | None = None  # the UTC day of the last counted debit
+        self.spent_day = 0
+        self.spent_month = 0
 
     @property
     def available(self) -> int:
         return self.posted_credits - self.posted_debits - self.pending_debits
 
-    def debit(self, transfer_id: str, amount: int) -> None:
+    def debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
+        """``window`` (a UTC date) makes the debit count toward the daily and monthly
+        outgoing limits; compensating debits (reversals) pass none."""
         self.require_open()
         self._require_funds(amount)
-        self._debited(transfer_id=transfer_id, amount=amount)
+        self._require_within_limits(amount, window)
+        self._debited(transfer_id=transfer_id, amount=amount, window=window)
 
     def credit(self, transfer_id: str, amount: int) -> None:
         self.require_open()
         self._credited(transfer_id=transfer_id, amount=amount)
 
-    def hold_debit(self, transfer_id: str, amount: int) -> None:
-        """Reserve funds for a pending transfer: they stop being available now."""
+    def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
+        """Reserve funds for a pending transfer: they stop being available now, and count
+        toward the outgoing limits now (a void does not give them back to the window)."""
         self.require_open()
         self._require_funds(amount)
-        self._debit_pending(transfer_id=transfer_id, amount=amount)
+        self._require_within_limits(amount, window)
+        self._debit_pending(transfer_id=transfer_id, amount=amount, window=window)
 
     def hold_credit(self, transfer_id: str, amount: int) -> None:
         self.require_open()
@@ -158,6 +174,13 @@ class Account(Aggregate):
                 f"an overdraft limit of {unit.format(overdraft_limit)} would put it below its limit"
             )
         self._overdraft_limit_changed(overdraft_limit=overdraft_limit)
+        return True
+
+    def change_limits(self, daily_limit: int | None, monthly_limit: int | None) -> bool:
+        self._require_not_closed()
+        if (daily_limit, monthly_limit) == (self.daily_limit, self.monthly_limit):
+            return False
+        self._limits_changed(daily_limit=daily_limit, monthly_limit=monthly_limit)
         return True
 
     def freeze(self) -> bool:
@@ -222,17 +245,51 @@ class Account(Aggregate):
     def _closed(self) -> None:
         self.status = CLOSED
 
+    def _require_within_limits(self, amount: int, window: str | None) -> None:
+        if window is None:
+            return
+        spent_day = self.spent_day if window == self.window_day else 0
+        spent_month = self.spent_month if window[:7] == (self.window_day or "")[:7] else 0
+        unit = Asset.parse(self.asset)
+        for name, limit, spent in (
+            ("daily", self.daily_limit, spent_day),
+            ("monthly", self.monthly_limit, spent_month),
+        ):
+            if limit is not None and spent + amount > limit:
+                raise LimitExceeded(
+                    f"account {self.account_id!r} has sent {unit.format(spent)} of its {name} limit of "
+                    f"{unit.format(limit)} (UTC); cannot send {unit.format(amount)} more"
+                )
+
+    def _count(self, amount: int, window: str | None) -> None:
+        if window is None:
+            return
+        if window[:7] != (self.window_day or "")[:7]:
+            self.spent_month = 0
+        if window != self.window_day:
+            self.spent_day = 0
+        self.window_day = window
+        self.spent_day += amount
+        self.spent_month += amount
+
+    @event(LimitsChanged)
+    def _limits_changed(self, daily_limit: int | None, monthly_limit: int | None) -> None:
+        self.daily_limit = daily_limit
+        self.monthly_limit = monthly_limit
+
     @event(Debited)
-    def _debited(self, transfer_id: str, amount: int) -> None:
+    def _debited(self, transfer_id: str, amount: int, window: str | None) -> None:
         self.posted_debits += amount
+        self._count(amount, window)
 
     @event(Credited)
     def _credited(self, transfer_id: str, amount: int) -> None:
         self.posted_credits += amount
 
     @event(DebitPending)
-    def _debit_pending(self, transfer_id: str, amount: int) -> None:
+    def _debit_pending(self, transfer_id: str, amount: int, window: str | None) -> None:
         self.pending_debits += amount
+        self._count(amount, window)
 
     @event(CreditPending)
     def _credit_pending(self, transfer_id: str, amount: int) -> None:
@@ -286,13 +343,13 @@ class SystemAccount:
     def require_open(self) -> None:
         """System accounts are always open."""
 
-    def debit(self, transfer_id: str, amount: int) -> None:
+    def debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         self._append(Account.Debited, transfer_id=transfer_id, amount=amount)
 
     def credit(self, transfer_id: str, amount: int) -> None:
         self._append(Account.Credited, transfer_id=transfer_id, amount=amount)
 
-    def hold_debit(self, transfer_id: str, amount: int) -> None:
+    def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         self._append(Account.DebitPending, transfer_id=transfer_id, amount=amount)
 
     def hold_credit(self, transfer_id: str, amount: int) -> None:

@@ -73,6 +73,10 @@ class AccountNotOpen(RuleViolation):
     code = "account_not_open"
 
 
+class LimitExceeded(RuleViolation):
+    code = "limit_exceeded"
+
+
 class OverdraftInUse(RuleViolation):
     code = "overdraft_in_use"
 

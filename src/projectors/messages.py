@@ -40,6 +40,7 @@ MOVEMENT_TYPES: dict[type, str] = {
 }
 ACCOUNT_OPENED = "ledger.account.opened.v1"
 ACCOUNT_POLICY_CHANGED = "ledger.account.overdraft_limit_changed.v1"
+ACCOUNT_LIMITS_CHANGED = "ledger.account.limits_changed.v1"
 ACCOUNT_STATUS_TYPES: dict[type, tuple[str, str]] = {
     Account.Frozen: ("ledger.account.frozen.v1", "frozen"),
     Account.Unfrozen: ("ledger.account.unfrozen.v1", "open"),
@@ -163,6 +164,17 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
                 "account": ref.subject,
                 "asset": ref.asset,
                 "overdraft_limit": str(event.overdraft_limit),
+            },
+        )
+    if isinstance(event, Account.LimitsChanged):
+        return (
+            ACCOUNT_LIMITS_CHANGED,
+            ref.subject,
+            {
+                "account": ref.subject,
+                "asset": ref.asset,
+                "daily_limit": None if event.daily_limit is None else str(event.daily_limit),
+                "monthly_limit": None if event.monthly_limit is None else str(event.monthly_limit),
             },
         )
     if type(event) in ACCOUNT_STATUS_TYPES:

@@ -32,6 +32,7 @@ class ReplayedAccount:
     movements: int = 0
     status: str = "open"
     overdraft_limit: int = 0
+    limits: tuple[int | None, int | None] = (None, None)
 
     def apply(self, event: Any) -> None:
         if isinstance(event, Account.Frozen):
@@ -45,6 +46,9 @@ class ReplayedAccount:
             return
         if isinstance(event, Account.OverdraftLimitChanged):
             self.overdraft_limit = event.overdraft_limit
+            return
+        if isinstance(event, Account.LimitsChanged):
+            self.limits = (event.daily_limit, event.monthly_limit)
             return
         if isinstance(event, Account.Debited):
             self.posted_debits += event.amount
@@ -150,8 +154,16 @@ def differences(ledger: Ledger, db: Database[Any]) -> list[str]:
             doc["asset"],
             doc["status"],
             int(doc["overdraft_limit"]),
+            tuple(None if doc.get(f) is None else int(doc[f]) for f in ("daily_limit", "monthly_limit")),
         )
-        wanted = (account.balances(), account.version, account.asset, account.status, account.overdraft_limit)
+        wanted = (
+            account.balances(),
+            account.version,
+            account.asset,
+            account.status,
+            account.overdraft_limit,
+            account.limits,
+        )
         if actual != wanted:
             found.append(f"account {account_id!r}: read model has {actual}, replay gives {wanted}")
         entries = db[ENTRIES].count_documents({"account": account_id})

@@ -19,6 +19,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from projectors.messages import (
+    ACCOUNT_LIMITS_CHANGED,
     ACCOUNT_OPENED,
     ACCOUNT_POLICY_CHANGED,
     ACCOUNT_STATUS_TYPES,
@@ -52,7 +53,8 @@ BALANCE_CHANGES: dict[str, list[tuple[str, int, str]]] = {
     "ledger.account.pending_credit_voided.v1": [("pending_credits", -1, "amount")],
 }
 BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
-STATUS_EVENT_TYPES = {ce_type for ce_type, _ in ACCOUNT_STATUS_TYPES.values()}
+# Events that set account fields to the values they carry (status, limits).
+POLICY_EVENT_TYPES = {ACCOUNT_POLICY_CHANGED, ACCOUNT_LIMITS_CHANGED} | {t for t, _ in ACCOUNT_STATUS_TYPES.values()}
 
 
 class ReadModelWriter:
@@ -88,13 +90,10 @@ class ReadModelWriter:
                 doc = accounts.next_version(event, event.data["account"])
                 if doc is not None:
                     entries.append(self._moved(doc, event))
-            elif event.type == ACCOUNT_POLICY_CHANGED or event.type in STATUS_EVENT_TYPES:
+            elif event.type in POLICY_EVENT_TYPES:
                 doc = accounts.next_version(event, event.data["account"])
                 if doc is not None:
-                    if "status" in event.data:
-                        doc["status"] = event.data["status"]
-                    else:
-                        doc["overdraft_limit"] = event.data["overdraft_limit"]
+                    doc.update({k: v for k, v in event.data.items() if k not in ("account", "asset")})
             elif event.type in (TRANSFER_POSTED, TRANSFER_PENDING):
                 transfers.create(event, self._transfer(event))
             elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED, TRANSFER_REVERSED):
@@ -118,6 +117,8 @@ class ReadModelWriter:
             "system": data["system"],
             "status": "open",
             "overdraft_limit": data["overdraft_limit"],
+            "daily_limit": None,
+            "monthly_limit": None,
             "metadata": _json_text(data["metadata"]),
             **{field: "0" for field in BALANCE_FIELDS},
             "version": event.sequence,

@@ -54,6 +54,8 @@ def account(db: Database[Any], account_id: str) -> dict[str, Any]:
         "status": doc["status"],
         "system": doc["system"],
         "overdraft_limit": asset.format(int(doc["overdraft_limit"])),
+        "daily_limit": _optional_amount(asset, doc.get("daily_limit")),
+        "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),
         "metadata": json.loads(doc["metadata"]),
         "balance": {
             "posted_debits": asset.format(posted_debits),
@@ -131,6 +133,10 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
         result["posted_amount"] = asset.format(int(doc["posted_amount"]))
         result["expires_at"] = doc["expires_at"]
     return result
+
+
+def _optional_amount(asset: Asset, minor: str | None) -> str | None:
+    return None if minor is None else asset.format(int(minor))
 
 
 def _encode_cursor(version: int) -> str:

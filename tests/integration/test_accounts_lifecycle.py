@@ -35,7 +35,7 @@ def test_raising_the_overdraft_limit_lets_an_account_go_negative_that_far(ledger
     a, b = pair(ledger)
     with pytest.raises(InsufficientFunds):
         ledger.transfer(TransferFunds(unique("t"), a, b, "15.00"))
-    result = ledger.change_policy(ChangePolicy(a, "5.00"))
+    result = ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "5.00"}))
     assert result["overdraft_limit"] == "5.00"
     ledger.transfer(TransferFunds(unique("t"), a, b, "15.00"))
     assert ledger.account(a).available == -500
@@ -45,9 +45,9 @@ def test_raising_the_overdraft_limit_lets_an_account_go_negative_that_far(ledger
 
 def test_changing_the_limit_to_what_it_is_records_nothing(ledger: Ledger, event_count: Any) -> None:
     a, _ = pair(ledger, fund=None)
-    first = ledger.change_policy(ChangePolicy(a, "1.00"))
+    first = ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "1.00"}))
     before = event_count()
-    assert ledger.change_policy(ChangePolicy(a, "1")) == first
+    assert ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "1"})) == first
     assert event_count() == before
 
 
@@ -95,7 +95,7 @@ def test_an_account_closes_only_when_empty_with_nothing_in_flight(ledger: Ledger
     with pytest.raises(AccountNotOpen, match="closed"):
         ledger.account_action(AccountAction(a, "unfreeze"))
     with pytest.raises(AccountNotOpen, match="closed"):
-        ledger.change_policy(ChangePolicy(a, "1.00"))
+        ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "1.00"}))
     assert ledger.account_action(AccountAction(a, "close"))["status"] == "closed"
 
 
@@ -135,10 +135,10 @@ def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, 
 
 def test_a_limit_the_account_is_already_beyond_is_refused(ledger: Ledger, event_count: Any) -> None:
     a, b = pair(ledger, fund=None)
-    ledger.change_policy(ChangePolicy(a, "5.00"))
+    ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "5.00"}))
     ledger.transfer(TransferFunds(unique("t"), a, b, "4.00"))
     before = event_count()
     with pytest.raises(OverdraftInUse, match="-4.00 available"):
-        ledger.change_policy(ChangePolicy(a, "3.99"))
+        ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "3.99"}))
     assert event_count() == before
-    assert ledger.change_policy(ChangePolicy(a, "4.00"))["overdraft_limit"] == "4.00"
+    assert ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "4.00"}))["overdraft_limit"] == "4.00"

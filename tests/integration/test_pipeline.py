@@ -184,7 +184,7 @@ def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Url
 
 def test_policy_and_lifecycle_changes_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
     a, b = some_activity(ledger, transfers=0)
-    ledger.change_policy(ChangePolicy(b, "3.00"))
+    ledger.change_policy(ChangePolicy(b, {"overdraft_limit": "3.00"}))
     ledger.account_action(AccountAction(b, "freeze"))
     empty = open_empty(ledger)
     ledger.transfer(TransferFunds(unique("t"), a, empty, "100.00"))

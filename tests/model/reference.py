@@ -29,6 +29,15 @@ class RefAccount:
     posted_credits: int = 0
     pending_debits: int = 0
     pending_credits: int = 0
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+    spent_by_day: dict[str, int] = field(default_factory=dict)
+    spent_by_month: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> RefAccount:
+        return RefAccount(
+            **{**vars(self), "spent_by_day": dict(self.spent_by_day), "spent_by_month": dict(self.spent_by_month)}
+        )
 
     @property
     def available(self) -> int:
@@ -106,6 +115,12 @@ class ReferenceLedger:
             raise Refused("overdraft_in_use")
         a.limit = limit
 
+    def change_limits(self, account: str, daily: int | None, monthly: int | None) -> None:
+        a = self.accounts[account]
+        if a.status == "closed":
+            raise Refused("account_not_open")
+        a.daily_limit, a.monthly_limit = daily, monthly
+
     def freeze(self, account: str) -> None:
         a = self.accounts[account]
         if a.status == "closed":
@@ -174,15 +189,18 @@ class ReferenceLedger:
         net = amount - fee if payer == "recipient" else amount
         if net <= 0:
             raise Refused("fee_exceeds_amount")
-        self._check_leg(debit, credit, net + (fee if payer else 0), self.accounts)
-        self._apply_leg(transfer_id, debit, credit, net, pending, timeout, now, self.accounts, self.transfers)
+        accounts = {k: v.copy() for k, v in self.accounts.items()}
+        transfers: dict[str, RefTransfer] = {}
+        self._check_leg(debit, credit, net, accounts, now)
+        self._apply_leg(transfer_id, debit, credit, net, pending, timeout, now, accounts, transfers)
         if fee:
-            main = self.transfers[transfer_id]
+            main = transfers[transfer_id]
             main.amount, main.fee, main.fee_payer, main.fee_terms = amount, fee, payer, terms
-            self._apply_leg(
-                f"{transfer_id}$fee", debit, self.fees, fee, pending, timeout, now, self.accounts, self.transfers
-            )
-            self.transfers[f"{transfer_id}$fee"].kind = "fee"
+            self._spend(accounts[debit], fee, now)
+            self._apply_leg(f"{transfer_id}$fee", debit, self.fees, fee, pending, timeout, now, accounts, transfers)
+            transfers[f"{transfer_id}$fee"].kind = "fee"
+        self.accounts = accounts
+        self.transfers.update(transfers)
 
     def transaction(self, transaction_id: str, legs: list[tuple[Any, ...]], now: datetime) -> None:
         """legs: (transfer_id, debit, credit, amount, pending)."""
@@ -190,24 +208,39 @@ class ReferenceLedger:
             if self.transactions[transaction_id] != legs:
                 raise Refused("id_conflict")
             return
-        accounts = {k: RefAccount(**vars(v)) for k, v in self.accounts.items()}
+        accounts = {k: v.copy() for k, v in self.accounts.items()}
         transfers: dict[str, RefTransfer] = {}
         for transfer_id, debit, credit, amount, pending in legs:
             if transfer_id in self.transfers or transfer_id in transfers:
                 raise Refused("id_conflict")
-            self._check_leg(debit, credit, amount, accounts)
+            self._check_leg(debit, credit, amount, accounts, now)
             self._apply_leg(transfer_id, debit, credit, amount, pending, None, now, accounts, transfers)
         self.accounts = accounts
         self.transfers.update(transfers)
         self.transactions[transaction_id] = legs
 
-    def _check_leg(self, debit: str, credit: str, amount: int, accounts: dict[str, RefAccount]) -> None:
+    def _check_leg(self, debit: str, credit: str, amount: int, accounts: dict[str, RefAccount], now: datetime) -> None:
+        """Refuse the leg, or count its debit toward the debit account's limits."""
         if debit == credit:
             raise Refused("same_account")
         if accounts[debit].status != "open" or accounts[credit].status != "open":
             raise Refused("account_not_open")
-        if accounts[debit].available - amount < -accounts[debit].limit:
+        self._spend(accounts[debit], amount, now)
+
+    @staticmethod
+    def _spend(account: RefAccount, amount: int, now: datetime) -> None:
+        """A payment out of a client account: funds first, then the UTC day's and month's limits."""
+        if account.system:
+            return
+        if account.available - amount < -account.limit:
             raise Refused("insufficient_funds")
+        day, month = now.date().isoformat(), now.strftime("%Y-%m")
+        if account.daily_limit is not None and account.spent_by_day.get(day, 0) + amount > account.daily_limit:
+            raise Refused("limit_exceeded")
+        if account.monthly_limit is not None and account.spent_by_month.get(month, 0) + amount > account.monthly_limit:
+            raise Refused("limit_exceeded")
+        account.spent_by_day[day] = account.spent_by_day.get(day, 0) + amount
+        account.spent_by_month[month] = account.spent_by_month.get(month, 0) + amount
 
     @staticmethod
     def _apply_leg(

@@ -46,7 +46,7 @@ amounts = st.integers(1, 1500)
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC)
+        self.now = datetime(2026, 3, 31, 20, tzinfo=UTC)  # near a day and a month boundary
 
     def __call__(self) -> datetime:
         return self.now
@@ -177,7 +177,7 @@ class LedgerMachine(RuleBasedStateMachine):
             command,
         )
 
-    @rule(seconds=st.integers(1, 90))
+    @rule(seconds=st.sampled_from([1, 30, 90, 6 * 3600, 40 * 3600]))
     def time_passes_and_holds_expire(self, seconds: int) -> None:
         self.clock.now += timedelta(seconds=seconds)
         expected = self.model.expire_due(self.clock.now)
@@ -227,11 +227,22 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=accounts, limit=st.sampled_from([0, 200, 2000]))
     def change_limit(self, account: int, limit: int) -> None:
-        command = ChangePolicy(self.account(account), major(limit) if limit else "0")
+        command = ChangePolicy(self.account(account), {"overdraft_limit": major(limit) if limit else "0"})
         self.check(
             lambda: self.model.change_limit(command.account, limit),
             lambda: self.app.change_policy(command),
             "limit",
+            command,
+        )
+
+    @rule(account=accounts, daily=st.sampled_from([None, 500, 3000]), monthly=st.sampled_from([None, 1500, 4000]))
+    def change_outgoing_limits(self, account: int, daily: int | None, monthly: int | None) -> None:
+        changes = {"daily_limit": daily, "monthly_limit": monthly}
+        command = ChangePolicy(self.account(account), {k: None if v is None else major(v) for k, v in changes.items()})
+        self.check(
+            lambda: self.model.change_limits(command.account, daily, monthly),
+            lambda: self.app.change_policy(command),
+            "limits",
             command,
         )
 
