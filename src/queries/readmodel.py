@@ -14,6 +14,7 @@ from typing import Any
 from pymongo.database import Database
 
 from ledger.errors import AccountNotFound, InvalidRequest, TransferNotFound
+from ledger.ids import fee_account_id
 from ledger.money import Asset
 
 ACCOUNTS = "accounts"
@@ -117,12 +118,23 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
     }
     if doc.get("transaction"):
         result["transaction"] = doc["transaction"]
+    net = int(doc["amount"])
+    legs = [
+        {"debit_account": doc["debit_account"], "credit_account": doc["credit_account"], "amount": asset.format(net)}
+    ]
     if int(doc.get("fee", "0")):
-        result["fee"] = {
-            "transfer_id": f"{doc['_id']}$fee",
-            "amount": asset.format(int(doc["fee"])),
-            "payer": doc["fee_payer"],
-        }
+        fee = int(doc["fee"])
+        result["fee"] = {"transfer_id": f"{doc['_id']}$fee", "amount": asset.format(fee), "payer": doc["fee_payer"]}
+        legs.append(
+            {
+                "debit_account": doc["debit_account"],
+                "credit_account": fee_account_id(doc["asset"]),
+                "amount": asset.format(fee),
+            }
+        )
+        if doc["fee_payer"] == "recipient":
+            result["amount"] = asset.format(net + fee)  # what was asked; the recipient got the first leg
+    result["legs"] = legs
     if doc.get("fee_for"):
         result["fee_for"] = doc["fee_for"]
     if doc.get("reverses"):

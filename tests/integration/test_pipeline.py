@@ -20,9 +20,12 @@ from commands.messages import (
     OpenAccount,
     PostTransfer,
     ReverseTransfer,
+    SetFeeRule,
     TransferFunds,
     VoidTransfer,
 )
+from ledger.fees import FeeTerms
+from ledger.ids import fee_account_id
 from projectors import kafka
 from projectors.messages import CHECKPOINT, headers_of
 from projectors.projector import Projector
@@ -220,3 +223,26 @@ def test_transactions_and_reversals_reach_the_read_model(ledger: Ledger, servers
         readmodel.transfer(mongo_db, second)["transaction"],
     )
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "84.00"
+
+
+def test_fees_limits_and_the_largest_amounts_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    asset = f"P{unique('x')[-6:].upper()}/0"
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        ledger.open_account(OpenAccount(account, asset))
+    top = 2**127 - 1
+    ledger.deposit(Deposit(unique("d"), a, str(top)))
+    ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(0, 7, 0, None, "recipient")))
+    ledger.change_policy(ChangePolicy(a, {"daily_limit": str(top)}))
+    paid = unique("t")
+    ledger.transfer(TransferFunds(paid, a, b, str(top - 1)))
+    project_everything(ledger, servers, mongo_db)
+    assert differences(ledger, mongo_db) == []
+    assert readmodel.account(mongo_db, a)["balance"]["available"] == "1"
+    assert readmodel.account(mongo_db, a)["daily_limit"] == str(top)
+    assert readmodel.account(mongo_db, b)["balance"]["available"] == str(top - 1 - 7)
+    assert readmodel.account(mongo_db, fee_account_id(asset))["balance"]["posted_credits"] == "7"
+    view = readmodel.transfer(mongo_db, paid)
+    assert view["amount"] == str(top - 1)
+    assert view["fee"] == {"transfer_id": f"{paid}$fee", "amount": "7", "payer": "recipient"}
+    assert [leg["amount"] for leg in view["legs"]] == [str(top - 8), "7"]
