@@ -166,6 +166,34 @@ def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
     assert before == after
 
 
+def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack) -> None:
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
+    stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "10.00"})
+    hold = stack.post(
+        "/v1/transfers",
+        {
+            "id": unique("h"),
+            "debit_account": a,
+            "credit_account": b,
+            "amount": "4.00",
+            "pending": True,
+            "timeout_seconds": 1,
+        },
+    ).json()
+
+    def status() -> str:
+        reply = requests.get(
+            f"{stack.query}/v1/transfers/{hold['id']}", params={"min_position": hold["position"]}, timeout=30
+        )
+        return str(reply.json()["status"])
+
+    wait_for(lambda: status() == "expired", 30, "the hold to expire")
+    refused = stack.post(f"/v1/transfers/{hold['id']}/post", {})
+    assert (refused.status_code, refused.json()["code"]) == (409, "transfer_not_pending")
+
+
 def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack) -> None:
     accounts = [unique("L") for _ in range(6)]
     for account in accounts:
