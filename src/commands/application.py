@@ -259,7 +259,7 @@ class Ledger(Application[UUID]):
         if existing is not None:
             if not existing.same_request("deposit", issuance_id, account.account_id, amount, {}):
                 raise IdConflict(f"deposit id {cmd.id!r} was already used with a different body")
-            return self._deposit_result(existing, self._position_of(existing.id))
+            return self._deposit_result(self._as_created(existing), self._position_of(existing.id))
         transfer = Transfer(
             transfer_id=cmd.id,
             kind="deposit",
@@ -288,33 +288,14 @@ class Ledger(Application[UUID]):
                 expires_in=cmd.timeout_seconds,
             ):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-            return self._transfer_result(existing, self._position_of(existing.id))
+            return self._transfer_result(self._as_created(existing), self._position_of(existing.id))
         sides: dict[str, Account | SystemAccount] = {}
-        debit, _, amount = self._leg_terms(cmd, sides)
-        terms = self._fee_terms(debit.asset, "transfer")
-        fee = terms.fee(amount) if terms else 0
-        net = amount - fee if terms and terms.payer == "recipient" else amount
-        if net <= 0:
-            unit = Asset.parse(debit.asset)
-            raise FeeExceedsAmount(f"the fee of {unit.format(fee)} leaves nothing of {unit.format(amount)}")
-        transfer, timeouts = self._apply_leg(cmd, sides, None, amount=net, fee=fee, terms=terms)
-        fee_legs = []
-        if fee:
-            fee_legs.append(
-                self._move(
-                    sides,
-                    fee_transfer_id(cmd.id),
-                    "fee",
-                    debit.account_id,
-                    fee_account_id(debit.asset),
-                    fee,
-                    pending=cmd.pending,
-                    expires_at=transfer.expires_at,
-                    fee_for=cmd.id,
-                )
-            )
+        rules: dict[str, int] = {}
+        transfer, fee_legs, timeouts = self._charged_leg(cmd, sides, None, rules)
         # The transfer is saved last, so its first event carries the command's position.
-        position = self._save(*_saveable(*sides.values()), *fee_legs, transfer, timeouts_set=timeouts)
+        position = self._save(
+            *_saveable(*sides.values()), *fee_legs, transfer, timeouts_set=timeouts, expected_versions=rules
+        )
         return self._transfer_result(transfer, position)
 
     def _transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
@@ -326,24 +307,66 @@ class Ledger(Application[UUID]):
             if existing.fingerprint != fingerprint:
                 raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
             recorded = [self.transfer_record(t) for t in existing.transfer_ids]
-            return self._transaction_result(cmd.id, [t for t in recorded if t], self._position_of(existing.id))
+            originals = [self._as_created(t) for t in recorded if t]
+            return self._transaction_result(cmd.id, originals, self._position_of(existing.id))
         sides: dict[str, Account | SystemAccount] = {}
+        rules: dict[str, int] = {}
         transfers: list[Transfer] = []
+        to_save: list[Transfer] = []
         timeouts: list[tuple[str, datetime]] = []
         for index, leg in enumerate(cmd.transfers):
             try:
                 if self.transfer_record(leg.id) is not None:
                     raise IdConflict(f"transfer id {leg.id!r} is already used")
-                transfer, timeout = self._apply_leg(leg, sides, cmd.id)
+                transfer, fee_legs, timeout = self._charged_leg(leg, sides, cmd.id, rules)
             except LedgerError as exc:
                 raise type(exc)(f"transfers[{index}]: {exc.detail}") from None
             transfers.append(transfer)
+            to_save.extend([*fee_legs, transfer])
             timeouts.extend(timeout)
         record = Transaction(
             transaction_id=cmd.id, transfer_ids=[t.transfer_id for t in transfers], fingerprint=fingerprint
         )
-        position = self._save(*_saveable(*sides.values()), *transfers, record, timeouts_set=timeouts)
+        position = self._save(
+            *_saveable(*sides.values()), *to_save, record, timeouts_set=timeouts, expected_versions=rules
+        )
         return self._transaction_result(cmd.id, transfers, position)
+
+    def _charged_leg(
+        self,
+        leg: TransferFunds,
+        sides: dict[str, Account | SystemAccount],
+        transaction_id: str | None,
+        rules: dict[str, int],
+    ) -> tuple[Transfer, list[Transfer], list[tuple[str, datetime]]]:
+        """One transfer and, if the asset's fee rule charges it, its fee leg; nothing saved.
+
+        The fee rule read is noted in ``rules`` (stream id to version), and the save
+        checks it is still the latest, so a rule changed meanwhile makes the command run
+        again with the new rule."""
+        debit, _, amount = self._leg_terms(leg, sides)
+        terms = self._fee_terms(debit.asset, "transfer", rules)
+        fee = terms.fee(amount) if terms else 0
+        net = amount - fee if terms and terms.payer == "recipient" else amount
+        if net <= 0:
+            unit = Asset.parse(debit.asset)
+            raise FeeExceedsAmount(f"the fee of {unit.format(fee)} leaves nothing of {unit.format(amount)}")
+        transfer, timeouts = self._apply_leg(leg, sides, transaction_id, amount=net, fee=fee, terms=terms)
+        if not fee:
+            return transfer, [], timeouts
+        fee_leg = self._move(
+            sides,
+            fee_transfer_id(leg.id),
+            "fee",
+            debit.account_id,
+            fee_account_id(debit.asset),
+            fee,
+            pending=leg.pending,
+            expires_at=transfer.expires_at,
+            fee_for=leg.id,
+            transaction_id=transaction_id,
+        )
+        return transfer, [fee_leg], timeouts
 
     def _leg_terms(
         self, leg: TransferFunds, sides: dict[str, Account | SystemAccount] | None = None
@@ -391,6 +414,7 @@ class Ledger(Application[UUID]):
             pending=leg.pending,
             expires_at=expires_at,
             metadata=leg.metadata,
+            timeout_seconds=leg.timeout_seconds,
             transaction_id=transaction_id,
             fee=fee,
             fee_payer=terms.payer if fee and terms else None,
@@ -447,12 +471,20 @@ class Ledger(Application[UUID]):
             sides[account_id] = self.side(account_id)
         return sides[account_id]
 
-    def _fee_terms(self, asset: str, operation: str) -> FeeTerms | None:
+    def _fee_terms(self, asset: str, operation: str, read: dict[str, int]) -> FeeTerms | None:
+        """The active fee terms, noting in ``read`` the rule's version (0: no rule)."""
+        rule_id = fee_rule_uuid(asset, operation)
         try:
-            rule: FeeRule = self.repository.get(fee_rule_uuid(asset, operation))
+            rule: FeeRule = self.repository.get(rule_id)
         except AggregateNotFoundError:
+            read[str(rule_id)] = 0
             return None
+        read[str(rule_id)] = rule.version
         return rule.terms if rule.terms.active else None
+
+    def _as_created(self, transfer: Transfer) -> Transfer:
+        """A transfer as its creating command left it, for answering a retry the same way."""
+        return transfer if transfer.version == 1 else self.repository.get(transfer.id, version=1)
 
     def _post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
@@ -463,7 +495,7 @@ class Ledger(Application[UUID]):
             posted = transfer.amount + (fee_leg.amount if fee_leg and transfer.fee_payer == "recipient" else 0)
             if gross not in (None, posted):
                 raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(posted)}")
-            return self._transfer_result(transfer, self._position_of(transfer.id, 2))
+            return self._transfer_result(self.repository.get(transfer.id, version=2), self._position_of(transfer.id, 2))
         now = self.clock()
         transfer.check_postable(now)
         net, fee = gross, None
@@ -496,7 +528,7 @@ class Ledger(Application[UUID]):
         if existing is not None:
             if existing.reverses != cmd.transfer or (amount is not None and amount != existing.amount):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-            return self._transfer_result(existing, self._position_of(existing.id))
+            return self._transfer_result(self._as_created(existing), self._position_of(existing.id))
         reversed_amount = original.reverse(cmd.id, amount)
         # Money goes back the way it came: the original's credit side pays.
         debit, credit = self.side(original.credit_account), self.side(original.debit_account)
@@ -520,7 +552,7 @@ class Ledger(Application[UUID]):
     def _void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
         if transfer.status == VOIDED:
-            return self._transfer_result(transfer, self._position_of(transfer.id, 2))
+            return self._transfer_result(self.repository.get(transfer.id, version=2), self._position_of(transfer.id, 2))
         transfer.void(self.clock())
         return self._release(transfer, VOIDED)
 

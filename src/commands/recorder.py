@@ -1,5 +1,6 @@
-"""The event store's recorder: eventsourcing's, plus appends without a version check
-and a side table of pending-transfer timeouts written in the same transaction.
+"""The event store's recorder: eventsourcing's, plus appends without a version check,
+checks on streams a command only read, and a side table of pending-transfer timeouts
+written in the same transaction.
 
 System accounts (an asset's issuance account, its fee account) have no limit to
 protect, so their movements need no read-check-write cycle. Their events are saved
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -25,7 +26,7 @@ from psycopg.sql import SQL, Identifier
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        table = SQL("{schema}.{table}").format(
+        table = self._table = SQL("{schema}.{table}").format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
         )
         event_type = SQL("{schema}.{name}").format(
@@ -69,3 +70,32 @@ class LedgerRecorder(PostgresApplicationRecorder):
         for transfer_id in timeouts_cleared:
             curs.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,))
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        expected_versions: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Refuse the write if a stream the command read (not wrote) has moved since.
+
+        A transfer reads its asset's fee rule without changing it; checking the rule's
+        version under the table lock makes a rule change and the transfers around it
+        happen in one order, as if each ran alone. The caller retries on the conflict.
+        """
+        if expected_versions:
+            self._lock_table(curs)
+            curs.execute(
+                SQL(
+                    "SELECT originator_id::text AS id, max(originator_version) AS version FROM {table} "
+                    "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
+                ).format(table=self._table),
+                (list(expected_versions),),
+            )
+            found = {row["id"]: row["version"] for row in curs.fetchall()}
+            for stream, version in expected_versions.items():
+                if found.get(stream, 0) != version:
+                    raise IntegrityError(f"stream {stream} moved from version {version} while the command ran")
+        super()._insert_stored_events(curs, stored_events, **kwargs)

@@ -124,6 +124,7 @@ class Account(Aggregate):
         outgoing limits; compensating debits (reversals) pass none."""
         self.require_open()
         self._require_funds(amount)
+        window = self._forward(window)
         self._require_within_limits(amount, window)
         self._debited(transfer_id=transfer_id, amount=amount, window=window)
 
@@ -136,6 +137,7 @@ class Account(Aggregate):
         toward the outgoing limits now (a void does not give them back to the window)."""
         self.require_open()
         self._require_funds(amount)
+        window = self._forward(window)
         self._require_within_limits(amount, window)
         self._debit_pending(transfer_id=transfer_id, amount=amount, window=window)
 
@@ -244,6 +246,13 @@ class Account(Aggregate):
     @event(Closed)
     def _closed(self) -> None:
         self.status = CLOSED
+
+    def _forward(self, window: str | None) -> str | None:
+        """Windows only move forward: a writer whose clock lags another's counts toward the
+        later day, so the counters can never be reset by going back and forth."""
+        if window is None or self.window_day is None:
+            return window
+        return max(window, self.window_day)
 
     def _require_within_limits(self, amount: int, window: str | None) -> None:
         if window is None:

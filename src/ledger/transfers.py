@@ -32,6 +32,7 @@ class Transfer(Aggregate):
         metadata: dict[str, Any]
         pending: bool
         expires_at: datetime | None
+        timeout_seconds: int | None
         transaction_id: str | None
         reverses: str | None
         fee: int
@@ -65,6 +66,7 @@ class Transfer(Aggregate):
         metadata: dict[str, Any],
         pending: bool = False,
         expires_at: datetime | None = None,
+        timeout_seconds: int | None = None,
         transaction_id: str | None = None,
         reverses: str | None = None,
         fee: int = 0,
@@ -89,6 +91,7 @@ class Transfer(Aggregate):
         self.metadata = metadata
         self.status = PENDING if pending else POSTED
         self.expires_at = expires_at
+        self.timeout_seconds = timeout_seconds
 
     @property
     def requested_amount(self) -> int:
@@ -112,9 +115,7 @@ class Transfer(Aggregate):
         if mine != (kind, debit_account, credit_account, amount, metadata):
             return False
         was_pending = self.pending_amount > 0
-        if pending != was_pending:
-            return False
-        return (self.expires_at is None) == (expires_in is None)
+        return pending == was_pending and self.timeout_seconds == expires_in
 
     def is_expired(self, now: datetime) -> bool:
         return self.status == PENDING and self.expires_at is not None and now >= self.expires_at

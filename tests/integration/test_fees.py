@@ -8,13 +8,21 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from commands.application import Ledger
+from commands.application import Ledger, event_store_env
 from commands.http import create_app
-from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, TransferFunds, VoidTransfer
+from commands.messages import (
+    Deposit,
+    ExecuteTransaction,
+    OpenAccount,
+    PostTransfer,
+    SetFeeRule,
+    TransferFunds,
+    VoidTransfer,
+)
 from ledger.errors import FeeExceedsAmount, InsufficientFunds
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
-from tests.conftest import unique
+from tests.conftest import Urls, unique
 
 
 @pytest.fixture
@@ -128,3 +136,42 @@ def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any) -> No
         result = client.simulate_post("/v1/fee-rules", json=body)
         assert (result.status_code, result.json["code"]) == (400, code), result.json
     assert event_count() == before
+
+
+def test_every_leg_of_a_transaction_is_charged(ledger: Ledger, asset: str) -> None:
+    a, b = pair(ledger, asset)
+    set_rule(ledger, asset, "sender")
+    result = ledger.transaction(
+        ExecuteTransaction(
+            unique("tx"), (TransferFunds(unique("l"), a, b, "50.00"), TransferFunds(unique("l"), a, b, "10.00"))
+        )
+    )
+    assert [t["fee"]["amount"] for t in result["transfers"]] == ["0.75", "0.35"]
+    assert ledger.account(a).available == 10000 - 6000 - 110
+    assert ledger.account(fee_account_id(asset)).posted_credits == 110
+
+
+def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_rule(
+    ledger: Ledger, servers: Urls, asset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair(ledger, asset)
+    set_rule(ledger, asset, "sender")
+    other = Ledger(event_store_env(servers.settings()))
+    read = ledger._fee_terms
+    calls: list[int] = []
+
+    def read_then_race(*args: Any) -> Any:
+        terms = read(*args)
+        if not calls:  # another writer deactivates the rule right after this read
+            set_rule(other, asset, "sender", active=False)
+        calls.append(1)
+        return terms
+
+    monkeypatch.setattr(ledger, "_fee_terms", read_then_race)
+    try:
+        result = ledger.transfer(TransferFunds(unique("t"), a, b, "50.00"))
+    finally:
+        other.close()
+    assert len(calls) == 2  # the first attempt was refused at commit
+    assert "fee" not in result
+    assert ledger.account(a).available == 5000

@@ -98,3 +98,12 @@ def test_limits_over_http(ledger: Ledger, event_count: Any) -> None:
         result = client.simulate_post(f"/v1/accounts/{a}/policy", json=body)
         assert result.status_code == 400, body
     assert event_count() == before
+
+
+def test_a_writer_whose_clock_lags_cannot_reset_the_window(ledger: Ledger, clock: Clock) -> None:
+    clock.now = datetime(2026, 5, 2, 0, 0, 1, tzinfo=UTC)
+    a, b = limited(ledger, "100.00", None)
+    send(ledger, a, b, "100.00")
+    clock.now -= timedelta(seconds=2)  # another process, a second behind: still 1 May there
+    with pytest.raises(LimitExceeded):
+        send(ledger, a, b, "100.00")

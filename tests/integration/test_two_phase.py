@@ -12,7 +12,7 @@ import pytest
 
 from commands.application import Ledger, event_store_env
 from commands.expirer import Expirer
-from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
+from commands.messages import Deposit, OpenAccount, PostTransfer, ReverseTransfer, TransferFunds, VoidTransfer
 from ledger.errors import (
     ExceedsPending,
     IdConflict,
@@ -204,3 +204,23 @@ def test_retrying_a_hold_is_idempotent_and_a_changed_hold_conflicts(ledger: Ledg
     with pytest.raises(IdConflict):
         ledger.transfer(TransferFunds(command.id, a, b, "3.00"))  # not pending this time
     assert event_count() == before
+
+
+def test_a_retry_with_another_timeout_is_a_different_request(ledger: Ledger, event_count: Any) -> None:
+    a, b = funded(ledger)
+    command = TransferFunds(unique("h"), a, b, "1.00", pending=True, timeout_seconds=60)
+    ledger.transfer(command)
+    before = event_count()
+    with pytest.raises(IdConflict):
+        ledger.transfer(TransferFunds(command.id, a, b, "1.00", pending=True, timeout_seconds=86400))
+    assert event_count() == before
+
+
+def test_a_retry_answers_what_the_first_attempt_answered(ledger: Ledger) -> None:
+    a, b = funded(ledger)
+    command = TransferFunds(unique("h"), a, b, "1.00", pending=True)
+    first = ledger.transfer(command)
+    posted = ledger.post_transfer(PostTransfer(command.id, "0.50"))
+    assert ledger.transfer(command) == first  # still "pending", as first answered
+    ledger.reverse_transfer(ReverseTransfer(unique("r"), command.id))
+    assert ledger.post_transfer(PostTransfer(command.id, "0.50")) == posted

@@ -177,10 +177,29 @@ class ReferenceLedger:
                 credit,
                 amount,
                 pending,
-            ) and (existing.timeout is None) == (timeout is None)
+            ) and existing.timeout == timeout
             if not same:
                 raise Refused("id_conflict")
             return
+        accounts = {k: v.copy() for k, v in self.accounts.items()}
+        transfers: dict[str, RefTransfer] = {}
+        self._charged(transfer_id, debit, credit, amount, pending, timeout, now, accounts, transfers)
+        self.accounts = accounts
+        self.transfers.update(transfers)
+
+    def _charged(
+        self,
+        transfer_id: str,
+        debit: str,
+        credit: str,
+        amount: int,
+        pending: bool,
+        timeout: int | None,
+        now: datetime,
+        accounts: dict[str, RefAccount],
+        transfers: dict[str, RefTransfer],
+    ) -> None:
+        """A transfer and the fee the current rule charges on it, into ``accounts``/``transfers``."""
         if debit == credit:
             raise Refused("same_account")
         terms = self.fee_terms
@@ -189,8 +208,6 @@ class ReferenceLedger:
         net = amount - fee if payer == "recipient" else amount
         if net <= 0:
             raise Refused("fee_exceeds_amount")
-        accounts = {k: v.copy() for k, v in self.accounts.items()}
-        transfers: dict[str, RefTransfer] = {}
         self._check_leg(debit, credit, net, accounts, now)
         self._apply_leg(transfer_id, debit, credit, net, pending, timeout, now, accounts, transfers)
         if fee:
@@ -199,8 +216,6 @@ class ReferenceLedger:
             self._spend(accounts[debit], fee, now)
             self._apply_leg(f"{transfer_id}$fee", debit, self.fees, fee, pending, timeout, now, accounts, transfers)
             transfers[f"{transfer_id}$fee"].kind = "fee"
-        self.accounts = accounts
-        self.transfers.update(transfers)
 
     def transaction(self, transaction_id: str, legs: list[tuple[Any, ...]], now: datetime) -> None:
         """legs: (transfer_id, debit, credit, amount, pending)."""
@@ -213,8 +228,7 @@ class ReferenceLedger:
         for transfer_id, debit, credit, amount, pending in legs:
             if transfer_id in self.transfers or transfer_id in transfers:
                 raise Refused("id_conflict")
-            self._check_leg(debit, credit, amount, accounts, now)
-            self._apply_leg(transfer_id, debit, credit, amount, pending, None, now, accounts, transfers)
+            self._charged(transfer_id, debit, credit, amount, pending, None, now, accounts, transfers)
         self.accounts = accounts
         self.transfers.update(transfers)
         self.transactions[transaction_id] = legs
