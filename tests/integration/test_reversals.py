@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import falcon.testing
 import pytest
 
-from commands.application import Ledger
+from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFunds
-from ledger.errors import ExceedsReversible, IdConflict, InsufficientFunds, TransferNotPosted
+from ledger.errors import ExceedsReversible, IdConflict, InsufficientFunds, LedgerError, TransferNotPosted
 from ledger.ids import issuance_account_id
-from tests.conftest import unique
+from tests.conftest import Urls, unique
 
 
 def paid(ledger: Ledger, amount: str = "30.00") -> tuple[str, str, str]:
@@ -89,3 +90,27 @@ def test_reversals_over_http(ledger: Ledger, event_count: Any) -> None:
         result = client.simulate_post(path, json=body)
         assert (result.status_code, result.json["code"]) == (status, code), result.json
     assert event_count() == before
+
+
+def test_racing_reversals_never_exceed_the_original(ledger: Ledger, servers: Urls) -> None:
+    a, b, transfer_id = paid(ledger, "100.00")
+    outcomes: list[str] = []
+
+    def reverse() -> None:
+        app = Ledger(event_store_env(servers.settings()))
+        try:
+            app.reverse_transfer(ReverseTransfer(unique("r"), transfer_id, "60.00"))
+            outcomes.append("ok")
+        except LedgerError as error:
+            outcomes.append(error.code)
+        finally:
+            app.close()
+
+    threads = [threading.Thread(target=reverse) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("ok") == 1
+    assert ledger.transfer_record(transfer_id).reversed_amount == 6000  # type: ignore[union-attr]
+    assert (ledger.account(a).available, ledger.account(b).available) == (6000, 10000 - 6000)
