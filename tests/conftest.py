@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ from commands.application import Ledger, event_store_env
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
 from runtime.migrations import migrate
 from runtime.settings import PROJECT_ROOT, Settings
+
+
+class Clock:
+    """A clock the test moves by hand (``clock.now += timedelta(...)``)."""
+
+    def __init__(self, now: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def free_port() -> int:

@@ -13,20 +13,12 @@ from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import ChangePolicy, Deposit, OpenAccount, ReverseTransfer, TransferFunds
 from ledger.errors import LimitExceeded
-from tests.conftest import Urls, unique
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 31, 23, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.conftest import Clock, Urls, unique
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from commands.messages import (
 from ledger.errors import LedgerError
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id, issuance_account_id
-from tests.conftest import Urls
+from tests.conftest import Clock, Urls
 from tests.model.reference import ReferenceLedger, Refused, major
 
 ACCOUNTS = 4
@@ -43,14 +43,6 @@ IDS = 12
 accounts = st.integers(0, ACCOUNTS - 1)
 ids = st.integers(0, IDS - 1)
 amounts = st.integers(1, 1500)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 31, 20, tzinfo=UTC)  # near a day and a month boundary
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -61,7 +53,7 @@ class LedgerMachine(RuleBasedStateMachine):
         run = uuid.uuid4().hex[:10]
         self.asset = f"M{run[:8].upper()}/2"
         self.prefix = f"m{run}"
-        self.clock = Clock()
+        self.clock = Clock(datetime(2026, 3, 31, 20, tzinfo=UTC))  # near a day and a month boundary
         self.app = Ledger(event_store_env(self.urls.settings()), clock=self.clock)
         self.expirer = Expirer(self.app, self.urls.database_url, batch_size=100_000)
         self.model = ReferenceLedger(issuance_account_id(self.asset), fee_account_id(self.asset))
