@@ -35,6 +35,7 @@ from commands.messages import (
 from ledger.errors import LedgerError
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id, issuance_account_id
+from ledger.money import Asset
 from tests.conftest import Clock, Urls
 from tests.model.reference import ReferenceLedger, Refused, major
 
@@ -72,6 +73,7 @@ class LedgerMachine(RuleBasedStateMachine):
             wanted = "ok"
         except Refused as refused:
             wanted = refused.code
+        head = self.app.head_position()
         try:
             result = actual()
             got = "ok"
@@ -80,7 +82,26 @@ class LedgerMachine(RuleBasedStateMachine):
         assert got == wanted, f"{name} {command}: ledger said {got}, model says {wanted}"
         if got == "ok":
             self.history.append((name, command, result))
+            if self.app.head_position() != head:  # a fresh write (a retry answers as it did then)
+                for view in result.get("transfers", [result]):
+                    self.check_transfer_view(view)
         return result
+
+    def check_transfer_view(self, view: dict[str, Any]) -> None:
+        """What a write answers about a transfer agrees with the model."""
+        expected = self.model.transfers.get(view.get("id", ""))
+        if expected is None or "status" not in view:
+            return
+        unit = Asset.parse(self.asset)
+        assert view["status"] == expected.status, view
+        assert view["amount"] == unit.format(expected.amount), view
+        if expected.fee:
+            assert view["fee"]["amount"] == unit.format(expected.fee), view
+        else:
+            assert "fee" not in view, view
+        if expected.pending:
+            assert view["posted_amount"] == unit.format(expected.posted_amount), view
+        assert view.get("reversed_amount", unit.format(0)) == unit.format(expected.reversed_amount), view
 
     # Rules ----------------------------------------------------------------------
 
