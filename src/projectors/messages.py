@@ -227,7 +227,8 @@ def to_message(event: Any, position: int, ref: SubjectRef | None = None) -> Mess
     return Message(subject, json.dumps(data, separators=(",", ":")).encode(), headers)
 
 
-def checkpoint_message(position: int) -> Message:
+def checkpoint_message(position: int, head: int) -> Message:
+    """Everything up to ``position`` is on the topic; the event store was at ``head``."""
     return Message(
         None,
         b"{}",
@@ -237,6 +238,7 @@ def checkpoint_message(position: int) -> Message:
             "ce_source": SOURCE,
             "ce_type": CHECKPOINT,
             "ce_position": str(position),
+            "ledger_head": str(head),
             "content-type": "application/json",
         },
     )

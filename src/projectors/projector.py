@@ -76,6 +76,7 @@ class Projector:
         messages = [first, *self.consumer.consume(self.batch_size - 1, 0)]
         touched: set[int] = set()
         events = []
+        relay_seen = (0, 0)  # (relay position, event-store head) reported by checkpoints
         for message in messages:
             error = message.error()
             if error is not None:
@@ -87,6 +88,10 @@ class Projector:
             if headers.get("ce_type") == CHECKPOINT:
                 position = int(headers["ce_position"])
                 self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
+                relay_seen = (
+                    max(relay_seen[0], position),
+                    max(relay_seen[1], int(headers.get("ledger_head", position))),
+                )
             else:
                 events.append(from_message(headers, message.value()))
             self.offsets[partition] = int(message.offset() or 0) + 1
@@ -104,6 +109,8 @@ class Projector:
                 },
                 upsert=True,
             )
+        if relay_seen[0]:
+            self.writer.record_relay(*relay_seen)
         if touched and len(self.checkpoints) >= self.partitions:
             self.writer.raise_watermark(min(self.checkpoints[p] for p in range(self.partitions)))
         return len(messages)

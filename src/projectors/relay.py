@@ -100,7 +100,8 @@ class Relay:
         messages = [self._encode(n) for n in notifications]
         self._deliver(messages, partition=None)
         last = notifications[-1].id
-        self._deliver([checkpoint_message(last)] * self.partitions, partition="each")
+        head = last if len(notifications) < self.batch_size else self.ledger.head_position()
+        self._deliver([checkpoint_message(last, head)] * self.partitions, partition="each")
         self.state.save(last, self.topic_id)
         self.position = last
         return len(notifications)

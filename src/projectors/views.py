@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -30,7 +31,7 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
-from queries.readmodel import ACCOUNTS, ENTRIES, PROJECTOR_STATE, TRANSFERS, WATERMARK_ID
+from queries.readmodel import ACCOUNTS, ENTRIES, PROJECTOR_STATE, RELAY_ID, TRANSFERS, WATERMARK_ID
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,14 @@ class ReadModelWriter:
             doc["reversed_amount"] = str(int(doc.get("reversed_amount", "0")) + int(event.data["amount"]))
         else:
             doc.update(status=event.data["reason"])
+
+    def record_relay(self, position: int, head: int) -> None:
+        """What the relay last reported: its position and the event store's head then."""
+        self.db[PROJECTOR_STATE].update_one(
+            {"_id": RELAY_ID},
+            {"$max": {"position": position, "head": head}, "$set": {"reported_at": datetime.now(UTC).isoformat()}},
+            upsert=True,
+        )
 
     def raise_watermark(self, position: int) -> None:
         self.db[PROJECTOR_STATE].update_one(

@@ -83,12 +83,21 @@ class Transfer:
         web.json_response(resp, readmodel.transfer(self.db, transfer_id))
 
 
+class Status:
+    def __init__(self, db: Database[Any]) -> None:
+        self.db = db
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        web.json_response(resp, readmodel.status(self.db))
+
+
 def create_app(db: Database[Any], wait_seconds: float) -> falcon.App:
     app = web.create_base_app()
     app.add_middleware(ReadYourWrites(db, wait_seconds))
     app.add_route("/v1/accounts/{account_id}", Account(db))
     app.add_route("/v1/accounts/{account_id}/entries", Entries(db))
     app.add_route("/v1/transfers/{transfer_id}", Transfer(db))
+    app.add_route("/v1/status", Status(db))
     return app
 
 

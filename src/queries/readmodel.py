@@ -22,12 +22,27 @@ ENTRIES = "entries"
 TRANSFERS = "transfers"
 PROJECTOR_STATE = "projector_state"
 WATERMARK_ID = "watermark"
+RELAY_ID = "relay"
 
 
 def watermark(db: Database[Any]) -> int:
     """Every event at or below this position is reflected in the read models."""
     doc = db[PROJECTOR_STATE].find_one({"_id": WATERMARK_ID})
     return int(doc["position"]) if doc else 0
+
+
+def status(db: Database[Any]) -> dict[str, Any]:
+    """How far each stage has got, as the read model knows it."""
+    relay = db[PROJECTOR_STATE].find_one({"_id": RELAY_ID}) or {}
+    applied = watermark(db)
+    head = int(relay.get("head", 0))
+    return {
+        "event_store_head": head,
+        "relay_position": int(relay.get("position", 0)),
+        "read_model_position": applied,
+        "lag": max(head - applied, 0),
+        "reported_at": relay.get("reported_at"),
+    }
 
 
 def wait_for_position(db: Database[Any], position: int, timeout: float) -> bool:

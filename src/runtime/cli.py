@@ -155,5 +155,43 @@ def project() -> None:
         client.close()
 
 
+@main.group()
+def projections() -> None:
+    """Read-model tasks."""
+
+
+@projections.command("verify")
+def projections_verify() -> None:
+    """Recompute every account and transfer from the event store and compare with MongoDB.
+
+    Prints each difference and exits non-zero when there is any. Run it when the
+    projector has caught up (the read model's watermark at the event store's head).
+    """
+    import pymongo
+
+    from commands.application import Ledger, event_store_env
+    from projectors.verify import differences
+    from queries.readmodel import watermark
+
+    settings = _settings()
+    ledger = Ledger(event_store_env(settings))
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
+    try:
+        db = client[settings.mongo_db]
+        head, applied = ledger.head_position(), watermark(db)
+        found = differences(ledger, db)
+    finally:
+        client.close()
+        ledger.close()
+    click.echo(f"event store head {head}, read model applied up to {applied}")
+    for line in found:
+        click.echo(f"DIFF {line}")
+    if found:
+        if applied < head:
+            click.echo("the read model is behind the event store; some differences may only be lag")
+        sys.exit(1)
+    click.echo("no differences")
+
+
 if __name__ == "__main__":
     main()

@@ -78,6 +78,10 @@ def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: 
     a, _ = some_activity(ledger)
     project_everything(ledger, servers, mongo_db)
     assert differences(ledger, mongo_db) == []
+    head = ledger.head_position()
+    status = readmodel.status(mongo_db)
+    assert (status["event_store_head"], status["relay_position"], status["lag"]) == (head, head, 0)
+    assert status["read_model_position"] == head
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "93.75"
     page = readmodel.entries(mongo_db, a, 2, None)
     assert [e["amount"] for e in page["entries"]] == ["1.25", "1.25"]

@@ -159,3 +159,17 @@ def test_any_client_metadata_survives_the_read_model(
         )
     )
     assert client.simulate_get("/v1/accounts/M").json["metadata"] == metadata
+
+
+def test_status_shows_how_far_each_stage_has_got(client: falcon.testing.TestClient, writer: ReadModelWriter) -> None:
+    assert client.simulate_get("/v1/status").json["lag"] == 0
+    writer.record_relay(40, 42)
+    writer.record_relay(30, 35)  # an older report never moves it back
+    writer.raise_watermark(38)
+    status = client.simulate_get("/v1/status").json
+    assert (status["event_store_head"], status["relay_position"], status["read_model_position"], status["lag"]) == (
+        42,
+        40,
+        38,
+        4,
+    )
