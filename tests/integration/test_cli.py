@@ -22,7 +22,7 @@ def run_verify(servers: Urls, db_name: str) -> subprocess.CompletedProcess[str]:
             "LEDGER_MONGO_DB": db_name,
         }
     )
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "runtime.cli", "projections", "verify"],
         env=env,
         capture_output=True,
