@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -124,6 +124,8 @@ class ReadModelWriter:
             **{field: "0" for field in BALANCE_FIELDS},
             "version": event.sequence,
             "position": event.position,
+            "opened_position": event.position,
+            "opened_ts": _microseconds(event.time),
             "opened_at": event.time,
             "updated_at": event.time,
         }
@@ -146,7 +148,9 @@ class ReadModelWriter:
             "amount": event.data["amount"],
             "balance_after": str(posted),
             "available_after": str(posted - int(doc["pending_debits"])),
+            "balances_after": {field: doc[field] for field in BALANCE_FIELDS},
             "time": event.time,
+            "ts": _microseconds(event.time),
         }
 
     @staticmethod
@@ -247,6 +251,12 @@ class _Docs:
             result = self.collection.bulk_write(updates, ordered=False)
             if result.matched_count != len(updates):
                 raise RuntimeError(f"{self.collection.name} changed under the projector; is a second one running?")
+
+
+def _microseconds(iso_time: str) -> int:
+    """An event time as microseconds since the epoch, for exact "as of" comparisons."""
+    moment = datetime.fromisoformat(iso_time)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _json_text(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -30,6 +31,21 @@ def _int_param(req: falcon.Request, name: str, default: int | None, low: int, hi
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidRequest(f"{name} must be an integer {bounds}")
     return int(raw)
+
+
+def _time_param(req: falcon.Request, name: str) -> datetime | None:
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    if "T" in raw and " " in raw:
+        raw = raw.replace(" ", "+")  # an unencoded "+" offset arrives as a space
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an RFC 3339 time like 2026-01-31T23:59:59Z") from None
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name} must say its time zone (Z or an offset)")
+    return moment.astimezone(UTC)
 
 
 class ReadYourWrites:
@@ -62,7 +78,11 @@ class Account:
         self.db = db
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
-        web.json_response(resp, readmodel.account(self.db, account_id))
+        at_position = _int_param(req, "at_position", None, 0)
+        at_time = _time_param(req, "at")
+        if at_position is not None and at_time is not None:
+            raise InvalidRequest("ask for at_position or at, not both")
+        web.json_response(resp, readmodel.account(self.db, account_id, at_position=at_position, at_time=at_time))
 
 
 class Entries:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
@@ -22,6 +23,7 @@ ENTRIES = "entries"
 TRANSFERS = "transfers"
 PROJECTOR_STATE = "projector_state"
 WATERMARK_ID = "watermark"
+BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
 RELAY_ID = "relay"
 
 
@@ -55,15 +57,18 @@ def wait_for_position(db: Database[Any], position: int, timeout: float) -> bool:
         time.sleep(0.005)
 
 
-def account(db: Database[Any], account_id: str) -> dict[str, Any]:
+def account(
+    db: Database[Any], account_id: str, *, at_position: int | None = None, at_time: datetime | None = None
+) -> dict[str, Any]:
+    """An account now, or as it was at an event-store position or a moment (UTC)."""
     doc = db[ACCOUNTS].find_one({"_id": account_id})
     if doc is None:
         raise AccountNotFound(f"account {account_id!r} does not exist")
     asset = Asset.parse(doc["asset"])
-    posted_debits = int(doc["posted_debits"])
-    posted_credits = int(doc["posted_credits"])
-    pending_debits = int(doc["pending_debits"])
-    pending_credits = int(doc["pending_credits"])
+    balances = {field: int(doc[field]) for field in BALANCE_FIELDS}
+    position = doc["position"]
+    if at_position is not None or at_time is not None:
+        position, balances = _as_of(db, doc, at_position, at_time)
     return {
         "id": doc["_id"],
         "asset": doc["asset"],
@@ -73,15 +78,35 @@ def account(db: Database[Any], account_id: str) -> dict[str, Any]:
         "daily_limit": _optional_amount(asset, doc.get("daily_limit")),
         "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),
         "metadata": json.loads(doc["metadata"]),
-        "balance": {
-            "posted_debits": asset.format(posted_debits),
-            "posted_credits": asset.format(posted_credits),
-            "pending_debits": asset.format(pending_debits),
-            "pending_credits": asset.format(pending_credits),
-            "available": asset.format(posted_credits - posted_debits - pending_debits),
-        },
-        "position": doc["position"],
+        "balance": {field: asset.format(value) for field, value in balances.items()}
+        | {"available": asset.format(balances["posted_credits"] - balances["posted_debits"] - balances["pending_debits"])},
+        "position": position,
     }
+
+
+def _as_of(
+    db: Database[Any], doc: dict[str, Any], at_position: int | None, at_time: datetime | None
+) -> tuple[int, dict[str, int]]:
+    """The balances after the account's last movement at or before the point asked for.
+
+    Status and limits are today's: point-in-time answers are about money."""
+    if at_position is not None:
+        opened, point, key = doc.get("opened_position", 0), at_position, "position"
+        what = f"position {at_position}"
+    else:
+        assert at_time is not None
+        opened, point, key = doc.get("opened_ts", 0), _microseconds(at_time), "ts"
+        what = at_time.isoformat()
+    if opened > point:
+        raise AccountNotFound(f"account {doc['_id']!r} did not exist yet at {what}")
+    rows = list(db[ENTRIES].find({"account": doc["_id"], key: {"$lte": point}}).sort("version", -1).limit(1))
+    if not rows:
+        return doc.get("opened_position", 0), dict.fromkeys(BALANCE_FIELDS, 0)
+    return rows[0]["position"], {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) -> dict[str, Any]:

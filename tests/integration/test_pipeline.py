@@ -6,9 +6,11 @@ Each test uses its own topic (so its own relay position) and its own database.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from commands.application import Ledger
@@ -24,6 +26,7 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
+from ledger.errors import AccountNotFound
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
 from projectors import kafka
@@ -250,3 +253,26 @@ def test_fees_limits_and_the_largest_amounts_reach_the_read_model(ledger: Ledger
     assert view["amount"] == str(top - 1)
     assert view["fee"] == {"transfer_id": f"{paid}$fee", "amount": "7", "payer": "recipient"}
     assert [leg["amount"] for leg in view["legs"]] == [str(top - 8), "7"]
+
+
+def test_balances_as_of_a_position_or_a_time(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+    a, b = unique("A"), unique("B")
+    ledger.open_account(OpenAccount(a, "USD/2"))
+    opened = ledger.open_account(OpenAccount(b, "USD/2"))["position"]
+    funded = ledger.deposit(Deposit(unique("d"), a, "100.00"))["position"]
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    ledger.transfer(TransferFunds(unique("t"), a, b, "30.00", pending=True))
+    project_everything(ledger, servers, mongo_db)
+
+    def available(account: str, **point: Any) -> str:
+        return str(readmodel.account(mongo_db, account, **point)["balance"]["available"])
+
+    assert available(a, at_position=funded) == "100.00"
+    assert available(a, at_position=opened) == "0.00"
+    assert available(a, at_time=between) == "100.00"
+    assert available(a) == "70.00"
+    assert readmodel.account(mongo_db, b)["balance"]["pending_credits"] == "30.00"
+    assert readmodel.account(mongo_db, b, at_time=between)["balance"]["pending_credits"] == "0.00"
+    with pytest.raises(AccountNotFound, match="did not exist yet"):
+        readmodel.account(mongo_db, b, at_position=opened - 1)

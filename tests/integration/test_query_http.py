@@ -173,3 +173,27 @@ def test_status_shows_how_far_each_stage_has_got(client: falcon.testing.TestClie
         38,
         4,
     )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"at": "yesterday"},
+        {"at": "2026-01-01T00:00:00"},
+        {"at_position": "-3"},
+        {"at_position": "1", "at": "2026-01-01T00:00:00Z"},
+    ],
+)
+def test_bad_points_in_time_are_refused(
+    client: falcon.testing.TestClient, writer: ReadModelWriter, params: dict[str, str]
+) -> None:
+    open_account(writer, "A", 1)
+    result = client.simulate_get("/v1/accounts/A", params=params)
+    assert (result.status_code, result.json["code"]) == (400, "invalid_request")
+
+
+def test_a_point_in_time_with_an_unencoded_plus(client: falcon.testing.TestClient, writer: ReadModelWriter) -> None:
+    open_account(writer, "A", 1)
+    result = client.simulate_get("/v1/accounts/A", query_string="at=2026-06-01T00:00:00+00:00")
+    assert result.status_code == 200
+    assert result.json["balance"]["available"] == "0.00"
