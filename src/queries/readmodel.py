@@ -79,7 +79,11 @@ def account(
         "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),
         "metadata": json.loads(doc["metadata"]),
         "balance": {field: asset.format(value) for field, value in balances.items()}
-        | {"available": asset.format(balances["posted_credits"] - balances["posted_debits"] - balances["pending_debits"])},
+        | {
+            "available": asset.format(
+                balances["posted_credits"] - balances["posted_debits"] - balances["pending_debits"]
+            )
+        },
         "position": position,
     }
 

@@ -155,6 +155,64 @@ def project() -> None:
         client.close()
 
 
+@main.command()
+@click.option("--group", default="ledger-tail", show_default=True, help="Kafka consumer group.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest event when the group is new.")
+@click.option("--checkpoints", is_flag=True, help="Show the relay's checkpoint messages too.")
+@click.option("--max", "max_events", type=int, default=None, help="Stop after this many events.")
+@click.option("--idle", type=float, default=None, help="Stop after this many seconds without an event.")
+def tail(
+    group: str, as_json: bool, from_beginning: bool, checkpoints: bool, max_events: int | None, idle: float | None
+) -> None:
+    """Follow the event stream and print it."""
+    import json
+    import time
+
+    from confluent_kafka import Consumer
+
+    from projectors import kafka
+    from projectors.messages import CHECKPOINT, headers_of
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    config = kafka.consumer_config(_require(settings, "kafka_bootstrap"), group)
+    config["auto.offset.reset"] = "earliest" if from_beginning else "latest"
+    consumer = Consumer(config)
+    consumer.subscribe([settings.kafka_topic])
+    shown, last_event = 0, time.monotonic()
+    try:
+        while not stop.is_set() and (max_events is None or shown < max_events):
+            if idle is not None and time.monotonic() - last_event > idle:
+                break
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            headers = headers_of(message.headers())
+            if headers.get("ce_type") == CHECKPOINT and not checkpoints:
+                continue
+            event = {
+                "id": headers.get("ce_id"),
+                "type": headers.get("ce_type"),
+                "subject": headers.get("ce_subject"),
+                "sequence": int(headers["ce_sequence"]) if "ce_sequence" in headers else None,
+                "position": int(headers.get("ce_position", 0)),
+                "time": headers.get("ce_time"),
+                "data": json.loads(message.value() or b"{}"),
+            }
+            if as_json:
+                click.echo(json.dumps(event, separators=(",", ":")))
+            else:
+                click.echo(
+                    f"{event['position']:>10} {event['time'] or '':32} {event['type']:45} {event['subject'] or ''} {json.dumps(event['data'])}"
+                )
+            shown += 1
+            last_event = time.monotonic()
+            consumer.commit(message=message, asynchronous=True)
+    finally:
+        consumer.close()
+
+
 @main.group()
 def projections() -> None:
     """Read-model tasks."""

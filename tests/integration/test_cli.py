@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from commands.application import Ledger
+from projectors.relay import Relay, RelayState
 from queries import readmodel
 from tests.conftest import Urls
 from tests.integration.test_pipeline import project_everything, some_activity
@@ -44,3 +47,33 @@ def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
     edited = run_verify(servers, mongo_db.name)
     assert edited.returncode == 1
     assert f"DIFF account {a!r}" in edited.stdout
+
+
+def test_tail_prints_the_stream_as_json_lines(ledger: Ledger, servers: Urls) -> None:
+    topic = f"tail-{time.monotonic_ns()}"
+    a, _ = some_activity(ledger, transfers=1)
+    relay = Relay(
+        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+    )
+    relay.start()
+    while relay.publish_batch():
+        pass
+    env = dict(os.environ, LEDGER_KAFKA_BOOTSTRAP=servers.kafka_bootstrap, LEDGER_KAFKA_TOPIC=topic)
+    tailed = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "tail", "--json", "--from-beginning", "--group", topic, "--idle", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    events = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert len(events) == ledger.head_position()  # every event in the store, once; no checkpoints
+    mine = [e for e in events if e["subject"] == a]
+    assert [e["type"] for e in mine] == [
+        "ledger.account.opened.v1",
+        "ledger.account.credited.v1",
+        "ledger.account.debited.v1",
+    ]
+    assert [e["sequence"] for e in mine] == [1, 2, 3]

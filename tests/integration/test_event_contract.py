@@ -1,0 +1,118 @@
+"""The Kafka contract, checked on real produced messages: CloudEvents binary mode,
+one JSON Schema per event type, per-subject order, deduplication by ce_id."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from confluent_kafka import Consumer, TopicPartition
+
+from commands.application import Ledger, event_store_env
+from commands.messages import (
+    AccountAction,
+    ChangePolicy,
+    Deposit,
+    ExecuteTransaction,
+    OpenAccount,
+    PostTransfer,
+    ReverseTransfer,
+    SetFeeRule,
+    TransferFunds,
+    VoidTransfer,
+)
+from ledger.fees import FeeTerms
+from projectors import kafka
+from projectors.relay import Relay, RelayState
+from tests.conftest import Clock, Urls, unique
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "projectors" / "schemas"
+
+
+def every_kind_of_event(ledger: Ledger, clock: Clock) -> None:
+    asset = f"K{unique('x')[-6:].upper()}/2"
+    a, b, c = (unique(n) for n in "ABC")
+    for account in (a, b, c):
+        ledger.open_account(OpenAccount(account, asset))
+    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+    ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(100, 0, 0, None, "sender")))
+    paid = unique("t")
+    ledger.transfer(TransferFunds(paid, a, b, "10.00"))
+    ledger.reverse_transfer(ReverseTransfer(unique("r"), paid, "1.00"))
+    posted, voided, expiring = unique("h"), unique("h"), unique("h")
+    for hold in (posted, voided):
+        ledger.transfer(TransferFunds(hold, a, b, "2.00", pending=True))
+    ledger.transfer(TransferFunds(expiring, a, b, "2.00", pending=True, timeout_seconds=5))
+    ledger.post_transfer(PostTransfer(posted, "1.00"))
+    ledger.void_transfer(VoidTransfer(voided))
+    clock.now += timedelta(seconds=6)
+    assert ledger.expire_transfer(expiring)
+    ledger.transaction(ExecuteTransaction(unique("tx"), (TransferFunds(unique("l"), a, c, "1.00"),)))
+    ledger.change_policy(ChangePolicy(c, {"overdraft_limit": "1.00", "daily_limit": "50.00", "monthly_limit": None}))
+    for action in ("freeze", "unfreeze"):
+        ledger.account_action(AccountAction(c, action))
+    ledger.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
+    ledger.account_action(AccountAction(c, "close"))
+
+
+def test_every_message_follows_the_contract(servers: Urls) -> None:
+    clock = Clock()
+    ledger = Ledger(event_store_env(servers.settings()), clock=clock)
+    topic = unique("contract")
+    try:
+        start = ledger.head_position()
+        every_kind_of_event(ledger, clock)
+        relay = Relay(
+            ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 4
+        )
+        relay.start()
+        while relay.publish_batch():
+            pass
+        head = ledger.head_position()
+    finally:
+        ledger.close()
+
+    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+    messages: list[Any] = []
+    checkpoints: dict[int, int] = {}
+    deadline = time.monotonic() + 30
+    while len(checkpoints) < 4 or min(checkpoints.values()) < head:
+        assert time.monotonic() < deadline
+        for message in consumer.consume(1000, 0.5):
+            headers = {k: v.decode() for k, v in message.headers()}
+            if headers["ce_type"] == "ledger.checkpoint.v1":
+                checkpoints[message.partition()] = int(headers["ce_position"])
+            messages.append((message, headers))
+    consumer.close()
+
+    schemas = {path.name.removesuffix(".json"): json.loads(path.read_text()) for path in SCHEMAS.glob("*.json")}
+    seen: set[str] = set()
+    last_sequence: dict[str, int] = {}
+    ids: set[str] = set()
+    for message, headers in messages:
+        ce_type = headers["ce_type"]
+        assert ce_type in schemas, f"no schema for {ce_type}"
+        for name in ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_position"):
+            assert headers[name], name
+        assert headers["ce_specversion"] == "1.0"
+        jsonschema.validate(json.loads(message.value()), schemas[ce_type])
+        seen.add(ce_type)
+        if ce_type == "ledger.checkpoint.v1":
+            continue
+        position = int(headers["ce_position"])
+        if position <= start:
+            continue  # other tests' events, relayed too
+        assert message.key().decode() == headers["ce_subject"]
+        assert len(headers["ce_sequence"]) == 20
+        sequence = int(headers["ce_sequence"])
+        subject = headers["ce_subject"]
+        assert sequence == last_sequence.get(subject, sequence - 1) + 1, f"{subject} out of order"
+        last_sequence[subject] = sequence
+        ids.add(headers["ce_id"])
+    assert seen == set(schemas), f"never produced: {set(schemas) - seen}"
+    assert len(ids) == head - start  # one message per event, each id once
