@@ -37,7 +37,7 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
     }
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int) -> tuple[str, int]:
+def ensure_topic(bootstrap: str, topic: str, partitions: int, retention_ms: int = -1) -> tuple[str, int]:
     """Create the topic if missing; returns its id and partition count.
 
     The id changes when a broker that lost its memory recreates the topic, which is how
@@ -45,8 +45,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> tuple[str, int]
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic not in admin.list_topics(timeout=10).topics:
-        # Kept forever: the topic is the stream subscribers and the projector replay.
-        new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config={"retention.ms": "-1"})
+        # Kept forever by default (-1): the topic is the stream subscribers and the projector replay.
+        new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config={"retention.ms": str(retention_ms)})
         future = admin.create_topics([new])[topic]
         try:
             future.result(timeout=10)

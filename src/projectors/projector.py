@@ -36,6 +36,7 @@ class Projector:
         *,
         group: str = "ledger-projector",
         batch_size: int = 500,
+        retention_ms: int = -1,
     ) -> None:
         self.db = db
         self.writer = ReadModelWriter(db)
@@ -43,6 +44,7 @@ class Projector:
         self.topic = topic
         self.requested_partitions = partitions
         self.batch_size = batch_size
+        self.retention_ms = retention_ms
         self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
         self.topic_id = ""
         self.offsets: dict[int, int] = {}
@@ -50,7 +52,7 @@ class Projector:
 
     def start(self) -> None:
         self.writer.create_indexes()
-        self.topic_id, partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions)
+        self.topic_id, partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions, self.retention_ms)
         assignment = []
         for partition in range(partitions):
             state = self.db[PROJECTOR_STATE].find_one({"_id": f"partition:{partition}"}) or {}

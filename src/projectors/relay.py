@@ -64,6 +64,7 @@ class Relay:
         partitions: int,
         *,
         batch_size: int = 1000,
+        retention_ms: int = -1,
     ) -> None:
         self.ledger = ledger
         self.state = state
@@ -72,6 +73,7 @@ class Relay:
         self.topic = topic
         self.requested_partitions = partitions
         self.batch_size = batch_size
+        self.retention_ms = retention_ms
         self.producer = Producer(kafka.producer_config(bootstrap))
         self._refs: dict[UUID, SubjectRef] = {}
         self.position = 0
@@ -79,7 +81,7 @@ class Relay:
         self.partitions = 0
 
     def start(self) -> None:
-        self.topic_id, self.partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions)
+        self.topic_id, self.partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions, self.retention_ms)
         position, stored_topic_id = self.state.load()
         if stored_topic_id is not None and stored_topic_id != self.topic_id:
             log.warning(

@@ -111,6 +111,7 @@ def relay() -> None:
             _require(settings, "kafka_bootstrap"),
             settings.kafka_topic,
             settings.kafka_partitions,
+            retention_ms=settings.kafka_retention_ms,
         ).run(stop, on_ready=lambda: _ready(settings))
     finally:
         state.close()
@@ -150,6 +151,7 @@ def project() -> None:
             _require(settings, "kafka_bootstrap"),
             settings.kafka_topic,
             settings.kafka_partitions,
+            retention_ms=settings.kafka_retention_ms,
         ).run(stop, on_ready=lambda: _ready(settings))
     finally:
         client.close()

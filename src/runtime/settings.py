@@ -34,6 +34,7 @@ class Settings:
     embedded_mongo_port: int = 27117
     kafka_topic: str = "ledger.events"
     kafka_partitions: int = 4
+    kafka_retention_ms: int = -1  # for a topic the ledger creates; -1 keeps events forever
     web_workers: int = 2
     web_threads: int = 4
     db_pool_size: int = 4

@@ -194,6 +194,57 @@ def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack)
     assert (refused.status_code, refused.json()["code"]) == (409, "transfer_not_pending")
 
 
+def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
+    fast, slow, sink = unique("fast"), unique("slow"), unique("sink")
+    for account in (fast, slow, sink):
+        stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
+    for account in (fast, slow):
+        stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "100.00"})
+    example = Path(__file__).resolve().parents[2] / "examples" / "fraud_velocity.py"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            str(example),
+            "--bootstrap",
+            stack.state["urls"]["kafka_bootstrap"],
+            "--command-api",
+            stack.command,
+            "--group",
+            unique("fraud"),
+            "--max-per-minute",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for n in range(6):
+            assert (
+                stack.post(
+                    "/v1/transfers",
+                    {"id": unique("t"), "debit_account": fast, "credit_account": sink, "amount": "1.00"},
+                ).status_code
+                == 201
+            )
+        for n in range(3):
+            stack.post(
+                "/v1/transfers", {"id": unique("t"), "debit_account": slow, "credit_account": sink, "amount": "1.00"}
+            )
+
+        def status(account: str) -> str:
+            return str(requests.get(f"{stack.query}/v1/accounts/{account}", timeout=10).json()["status"])
+
+        wait_for(lambda: status(fast) == "frozen", 60, "the fraud service to freeze the fast spender")
+        assert status(slow) == "open"
+        refused = stack.post(
+            "/v1/transfers", {"id": unique("t"), "debit_account": fast, "credit_account": sink, "amount": "1.00"}
+        )
+        assert refused.json()["code"] == "account_not_open"
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+
+
 def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack) -> None:
     accounts = [unique("L") for _ in range(6)]
     for account in accounts:
