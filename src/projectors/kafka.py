@@ -46,7 +46,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, retention_ms: int 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic not in admin.list_topics(timeout=10).topics:
         # Kept forever by default (-1): the topic is the stream subscribers and the projector replay.
-        new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config={"retention.ms": str(retention_ms)})
+        new = NewTopic(
+            topic, num_partitions=partitions, replication_factor=1, config={"retention.ms": str(retention_ms)}
+        )
         future = admin.create_topics([new])[topic]
         try:
             future.result(timeout=10)

@@ -21,6 +21,7 @@ from pymongo.database import Database
 from projectors import kafka
 from projectors.messages import CHECKPOINT, from_message, headers_of
 from projectors.views import ReadModelWriter
+from queries.generations import Generations
 from queries.readmodel import PROJECTOR_STATE, watermark
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ class Projector:
         group: str = "ledger-projector",
         batch_size: int = 500,
         retention_ms: int = -1,
+        generations: Generations | None = None,
     ) -> None:
         self.db = db
         self.writer = ReadModelWriter(db)
+        self.generations = generations  # when given, the projector follows rebuilds
         self.bootstrap = bootstrap
         self.topic = topic
         self.requested_partitions = partitions
@@ -52,7 +55,9 @@ class Projector:
 
     def start(self) -> None:
         self.writer.create_indexes()
-        self.topic_id, partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions, self.retention_ms)
+        self.topic_id, partitions = kafka.ensure_topic(
+            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+        )
         assignment = []
         for partition in range(partitions):
             state = self.db[PROJECTOR_STATE].find_one({"_id": f"partition:{partition}"}) or {}
@@ -68,6 +73,21 @@ class Projector:
         self.partitions = partitions
         self.consumer.assign(assignment)
         log.info("projector starting", extra={"topic": self.topic, "partitions": partitions})
+
+    def follow_generations(self) -> bool:
+        """Pause while a rebuild switches generations, then write to the active one.
+
+        Returns False while paused (nothing may be applied)."""
+        if self.generations is None:
+            return True
+        if self.generations.pause_requested():
+            self.generations.acknowledge_pause()
+            return False
+        active = self.generations.database(self.generations.active())
+        if active.name != self.db.name:
+            log.info("switching to a rebuilt read model", extra={"database": active.name})
+            self.db, self.writer = active, ReadModelWriter(active)
+        return True
 
     def process_batch(self, timeout: float = 0.5) -> int:
         # consume() waits for a full batch or the timeout; wait for the first message
@@ -123,7 +143,10 @@ class Projector:
         last_report = time.monotonic()
         try:
             while not stop.is_set():
-                self.process_batch()
+                if self.follow_generations():
+                    self.process_batch()
+                else:
+                    stop.wait(0.05)
                 if time.monotonic() - last_report > 10:
                     log.info("projector position", extra={"watermark": watermark(self.db)})
                     last_report = time.monotonic()

@@ -30,6 +30,30 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
+class StoredEventEncoder:
+    """Stored events (notifications) to messages; remembers each stream's public id."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._refs: dict[UUID, SubjectRef] = {}
+
+    def encode(self, notification: Any) -> Message:
+        event = self.ledger.mapper.to_domain_event(notification)
+        if notification.originator_version == 1:
+            return to_message(event, notification.id)
+        return to_message(event, notification.id, self._ref(event.originator_id))
+
+    def _ref(self, originator_id: UUID) -> SubjectRef:
+        """A stream's public id and asset, from its first event (cached)."""
+        ref = self._refs.get(originator_id)
+        if ref is None:
+            ref = creation_ref(next(iter(self.ledger.events.get(originator_id, lte=1))))
+            if len(self._refs) > 100_000:
+                self._refs.clear()
+            self._refs[originator_id] = ref
+        return ref
+
+
 class RelayState:
     """The relay's stored position, in the event store's database."""
 
@@ -75,13 +99,15 @@ class Relay:
         self.batch_size = batch_size
         self.retention_ms = retention_ms
         self.producer = Producer(kafka.producer_config(bootstrap))
-        self._refs: dict[UUID, SubjectRef] = {}
+        self.encoder = StoredEventEncoder(ledger)
         self.position = 0
         self.topic_id = ""
         self.partitions = 0
 
     def start(self) -> None:
-        self.topic_id, self.partitions = kafka.ensure_topic(self.bootstrap, self.topic, self.requested_partitions, self.retention_ms)
+        self.topic_id, self.partitions = kafka.ensure_topic(
+            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+        )
         position, stored_topic_id = self.state.load()
         if stored_topic_id is not None and stored_topic_id != self.topic_id:
             log.warning(
@@ -99,7 +125,7 @@ class Relay:
         )
         if not notifications:
             return 0
-        messages = [self._encode(n) for n in notifications]
+        messages = [self.encoder.encode(n) for n in notifications]
         self._deliver(messages, partition=None)
         last = notifications[-1].id
         head = last if len(notifications) < self.batch_size else self.ledger.head_position()
@@ -124,22 +150,6 @@ class Relay:
                     log.info("relay lag", extra={"position": self.position, "head": head, "lag": head - self.position})
                     last_report = time.monotonic()
         self.producer.flush(10)
-
-    def _encode(self, notification: Any) -> Message:
-        event = self.ledger.mapper.to_domain_event(notification)
-        if notification.originator_version == 1:
-            return to_message(event, notification.id)
-        return to_message(event, notification.id, self._ref(event.originator_id))
-
-    def _ref(self, originator_id: UUID) -> SubjectRef:
-        """A stream's public id and asset, from its first event (cached)."""
-        ref = self._refs.get(originator_id)
-        if ref is None:
-            ref = creation_ref(next(iter(self.ledger.events.get(originator_id, lte=1))))
-            if len(self._refs) > 100_000:
-                self._refs.clear()
-            self._refs[originator_id] = ref
-        return ref
 
     def _deliver(self, messages: list[Message], partition: str | None) -> None:
         errors: list[KafkaError] = []

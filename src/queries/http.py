@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from pymongo.database import Database
 
 from ledger.errors import InvalidRequest
 from queries import readmodel
+from queries.generations import Generations
 from runtime import logs, web
 from runtime.settings import Settings
 
@@ -48,11 +50,14 @@ def _time_param(req: falcon.Request, name: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+Source = Callable[[], Database[Any]]  # the active read-model database, resolved per request
+
+
 class ReadYourWrites:
     """``?min_position=N`` waits (bounded) until the read models have applied position N."""
 
-    def __init__(self, db: Database[Any], wait_seconds: float) -> None:
-        self.db = db
+    def __init__(self, source: Source, wait_seconds: float) -> None:
+        self.source = source
         self.wait_seconds = wait_seconds
 
     def process_resource(
@@ -63,61 +68,64 @@ class ReadYourWrites:
         position = _int_param(req, "min_position", None, 0)
         if position is None:
             return
-        if not readmodel.wait_for_position(self.db, position, self.wait_seconds):
+        db = self.source()
+        if not readmodel.wait_for_position(db, position, self.wait_seconds):
             raise web.Problem(
                 503,
                 "not_yet_visible",
                 f"the read model has not yet applied position {position} "
-                f"(it is at {readmodel.watermark(self.db)}); retry shortly",
+                f"(it is at {readmodel.watermark(db)}); retry shortly",
                 headers={"Retry-After": "1"},
             )
 
 
 class Account:
-    def __init__(self, db: Database[Any]) -> None:
-        self.db = db
+    def __init__(self, source: Source) -> None:
+        self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
         at_position = _int_param(req, "at_position", None, 0)
         at_time = _time_param(req, "at")
         if at_position is not None and at_time is not None:
             raise InvalidRequest("ask for at_position or at, not both")
-        web.json_response(resp, readmodel.account(self.db, account_id, at_position=at_position, at_time=at_time))
+        web.json_response(resp, readmodel.account(self.source(), account_id, at_position=at_position, at_time=at_time))
 
 
 class Entries:
-    def __init__(self, db: Database[Any]) -> None:
-        self.db = db
+    def __init__(self, source: Source) -> None:
+        self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
         limit = _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         assert limit is not None
-        web.json_response(resp, readmodel.entries(self.db, account_id, limit, req.get_param("cursor")))
+        web.json_response(resp, readmodel.entries(self.source(), account_id, limit, req.get_param("cursor")))
 
 
 class Transfer:
-    def __init__(self, db: Database[Any]) -> None:
-        self.db = db
+    def __init__(self, source: Source) -> None:
+        self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
-        web.json_response(resp, readmodel.transfer(self.db, transfer_id))
+        web.json_response(resp, readmodel.transfer(self.source(), transfer_id))
 
 
 class Status:
-    def __init__(self, db: Database[Any]) -> None:
-        self.db = db
+    def __init__(self, source: Source) -> None:
+        self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        web.json_response(resp, readmodel.status(self.db))
+        web.json_response(resp, readmodel.status(self.source()))
 
 
-def create_app(db: Database[Any], wait_seconds: float) -> falcon.App:
+def create_app(read_models: Database[Any] | Generations, wait_seconds: float) -> falcon.App:
+    """Serve one database, or whichever generation is active at each request."""
+    source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
     app = web.create_base_app()
-    app.add_middleware(ReadYourWrites(db, wait_seconds))
-    app.add_route("/v1/accounts/{account_id}", Account(db))
-    app.add_route("/v1/accounts/{account_id}/entries", Entries(db))
-    app.add_route("/v1/transfers/{transfer_id}", Transfer(db))
-    app.add_route("/v1/status", Status(db))
+    app.add_middleware(ReadYourWrites(source, wait_seconds))
+    app.add_route("/v1/accounts/{account_id}", Account(source))
+    app.add_route("/v1/accounts/{account_id}/entries", Entries(source))
+    app.add_route("/v1/transfers/{transfer_id}", Transfer(source))
+    app.add_route("/v1/status", Status(source))
     return app
 
 
@@ -125,4 +133,4 @@ def get_app() -> falcon.App:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
-    return create_app(client[settings.mongo_db], settings.read_wait_seconds)
+    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds)

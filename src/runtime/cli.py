@@ -141,17 +141,20 @@ def project() -> None:
     import pymongo
 
     from projectors.projector import Projector
+    from queries.generations import Generations
 
     settings = _settings()
     stop = _stop_on_signals()
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
+    generations = Generations(client, settings.mongo_db)
     try:
         Projector(
-            client[settings.mongo_db],
+            generations.active_database(),
             _require(settings, "kafka_bootstrap"),
             settings.kafka_topic,
             settings.kafka_partitions,
             retention_ms=settings.kafka_retention_ms,
+            generations=generations,
         ).run(stop, on_ready=lambda: _ready(settings))
     finally:
         client.close()
@@ -231,13 +234,14 @@ def projections_verify() -> None:
 
     from commands.application import Ledger, event_store_env
     from projectors.verify import differences
+    from queries.generations import Generations
     from queries.readmodel import watermark
 
     settings = _settings()
     ledger = Ledger(event_store_env(settings))
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
     try:
-        db = client[settings.mongo_db]
+        db = Generations(client, settings.mongo_db).active_database()
         head, applied = ledger.head_position(), watermark(db)
         found = differences(ledger, db)
     finally:
@@ -251,6 +255,38 @@ def projections_verify() -> None:
             click.echo("the read model is behind the event store; some differences may only be lag")
         sys.exit(1)
     click.echo("no differences")
+
+
+@projections.command("rebuild")
+def projections_rebuild() -> None:
+    """Replay the event store into a new read-model generation and switch to it.
+
+    Queries keep being answered from the current generation until the switch; the
+    projector (if running) pauses for a moment while it happens.
+    """
+    import pymongo
+    from tqdm import tqdm
+
+    from commands.application import Ledger, event_store_env
+    from projectors.rebuild import rebuild
+    from queries.generations import Generations
+
+    settings = _settings()
+    ledger = Ledger(event_store_env(settings))
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
+    bar = tqdm(total=ledger.head_position(), unit="event", desc="replaying", disable=None)
+
+    def progress(position: int, head: int) -> None:
+        bar.total = max(bar.total or 0, head)
+        bar.update(position - bar.n)
+
+    try:
+        generation = rebuild(ledger, Generations(client, settings.mongo_db), progress)
+    finally:
+        bar.close()
+        client.close()
+        ledger.close()
+    click.echo(f"read model generation {generation} is active")
 
 
 if __name__ == "__main__":

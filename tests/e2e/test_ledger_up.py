@@ -310,6 +310,42 @@ def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack)
     assert log.count("service died; restarting") >= 2
 
 
+def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
+    stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "5.00"})
+    before = requests.get(f"{stack.query}/v1/status", timeout=10).json()
+    env = dict(os.environ)
+    env.update({f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")})
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "projections", "rebuild"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert "generation 2 is active" in rebuilt.stdout
+    paid = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "2.00"})
+    reply = requests.get(f"{stack.query}/v1/accounts/{b}", params={"min_position": paid.json()["position"]}, timeout=30)
+    assert (reply.status_code, reply.json()["balance"]["available"]) == (200, "2.00")
+    assert (
+        requests.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
+        >= before["read_model_position"]
+    )
+    verified = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "projections", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout[-2000:]
+
+
 def test_stopping_leaves_no_child_process_running(stack: Stack) -> None:
     descendants = stack.descendants()
     assert {p.name() for p in descendants} >= {"postgres"}

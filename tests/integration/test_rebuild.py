@@ -1,0 +1,83 @@
+"""Rebuilding the read models from the event store while queries and the projector run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import falcon.testing
+import pymongo
+
+from commands.application import Ledger
+from commands.messages import TransferFunds
+from projectors.projector import Projector
+from projectors.rebuild import rebuild
+from projectors.relay import Relay, RelayState
+from projectors.verify import differences
+from queries import readmodel
+from queries.generations import Generations
+from queries.http import create_app
+from tests.conftest import Urls, unique
+from tests.integration.test_pipeline import some_activity
+
+
+def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(ledger: Ledger, servers: Urls) -> None:
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url)
+    generations = Generations(client, unique("rb").replace("-", "_"))
+    topic = unique("events")
+    accounts = [some_activity(ledger, transfers=3) for _ in range(3)]
+    relay = Relay(
+        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3
+    )
+    relay.start()
+    while relay.publish_batch():
+        pass
+    projector = Projector(generations.active_database(), servers.kafka_bootstrap, topic, 3, generations=generations)
+    stop = threading.Event()
+    projecting = threading.Thread(target=projector.run, args=(stop,))
+    projecting.start()
+    api = falcon.testing.TestClient(create_app(generations, wait_seconds=10))
+    head = ledger.head_position()
+    try:
+        first = api.simulate_get(f"/v1/accounts/{accounts[0][0]}", params={"min_position": head})
+        assert first.status_code == 200
+        expected = {
+            account: api.simulate_get(f"/v1/accounts/{account}").json["balance"]
+            for pair in accounts
+            for account in pair
+        }
+        answers: list[bool] = []
+        querying = threading.Event()
+
+        def query() -> None:
+            while not querying.is_set():
+                for account, balance in expected.items():
+                    reply = api.simulate_get(f"/v1/accounts/{account}")
+                    answers.append(reply.status_code == 200 and reply.json["balance"] == balance)
+
+        reader = threading.Thread(target=query)
+        reader.start()
+        try:
+            generation = rebuild(ledger, generations)
+        finally:
+            time.sleep(0.2)
+            querying.set()
+            reader.join()
+        assert generation == 2 and generations.active() == 2
+        assert answers and all(answers), f"{answers.count(False)} of {len(answers)} answers differed"
+
+        # The projector now writes to the new generation.
+        a, b = accounts[1]
+        later = ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))["position"]
+        while relay.publish_batch():
+            pass
+        reply = api.simulate_get(f"/v1/accounts/{b}", params={"min_position": later})
+        assert reply.status_code == 200
+        assert reply.json["balance"]["available"] == "4.75"  # 3 x 1.25 before, 1.00 after
+    finally:
+        stop.set()
+        projecting.join()
+    assert differences(ledger, generations.active_database()) == []
+    assert readmodel.watermark(generations.active_database()) >= later
+    client.close()
