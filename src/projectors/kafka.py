@@ -17,6 +17,8 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         # Fail rather than leave a gap in a partition after a delivery timeout.
         "enable.gapless.guarantee": True,
         "acks": "all",
+        # Surface an unreachable broker in seconds: the relay then republishes the batch.
+        "message.timeout.ms": 10_000,
         "linger.ms": 2,
         # Java clients' default partitioner, so keys land where they expect.
         "partitioner": "murmur2_random",

@@ -227,8 +227,9 @@ def to_message(event: Any, position: int, ref: SubjectRef | None = None) -> Mess
     return Message(subject, json.dumps(data, separators=(",", ":")).encode(), headers)
 
 
-def checkpoint_message(position: int, head: int) -> Message:
-    """Everything up to ``position`` is on the topic; the event store was at ``head``."""
+def checkpoint_message(position: int, head: int, topic_id: str = "") -> Message:
+    """Everything up to ``position`` is on the topic (the incarnation ``topic_id`` of it);
+    the event store was at ``head``."""
     return Message(
         None,
         b"{}",
@@ -239,6 +240,7 @@ def checkpoint_message(position: int, head: int) -> Message:
             "ce_type": CHECKPOINT,
             "ce_position": str(position),
             "ledger_head": str(head),
+            "ledger_topic_id": topic_id,
             "content-type": "application/json",
         },
     )

@@ -52,8 +52,26 @@ class Projector:
         self.topic_id = ""
         self.offsets: dict[int, int] = {}
         self.checkpoints: dict[int, int] = {}
+        self._checked_at = 0.0
+
+    def check_topic(self, every: float = 1.0) -> None:
+        """A broker that restarted empty brings the topic back with a new id: read it
+        again from the start (everything is republished; the writer ignores what it has)."""
+        if time.monotonic() - self._checked_at < every:
+            return
+        self._checked_at = time.monotonic()
+        topic_id, partitions = kafka.ensure_topic(
+            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+        )
+        if topic_id != self.topic_id:
+            log.warning("the topic was recreated (the broker lost its data); reading it again from the start")
+            self.topic_id, self.partitions = topic_id, partitions
+            self.checkpoints.clear()
+            self.offsets.clear()
+            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(partitions)])
 
     def start(self) -> None:
+        self._checked_at = time.monotonic()
         self.writer.create_indexes()
         self.topic_id, partitions = kafka.ensure_topic(
             self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
@@ -108,12 +126,14 @@ class Projector:
             partition = int(message.partition() or 0)
             headers = headers_of(message.headers())
             if headers.get("ce_type") == CHECKPOINT:
-                position = int(headers["ce_position"])
-                self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
-                relay_seen = (
-                    max(relay_seen[0], position),
-                    max(relay_seen[1], int(headers.get("ledger_head", position))),
-                )
+                # One from another incarnation of the topic proves nothing about this one.
+                if headers.get("ledger_topic_id", self.topic_id) == self.topic_id:
+                    position = int(headers["ce_position"])
+                    self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
+                    relay_seen = (
+                        max(relay_seen[0], position),
+                        max(relay_seen[1], int(headers.get("ledger_head", position))),
+                    )
             else:
                 events.append(from_message(headers, message.value()))
             self.offsets[partition] = int(message.offset() or 0) + 1
@@ -144,6 +164,7 @@ class Projector:
         try:
             while not stop.is_set():
                 if self.follow_generations():
+                    self.check_topic()
                     self.process_batch()
                 else:
                     stop.wait(0.05)

@@ -103,6 +103,7 @@ class Relay:
         self.position = 0
         self.topic_id = ""
         self.partitions = 0
+        self._checked_at = 0.0
 
     def start(self) -> None:
         self.topic_id, self.partitions = kafka.ensure_topic(
@@ -116,7 +117,22 @@ class Relay:
             )
             position = 0
         self.position = position
+        self._checked_at = time.monotonic()
         log.info("relay starting", extra={"position": position, "topic": self.topic, "partitions": self.partitions})
+
+    def check_topic(self, every: float = 1.0) -> None:
+        """Notice, while running, a broker that restarted empty: the topic comes back with a
+        new id (recreated here if it is missing), and everything is published again."""
+        if time.monotonic() - self._checked_at < every:
+            return
+        self._checked_at = time.monotonic()
+        topic_id, partitions = kafka.ensure_topic(
+            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+        )
+        if topic_id != self.topic_id:
+            log.warning("the topic was recreated (the broker lost its data); republishing from the start")
+            self.topic_id, self.partitions, self.position = topic_id, partitions, 0
+            self.state.save(0, topic_id)
 
     def publish_batch(self) -> int:
         """Publish the next batch; returns how many events it published."""
@@ -129,7 +145,7 @@ class Relay:
         self._deliver(messages, partition=None)
         last = notifications[-1].id
         head = last if len(notifications) < self.batch_size else self.ledger.head_position()
-        self._deliver([checkpoint_message(last, head)] * self.partitions, partition="each")
+        self._deliver([checkpoint_message(last, head, self.topic_id)] * self.partitions, partition="each")
         self.state.save(last, self.topic_id)
         self.position = last
         return len(notifications)
@@ -141,6 +157,7 @@ class Relay:
             on_ready()
             last_report = time.monotonic()
             while not stop.is_set():
+                self.check_topic()
                 published = self.publish_batch()
                 if published == 0:
                     for _ in listener.notifies(timeout=0.5, stop_after=1):
@@ -172,6 +189,6 @@ class Relay:
                     break
                 except BufferError:
                     self.producer.poll(0.1)
-        remaining = self.producer.flush(30)
+        remaining = self.producer.flush(20)
         if remaining or errors:
             raise DeliveryFailed(f"{remaining} undelivered, errors: {errors[:3]}")

@@ -1,10 +1,11 @@
 """``ledger up``: the whole system as supervised child processes.
 
 Start order: servers (embedded unless a URL is set), migrations, then the two HTTP APIs,
-the relay, the projector and the expirer, each awaited until healthy. A service that dies is
-reported and restarted with back-off; a server that dies stops everything, because
-nothing can work without it. Stopping sends each child its stop signal and SIGKILL
-after a grace period, in reverse order, and waits for every one of them.
+the relay, the projector and the expirer, each awaited until healthy. A child that dies is
+reported and restarted: a server at once (the embedded broker comes back empty; the
+relay and projector notice and start the topic again), a service with back-off. A server
+that cannot be restarted stops everything. Stopping sends each child its stop signal and
+SIGKILL after a grace period, in reverse order, and waits for every one of them.
 """
 
 from __future__ import annotations
@@ -202,15 +203,22 @@ class Stack:
 
     def _supervise(self) -> int:
         while not self.stop_requested.wait(0.2):
+            changed = False
             for server in self.servers:
                 code = server.process.poll()
-                if code is not None:
-                    log.error(
-                        "server died; stopping everything",
-                        extra={"server": server.process.name, "exit_code": code, "log": str(server.process.log_file)},
-                    )
+                if code is None:
+                    continue
+                log.error(
+                    "server died; restarting it",
+                    extra={"server": server.process.name, "exit_code": code, "log": str(server.process.log_file)},
+                )
+                server.process.stop()  # reap it
+                try:
+                    server.start(interrupt=self._check_stop)
+                except (ProcessExited, TimeoutError):
+                    log.exception("server could not be restarted; stopping everything")
                     return 1
-            changed = False
+                changed = True
             for service in self.services:
                 changed |= self._tend(service)
             if changed:

@@ -24,9 +24,12 @@ import psycopg
 import pymongo
 import pytest
 import requests
+from confluent_kafka import Consumer, TopicPartition
 
 from commands.application import Ledger, event_store_env
+from projectors import kafka
 from projectors.verify import differences
+from queries.generations import Generations
 from runtime.settings import Settings
 from tests.conftest import free_port, unique
 
@@ -192,6 +195,82 @@ def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack)
     wait_for(lambda: status() == "expired", 30, "the hold to expire")
     refused = stack.post(f"/v1/transfers/{hold['id']}/post", {})
     assert (refused.status_code, refused.json()["code"]) == (409, "transfer_not_pending")
+
+
+def test_a_broker_that_restarts_empty_loses_nothing(stack: Stack) -> None:
+    """The embedded broker keeps everything in memory: killed, it comes back empty."""
+    accounts = [unique("K") for _ in range(4)]
+    for account in accounts:
+        stack.post("/v1/accounts", {"id": account, "asset": "EUR/2"})
+        stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "100.00"})
+    stop = threading.Event()
+    failures: list[str] = []
+    sent: list[int] = []
+
+    def load() -> None:
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            body = {
+                "id": unique("t"),
+                "debit_account": accounts[i % 4],
+                "credit_account": accounts[(i + 1) % 4],
+                "amount": "0.01",
+            }
+            reply = session.post(stack.command + "/v1/transfers", json=body, timeout=30)
+            if reply.status_code not in (201, 422):
+                failures.append(f"{reply.status_code}: {reply.text}")
+            sent.append(reply.status_code)
+            i += 1
+
+    writer = threading.Thread(target=load)
+    writer.start()
+    try:
+        time.sleep(1.5)
+        broker = stack.state["children"]["kafka"]
+        os.kill(broker, signal.SIGKILL)
+        wait_for(lambda: stack.state["children"].get("kafka") not in (None, broker), 60, "the broker to restart")
+        time.sleep(3)
+    finally:
+        stop.set()
+        writer.join()
+    assert failures == []
+    assert sent.count(201) > 10
+
+    settings = Settings(database_url=stack.state["urls"]["database_url"])
+    ledger = Ledger(event_store_env(settings))
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(stack.state["urls"]["mongo_url"])
+    try:
+        head = ledger.head_position()
+        wait_for(
+            lambda: (
+                requests.get(
+                    f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30
+                ).status_code
+                == 200
+            ),
+            120,
+            "the read model to reach the head after the broker restarted",
+        )
+        assert differences(ledger, Generations(client, "ledger").active_database()) == []
+        with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
+            recorded = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
+    finally:
+        client.close()
+        ledger.close()
+    # Every event is on the new broker at least once: the relay published everything again.
+    consumer = Consumer(kafka.consumer_config(stack.state["urls"]["kafka_bootstrap"], unique("check")))
+    consumer.assign([TopicPartition("ledger.events", p, 0) for p in range(4)])
+    seen: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not recorded <= seen:
+        assert time.monotonic() < deadline, f"{len(recorded - seen)} events never reached the new broker"
+        for message in consumer.consume(1000, 0.5):
+            headers = dict(message.headers() or [])
+            if headers.get("ce_type") != b"ledger.checkpoint.v1":
+                seen.add(int(headers["ce_position"]))
+    consumer.close()
+    assert "server died; restarting it" in stack.log()
 
 
 def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
