@@ -64,6 +64,24 @@ class Stack:
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 
+    def read_model_differences(self, probe_account: str, timeout: float) -> list[str]:
+        """Wait until the query API has applied the event store's head, then compare the
+        active read model with a replay of the event store."""
+        ledger = Ledger(event_store_env(Settings(database_url=self.state["urls"]["database_url"])))
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(self.state["urls"]["mongo_url"])
+        try:
+            head = ledger.head_position()
+            url = f"{self.query}/v1/accounts/{probe_account}"
+            wait_for(
+                lambda: requests.get(url, params={"min_position": head}, timeout=30).status_code == 200,
+                timeout,
+                "the read model to reach the head",
+            )
+            return differences(ledger, Generations(client, "ledger").active_database())
+        finally:
+            client.close()
+            ledger.close()
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -237,27 +255,9 @@ def test_a_broker_that_restarts_empty_loses_nothing(stack: Stack) -> None:
     assert failures == []
     assert sent.count(201) > 10
 
-    settings = Settings(database_url=stack.state["urls"]["database_url"])
-    ledger = Ledger(event_store_env(settings))
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(stack.state["urls"]["mongo_url"])
-    try:
-        head = ledger.head_position()
-        wait_for(
-            lambda: (
-                requests.get(
-                    f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30
-                ).status_code
-                == 200
-            ),
-            120,
-            "the read model to reach the head after the broker restarted",
-        )
-        assert differences(ledger, Generations(client, "ledger").active_database()) == []
-        with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
-            recorded = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
-    finally:
-        client.close()
-        ledger.close()
+    assert stack.read_model_differences(accounts[0], timeout=120) == []
+    with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
+        recorded = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
     # Every event is on the new broker at least once: the relay published everything again.
     consumer = Consumer(kafka.consumer_config(stack.state["urls"]["kafka_bootstrap"], unique("check")))
     consumer.assign([TopicPartition("ledger.events", p, 0) for p in range(4)])
@@ -365,25 +365,7 @@ def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack)
     assert failures == []
     assert sent.count(201) > 20
 
-    settings = Settings(database_url=stack.state["urls"]["database_url"])
-    ledger = Ledger(event_store_env(settings))
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(stack.state["urls"]["mongo_url"])
-    try:
-        head = ledger.head_position()
-        wait_for(
-            lambda: (
-                requests.get(
-                    f"{stack.query}/v1/accounts/{accounts[0]}", params={"min_position": head}, timeout=30
-                ).status_code
-                == 200
-            ),
-            60,
-            "the read model to reach the head",
-        )
-        assert differences(ledger, client["ledger"]) == []
-    finally:
-        client.close()
-        ledger.close()
+    assert stack.read_model_differences(accounts[0], timeout=60) == []
     log = stack.log()
     assert '"service": "relay"' in log and '"service": "projector"' in log
     assert log.count("service died; restarting") >= 2
