@@ -73,7 +73,7 @@ def account(
         "id": doc["_id"],
         "asset": doc["asset"],
         "status": doc["status"],
-        "system": doc["system"],
+        "system": bool(doc["system"]),  # nx-27017 gives booleans back as 0 and 1
         "overdraft_limit": asset.format(int(doc["overdraft_limit"])),
         "daily_limit": _optional_amount(asset, doc.get("daily_limit")),
         "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),

@@ -86,6 +86,7 @@ def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: 
     assert (status["event_store_head"], status["relay_position"], status["lag"]) == (head, head, 0)
     assert status["read_model_position"] == head
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "93.75"
+    assert readmodel.account(mongo_db, a)["system"] is False
     page = readmodel.entries(mongo_db, a, 2, None)
     assert [e["amount"] for e in page["entries"]] == ["1.25", "1.25"]
     rest = readmodel.entries(mongo_db, a, 10, page["next_cursor"])
