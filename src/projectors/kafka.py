@@ -39,13 +39,16 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
     }
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, retention_ms: int = -1) -> tuple[str, int]:
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def ensure_topic(admin: AdminClient, topic: str, partitions: int, retention_ms: int = -1) -> tuple[str, int]:
     """Create the topic if missing; returns its id and partition count.
 
     The id changes when a broker that lost its memory recreates the topic, which is how
     the relay and the projector notice that earlier offsets mean nothing any more.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic not in admin.list_topics(timeout=10).topics:
         # Kept forever by default (-1): the topic is the stream subscribers and the projector replay.
         new = NewTopic(

@@ -48,6 +48,7 @@ class Projector:
         self.requested_partitions = partitions
         self.batch_size = batch_size
         self.retention_ms = retention_ms
+        self.admin = kafka.admin_client(bootstrap)  # one connection for the periodic topic checks
         self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
         self.topic_id = ""
         self.offsets: dict[int, int] = {}
@@ -60,9 +61,7 @@ class Projector:
         if time.monotonic() - self._checked_at < every:
             return
         self._checked_at = time.monotonic()
-        topic_id, partitions = kafka.ensure_topic(
-            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
-        )
+        topic_id, partitions = kafka.ensure_topic(self.admin, self.topic, self.requested_partitions, self.retention_ms)
         if topic_id != self.topic_id:
             log.warning("the topic was recreated (the broker lost its data); reading it again from the start")
             self.topic_id, self.partitions = topic_id, partitions
@@ -74,7 +73,7 @@ class Projector:
         self._checked_at = time.monotonic()
         self.writer.create_indexes()
         self.topic_id, partitions = kafka.ensure_topic(
-            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+            self.admin, self.topic, self.requested_partitions, self.retention_ms
         )
         assignment = []
         for partition in range(partitions):

@@ -98,6 +98,7 @@ class Relay:
         self.requested_partitions = partitions
         self.batch_size = batch_size
         self.retention_ms = retention_ms
+        self.admin = kafka.admin_client(bootstrap)  # one connection for the periodic topic checks
         self.producer = Producer(kafka.producer_config(bootstrap))
         self.encoder = StoredEventEncoder(ledger)
         self.position = 0
@@ -107,7 +108,7 @@ class Relay:
 
     def start(self) -> None:
         self.topic_id, self.partitions = kafka.ensure_topic(
-            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
+            self.admin, self.topic, self.requested_partitions, self.retention_ms
         )
         position, stored_topic_id = self.state.load()
         if stored_topic_id is not None and stored_topic_id != self.topic_id:
@@ -126,9 +127,7 @@ class Relay:
         if time.monotonic() - self._checked_at < every:
             return
         self._checked_at = time.monotonic()
-        topic_id, partitions = kafka.ensure_topic(
-            self.bootstrap, self.topic, self.requested_partitions, self.retention_ms
-        )
+        topic_id, partitions = kafka.ensure_topic(self.admin, self.topic, self.requested_partitions, self.retention_ms)
         if topic_id != self.topic_id:
             log.warning("the topic was recreated (the broker lost its data); republishing from the start")
             self.topic_id, self.partitions, self.position = topic_id, partitions, 0
