@@ -109,6 +109,7 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self.write_attempts = write_attempts
         self.clock = clock
+        self._fee_rules: dict[UUID, tuple[int, FeeTerms | None]] = {}
 
     # Commands -----------------------------------------------------------------
 
@@ -148,7 +149,10 @@ class Ledger(Application[UUID]):
         return self._retrying(lambda: self._deposit(cmd))
 
     def transfer(self, cmd: TransferFunds) -> dict[str, Any]:
-        return self._retrying(lambda: self._transfer(cmd))
+        # Most ids are new: the first attempt skips looking the id up (one round trip less).
+        # A used id still answers as before: saving it again collides on the event store's
+        # key, and any refusal is checked against an existing transfer first.
+        return self._retrying(lambda: self._transfer(cmd), first=lambda: self._transfer(cmd, assume_new=True))
 
     def transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
         return self._retrying(lambda: self._transaction(cmd))
@@ -238,6 +242,7 @@ class Ledger(Application[UUID]):
         elif not rule.change(cmd.terms):
             return self._fee_rule_result(rule, self._position_of(rule.id, rule.version))
         position = self._save(*self._missing_system_accounts(asset), rule)
+        self._fee_rules.pop(rule.id, None)
         return self._fee_rule_result(rule, position)
 
     def _change_account(self, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
@@ -274,8 +279,8 @@ class Ledger(Application[UUID]):
         position = self._save(issuance, account, transfer)
         return self._deposit_result(transfer, position)
 
-    def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
-        existing = self.transfer_record(cmd.id)
+    def _transfer(self, cmd: TransferFunds, *, assume_new: bool = False) -> dict[str, Any]:
+        existing = None if assume_new else self.transfer_record(cmd.id)
         if existing is not None:
             debit, credit, amount = self._leg_terms(cmd)
             if not existing.same_request(
@@ -291,7 +296,12 @@ class Ledger(Application[UUID]):
             return self._transfer_result(self._as_created(existing), self._position_of(existing.id))
         sides: dict[str, Account | SystemAccount] = {}
         rules: dict[str, int] = {}
-        transfer, fee_legs, timeouts = self._charged_leg(cmd, sides, None, rules)
+        try:
+            transfer, fee_legs, timeouts = self._charged_leg(cmd, sides, None, rules)
+        except LedgerError:
+            if assume_new and self.transfer_record(cmd.id) is not None:
+                return self._transfer(cmd)  # a retry of a transfer made earlier answers as it did
+            raise
         # The transfer is saved last, so its first event carries the command's position.
         position = self._save(
             *_saveable(*sides.values()), *fee_legs, transfer, timeouts_set=timeouts, expected_versions=rules
@@ -472,15 +482,22 @@ class Ledger(Application[UUID]):
         return sides[account_id]
 
     def _fee_terms(self, asset: str, operation: str, read: dict[str, int]) -> FeeTerms | None:
-        """The active fee terms, noting in ``read`` the rule's version (0: no rule)."""
+        """The active fee terms, noting in ``read`` the rule's version (0: no rule).
+
+        Rules are remembered without asking the store each time: the save checks the
+        version noted here, and a rule that changed meanwhile makes the save conflict,
+        which empties this memory before the command runs again."""
         rule_id = fee_rule_uuid(asset, operation)
-        try:
-            rule: FeeRule = self.repository.get(rule_id)
-        except AggregateNotFoundError:
-            read[str(rule_id)] = 0
-            return None
-        read[str(rule_id)] = rule.version
-        return rule.terms if rule.terms.active else None
+        known = self._fee_rules.get(rule_id)
+        if known is None:
+            try:
+                rule: FeeRule = self.repository.get(rule_id)
+                known = (rule.version, rule.terms if rule.terms.active else None)
+            except AggregateNotFoundError:
+                known = (0, None)
+            self._fee_rules[rule_id] = known
+        read[str(rule_id)] = known[0]
+        return known[1]
 
     def _as_created(self, transfer: Transfer) -> Transfer:
         """A transfer as its creating command left it, for answering a retry the same way."""
@@ -596,12 +613,15 @@ class Ledger(Application[UUID]):
         recordings = self.save(*aggregates, **side_tables)
         return max(r.notification.id for r in recordings)
 
-    def _retrying(self, handler: Callable[[], T]) -> T:
+    def _retrying(self, handler: Callable[[], T], *, first: Callable[[], T] | None = None) -> T:
+        """Run the handler until its save goes through; ``first``, if given, is the
+        optimistic version for the first attempt."""
         for attempt in range(1, self.write_attempts + 1):
             try:
-                return handler()
+                return (first or handler)() if attempt == 1 else handler()
             except IntegrityError:
                 log.debug("write conflict, retrying", extra={"attempt": attempt})
+                self._fee_rules.clear()  # it may have been a rule that changed
                 time.sleep(random.uniform(0, 0.002 * attempt))
         raise Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)")
 

@@ -209,3 +209,14 @@ def test_concurrent_deposits_share_the_issuance_account_without_conflicts(ledger
         assert [fresh.account(a).available for a in accounts] == [250] * 4
     finally:
         fresh.close()
+
+
+def test_a_retry_answers_as_first_even_when_the_money_has_moved_on_since(ledger: Ledger, event_count: Any) -> None:
+    a, b = open_pair(ledger)
+    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+    command = TransferFunds(unique("t"), a, b, "30.00")
+    first = ledger.transfer(command)
+    ledger.transfer(TransferFunds(unique("t"), a, b, "70.00"))  # a is empty now
+    before = event_count()
+    assert ledger.transfer(command) == first  # not insufficient_funds
+    assert event_count() == before

@@ -175,3 +175,17 @@ def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_ru
     assert len(calls) == 2  # the first attempt was refused at commit
     assert "fee" not in result
     assert ledger.account(a).available == 5000
+
+
+def test_a_rule_changed_by_another_process_applies_to_the_next_transfer(
+    ledger: Ledger, servers: Urls, asset: str
+) -> None:
+    a, b = pair(ledger, asset)
+    set_rule(ledger, asset, "sender")
+    assert ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.35"
+    other = Ledger(event_store_env(servers.settings()))
+    try:
+        set_rule(other, asset, "sender", basis_points=0, fixed=5)
+    finally:
+        other.close()
+    assert ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.05"
