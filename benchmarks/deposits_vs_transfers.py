@@ -27,14 +27,17 @@ class CountingLedger(Ledger):
     name = "Ledger"  # the same event store table
     retries = 0
 
-    def _retrying(self, handler: Callable[[], object]) -> object:  # type: ignore[override]
-        def counted() -> object:
-            attempts.append(1)
-            return handler()
+    def _retrying(self, handler: Callable[[], object], *, first: Callable[[], object] | None = None) -> object:  # type: ignore[override]
+        def counted(run: Callable[[], object]) -> Callable[[], object]:
+            def attempt() -> object:
+                attempts.append(1)
+                return run()
+
+            return attempt
 
         attempts: list[int] = []
         try:
-            return super()._retrying(counted)
+            return super()._retrying(counted(handler), first=counted(first) if first else None)
         finally:
             CountingLedger.retries += len(attempts) - 1
 

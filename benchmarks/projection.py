@@ -34,7 +34,9 @@ from runtime.settings import Settings
 def throughput(urls: dict[str, str]) -> None:
     ledger = Ledger(event_store_env(Settings(database_url=urls["database_url"])))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    relay = Relay(ledger, RelayState(urls["database_url"], topic), urls["database_url"], urls["kafka_bootstrap"], topic, 4)
+    relay = Relay(
+        ledger, RelayState(urls["database_url"], topic), urls["database_url"], urls["kafka_bootstrap"], topic, 4
+    )
     relay.start()
     head = ledger.head_position()
     started = time.monotonic()
@@ -68,7 +70,9 @@ def lag(command: str, query: str, rate: float, seconds: float, writers: int) -> 
         a, b = f"lag-{run}-{n}-a", f"lag-{run}-{n}-b"
         for account in (a, b):
             http.post(f"{command}/v1/accounts", json={"id": account, "asset": "USD/2"}).raise_for_status()
-        http.post(f"{command}/v1/deposits", json={"id": f"{a}-f", "account": a, "amount": "1000000.00"}).raise_for_status()
+        http.post(
+            f"{command}/v1/deposits", json={"id": f"{a}-f", "account": a, "amount": "1000000.00"}
+        ).raise_for_status()
         pairs.append((a, b))
     interval = writers / rate
     stop = time.monotonic() + seconds
@@ -85,7 +89,8 @@ def lag(command: str, query: str, rate: float, seconds: float, writers: int) -> 
             time.sleep(max(0.0, next_at - time.monotonic()))
             next_at += interval
             reply = session.post(
-                f"{command}/v1/transfers", json={"id": f"{a}-{i}", "debit_account": a, "credit_account": b, "amount": "0.01"}
+                f"{command}/v1/transfers",
+                json={"id": f"{a}-{i}", "debit_account": a, "credit_account": b, "amount": "0.01"},
             )
             committed = time.monotonic()
             i += 1
