@@ -52,50 +52,48 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "RETURNING notification_id"
         ).format(table=table, event_type=event_type)
 
-    def _insert_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        *,
-        timeouts_set: Sequence[tuple[str, datetime]] = (),
-        timeouts_cleared: Sequence[str] = (),
-        **kwargs: Any,
-    ) -> None:
-        """Keep ``transfer_timeouts`` in step with the events being saved (same transaction)."""
-        for transfer_id, expires_at in timeouts_set:
-            curs.execute(
-                "INSERT INTO transfer_timeouts (transfer_id, expires_at) VALUES (%s, %s)",
-                (transfer_id, expires_at),
-            )
-        for transfer_id in timeouts_cleared:
-            curs.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,))
-        super()._insert_events(curs, stored_events, **kwargs)
-
     def _insert_stored_events(
         self,
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         *,
         expected_versions: dict[str, int] | None = None,
+        timeouts_set: Sequence[tuple[str, datetime]] = (),
+        timeouts_cleared: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
-        """Refuse the write if a stream the command read (not wrote) has moved since.
+        """Around the events' insert, in the same transaction:
 
-        A transfer reads its asset's fee rule without changing it; checking the rule's
-        version under the table lock makes a rule change and the transfers around it
-        happen in one order, as if each ran alone. The caller retries on the conflict.
+        - before it, refuse the write if a stream the command read (not wrote) has moved
+          since. A transfer reads its asset's fee rule without changing it; checking the
+          rule's version under the table lock puts a rule change and the transfers around
+          it in one order, as if each ran alone. The caller retries on the conflict;
+        - after it, keep ``transfer_timeouts`` in step with the pending transfers saved.
+
+        These statements are never server-prepared: in pipeline mode a statement queued
+        behind a failed one is skipped, and psycopg would then believe it prepared.
         """
+        extra = curs.connection.cursor()  # the events' cursor keeps its RETURNING rows
         if expected_versions:
             self._lock_table(curs)
-            curs.execute(
+            extra.execute(
                 SQL(
                     "SELECT originator_id::text AS id, max(originator_version) AS version FROM {table} "
                     "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
                 ).format(table=self._table),
                 (list(expected_versions),),
+                prepare=False,
             )
-            found = {row["id"]: row["version"] for row in curs.fetchall()}
+            found = {row["id"]: row["version"] for row in extra.fetchall()}
             for stream, version in expected_versions.items():
                 if found.get(stream, 0) != version:
                     raise IntegrityError(f"stream {stream} moved from version {version} while the command ran")
         super()._insert_stored_events(curs, stored_events, **kwargs)
+        for transfer_id, expires_at in timeouts_set:
+            extra.execute(
+                "INSERT INTO transfer_timeouts (transfer_id, expires_at) VALUES (%s, %s)",
+                (transfer_id, expires_at),
+                prepare=False,
+            )
+        for transfer_id in timeouts_cleared:
+            extra.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,), prepare=False)

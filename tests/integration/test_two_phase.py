@@ -216,3 +216,18 @@ def test_a_retry_answers_what_the_first_attempt_answered(ledger: Ledger) -> None
     assert ledger.transfer(command) == first  # still "pending", as first answered
     ledger.reverse_transfer(ReverseTransfer(unique("r"), command.id))
     assert ledger.post_transfer(PostTransfer(command.id, "0.50")) == posted
+
+
+def test_retried_holds_on_one_connection_keep_it_usable(servers: Urls, clock: Clock) -> None:
+    """A retried hold fails inside the save's pipeline (its id is taken); nothing queued
+    behind such a failure may be a statement the driver then believes prepared."""
+    app = Ledger(event_store_env(servers.settings(db_pool_size=1)), clock=clock)
+    try:
+        a, b = funded(app)
+        for _ in range(12):
+            command = TransferFunds(unique("h"), a, b, "0.01", pending=True, timeout_seconds=60)
+            first = app.transfer(command)
+            assert app.transfer(command) == first
+            assert app.transfer(TransferFunds(unique("t"), a, b, "0.01"))["status"] == "posted"
+    finally:
+        app.close()
