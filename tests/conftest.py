@@ -7,7 +7,10 @@ start fails the tests that need it; nothing is skipped.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +36,18 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def run_ledger(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the `ledger` CLI as a user would, with ``env`` on top of this process's."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

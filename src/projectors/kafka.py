@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -63,3 +64,33 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int, retention_ms: 
                 raise
     description = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
     return str(description.topic_id), len(description.partitions)
+
+
+class TopicWatch:
+    """The topic's current incarnation (its id and partition count), for the relay and the
+    projector: a broker that restarted empty brings the topic back with a new id."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, retention_ms: int = -1, every: float = 1.0) -> None:
+        self.admin = admin_client(bootstrap)  # one connection for all the checks
+        self.topic = topic
+        self.requested_partitions = partitions
+        self.retention_ms = retention_ms
+        self.every = every
+        self.topic_id = ""
+        self.partitions = 0
+        self._checked_at = 0.0
+
+    def ensure(self) -> None:
+        """Create the topic if missing and note its incarnation."""
+        self.topic_id, self.partitions = ensure_topic(
+            self.admin, self.topic, self.requested_partitions, self.retention_ms
+        )
+        self._checked_at = time.monotonic()
+
+    def recreated(self) -> bool:
+        """Whether the topic has a new incarnation since the last look (at most every ``every`` s)."""
+        if time.monotonic() - self._checked_at < self.every:
+            return False
+        before = self.topic_id
+        self.ensure()
+        return self.topic_id != before

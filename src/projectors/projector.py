@@ -43,40 +43,35 @@ class Projector:
         self.db = db
         self.writer = ReadModelWriter(db)
         self.generations = generations  # when given, the projector follows rebuilds
-        self.bootstrap = bootstrap
         self.topic = topic
-        self.requested_partitions = partitions
         self.batch_size = batch_size
-        self.retention_ms = retention_ms
-        self.admin = kafka.admin_client(bootstrap)  # one connection for the periodic topic checks
+        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions, retention_ms)
         self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
-        self.topic_id = ""
         self.offsets: dict[int, int] = {}
         self.checkpoints: dict[int, int] = {}
-        self._checked_at = 0.0
 
-    def check_topic(self, every: float = 1.0) -> None:
+    def check_topic(self) -> None:
         """A broker that restarted empty brings the topic back with a new id: read it
         again from the start (everything is republished; the writer ignores what it has)."""
-        if time.monotonic() - self._checked_at < every:
-            return
-        self._checked_at = time.monotonic()
-        topic_id, partitions = kafka.ensure_topic(self.admin, self.topic, self.requested_partitions, self.retention_ms)
-        if topic_id != self.topic_id:
+        if self.topic_watch.recreated():
             log.warning("the topic was recreated (the broker lost its data); reading it again from the start")
-            self.topic_id, self.partitions = topic_id, partitions
             self.checkpoints.clear()
             self.offsets.clear()
-            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+            self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
+
+    @property
+    def topic_id(self) -> str:
+        return self.topic_watch.topic_id
+
+    @property
+    def partitions(self) -> int:
+        return self.topic_watch.partitions
 
     def start(self) -> None:
-        self._checked_at = time.monotonic()
         self.writer.create_indexes()
-        self.topic_id, partitions = kafka.ensure_topic(
-            self.admin, self.topic, self.requested_partitions, self.retention_ms
-        )
+        self.topic_watch.ensure()
         assignment = []
-        for partition in range(partitions):
+        for partition in range(self.partitions):
             state = self.db[PROJECTOR_STATE].find_one({"_id": f"partition:{partition}"}) or {}
             if state.get("checkpoint") is not None:
                 self.checkpoints[partition] = int(state["checkpoint"])
@@ -87,9 +82,8 @@ class Projector:
                     log.warning("topic was recreated; reading it from the start", extra={"partition": partition})
                 offset = OFFSET_BEGINNING
             assignment.append(TopicPartition(self.topic, partition, offset))
-        self.partitions = partitions
         self.consumer.assign(assignment)
-        log.info("projector starting", extra={"topic": self.topic, "partitions": partitions})
+        log.info("projector starting", extra={"topic": self.topic, "partitions": self.partitions})
 
     def follow_generations(self) -> bool:
         """Pause while a rebuild switches generations, then write to the active one.
@@ -97,10 +91,11 @@ class Projector:
         Returns False while paused (nothing may be applied)."""
         if self.generations is None:
             return True
-        if self.generations.pause_requested():
+        generation, paused = self.generations.state()
+        if paused:
             self.generations.acknowledge_pause()
             return False
-        active = self.generations.database(self.generations.active())
+        active = self.generations.database(generation)
         if active.name != self.db.name:
             log.info("switching to a rebuilt read model", extra={"database": active.name})
             self.db, self.writer = active, ReadModelWriter(active)

@@ -93,23 +93,15 @@ class Relay:
         self.ledger = ledger
         self.state = state
         self.database_url = database_url
-        self.bootstrap = bootstrap
         self.topic = topic
-        self.requested_partitions = partitions
         self.batch_size = batch_size
-        self.retention_ms = retention_ms
-        self.admin = kafka.admin_client(bootstrap)  # one connection for the periodic topic checks
+        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions, retention_ms)
         self.producer = Producer(kafka.producer_config(bootstrap))
         self.encoder = StoredEventEncoder(ledger)
         self.position = 0
-        self.topic_id = ""
-        self.partitions = 0
-        self._checked_at = 0.0
 
     def start(self) -> None:
-        self.topic_id, self.partitions = kafka.ensure_topic(
-            self.admin, self.topic, self.requested_partitions, self.retention_ms
-        )
+        self.topic_watch.ensure()
         position, stored_topic_id = self.state.load()
         if stored_topic_id is not None and stored_topic_id != self.topic_id:
             log.warning(
@@ -118,20 +110,23 @@ class Relay:
             )
             position = 0
         self.position = position
-        self._checked_at = time.monotonic()
         log.info("relay starting", extra={"position": position, "topic": self.topic, "partitions": self.partitions})
 
-    def check_topic(self, every: float = 1.0) -> None:
+    def check_topic(self) -> None:
         """Notice, while running, a broker that restarted empty: the topic comes back with a
         new id (recreated here if it is missing), and everything is published again."""
-        if time.monotonic() - self._checked_at < every:
-            return
-        self._checked_at = time.monotonic()
-        topic_id, partitions = kafka.ensure_topic(self.admin, self.topic, self.requested_partitions, self.retention_ms)
-        if topic_id != self.topic_id:
+        if self.topic_watch.recreated():
             log.warning("the topic was recreated (the broker lost its data); republishing from the start")
-            self.topic_id, self.partitions, self.position = topic_id, partitions, 0
-            self.state.save(0, topic_id)
+            self.position = 0
+            self.state.save(0, self.topic_id)
+
+    @property
+    def topic_id(self) -> str:
+        return self.topic_watch.topic_id
+
+    @property
+    def partitions(self) -> int:
+        return self.topic_watch.partitions
 
     def publish_batch(self) -> int:
         """Publish the next batch; returns how many events it published."""

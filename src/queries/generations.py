@@ -48,6 +48,13 @@ class Generations:
     def activate(self, generation: int) -> None:
         self.control.update_one({"_id": "active"}, {"$set": {"generation": generation}}, upsert=True)
 
+    def state(self) -> tuple[int, bool]:
+        """The active generation and whether a pause is requested, in one read (the
+        projector asks before every batch)."""
+        docs = {doc["_id"]: doc for doc in self.control.find({"_id": {"$in": ["active", "pause"]}})}
+        active = int(docs["active"]["generation"]) if "active" in docs else 1
+        return active, bool(docs.get("pause", {}).get("requested"))
+
     # The pause handshake between a rebuild and the projector -------------------------
 
     def request_pause(self) -> None:

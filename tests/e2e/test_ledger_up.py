@@ -31,7 +31,7 @@ from projectors import kafka
 from projectors.verify import differences
 from queries.generations import Generations
 from runtime.settings import Settings
-from tests.conftest import free_port, unique
+from tests.conftest import free_port, run_ledger, unique
 
 START_TIMEOUT = 90
 
@@ -377,16 +377,8 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
         stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
     stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "5.00"})
     before = requests.get(f"{stack.query}/v1/status", timeout=10).json()
-    env = dict(os.environ)
-    env.update({f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")})
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "projections", "rebuild"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    env = {f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")}
+    rebuilt = run_ledger("projections", "rebuild", env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "generation 2 is active" in rebuilt.stdout
     paid = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "2.00"})
@@ -396,14 +388,7 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
         requests.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
         >= before["read_model_position"]
     )
-    verified = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "projections", "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    verified = run_ledger("projections", "verify", env=env)
     assert verified.returncode == 0, verified.stdout[-2000:]
 
 

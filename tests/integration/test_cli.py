@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from typing import Any
 
 from commands.application import Ledger
 from projectors.relay import Relay, RelayState
 from queries import readmodel
-from tests.conftest import Urls
+from tests.conftest import Urls, run_ledger
 from tests.integration.test_pipeline import project_everything, some_activity
 
 
 def run_verify(servers: Urls, db_name: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "LEDGER_DATABASE_URL": servers.database_url,
-            "LEDGER_MONGO_URL": servers.mongo_url,
-            "LEDGER_MONGO_DB": db_name,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "projections", "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {
+        "LEDGER_DATABASE_URL": servers.database_url,
+        "LEDGER_MONGO_URL": servers.mongo_url,
+        "LEDGER_MONGO_DB": db_name,
+    }
+    return run_ledger("projections", "verify", env=env, timeout=120)
 
 
 def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
@@ -58,15 +46,8 @@ def test_tail_prints_the_stream_as_json_lines(ledger: Ledger, servers: Urls, eve
     relay.start()
     while relay.publish_batch():
         pass
-    env = dict(os.environ, LEDGER_KAFKA_BOOTSTRAP=servers.kafka_bootstrap, LEDGER_KAFKA_TOPIC=topic)
-    tailed = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "tail", "--json", "--from-beginning", "--group", topic, "--idle", "10"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"LEDGER_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "LEDGER_KAFKA_TOPIC": topic}
+    tailed = run_ledger("tail", "--json", "--from-beginning", "--group", topic, "--idle", "10", env=env, timeout=120)
     assert tailed.returncode == 0, tailed.stderr
     events = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert len(events) == event_count()  # every event in the store, once; no checkpoints
