@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -27,11 +28,22 @@ def _settings() -> Settings:
     return settings
 
 
+STOP_GRACE_SECONDS = 10.0
+
+
 def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT/SIGTERM. A worker that has not finished stopping after a
+    grace period exits anyway: when its supervisor died, the servers it would say
+    goodbye to (broker, database) are going down with it, and a client library closing
+    a connection to a vanished server can wait far longer than anyone should."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        if not stop.is_set():
+            watchdog = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(1,))
+            watchdog.daemon = True
+            watchdog.start()
         stop.set()
 
     signal.signal(signal.SIGINT, handler)

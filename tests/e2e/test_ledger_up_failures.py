@@ -61,7 +61,9 @@ def test_a_second_instance_is_refused_and_a_killed_supervisor_takes_its_children
         assert second.returncode == 1
         assert b"another `ledger up` is using" in second.stderr
         assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --fresh did not wipe a running instance
-        children = {p.pid for p in psutil.Process(first.pid).children(recursive=True)}
+        processes = psutil.Process(first.pid).children(recursive=True)
+        names = {p.pid: " ".join(p.cmdline()[:3]) for p in processes}
+        children = set(names)
         assert len(children) >= 7
     finally:
         first.kill()
@@ -69,7 +71,10 @@ def test_a_second_instance_is_refused_and_a_killed_supervisor_takes_its_children
     deadline = time.monotonic() + 30
     while alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert alive(children) == []
+    survivors = alive(children)
+    for pid in survivors:  # never leave one behind, even when failing
+        psutil.Process(pid).kill()
+    assert [names[pid] for pid in survivors] == []
 
 
 def test_a_service_that_cannot_start_is_reported_and_everything_stops(tmp_path: Path) -> None:
