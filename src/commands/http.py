@@ -9,7 +9,7 @@ import falcon
 
 from commands import requests
 from commands.application import Ledger, event_store_env
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, LedgerError
 from runtime import logs, web
 from runtime.settings import Settings
 
@@ -66,11 +66,30 @@ class ActionResource:
         web.json_response(resp, self.handle(command), status=self.status)
 
 
+class TransferBatchResource:
+    """POST of independent transfers: 200 with one result per transfer, in order, each the
+    status and body that POST /v1/transfers would have answered for it."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        batch = requests.transfer_batch(read_body(req))
+        results = [
+            {"status": web.status_for(r), "body": web.error_problem(r)}
+            if isinstance(r, LedgerError)
+            else {"status": 201, "body": r}
+            for r in self.ledger.transfer_batch(batch)
+        ]
+        web.json_response(resp, {"results": results})
+
+
 def create_app(ledger: Ledger) -> falcon.App:
     app = web.create_base_app()
     app.add_route("/v1/accounts", CreateResource(requests.open_account, ledger.open_account))
     app.add_route("/v1/deposits", CreateResource(requests.deposit, ledger.deposit))
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
+    app.add_route("/v1/transfer-batches", TransferBatchResource(ledger))
     app.add_route("/v1/transactions", CreateResource(requests.transaction, ledger.transaction))
     app.add_route("/v1/fee-rules", CreateResource(requests.fee_rule, ledger.set_fee_rule, status=200))
     app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))

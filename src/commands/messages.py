@@ -69,6 +69,13 @@ class ExecuteTransaction:
 
 
 @dataclass(frozen=True)
+class TransferBatch:
+    """Independent transfers sent together: each stands or fails alone, unlike a transaction."""
+
+    transfers: tuple[TransferFunds, ...]
+
+
+@dataclass(frozen=True)
 class ReverseTransfer:
     id: str  # the reversal's own id
     transfer: str  # the transfer it reverses

@@ -18,6 +18,7 @@ from commands.messages import (
     PostTransfer,
     ReverseTransfer,
     SetFeeRule,
+    TransferBatch,
     TransferFunds,
     VoidTransfer,
 )
@@ -201,21 +202,35 @@ def account_action(action: str) -> Any:
     return parse
 
 
-def transaction(body: Any) -> ExecuteTransaction:
-    body = _fields(body, {"id", "transfers"}, set())
-    legs = body["transfers"]
-    if not isinstance(legs, list) or not 1 <= len(legs) <= MAX_LEGS:
-        raise InvalidRequest(f"transfers must be a list of 1 to {MAX_LEGS} transfers")
+def _transfers(items: Any, limit: int) -> tuple[TransferFunds, ...]:
+    """A list of transfers, every one well formed, with distinct ids."""
+    if not isinstance(items, list) or not 1 <= len(items) <= limit:
+        raise InvalidRequest(f"transfers must be a list of 1 to {limit} transfers")
     parsed = []
-    for index, leg in enumerate(legs):
+    for index, item in enumerate(items):
         try:
-            parsed.append(transfer(leg))
+            parsed.append(transfer(item))
         except InvalidRequest as exc:
             raise type(exc)(f"transfers[{index}]: {exc.detail}") from None
-    ids = [leg.id for leg in parsed]
-    if len(set(ids)) != len(ids):
+    if len({t.id for t in parsed}) != len(parsed):
         raise InvalidRequest("transfers must have distinct ids")
-    return ExecuteTransaction(id=validate_client_id("id", body["id"]), transfers=tuple(parsed))
+    return tuple(parsed)
+
+
+def transaction(body: Any) -> ExecuteTransaction:
+    body = _fields(body, {"id", "transfers"}, set())
+    return ExecuteTransaction(
+        id=validate_client_id("id", body["id"]), transfers=_transfers(body["transfers"], MAX_LEGS)
+    )
+
+
+MAX_BATCH = 100
+
+
+def transfer_batch(body: Any) -> TransferBatch:
+    """Every transfer must be well formed, or the whole batch is refused: bad input writes nothing."""
+    body = _fields(body, {"transfers"}, set())
+    return TransferBatch(transfers=_transfers(body["transfers"], MAX_BATCH))
 
 
 def reverse_transfer(transfer_id: str, body: Any) -> ReverseTransfer:

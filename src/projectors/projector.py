@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from pymongo import UpdateOne
 from pymongo.database import Database
 
 from projectors import kafka
 from projectors.messages import CHECKPOINT, from_message, headers_of
-from projectors.views import ReadModelWriter
+from projectors.views import ReadModelWriter, relay_report, watermark_raise
 from queries.generations import Generations
 from queries.readmodel import PROJECTOR_STATE, watermark
 
@@ -133,8 +134,9 @@ class Projector:
             self.offsets[partition] = int(message.offset() or 0) + 1
             touched.add(partition)
         self.writer.apply_batch(events)
-        for partition in touched:
-            self.db[PROJECTOR_STATE].update_one(
+        # Progress in one round trip, after the documents it vouches for.
+        progress = [
+            UpdateOne(
                 {"_id": f"partition:{partition}"},
                 {
                     "$set": {
@@ -145,10 +147,14 @@ class Projector:
                 },
                 upsert=True,
             )
+            for partition in touched
+        ]
         if relay_seen[0]:
-            self.writer.record_relay(*relay_seen)
+            progress.append(relay_report(*relay_seen))
         if touched and len(self.checkpoints) >= self.partitions:
-            self.writer.raise_watermark(min(self.checkpoints[p] for p in range(self.partitions)))
+            progress.append(watermark_raise(min(self.checkpoints[p] for p in range(self.partitions))))
+        if progress:
+            self.db[PROJECTOR_STATE].bulk_write(progress, ordered=False)
         return len(messages)
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:

@@ -135,11 +135,14 @@ class Relay:
         )
         if not notifications:
             return 0
-        messages = [self.encoder.encode(n) for n in notifications]
-        self._deliver(messages, partition=None)
         last = notifications[-1].id
         head = last if len(notifications) < self.batch_size else self.ledger.head_position()
-        self._deliver([checkpoint_message(last, head, self.topic_id)] * self.partitions, partition="each")
+        # One flush for both: a partition keeps the order of what was produced to it, so
+        # each checkpoint lands after the batch's events in its partition.
+        self._deliver(
+            [self.encoder.encode(n) for n in notifications],
+            [checkpoint_message(last, head, self.topic_id)] * self.partitions,
+        )
         self.state.save(last, self.topic_id)
         self.position = last
         return len(notifications)
@@ -162,15 +165,17 @@ class Relay:
                     last_report = time.monotonic()
         self.producer.flush(10)
 
-    def _deliver(self, messages: list[Message], partition: str | None) -> None:
+    def _deliver(self, events: list[Message], checkpoints: list[Message]) -> None:
+        """Events by key, then checkpoint ``i`` to partition ``i``; all acknowledged, or raise."""
         errors: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
             if err is not None:
                 errors.append(err)
 
-        for index, message in enumerate(messages):
-            kwargs: dict[str, Any] = {"partition": index} if partition == "each" else {"key": message.key}
+        addressed: list[tuple[Message, dict[str, Any]]] = [(m, {"key": m.key}) for m in events]
+        addressed += [(m, {"partition": index}) for index, m in enumerate(checkpoints)]
+        for message, kwargs in addressed:
             while True:
                 try:
                     self.producer.produce(

@@ -191,17 +191,24 @@ class ReadModelWriter:
             doc.update(status=event.data["reason"])
 
     def record_relay(self, position: int, head: int) -> None:
-        """What the relay last reported: its position and the event store's head then."""
-        self.db[PROJECTOR_STATE].update_one(
-            {"_id": RELAY_ID},
-            {"$max": {"position": position, "head": head}, "$set": {"reported_at": datetime.now(UTC).isoformat()}},
-            upsert=True,
-        )
+        self.db[PROJECTOR_STATE].bulk_write([relay_report(position, head)])
 
     def raise_watermark(self, position: int) -> None:
-        self.db[PROJECTOR_STATE].update_one(
-            {"_id": WATERMARK_ID, "position": {"$lt": position}}, {"$set": {"position": position}}
-        )
+        self.db[PROJECTOR_STATE].bulk_write([watermark_raise(position)])
+
+
+def relay_report(position: int, head: int) -> UpdateOne:
+    """What the relay last reported: its position and the event store's head then."""
+    return UpdateOne(
+        {"_id": RELAY_ID},
+        {"$max": {"position": position, "head": head}, "$set": {"reported_at": datetime.now(UTC).isoformat()}},
+        upsert=True,
+    )
+
+
+def watermark_raise(position: int) -> UpdateOne:
+    """The read models now show every event up to ``position`` (never lowered)."""
+    return UpdateOne({"_id": WATERMARK_ID, "position": {"$lt": position}}, {"$set": {"position": position}})
 
 
 class _Docs:

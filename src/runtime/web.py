@@ -67,19 +67,27 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, pa
     raise Problem(500, "internal_error", "the server failed to handle this request; it was logged")
 
 
-def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    status = int(error.status_code)
-    code = getattr(error, "problem_code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
-    body = {
+def problem(status: int, code: str, detail: str) -> dict[str, Any]:
+    """An RFC 9457 problem document."""
+    return {
         "type": "about:blank",
         "title": falcon.code_to_http_status(status)[4:],
         "status": status,
         "code": code,
-        "detail": error.description or error.title,
+        "detail": detail,
         "request_id": request_id.get(),
     }
+
+
+def error_problem(error: errors.LedgerError) -> dict[str, Any]:
+    return problem(status_for(error), error.code, error.detail)
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    status = int(error.status_code)
+    code = getattr(error, "problem_code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
     resp.content_type = "application/problem+json"
-    resp.data = json.dumps(body).encode()
+    resp.data = json.dumps(problem(status, code, error.description or error.title)).encode()
 
 
 class RequestIdMiddleware:

@@ -29,6 +29,7 @@ from commands.messages import (
     PostTransfer,
     ReverseTransfer,
     SetFeeRule,
+    TransferBatch,
     TransferFunds,
     VoidTransfer,
 )
@@ -201,6 +202,36 @@ class LedgerMachine(RuleBasedStateMachine):
         for transfer_id in due:
             assert self.app.expire_transfer(transfer_id)
             assert not self.app.expire_transfer(transfer_id)  # once only
+
+    @rule(
+        items=st.lists(
+            st.tuples(ids, accounts, accounts, amounts, st.booleans()), min_size=1, max_size=4, unique_by=lambda i: i[0]
+        )
+    )
+    def transfer_batch(self, items: list[tuple[int, int, int, int, bool]]) -> None:
+        """Each transfer of a batch answers what it would have answered sent alone, in order."""
+        commands = tuple(
+            TransferFunds(self.transfer_id(t), self.account(d), self.account(c), major(a), pending=p)
+            for t, d, c, a, p in items
+        )
+        wanted, fresh = [], []
+        for command, (_, _, _, amount, pending) in zip(commands, items, strict=True):
+            fresh.append(command.id not in self.model.transfers)
+            try:
+                self.model.transfer(
+                    command.id, command.debit_account, command.credit_account, amount, pending, None, self.clock.now
+                )
+                wanted.append("ok")
+            except Refused as refused:
+                wanted.append(refused.code)
+        results = self.app.transfer_batch(TransferBatch(commands))
+        got = [r.code if isinstance(r, LedgerError) else "ok" for r in results]
+        assert got == wanted, f"batch {commands}: ledger said {got}, model says {wanted}"
+        for command, result, new in zip(commands, results, fresh, strict=True):
+            if isinstance(result, dict):
+                self.history.append(("transfer", command, result))
+                if new:
+                    self.check_transfer_view(result)
 
     @rule(
         transaction=st.integers(0, 3),
