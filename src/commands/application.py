@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    RequestPayout,
     ReverseTransfer,
     SetFeeRule,
     TransferBatch,
@@ -41,26 +42,36 @@ from ledger.accounts import Account, SystemAccount
 from ledger.errors import (
     AccountNotFound,
     AssetMismatch,
+    AssetNotOnChain,
     Busy,
     FeeExceedsAmount,
     IdConflict,
     InvalidRequest,
     LedgerError,
+    PayoutHold,
+    PayoutNotFound,
     SameAccount,
     TransferNotFound,
     TransferNotPending,
 )
 from ledger.fees import FeeRule, FeeTerms
 from ledger.ids import (
+    CLIENT_ID,
     account_uuid,
+    chain_deposit_id,
+    clearing_account_id,
     fee_account_id,
     fee_rule_uuid,
     fee_transfer_id,
     issuance_account_id,
+    payout_hold_id,
+    payout_uuid,
+    suspense_account_id,
     transaction_uuid,
     transfer_uuid,
 )
 from ledger.money import Asset
+from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import POSTED, VOIDED, Transfer
 from runtime.settings import Settings
@@ -105,11 +116,17 @@ class Ledger(Application[UUID]):
         return Environment(name, dict(env or {}))
 
     def __init__(
-        self, env: dict[str, str], *, write_attempts: int = 20, clock: Callable[[], datetime] = utc_now
+        self,
+        env: dict[str, str],
+        *,
+        write_attempts: int = 20,
+        clock: Callable[[], datetime] = utc_now,
+        payout_assets: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(env)
         self.write_attempts = write_attempts
         self.clock = clock
+        self.payout_assets = dict(payout_assets or {})  # ledger asset -> Stellar asset
         self._fee_rules: dict[UUID, tuple[int, FeeTerms | None]] = {}
 
     # Commands -----------------------------------------------------------------
@@ -177,6 +194,32 @@ class Ledger(Application[UUID]):
     def void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
         return self._retrying(lambda: self._void_transfer(cmd))
 
+    def request_payout(self, cmd: RequestPayout) -> dict[str, Any]:
+        return self._retrying(lambda: self._request_payout(cmd))
+
+    # What the chain worker reports; each is idempotent, and a payout ends one way only.
+
+    def confirm_payout(self, payout_id: str, tx_hash: str, ledger: int) -> dict[str, Any]:
+        """Paid on chain: the hold is posted."""
+        return self._retrying(lambda: self._resolve_payout(payout_id, confirmed=(tx_hash, ledger)))
+
+    def fail_payout(self, payout_id: str, reason: str) -> dict[str, Any]:
+        """Never paid on chain (and never can be): the hold is voided, the money is back."""
+        return self._retrying(lambda: self._resolve_payout(payout_id, failure=reason))
+
+    def credit_from_chain(self, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:
+        """A payment into the distribution account, credited once to the account its memo
+        names (or to the asset's suspense account when no open account of that asset
+        has that id). The money comes from the clearing account, which mirrors what the
+        chain holds for the ledger."""
+        return self._retrying(lambda: self._credit_from_chain(payment_id, asset, amount, memo))
+
+    def note_payout_attempt(self, payout_id: str, attempt: int, tx_hash: str, error: str | None) -> dict[str, Any]:
+        return self._retrying(lambda: self._note_payout(payout_id, lambda p: p.note_attempt(attempt, tx_hash, error)))
+
+    def report_payout_stuck(self, payout_id: str, reason: str) -> dict[str, Any]:
+        return self._retrying(lambda: self._note_payout(payout_id, lambda p: p.report_stuck(reason)))
+
     def expire_transfer(self, transfer_id: str) -> bool:
         """Void a pending transfer whose timeout has passed; False if there was nothing to do."""
         return self._retrying(lambda: self._expire_transfer(transfer_id))
@@ -198,6 +241,12 @@ class Ledger(Application[UUID]):
     def transaction_record(self, transaction_id: str) -> Transaction | None:
         try:
             return self.repository.get(transaction_uuid(transaction_id))
+        except AggregateNotFoundError:
+            return None
+
+    def payout_record(self, payout_id: str) -> Payout | None:
+        try:
+            return self.repository.get(payout_uuid(payout_id))
         except AggregateNotFoundError:
             return None
 
@@ -234,11 +283,12 @@ class Ledger(Application[UUID]):
         position = self._save(*to_save)
         return self._opened_result(account, position)
 
-    def _missing_system_accounts(self, asset: str) -> list[Account]:
-        """The asset's issuance and fee accounts, for those not opened yet."""
+    def _missing_system_accounts(self, asset: str, *account_ids: str) -> list[Account]:
+        """System accounts not opened yet, to open in the same save as their first use
+        (default: the asset's issuance and fee accounts)."""
         return [
             Account(account_id=account_id, asset=asset, overdraft_limit=0, system=True, metadata={})
-            for account_id in (issuance_account_id(asset), fee_account_id(asset))
+            for account_id in account_ids or (issuance_account_id(asset), fee_account_id(asset))
             if not self._exists(account_uuid(account_id))
         ]
 
@@ -520,9 +570,12 @@ class Ledger(Application[UUID]):
         pending: bool = False,
         expires_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        asset: str | None = None,
         **details: Any,
     ) -> Transfer:
-        """Debit one side and credit the other (or hold), and record the transfer."""
+        """Debit one side and credit the other (or hold), and record the transfer.
+
+        ``asset`` is needed only between two system accounts (which do not know theirs)."""
         debit, credit = self._side(sides, debit_id), self._side(sides, credit_id)
         window = self.clock().astimezone(UTC).date().isoformat()  # counts toward the outgoing limits
         if pending:
@@ -536,7 +589,7 @@ class Ledger(Application[UUID]):
             kind=kind,
             debit_account=debit_id,
             credit_account=credit_id,
-            asset=self._asset_of(debit, credit),
+            asset=asset or self._asset_of(debit, credit),
             amount=amount,
             metadata=metadata or {},
             pending=pending,
@@ -615,6 +668,8 @@ class Ledger(Application[UUID]):
         original = self.transfer_record(cmd.transfer)
         if original is None:
             raise TransferNotFound(f"transfer {cmd.transfer!r} does not exist")
+        if original.kind == "payout":
+            raise PayoutHold(f"transfer {cmd.transfer!r} paid out on chain; it cannot be reversed in the ledger")
         asset = Asset.parse(original.asset)
         amount = None if cmd.amount is None else asset.parse_amount(cmd.amount)
         existing = self.transfer_record(cmd.id)
@@ -675,10 +730,135 @@ class Ledger(Application[UUID]):
         position = self._save(*_saveable(*sides.values()), *legs, timeouts_cleared=[transfer.transfer_id])
         return self._transfer_result(transfer, position)
 
+    def _request_payout(self, cmd: RequestPayout) -> dict[str, Any]:
+        account = self.account(cmd.account)
+        amount = Asset.parse(account.asset).parse_amount(cmd.amount)
+        existing = self.payout_record(cmd.id)
+        if existing is not None:
+            if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
+                raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
+            first = existing if existing.version == 1 else self.repository.get(existing.id, version=1)
+            return self._payout_result(first, self._position_of(existing.id))
+        if account.asset not in self.payout_assets:
+            raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
+        account.require_open()
+        sides: dict[str, Account | SystemAccount] = {cmd.account: account}
+        hold = self._move(
+            sides,
+            payout_hold_id(cmd.id),
+            "payout",
+            cmd.account,
+            clearing_account_id(account.asset),
+            amount,
+            pending=True,
+            metadata={"payout": cmd.id, "destination": cmd.destination},
+        )
+        # The clearing account is opened before the asset's first payout, in a save of its
+        # own: its movements are appended at the stream's end, which must exist by then.
+        opened = self._missing_system_accounts(account.asset, clearing_account_id(account.asset))
+        if opened:
+            self._save(*opened)
+        payout = Payout(
+            payout_id=cmd.id,
+            account=cmd.account,
+            asset=account.asset,
+            amount=amount,
+            destination=cmd.destination,
+            memo=cmd.memo,
+            hold_id=hold.transfer_id,
+        )
+        return self._payout_result(payout, self._save(*_saveable(*sides.values()), hold, payout))
+
+    def _credit_from_chain(self, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:
+        transfer_id = chain_deposit_id(payment_id)
+        existing = self.transfer_record(transfer_id)
+        if existing is not None:
+            return self._deposit_result(self._as_created(existing), self._position_of(existing.id))
+        target: Account | None = None
+        if memo and CLIENT_ID.fullmatch(memo):
+            try:
+                target = self.account(memo)
+            except AccountNotFound:
+                target = None
+        if target is None or target.asset != asset or target.status != "open":
+            target = None
+        opened = self._missing_system_accounts(asset, clearing_account_id(asset), suspense_account_id(asset))
+        if opened:
+            self._save(*opened)
+        credit_id = target.account_id if target else suspense_account_id(asset)
+        sides: dict[str, Account | SystemAccount] = {credit_id: target} if target else {}
+        deposit = self._move(
+            sides,
+            transfer_id,
+            "chain_deposit",
+            clearing_account_id(asset),
+            credit_id,
+            amount,
+            metadata={"stellar_payment": payment_id, "memo": memo},
+            asset=asset,
+        )
+        return self._deposit_result(deposit, self._save(*_saveable(*sides.values()), deposit))
+
+    def _payout(self, payout_id: str) -> Payout:
+        payout = self.payout_record(payout_id)
+        if payout is None:
+            raise PayoutNotFound(f"payout {payout_id!r} does not exist")
+        return payout
+
+    def _resolve_payout(
+        self, payout_id: str, *, confirmed: tuple[str, int] | None = None, failure: str | None = None
+    ) -> dict[str, Any]:
+        payout = self._payout(payout_id)
+        changed = payout.confirm(*confirmed) if confirmed else payout.fail(failure or "failed")
+        if not changed:
+            return self._payout_result(payout, self._position_of(payout.id, payout.version))
+        hold = self.transfer_record(payout.hold_id)
+        assert hold is not None
+        sides: dict[str, Account | SystemAccount] = {}
+        debit, credit = self._side(sides, hold.debit_account), self._side(sides, hold.credit_account)
+        if confirmed:
+            held = hold.pending_amount
+            posted = hold.post(None, self.clock())
+            debit.post_pending_debit(hold.transfer_id, held, posted)
+            credit.post_pending_credit(hold.transfer_id, held, posted)
+        else:
+            hold.void(self.clock())
+            debit.void_pending_debit(hold.transfer_id, hold.pending_amount, VOIDED)
+            credit.void_pending_credit(hold.transfer_id, hold.pending_amount, VOIDED)
+        return self._payout_result(payout, self._save(*_saveable(*sides.values()), hold, payout))
+
+    def _note_payout(self, payout_id: str, note: Callable[[Payout], bool]) -> dict[str, Any]:
+        payout = self._payout(payout_id)
+        if not note(payout):
+            return self._payout_result(payout, self._position_of(payout.id, payout.version))
+        return self._payout_result(payout, self._save(payout))
+
+    @staticmethod
+    def _payout_result(payout: Payout, position: int) -> dict[str, Any]:
+        asset = Asset.parse(payout.asset)
+        return {
+            "id": payout.payout_id,
+            "state": payout.state,
+            "account": payout.account,
+            "amount": asset.format(payout.amount),
+            "asset": payout.asset,
+            "destination": payout.destination,
+            "memo": payout.memo,
+            "hold_id": payout.hold_id,
+            "attempts": payout.attempts,
+            "tx_hash": payout.tx_hash,
+            "ledger": payout.ledger,
+            "reason": payout.reason,
+            "stuck": payout.stuck,
+            "position": position,
+        }
+
     def _pending_transfer(self, transfer_id: str) -> Transfer:
         transfer = self.transfer_record(transfer_id)
         if transfer is None:
             raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
+        if transfer.kind == "payout":
+            raise PayoutHold(f"transfer {transfer_id!r} holds a payout; only its outcome on chain resolves it")
         if not transfer.pending_amount:
             raise TransferNotPending(f"transfer {transfer_id!r} was posted at once; it was never pending")
         return transfer

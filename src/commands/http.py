@@ -91,6 +91,7 @@ def create_app(ledger: Ledger) -> falcon.App:
     app.add_route("/v1/transfers", CreateResource(requests.transfer, ledger.transfer))
     app.add_route("/v1/transfer-batches", TransferBatchResource(ledger))
     app.add_route("/v1/transactions", CreateResource(requests.transaction, ledger.transaction))
+    app.add_route("/v1/payouts", CreateResource(requests.payout, ledger.request_payout))
     app.add_route("/v1/fee-rules", CreateResource(requests.fee_rule, ledger.set_fee_rule, status=200))
     app.add_route("/v1/transfers/{subject}/post", ActionResource(requests.post_transfer, ledger.post_transfer))
     app.add_route("/v1/transfers/{subject}/void", ActionResource(requests.void_transfer, ledger.void_transfer))
@@ -110,5 +111,7 @@ def create_app(ledger: Ledger) -> falcon.App:
 def get_app() -> falcon.App:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
-    ledger = Ledger(event_store_env(settings), write_attempts=settings.write_attempts)
+    ledger = Ledger(
+        event_store_env(settings), write_attempts=settings.write_attempts, payout_assets=settings.payout_assets
+    )
     return create_app(ledger)

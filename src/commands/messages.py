@@ -89,3 +89,14 @@ class SetFeeRule:
     asset: str
     operation: str
     terms: FeeTerms
+
+
+@dataclass(frozen=True)
+class RequestPayout:
+    """Money out to a Stellar account (``destination``, a G... address)."""
+
+    id: str
+    account: str
+    amount: str  # major units
+    destination: str
+    memo: str | None = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stellar_sdk import StrKey
+
 from commands.messages import (
     AccountAction,
     ChangePolicy,
@@ -16,6 +18,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    RequestPayout,
     ReverseTransfer,
     SetFeeRule,
     TransferBatch,
@@ -125,6 +128,26 @@ def deposit(body: Any) -> Deposit:
         id=validate_client_id("id", body["id"]),
         account=validate_client_id("account", body["account"]),
         amount=_amount_text(body["amount"]),
+    )
+
+
+MAX_MEMO_BYTES = 28  # a Stellar text memo
+
+
+def payout(body: Any) -> RequestPayout:
+    body = _fields(body, {"id", "account", "amount", "destination"}, {"memo"})
+    destination = body["destination"]
+    if not isinstance(destination, str) or not StrKey.is_valid_ed25519_public_key(destination):
+        raise InvalidRequest("destination must be a Stellar account id (G..., 56 characters, valid checksum)")
+    memo = body.get("memo")
+    if memo is not None and (not isinstance(memo, str) or len(memo.encode()) > MAX_MEMO_BYTES):
+        raise InvalidRequest(f"memo must be a string of at most {MAX_MEMO_BYTES} bytes (UTF-8)")
+    return RequestPayout(
+        id=validate_client_id("id", body["id"]),
+        account=validate_client_id("account", body["account"]),
+        amount=_amount_text(body["amount"]),
+        destination=destination,
+        memo=memo,
     )
 
 

@@ -111,6 +111,28 @@ class ExceedsPending(RuleViolation):
     code = "exceeds_pending"
 
 
+class AssetNotOnChain(RuleViolation):
+    """A payout in an asset that settings do not map to a Stellar asset."""
+
+    code = "asset_not_on_chain"
+
+
+class PayoutNotFound(NotFound):
+    code = "payout_not_found"
+
+
+class PayoutHold(Conflict):
+    """Clients may not post, void or reverse a payout's hold: only the chain's outcome may."""
+
+    code = "payout_hold"
+
+
+class PayoutResolved(Conflict):
+    """A payout already confirmed (or failed) cannot end the other way."""
+
+    code = "payout_resolved"
+
+
 class Busy(LedgerError):
     """Optimistic concurrency retries ran out; the client may retry the same request."""
 

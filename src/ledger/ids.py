@@ -15,11 +15,11 @@ NAMESPACE = UUID("6f1a3c1e-2f4b-5d7e-9a0b-1c2d3e4f5a6b")
 
 # Client ids start with a letter or digit; ids starting with "$" are reserved for
 # system accounts, so a client can never address (and mint from) them.
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 def validate_client_id(field: str, value: object) -> str:
-    if not isinstance(value, str) or _CLIENT_ID.fullmatch(value) is None:
+    if not isinstance(value, str) or CLIENT_ID.fullmatch(value) is None:
         raise InvalidRequest(
             f"{field} must be a string of 1-128 characters from [A-Za-z0-9._:-], starting with a letter or digit"
         )
@@ -57,3 +57,29 @@ def fee_account_id(asset: str) -> str:
 def fee_transfer_id(transfer_id: str) -> str:
     """The id of a transfer's fee leg; "$" keeps it out of every client's id space."""
     return f"{transfer_id}$fee"
+
+
+def payout_uuid(payout_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"payout:{payout_id}")
+
+
+def clearing_account_id(asset: str) -> str:
+    """The per-asset system account that holds money on its way out to the chain."""
+    code, scale = asset.split("/")
+    return f"$chain.{code}.{scale}"
+
+
+def payout_hold_id(payout_id: str) -> str:
+    """The id of the hold a payout places; "$" keeps it out of every client's id space."""
+    return f"{payout_id}$payout"
+
+
+def suspense_account_id(asset: str) -> str:
+    """The per-asset system account for money from the chain that names no account of ours."""
+    code, scale = asset.split("/")
+    return f"$suspense.{code}.{scale}"
+
+
+def chain_deposit_id(payment_id: str) -> str:
+    """The transfer crediting one Stellar payment; "$" keeps it out of every client's id space."""
+    return f"$stellar.{payment_id}"

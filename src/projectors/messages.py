@@ -22,10 +22,16 @@ from uuid import UUID, uuid5
 from ledger.accounts import Account
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
+from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
 SOURCE = "/ledger"
+PAYOUT_REQUESTED = "ledger.payout.requested.v1"
+PAYOUT_ATTEMPTED = "ledger.payout.attempted.v1"
+PAYOUT_CONFIRMED = "ledger.payout.confirmed.v1"
+PAYOUT_FAILED = "ledger.payout.failed.v1"
+PAYOUT_STUCK = "ledger.payout.stuck.v1"
 CHECKPOINT = "ledger.checkpoint.v1"
 
 MOVEMENT_TYPES: dict[type, str] = {
@@ -100,6 +106,8 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(event.transaction_id, "")
     if isinstance(event, FeeRule.Created):
         return SubjectRef(f"{event.operation}:{event.asset}", event.asset)
+    if isinstance(event, Payout.Requested):
+        return SubjectRef(event.payout_id, event.asset)
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -147,8 +155,31 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
     if isinstance(event, FeeRule.Created):
         subject = f"{event.operation}:{event.asset}"
         return FEE_RULE_SET, subject, {"asset": event.asset, "operation": event.operation, "terms": _terms(event.terms)}
+    if isinstance(event, Payout.Requested):
+        return (
+            PAYOUT_REQUESTED,
+            event.payout_id,
+            {
+                "payout": event.payout_id,
+                "account": event.account,
+                "asset": event.asset,
+                "amount": str(event.amount),
+                "destination": event.destination,
+                "memo": event.memo,
+                "hold": event.hold_id,
+            },
+        )
     if ref is None:
         raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
+    if isinstance(event, Payout.Attempted):
+        data = {"payout": ref.subject, "attempt": event.attempt, "tx_hash": event.tx_hash, "error": event.error}
+        return PAYOUT_ATTEMPTED, ref.subject, data
+    if isinstance(event, Payout.Confirmed):
+        return PAYOUT_CONFIRMED, ref.subject, {"payout": ref.subject, "tx_hash": event.tx_hash, "ledger": event.ledger}
+    if isinstance(event, Payout.Failed):
+        return PAYOUT_FAILED, ref.subject, {"payout": ref.subject, "reason": event.reason}
+    if isinstance(event, Payout.Stuck):
+        return PAYOUT_STUCK, ref.subject, {"payout": ref.subject, "reason": event.reason}
     if type(event) in MOVEMENT_TYPES:
         data = {"account": ref.subject, "transfer": event.transfer_id, "asset": ref.asset, "amount": str(event.amount)}
         if hasattr(event, "pending_amount"):

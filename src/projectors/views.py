@@ -24,6 +24,11 @@ from projectors.messages import (
     ACCOUNT_OPENED,
     ACCOUNT_POLICY_CHANGED,
     ACCOUNT_STATUS_TYPES,
+    PAYOUT_ATTEMPTED,
+    PAYOUT_CONFIRMED,
+    PAYOUT_FAILED,
+    PAYOUT_REQUESTED,
+    PAYOUT_STUCK,
     TRANSFER_PENDING,
     TRANSFER_PENDING_POSTED,
     TRANSFER_POSTED,
@@ -31,7 +36,7 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
-from queries.readmodel import ACCOUNTS, ENTRIES, PROJECTOR_STATE, RELAY_ID, TRANSFERS, WATERMARK_ID
+from queries.readmodel import ACCOUNTS, ENTRIES, PAYOUTS, PROJECTOR_STATE, RELAY_ID, TRANSFERS, WATERMARK_ID
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,7 @@ class ReadModelWriter:
         transfers = _Docs(
             self.db[TRANSFERS], {e.data["transfer"] for e in events if e.type.startswith("ledger.transfer.")}
         )
+        payouts = _Docs(self.db[PAYOUTS], {e.data["payout"] for e in events if e.type.startswith("ledger.payout.")})
         entries: list[dict[str, Any]] = []
         for event in events:
             if event.type == ACCOUNT_OPENED:
@@ -101,13 +107,55 @@ class ReadModelWriter:
                 doc = transfers.next_version(event, event.data["transfer"])
                 if doc is not None:
                     self._resolved(doc, event)
+            elif event.type == PAYOUT_REQUESTED:
+                payouts.create(event, self._payout(event))
+            elif event.type.startswith("ledger.payout."):
+                doc = payouts.next_version(event, event.data["payout"])
+                if doc is not None:
+                    self._payout_changed(doc, event)
             else:
                 log.debug("ignoring event type", extra={"type": event.type})
         # Entries before balances: a crash in between leaves entries that a redelivery
         # finds already there, and balances that it then brings up to date.
         _insert_many(self.db[ENTRIES], entries)
         transfers.write()
+        payouts.write()
         accounts.write()
+
+    @staticmethod
+    def _payout(event: LedgerEvent) -> dict[str, Any]:
+        data = event.data
+        return {
+            "_id": data["payout"],
+            "state": "pending",
+            "account": data["account"],
+            "asset": data["asset"],
+            "amount": data["amount"],
+            "destination": data["destination"],
+            "memo": data["memo"],
+            "hold": data["hold"],
+            "attempts": 0,
+            "tx_hash": None,
+            "ledger": None,
+            "reason": None,
+            "stuck": None,
+            "version": event.sequence,
+            "position": event.position,
+            "created_at": event.time,
+            "updated_at": event.time,
+        }
+
+    @staticmethod
+    def _payout_changed(doc: dict[str, Any], event: LedgerEvent) -> None:
+        data = event.data
+        if event.type == PAYOUT_ATTEMPTED:
+            doc.update(state="submitted", attempts=data["attempt"], tx_hash=data["tx_hash"], reason=data["error"])
+        elif event.type == PAYOUT_CONFIRMED:
+            doc.update(state="confirmed", tx_hash=data["tx_hash"], ledger=data["ledger"], reason=None, stuck=None)
+        elif event.type == PAYOUT_FAILED:
+            doc.update(state="failed", reason=data["reason"], stuck=None)
+        elif event.type == PAYOUT_STUCK:
+            doc["stuck"] = data["reason"]
 
     @staticmethod
     def _opened(event: LedgerEvent) -> dict[str, Any]:

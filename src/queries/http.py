@@ -109,6 +109,14 @@ class Transfer:
         web.json_response(resp, readmodel.transfer(self.source(), transfer_id))
 
 
+class Payout:
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, payout_id: str) -> None:
+        web.json_response(resp, readmodel.payout(self.source(), payout_id))
+
+
 class Status:
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -125,6 +133,7 @@ def create_app(read_models: Database[Any] | Generations, wait_seconds: float) ->
     app.add_route("/v1/accounts/{account_id}", Account(source))
     app.add_route("/v1/accounts/{account_id}/entries", Entries(source))
     app.add_route("/v1/transfers/{transfer_id}", Transfer(source))
+    app.add_route("/v1/payouts/{payout_id}", Payout(source))
     app.add_route("/v1/status", Status(source))
     return app
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from pymongo.database import Database
 
-from ledger.errors import AccountNotFound, InvalidRequest, TransferNotFound
+from ledger.errors import AccountNotFound, InvalidRequest, PayoutNotFound, TransferNotFound
 from ledger.ids import fee_account_id
 from ledger.money import Asset
 
 ACCOUNTS = "accounts"
 ENTRIES = "entries"
 TRANSFERS = "transfers"
+PAYOUTS = "payouts"
 PROJECTOR_STATE = "projector_state"
 WATERMARK_ID = "watermark"
 BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
@@ -140,6 +141,24 @@ def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) 
             for row in page
         ],
         "next_cursor": _encode_cursor(page[-1]["version"]) if len(rows) > limit else None,
+    }
+
+
+def payout(db: Database[Any], payout_id: str) -> dict[str, Any]:
+    """A payout's state on its way to the chain: pending, submitted, confirmed or failed."""
+    doc = db[PAYOUTS].find_one({"_id": payout_id})
+    if doc is None:
+        raise PayoutNotFound(f"payout {payout_id!r} does not exist")
+    asset = Asset.parse(doc["asset"])
+    fields = ("state", "account", "asset", "destination", "memo", "hold", "attempts", "tx_hash", "ledger", "reason")
+    return {
+        "id": doc["_id"],
+        **{name: doc[name] for name in fields},
+        "amount": asset.format(int(doc["amount"])),
+        "stuck": doc["stuck"],
+        "created_at": doc["created_at"],
+        "updated_at": doc["updated_at"],
+        "position": doc["position"],
     }
 
 

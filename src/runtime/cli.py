@@ -173,6 +173,54 @@ def project() -> None:
 
 
 @main.command()
+def chain() -> None:
+    """Pay payouts out on Stellar (and report each outcome to the ledger)."""
+    from chain.worker import ChainWorker, chain_settings, prepare_simulator
+    from commands.application import Ledger, event_store_env
+
+    settings = _settings()
+    database_url = _require(settings, "database_url")
+    if settings.stellar_secrets_file is None:
+        raise click.ClickException("LEDGER_STELLAR_SECRETS_FILE is not set (see README: Stellar)")
+    try:
+        config = chain_settings(settings)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"Stellar settings: {exc}") from None
+    prepare_simulator(config)
+    stop = _stop_on_signals()
+    ledger = Ledger(event_store_env(settings), payout_assets=settings.payout_assets)
+    try:
+        ChainWorker(
+            config,
+            database_url,
+            ledger,
+            _require(settings, "kafka_bootstrap"),
+            settings.kafka_topic,
+            settings.kafka_partitions,
+        ).run(stop, on_ready=lambda: _ready(settings))
+    finally:
+        ledger.close()
+
+
+@main.command("horizon-sim")
+@click.option("--port", type=int, default=None, help="Default: LEDGER_EMBEDDED_HORIZON_PORT.")
+@click.option("--close-seconds", type=float, default=1.0, show_default=True, help="Time between ledgers.")
+def horizon_sim(port: int | None, close_seconds: float) -> None:
+    """Run the Horizon SIMULATOR (not a Stellar network: for offline runs and tests)."""
+    from chain.horizon_sim import Simulator
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    sim = Simulator(
+        settings.host, port or settings.embedded_horizon_port, settings.stellar_network_passphrase, close_seconds
+    ).start()
+    log.info("horizon simulator serving", extra={"url": sim.url})
+    _ready(settings)
+    stop.wait()
+    sim.stop()
+
+
+@main.command()
 @click.option("--group", default="ledger-tail", show_default=True, help="Kafka consumer group.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest event when the group is new.")

@@ -7,6 +7,7 @@ fresh machine with Python needs nothing else. Each is a ``ManagedProcess`` liste
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -181,3 +182,24 @@ class EmbeddedMongo(Server):
         with pymongo.MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
             client.admin.command("ping")
         return True
+
+
+class EmbeddedHorizon(Server):
+    """The bundled Horizon SIMULATOR (``ledger horizon-sim``), in memory: it is not a
+    Stellar network, and it forgets its chain when it restarts."""
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        process = ManagedProcess(
+            "horizon-sim",
+            [sys.executable, "-m", "runtime.cli", "horizon-sim", "--port", str(port)],
+            stop_signal=signal.SIGTERM,
+            grace_seconds=5,
+            log_file=data_dir / "logs" / "horizon-sim.log",
+        )
+        super().__init__(process, f"http://{host}:{port}")
+
+    def ready(self) -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url, timeout=2) as reply:
+            return bool(json.loads(reply.read()).get("simulator"))

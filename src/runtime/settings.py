@@ -42,6 +42,19 @@ class Settings:
     write_attempts: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
+    # Stellar: which ledger assets pay out on chain ("ASSET=native" or "ASSET=CODE:ISSUER",
+    # comma-separated; chain amounts have 7 decimals, so each asset must have scale 7).
+    stellar_assets: str = "XLM/7=native"
+    # Unset: `ledger up` runs the bundled Horizon simulator and uses it.
+    horizon_url: str | None = None
+    stellar_network_passphrase: str = "Ledger Horizon Simulator ; not a real network"
+    # JSON {"distribution": "S...", "channels": ["S...", ...]}; never logged. Unset under
+    # `ledger up` with the simulator: one is made in the data directory.
+    stellar_secrets_file: Path | None = None
+    embedded_horizon_port: int = 8083
+    chain_tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
+    chain_ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
+    chain_stuck_after_attempts: int = 8  # then a payout is reported stuck (and still retried)
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     ready_file: Path | None = None
 
@@ -66,6 +79,20 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{env_name(field.name)}={raw!r} is not a valid {kind}") from None
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def payout_assets(self) -> dict[str, str]:
+        """Ledger asset to Stellar asset ("native" or "CODE:ISSUER")."""
+        mapping: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.stellar_assets.split(","))):
+            asset, sep, chain = item.partition("=")
+            if not sep or not asset.endswith("/7") or not chain:
+                raise SettingsError(
+                    f"LEDGER_STELLAR_ASSETS: {item!r} must look like XLM/7=native or USDC/7=USDC:G... "
+                    "(scale 7, as on chain)"
+                )
+            mapping[asset.strip()] = chain.strip()
+        return mapping
 
     def require(self, name: str) -> str:
         """The URL of an external server, or a clear error telling how to get one."""

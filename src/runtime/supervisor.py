@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
+from runtime.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from runtime.migrations import migrate
 from runtime.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.settings import Settings, env_name
@@ -100,11 +100,17 @@ class Stack:
 
     def _start_servers(self) -> dict[str, str]:
         s = self.settings
-        urls = {"database_url": s.database_url, "kafka_bootstrap": s.kafka_bootstrap, "mongo_url": s.mongo_url}
+        urls = {
+            "database_url": s.database_url,
+            "kafka_bootstrap": s.kafka_bootstrap,
+            "mongo_url": s.mongo_url,
+            "horizon_url": s.horizon_url,
+        }
         embedded = {
             "database_url": lambda: EmbeddedPostgres(self.data_dir, s.embedded_postgres_port, s.host),
             "kafka_bootstrap": lambda: EmbeddedKafka(self.data_dir, s.embedded_kafka_port, s.host),
             "mongo_url": lambda: EmbeddedMongo(self.data_dir, s.embedded_mongo_port, s.host),
+            "horizon_url": lambda: EmbeddedHorizon(self.data_dir, s.embedded_horizon_port, s.host),
         }
         for name, make in embedded.items():
             if urls[name]:
@@ -145,12 +151,32 @@ class Stack:
             worker("projector", "project"),
             worker("expirer", "expire"),
         ]
+        secrets = self._stellar_secrets(embedded_horizon=not s.horizon_url)
+        if secrets is None:
+            log.warning("no LEDGER_STELLAR_SECRETS_FILE for a real Horizon: payouts stay pending (no chain worker)")
+        else:
+            env[env_name("stellar_secrets_file")] = str(secrets)
+            self.services.append(worker("chain", "chain"))
         for service in self.services:
             self._check_stop()
             self._start_service(service)
         for service in self.services:
             wait_until(lambda svc=service: self._healthy(svc), 90, service.process.name)
             log.info("service ready", extra={"service": service.process.name, "pid": service.process.pid})
+
+    def _stellar_secrets(self, *, embedded_horizon: bool) -> Path | None:
+        """The chain worker's keys: the configured file, or (on the simulator only) keys
+        made once for this data directory."""
+        if self.settings.stellar_secrets_file is not None:
+            return self.settings.stellar_secrets_file.resolve()
+        if not embedded_horizon:
+            return None
+        from chain.stellar import Keys
+
+        path = self.data_dir / "stellar-keys.json"
+        if not path.exists():
+            Keys.generate(channels=4).save(path)
+        return path
 
     def _start_service(self, service: Service) -> None:
         ready_file = service.process.env.get(env_name("ready_file"))
@@ -194,6 +220,7 @@ class Stack:
             f"  postgres     {redact(urls['database_url'])}",
             f"  kafka        {redact(urls['kafka_bootstrap'])}",
             f"  mongodb      {redact(urls['mongo_url'])}",
+            f"  horizon      {redact(urls['horizon_url'])}" + ("  (SIMULATOR)" if not s.horizon_url else ""),
             f"  data         {self.data_dir}",
             "Press Ctrl-C to stop.",
         ]

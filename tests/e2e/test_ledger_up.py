@@ -106,6 +106,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "LEDGER_EMBEDDED_POSTGRES_PORT": str(free_port()),
             "LEDGER_EMBEDDED_KAFKA_PORT": str(free_port()),
             "LEDGER_EMBEDDED_MONGO_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_HORIZON_PORT": str(free_port()),
         }
     )
     for name in ("LEDGER_DATABASE_URL", "LEDGER_KAFKA_BOOTSTRAP", "LEDGER_MONGO_URL"):

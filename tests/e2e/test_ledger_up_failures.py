@@ -24,6 +24,7 @@ def stack_env(data_dir: Path, command_port: int | None = None) -> dict[str, str]
             "LEDGER_EMBEDDED_POSTGRES_PORT": str(free_port()),
             "LEDGER_EMBEDDED_KAFKA_PORT": str(free_port()),
             "LEDGER_EMBEDDED_MONGO_PORT": str(free_port()),
+            "LEDGER_EMBEDDED_HORIZON_PORT": str(free_port()),
         }
     )
     return env

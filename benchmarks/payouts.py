@@ -1,0 +1,76 @@
+"""Payouts confirmed per second, end to end, against a running stack on the Horizon simulator.
+
+    make run                                    # 4 channel accounts (the keys `ledger up` makes)
+    .venv/bin/python benchmarks/payouts.py --count 400
+
+For one channel, start the stack with a keys file that has one:
+
+    .venv/bin/python -c "from chain.stellar import Keys; Keys.generate(1).save(__import__('pathlib').Path('/tmp/one.json'))"
+    LEDGER_STELLAR_SECRETS_FILE=/tmp/one.json make run
+
+It opens an XLM account, funds it, creates the destinations on the simulator, sends the
+payouts through the command API (4 client threads), and polls the query API until every
+one is confirmed. The rate is counted from the first request to the last confirmation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from stellar_sdk import Keypair
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--state", default=".ledger/run/state.json")
+    parser.add_argument("--horizon", default="http://127.0.0.1:8083")
+    parser.add_argument("--count", type=int, default=400)
+    args = parser.parse_args()
+    urls = json.loads(Path(args.state).read_text())["urls"]
+    command, query = urls["command_api"], urls["query_api"]
+    horizon = urls.get("horizon_url") or args.horizon
+    run = uuid.uuid4().hex[:8]
+    http = requests.Session()
+    account = f"bench-payer-{run}"
+    http.post(f"{command}/v1/accounts", json={"id": account, "asset": "XLM/7"}).raise_for_status()
+    http.post(f"{command}/v1/deposits", json={"id": f"{account}-f", "account": account, "amount": "100000"})
+    destinations = [Keypair.random().public_key for _ in range(args.count)]
+    for destination in destinations:
+        http.post(f"{horizon}/_sim/accounts", json={"account_id": destination, "xlm": "1"}).raise_for_status()
+    ids = [f"bench-{run}-{n}" for n in range(args.count)]
+
+    def send(part: list[int]) -> None:
+        session = requests.Session()
+        for n in part:
+            body = {"id": ids[n], "account": account, "amount": "1.5", "destination": destinations[n]}
+            session.post(f"{command}/v1/payouts", json=body).raise_for_status()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=send, args=(list(range(k, args.count, 4)),)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sent = time.monotonic()
+    pending = set(ids)
+    while pending:
+        for payout_id in list(pending):
+            reply = http.get(f"{query}/v1/payouts/{payout_id}")
+            if reply.status_code == 200 and reply.json()["state"] in ("confirmed", "failed"):
+                assert reply.json()["state"] == "confirmed", reply.json()
+                pending.discard(payout_id)
+        if pending:
+            time.sleep(0.2)
+    took = time.monotonic() - started
+    print(f"{args.count} payouts requested in {sent - started:.1f}s, all confirmed after {took:.1f}s")
+    print(f"confirmed payouts/s: {args.count / took:.1f}")
+
+
+if __name__ == "__main__":
+    main()

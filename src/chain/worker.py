@@ -1,0 +1,630 @@
+"""The chain worker: payouts out to Stellar, each paid at most once and ended one way.
+
+Every payout goes through states kept in PostgreSQL (``chain_payouts``), and every
+envelope it signs is stored (``chain_envelopes``) before it is submitted, so after any
+crash the worker knows every transaction that might be on chain for a payout.
+
+The rule that keeps a payout from being paid twice: all envelopes of a payout use the
+same source account (its channel) and the same sequence number, so at most one of
+them can ever apply; a new envelope is built only when Horizon's latest ledger and
+close time are past the bounds of every earlier one and none of their hashes is known
+(then none of them can apply any more). A payout is failed (its hold voided) only on
+an answer that proves no envelope of it applied: a transaction that failed on chain
+(it used the sequence number), or one refused before applying while the others are
+dead too.
+
+A channel serves one payout at a time, from binding to the end, and then re-reads
+its sequence number from Horizon; each channel has its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import requests
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from psycopg.rows import dict_row
+from stellar_sdk import Account as StellarAccount
+from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionEnvelope
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError, NotFoundError
+
+from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
+from commands.application import Ledger
+from ledger.errors import LedgerError
+from projectors import kafka
+from projectors.messages import PAYOUT_REQUESTED, from_message, headers_of
+from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Failures that prove the payout can never be paid as asked (the chain said so).
+PERMANENT_OP_CODES = {
+    "op_no_destination",
+    "op_no_trust",
+    "op_underfunded",
+    "op_src_no_trust",
+    "op_src_not_authorized",
+    "op_not_authorized",
+    "op_line_full",
+    "op_malformed",
+}
+PERMANENT_TX_CODES = {"tx_bad_auth", "tx_bad_auth_extra", "tx_malformed", "tx_no_source_account"}
+OPEN_STATES = ("bound", "submitting", "applied", "rejected")
+STEPS = ("intake", "stored", "submitted", "recorded")
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    horizon_url: str
+    passphrase: str
+    assets: dict[str, Asset]  # ledger asset -> Stellar asset
+    keys: Keys
+    tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
+    ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
+    stuck_after_attempts: int = 8  # then the payout is reported stuck (and still retried)
+    base_fee: int = 100
+    backoff_seconds: float = 0.2
+    max_backoff_seconds: float = 5.0
+
+
+def chain_settings(settings: Settings) -> ChainSettings:
+    """The worker's configuration from the ledger's settings (keys from the secrets file)."""
+    assert settings.stellar_secrets_file is not None
+    return ChainSettings(
+        horizon_url=settings.require("horizon_url"),
+        passphrase=settings.stellar_network_passphrase,
+        assets={asset: stellar_asset(spec) for asset, spec in settings.payout_assets.items()},
+        keys=Keys.load(settings.stellar_secrets_file),
+        tx_timeout_seconds=settings.chain_tx_timeout_seconds,
+        ledger_window=settings.chain_ledger_window,
+        stuck_after_attempts=settings.chain_stuck_after_attempts,
+    )
+
+
+SIMULATOR_FUNDING_XLM = "1000000"
+
+
+def prepare_simulator(settings: ChainSettings) -> bool:
+    """On the bundled simulator only, open and fund the worker's accounts (a real
+    network's accounts are the operator's to create). Returns whether it was the simulator."""
+    root = requests.get(settings.horizon_url, timeout=10).json()
+    if not root.get("simulator"):
+        return False
+    for key in (settings.keys.distribution, *settings.keys.channels):
+        reply = requests.post(
+            f"{settings.horizon_url}/_sim/accounts",
+            json={"account_id": key.public_key, "xlm": SIMULATOR_FUNDING_XLM},
+            timeout=10,
+        )
+        reply.raise_for_status()
+    log.warning("using the Horizon SIMULATOR, not a Stellar network", extra={"horizon": settings.horizon_url})
+    return True
+
+
+class KillSwitch:
+    """Test hook: ``LEDGER_CHAIN_KILL_AT=step[:n]`` SIGKILLs the worker at the n-th pass
+    (default 1st) through a step boundary, so a test can crash it exactly there."""
+
+    def __init__(self, spec: str | None) -> None:
+        step, _, count = (spec or "").partition(":")
+        if step and step not in STEPS:
+            raise ValueError(f"LEDGER_CHAIN_KILL_AT: unknown step {step!r}; one of {', '.join(STEPS)}")
+        self.step = step or None
+        self.remaining = int(count or 1)
+        self.lock = threading.Lock()
+
+    def passed(self, step: str) -> None:
+        if step != self.step:
+            return
+        with self.lock:
+            self.remaining -= 1
+            if self.remaining == 0:
+                log.warning("killed at a step boundary (LEDGER_CHAIN_KILL_AT)", extra={"step": step})
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ChainStore:
+    """The worker's tables; every method is one short transaction."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.local = threading.local()
+
+    def conn(self) -> psycopg.Connection[dict[str, Any]]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self.local.conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
+        return conn
+
+    def take_in(self, payouts: list[dict[str, Any]], offsets: dict[str, str]) -> int:
+        """Record new payouts and the Kafka offsets after them, together: a redelivered
+        event finds its payout there and changes nothing."""
+        conn = self.conn()
+        with conn.transaction():
+            added = 0
+            for p in payouts:
+                cur = conn.execute(
+                    "INSERT INTO chain_payouts (payout_id, account, asset, stroops, destination, memo) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (payout_id) DO NOTHING",
+                    (p["payout"], p["account"], p["asset"], int(p["amount"]), p["destination"], p["memo"]),
+                )
+                added += cur.rowcount
+            for name, value in offsets.items():
+                conn.execute(
+                    "INSERT INTO chain_cursors (name, value) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                    (name, value),
+                )
+        return added
+
+    def cursors(self, prefix: str) -> dict[str, str]:
+        rows = self.conn().execute("SELECT name, value FROM chain_cursors WHERE name LIKE %s", (prefix + "%",))
+        return {row["name"]: row["value"] for row in rows}
+
+    def open_payout(self, channel: str) -> dict[str, Any] | None:
+        """The payout this channel is in the middle of (after a crash), if any."""
+        return (
+            self.conn()
+            .execute(
+                "SELECT * FROM chain_payouts WHERE channel = %s AND state = ANY(%s) ORDER BY created_at LIMIT 1",
+                (channel, list(OPEN_STATES)),
+            )
+            .fetchone()
+        )
+
+    def bind_next(self, channel: str) -> dict[str, Any] | None:
+        return (
+            self.conn()
+            .execute(
+                "UPDATE chain_payouts SET state = 'bound', channel = %s, updated_at = now() WHERE payout_id = ("
+                "  SELECT payout_id FROM chain_payouts WHERE state = 'new' ORDER BY created_at"
+                "  FOR UPDATE SKIP LOCKED LIMIT 1"
+                ") RETURNING *",
+                (channel,),
+            )
+            .fetchone()
+        )
+
+    def envelopes(self, payout_id: str) -> list[dict[str, Any]]:
+        return (
+            self.conn()
+            .execute("SELECT * FROM chain_envelopes WHERE payout_id = %s ORDER BY version", (payout_id,))
+            .fetchall()
+        )
+
+    def store_envelope(self, payout: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+        """The signed envelope, stored before it is submitted (the one step that must precede submission)."""
+        conn = self.conn()
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO chain_envelopes (tx_hash, payout_id, version, channel, sequence, max_ledger, max_time, "
+                "envelope_xdr) VALUES (%(tx_hash)s, %(payout_id)s, %(version)s, %(channel)s, %(sequence)s, "
+                "%(max_ledger)s, %(max_time)s, %(envelope_xdr)s)",
+                envelope,
+            )
+            row = conn.execute(
+                "UPDATE chain_payouts SET state = 'submitting', sequence = %s, tx_hash = %s, updated_at = now() "
+                "WHERE payout_id = %s RETURNING *",
+                (envelope["sequence"], envelope["tx_hash"], payout["payout_id"]),
+            ).fetchone()
+        assert row is not None
+        return row
+
+    def update(self, payout_id: str, **changes: Any) -> dict[str, Any]:
+        columns = ", ".join(f"{name} = %({name})s" for name in changes)
+        row = (
+            self.conn()
+            .execute(
+                f"UPDATE chain_payouts SET {columns}, updated_at = now() WHERE payout_id = %(payout_id)s RETURNING *",
+                {**changes, "payout_id": payout_id},
+            )
+            .fetchone()
+        )
+        assert row is not None
+        return row
+
+    def set_cursor(self, name: str, value: str) -> None:
+        self.conn().execute(
+            "INSERT INTO chain_cursors (name, value) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            (name, value),
+        )
+
+    def close(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
+class Intake:
+    """Payout requests from Kafka into ``chain_payouts``, offsets stored with them.
+
+    It assigns itself every partition (no consumer-group join to wait for) and keeps
+    offsets in PostgreSQL with the payouts; a topic recreated by a broker that lost
+    its data is read again from the start, which only finds payouts already taken in."""
+
+    def __init__(self, store: ChainStore, bootstrap: str, topic: str, partitions: int, kill: KillSwitch) -> None:
+        self.store = store
+        self.topic = topic
+        self.kill = kill
+        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions)
+        self.consumer = Consumer(kafka.consumer_config(bootstrap, "ledger-chain"))
+
+    def start(self) -> None:
+        self.topic_watch.ensure()
+        saved = self.store.cursors("kafka:")
+        assignment = []
+        for partition in range(self.topic_watch.partitions):
+            value = saved.get(f"kafka:{partition}")
+            topic_id, _, offset = (value or "").partition("@")
+            start = int(offset) if value and topic_id == self.topic_watch.topic_id else OFFSET_BEGINNING
+            assignment.append(TopicPartition(self.topic, partition, start))
+        self.consumer.assign(assignment)
+
+    def poll(self, timeout: float = 0.5) -> int:
+        if self.topic_watch.recreated():
+            log.warning("the topic was recreated; reading payouts from its start again")
+            self.consumer.assign(
+                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.topic_watch.partitions)]
+            )
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return 0
+        messages = [first, *self.consumer.consume(499, 0)]
+        payouts, offsets = [], {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            headers = headers_of(message.headers())
+            if headers.get("ce_type") == PAYOUT_REQUESTED:
+                payouts.append(from_message(headers, message.value()).data)
+            offsets[f"kafka:{message.partition()}"] = f"{self.topic_watch.topic_id}@{(message.offset() or 0) + 1}"
+        added = self.store.take_in(payouts, offsets)
+        if added:
+            log.info("payouts taken in", extra={"count": added})
+            self.kill.passed("intake")
+        return added
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class DepositFollower:
+    """Payments into the distribution account, credited in the ledger from a stored cursor.
+
+    Each payment is credited under an id derived from its Stellar operation id, so one
+    credited again after a crash (before the cursor moved) is found and not repeated."""
+
+    def __init__(self, settings: ChainSettings, store: ChainStore, ledger: Ledger) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.account_id = settings.keys.distribution.public_key
+        self.cursor_name = f"deposits:{self.account_id}"
+        self.assets = {_asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
+        self.horizon = Server(settings.horizon_url, client=RequestsClient(num_retries=0, request_timeout=5))
+
+    def poll(self) -> int:
+        """Credit the next page of payments; returns how many records it went through."""
+        cursor = self.store.cursors(self.cursor_name).get(self.cursor_name, "0")
+        page = (
+            self.horizon.payments()
+            .for_account(self.account_id)
+            .cursor(cursor)
+            .order(desc=False)
+            .limit(200)
+            .join("transactions")
+            .call()
+        )
+        records = page["_embedded"]["records"]
+        for record in records:
+            self._credit(record)
+            self.store.set_cursor(self.cursor_name, record["paging_token"])
+        return len(records)
+
+    def _credit(self, record: dict[str, Any]) -> None:
+        if record.get("type") != "payment" or record.get("to") != self.account_id:
+            return  # our own payouts, and operations that are not payments
+        if not record.get("transaction_successful", True):
+            return
+        key = "native" if record["asset_type"] == "native" else f"{record['asset_code']}:{record['asset_issuer']}"
+        asset = self.assets.get(key)
+        if asset is None:
+            log.warning("payment in an asset the ledger does not map; not credited", extra={"payment": record["id"]})
+            return
+        transaction = record.get("transaction") or {}
+        memo = transaction.get("memo") if transaction.get("memo_type") == "text" else None
+        result = self.ledger.credit_from_chain(record["id"], asset, stroops_of(record["amount"]), memo)
+        log.info("deposit from chain", extra={"payment": record["id"], "account": result["account"]})
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.poll():
+                    stop.wait(1.0)
+            except Exception:
+                log.exception("following deposits failed; retrying")
+                stop.wait(2.0)
+
+
+def _asset_key(asset: Asset) -> str:
+    return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
+
+
+class Outcome(Exception):
+    """What the chain said about a payout's envelopes, found while submitting or looking up."""
+
+
+class Applied(Outcome):
+    def __init__(self, tx_hash: str, ledger: int) -> None:
+        super().__init__(tx_hash)
+        self.tx_hash, self.ledger = tx_hash, ledger
+
+
+class Refused(Outcome):
+    """Proof that no envelope of the payout applied or ever will: the payout fails."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ChannelWorker:
+    """Drives one payout at a time through its states on one channel account."""
+
+    def __init__(
+        self,
+        settings: ChainSettings,
+        store: ChainStore,
+        ledger: Ledger,
+        channel: Keypair,
+        kill: KillSwitch,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.ledger = ledger
+        self.channel = channel
+        self.kill = kill
+        self.clock = clock
+        client = RequestsClient(num_retries=0, request_timeout=5, post_timeout=10)
+        self.horizon = Server(settings.horizon_url, client=client)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.work_once():
+                    stop.wait(0.1)
+            except Exception:
+                log.exception("chain worker step failed; retrying", extra={"channel": self.channel.public_key})
+                stop.wait(1.0)
+
+    def work_once(self) -> bool:
+        """Advance this channel's payout (or take the next); False when there is none."""
+        payout = self.store.open_payout(self.channel.public_key) or self.store.bind_next(self.channel.public_key)
+        if payout is None:
+            return False
+        if payout["next_attempt_at"] > datetime.now(UTC):
+            time.sleep(min(0.2, (payout["next_attempt_at"] - datetime.now(UTC)).total_seconds()))
+            return True
+        self.advance(payout)
+        return True
+
+    def advance(self, payout: dict[str, Any]) -> None:
+        state = payout["state"]
+        if state == "applied":
+            return self._tell_ledger(payout)
+        if state == "rejected":
+            return self._tell_ledger(payout)
+        try:
+            if state == "bound":
+                payout = self._new_envelope(payout, sequence=None)
+            self._submit(payout)
+        except Applied as applied:
+            payout = self.store.update(
+                payout["payout_id"], state="applied", tx_hash=applied.tx_hash, ledger=applied.ledger
+            )
+            self.kill.passed("recorded")
+            self._tell_ledger(payout)
+        except Refused as refused:
+            payout = self.store.update(payout["payout_id"], state="rejected", reason=refused.reason)
+            self.kill.passed("recorded")
+            self._tell_ledger(payout)
+
+    # Steps ---------------------------------------------------------------------------
+
+    def _new_envelope(self, payout: dict[str, Any], sequence: int | None) -> dict[str, Any]:
+        """Sign and store an envelope; ``sequence`` None takes the channel's next one."""
+        root = self.horizon.root().call()
+        latest, now = int(root["history_latest_ledger"]), int(self.clock())
+        if sequence is None:
+            sequence = self.horizon.load_account(self.channel.public_key).sequence + 1
+        versions = self.store.envelopes(payout["payout_id"])
+        asset = self.settings.assets[payout["asset"]]
+        builder = TransactionBuilder(
+            StellarAccount(self.channel.public_key, sequence - 1), self.settings.passphrase, self.settings.base_fee
+        )
+        builder.append_payment_op(
+            payout["destination"],
+            asset,
+            chain_amount(int(payout["stroops"])),
+            source=self.settings.keys.distribution.public_key,
+        )
+        max_time = now + self.settings.tx_timeout_seconds
+        max_ledger = latest + self.settings.ledger_window
+        builder.add_time_bounds(0, max_time).set_ledger_bounds(0, max_ledger)
+        if payout["memo"]:
+            builder.add_text_memo(payout["memo"])
+        envelope = builder.build()
+        envelope.sign(self.channel)
+        if self.settings.keys.distribution.public_key != self.channel.public_key:
+            envelope.sign(self.settings.keys.distribution)
+        stored = self.store.store_envelope(
+            payout,
+            {
+                "tx_hash": envelope.hash_hex(),
+                "payout_id": payout["payout_id"],
+                "version": len(versions) + 1,
+                "channel": self.channel.public_key,
+                "sequence": sequence,
+                "max_ledger": max_ledger,
+                "max_time": max_time,
+                "envelope_xdr": envelope.to_xdr(),
+            },
+        )
+        self.kill.passed("stored")
+        return stored
+
+    def _submit(self, payout: dict[str, Any]) -> None:
+        """Submit the payout's latest envelope; returns normally when the outcome is
+        still unknown (the payout is retried later), raises Applied or Refused otherwise."""
+        versions = self.store.envelopes(payout["payout_id"])
+        current = versions[-1]
+        attempts = payout["attempts"] + 1
+        payout = self.store.update(payout["payout_id"], attempts=attempts)
+        self._note(lambda: self.ledger.note_payout_attempt(payout["payout_id"], attempts, current["tx_hash"], None))
+        error: str
+        try:
+            result = self.horizon.submit_transaction(
+                TransactionEnvelope.from_xdr(current["envelope_xdr"], self.settings.passphrase),
+                skip_memo_required_check=True,
+            )
+            self.kill.passed("submitted")
+            raise Applied(result["hash"], int(result["ledger"]))
+        except BadRequestError as exc:
+            self.kill.passed("submitted")
+            codes = (exc.extras or {}).get("result_codes", {})
+            tx_code, op_codes = codes.get("transaction", ""), codes.get("operations") or []
+            permanent_op = next((c for c in op_codes if c in PERMANENT_OP_CODES), None)
+            if tx_code == "tx_failed" and permanent_op:
+                raise Refused(permanent_op) from None  # applied as failed: the sequence number is used
+            if tx_code in PERMANENT_TX_CODES:
+                self._refuse_if_all_dead(versions, tx_code)
+            error = tx_code or f"http {exc.status}"
+        except (BadResponseError, BaseRequestError) as exc:
+            self.kill.passed("submitted")
+            error = f"{type(exc).__name__}: {getattr(exc, 'status', '')}".strip()
+        # Unknown outcome: look every version up before anything else.
+        self._look_up(versions)
+        latest = self._latest()
+        if all(self._dead(v, latest) for v in versions):
+            # None applied and none can: a new envelope, with the same sequence number,
+            # unless the chain says that number is not the next one (then none of ours
+            # can use it, and the channel's next one is as safe).
+            self._new_envelope(payout, sequence=None if error == "tx_bad_seq" else int(current["sequence"]))
+        self._retry_later(payout, attempts, error)
+
+    def _refuse_if_all_dead(self, versions: list[dict[str, Any]], reason: str) -> None:
+        """A refusal before applying proves nothing about earlier versions: fail only when
+        none of them is on chain or still able to apply."""
+        self._look_up(versions)
+        latest = self._latest()
+        if all(self._dead(v, latest) for v in versions[:-1]):
+            raise Refused(reason)
+
+    def _look_up(self, versions: list[dict[str, Any]]) -> None:
+        for version in versions:
+            try:
+                record = self.horizon.transactions().transaction(version["tx_hash"]).call()
+            except NotFoundError:
+                continue
+            if record.get("successful"):
+                raise Applied(version["tx_hash"], int(record["ledger"]))
+            raise Refused("tx_failed")  # applied as failed: the sequence number is used
+
+    def _latest(self) -> tuple[int, int]:
+        root = self.horizon.root().call()
+        closed_at = datetime.strptime(root["history_latest_ledger_closed_at"], "%Y-%m-%dT%H:%M:%SZ")
+        return int(root["history_latest_ledger"]), int(closed_at.replace(tzinfo=UTC).timestamp())
+
+    @staticmethod
+    def _dead(version: dict[str, Any], latest: tuple[int, int]) -> bool:
+        """Past its bounds on chain (and, the caller checked, not in history): it can never apply."""
+        ledger, close_time = latest
+        return ledger >= int(version["max_ledger"]) and close_time > int(version["max_time"])
+
+    def _retry_later(self, payout: dict[str, Any], attempts: int, error: str) -> None:
+        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** min(attempts, 10))
+        delay *= random.uniform(0.5, 1.0)
+        stuck = attempts >= self.settings.stuck_after_attempts
+        self.store.update(
+            payout["payout_id"],
+            reason=error,
+            stuck=stuck,
+            next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+        )
+        log.warning(
+            "payout outcome unknown; will look again",
+            extra={"payout": payout["payout_id"], "attempts": attempts, "error": error},
+        )
+        if stuck and not payout["stuck"]:
+            reason = f"unresolved after {attempts} attempts (last: {error})"
+            self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
+
+    def _tell_ledger(self, payout: dict[str, Any]) -> None:
+        """Post or void the hold; both are idempotent, so a crash before the state is
+        written just repeats this."""
+        if payout["state"] == "applied":
+            self.ledger.confirm_payout(payout["payout_id"], payout["tx_hash"], int(payout["ledger"]))
+            self.store.update(payout["payout_id"], state="confirmed")
+            log.info("payout confirmed", extra={"payout": payout["payout_id"], "tx_hash": payout["tx_hash"]})
+        else:
+            self.ledger.fail_payout(payout["payout_id"], payout["reason"] or "rejected")
+            self.store.update(payout["payout_id"], state="failed")
+            log.info("payout failed", extra={"payout": payout["payout_id"], "reason": payout["reason"]})
+
+    @staticmethod
+    def _note(record: Callable[[], Any]) -> None:
+        """Progress reports to the ledger are informative: one that fails does not stop the payout."""
+        try:
+            record()
+        except LedgerError:
+            log.exception("could not record payout progress in the ledger")
+
+
+class ChainWorker:
+    """The intake thread, one thread per channel (the distribution account itself when
+    there are no channels), and the deposit follower."""
+
+    def __init__(
+        self, settings: ChainSettings, database_url: str, ledger: Ledger, bootstrap: str, topic: str, partitions: int
+    ) -> None:
+        self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
+        self.store = ChainStore(database_url)
+        self.intake = Intake(self.store, bootstrap, topic, partitions, self.kill)
+        channels = settings.keys.channels or (settings.keys.distribution,)
+        self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]
+        self.deposits = DepositFollower(settings, self.store, ledger)
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
+        self.intake.start()
+        threads = [
+            threading.Thread(target=c.run, args=(stop,), name=f"channel-{n}", daemon=True)
+            for n, c in enumerate(self.channels)
+        ]
+        threads.append(threading.Thread(target=self.deposits.run, args=(stop,), name="deposits", daemon=True))
+        for thread in threads:
+            thread.start()
+        on_ready()
+        try:
+            while not stop.is_set():
+                self.intake.poll(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=15)
+            self.intake.close()
+            self.store.close()

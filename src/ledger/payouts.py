@@ -1,0 +1,129 @@
+"""The Payout aggregate: money leaving the ledger for a Stellar account.
+
+A payout holds the amount (a pending transfer to the asset's clearing account) until the
+chain worker knows the outcome on chain: confirmed posts the hold, failed voids it. The
+aggregate keeps the outcome to one: a payout confirmed cannot fail afterwards, nor the
+other way round, whatever order the worker's retries arrive in.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import PayoutResolved
+from ledger.ids import payout_uuid
+
+PENDING, SUBMITTED, CONFIRMED, FAILED = "pending", "submitted", "confirmed", "failed"
+
+
+class Payout(Aggregate):
+    class Requested(Aggregate.Created):
+        payout_id: str
+        account: str
+        asset: str
+        amount: int
+        destination: str
+        memo: str | None
+        hold_id: str
+
+    class Attempted(Aggregate.Event):
+        attempt: int
+        tx_hash: str
+        error: str | None
+
+    class Confirmed(Aggregate.Event):
+        tx_hash: str
+        ledger: int
+
+    class Failed(Aggregate.Event):
+        reason: str
+
+    class Stuck(Aggregate.Event):
+        reason: str
+
+    @staticmethod
+    def create_id(payout_id: str) -> UUID:
+        return payout_uuid(payout_id)
+
+    @event(Requested)
+    def __init__(
+        self, payout_id: str, account: str, asset: str, amount: int, destination: str, memo: str | None, hold_id: str
+    ) -> None:
+        self.payout_id = payout_id
+        self.account = account
+        self.asset = asset
+        self.amount = amount
+        self.destination = destination
+        self.memo = memo
+        self.hold_id = hold_id
+        self.state = PENDING
+        self.attempts = 0
+        self.tx_hash: str | None = None
+        self.ledger: int | None = None
+        self.reason: str | None = None
+        self.stuck: str | None = None
+
+    def same_request(self, account: str, amount: int, destination: str, memo: str | None) -> bool:
+        return (self.account, self.amount, self.destination, self.memo) == (account, amount, destination, memo)
+
+    @property
+    def resolved(self) -> bool:
+        return self.state in (CONFIRMED, FAILED)
+
+    def note_attempt(self, attempt: int, tx_hash: str, error: str | None) -> bool:
+        """Record a submission attempt; False (nothing recorded) for one already known."""
+        if self.resolved or attempt <= self.attempts:
+            return False
+        self._attempted(attempt=attempt, tx_hash=tx_hash, error=error)
+        return True
+
+    @event(Attempted)
+    def _attempted(self, attempt: int, tx_hash: str, error: str | None) -> None:
+        self.attempts = attempt
+        self.tx_hash = tx_hash
+        self.reason = error
+        self.state = SUBMITTED
+
+    def confirm(self, tx_hash: str, ledger: int) -> bool:
+        """Mark the payout paid on chain; False if it already was (a retry)."""
+        if self.state == CONFIRMED:
+            return False
+        if self.state == FAILED:
+            raise PayoutResolved(f"payout {self.payout_id!r} already failed: {self.reason}")
+        self._confirmed(tx_hash=tx_hash, ledger=ledger)
+        return True
+
+    @event(Confirmed)
+    def _confirmed(self, tx_hash: str, ledger: int) -> None:
+        self.state = CONFIRMED
+        self.tx_hash = tx_hash
+        self.ledger = ledger
+        self.reason = None
+        self.stuck = None
+
+    def fail(self, reason: str) -> bool:
+        """Mark the payout as never paid; False if it already was (a retry)."""
+        if self.state == FAILED:
+            return False
+        if self.state == CONFIRMED:
+            raise PayoutResolved(f"payout {self.payout_id!r} was already confirmed in {self.tx_hash}")
+        self._failed(reason=reason)
+        return True
+
+    @event(Failed)
+    def _failed(self, reason: str) -> None:
+        self.state = FAILED
+        self.reason = reason
+        self.stuck = None
+
+    def report_stuck(self, reason: str) -> bool:
+        if self.resolved or self.stuck == reason:
+            return False
+        self._stuck(reason=reason)
+        return True
+
+    @event(Stuck)
+    def _stuck(self, reason: str) -> None:
+        self.stuck = reason

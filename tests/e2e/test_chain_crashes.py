@@ -1,0 +1,166 @@
+"""The chain worker SIGKILLed at every step boundary, with Horizon faults injected.
+
+The worker runs as `ledger chain` in its own process and kills itself with SIGKILL at the
+step named by LEDGER_CHAIN_KILL_AT (after intake, after storing an envelope, after a
+submission before its answer is recorded, after recording before the ledger is told).
+It is started again and again, each time to die at another boundary, then once to
+finish. In the end every payout is confirmed or failed, the chain holds exactly one
+payment per confirmed payout and none per failed one, and the ledger agrees with the
+chain. The chain is the bundled Horizon simulator (no Stellar network is reachable).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stellar_sdk import Keypair
+
+from chain.horizon_sim import Simulator
+from chain.stellar import Keys, stroops_of
+from chain.worker import STEPS
+from commands.application import Ledger, event_store_env
+from commands.messages import Deposit, OpenAccount, RequestPayout
+from projectors.relay import Relay, RelayState
+from runtime.settings import PROJECT_ROOT
+from tests.conftest import Urls, free_port, unique
+
+PASSPHRASE = "Ledger crash-test network"
+FAULTS = ["applied_then_504", "reset_after", "reset_before", "bad_seq", "slow"]
+
+
+@pytest.fixture
+def relayed(servers: Urls) -> Iterator[tuple[Ledger, str]]:
+    """A ledger whose events a background relay keeps publishing to a fresh topic."""
+    ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
+    topic = unique("chain-events")
+    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2)
+    relay.start()
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            if not relay.publish_batch():
+                stop.wait(0.05)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    yield ledger, topic
+    stop.set()
+    thread.join(10)
+    relay.state.close()
+    ledger.close()
+
+
+def run_worker(env: dict[str, str], kill_at: str | None, until: Any, timeout: float) -> int | None:
+    """Run `ledger chain` until it dies or ``until()`` holds; returns its exit code (None: stopped by us)."""
+    child_env = dict(env)
+    if kill_at:
+        child_env["LEDGER_CHAIN_KILL_AT"] = kill_at
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "chain"], env=child_env, cwd=PROJECT_ROOT)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = process.poll()
+            if code is not None:
+                return code
+            if until():
+                break
+            time.sleep(0.1)
+        return None
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_a_worker_killed_at_every_step_pays_each_payout_once(
+    servers: Urls, relayed: tuple[Ledger, str], tmp_path: Path
+) -> None:
+    ledger, topic = relayed
+    sim = Simulator("127.0.0.1", free_port(), PASSPHRASE, close_seconds=0.2).start()
+    try:
+        keys = Keys.generate(channels=2)
+        secrets = tmp_path / "keys.json"
+        keys.save(secrets)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT / "src"),
+            "LEDGER_DATABASE_URL": servers.database_url,
+            "LEDGER_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+            "LEDGER_KAFKA_TOPIC": topic,
+            "LEDGER_KAFKA_PARTITIONS": "2",
+            "LEDGER_HORIZON_URL": sim.url,
+            "LEDGER_STELLAR_NETWORK_PASSPHRASE": PASSPHRASE,
+            "LEDGER_STELLAR_SECRETS_FILE": str(secrets),
+            "LEDGER_STELLAR_ASSETS": "XLM/7=native",
+            "LEDGER_CHAIN_TX_TIMEOUT_SECONDS": "2",
+            "LEDGER_CHAIN_LEDGER_WINDOW": "5",
+            "LEDGER_LOG_LEVEL": "WARNING",
+        }
+        rng = random.Random(7)
+        payer = unique("payer")
+        ledger.open_account(OpenAccount(payer, "XLM/7"))
+        ledger.deposit(Deposit(unique("d"), payer, "1000"))
+        payouts: dict[str, tuple[str, bool]] = {}  # id -> (destination, payable)
+
+        def request_payouts(n: int) -> None:
+            for _ in range(n):
+                destination = Keypair.random().public_key
+                payable = rng.random() < 0.75
+                if payable:
+                    sim.network.create_account(destination, "1")
+                payout_id = unique("crash")
+                ledger.request_payout(RequestPayout(payout_id, payer, f"{rng.randint(1, 9)}.5", destination))
+                payouts[payout_id] = (destination, payable)
+
+        def ended() -> bool:
+            return all(
+                (record := ledger.payout_record(p)) is not None and record.resolved for p in payouts
+            )
+
+        kills: dict[str, int] = {}
+        for round_ in range(2):
+            for step in STEPS:
+                request_payouts(3)
+                sim.network.inject(rng.choice(FAULTS), count=2, delay=0.5)
+                code = run_worker(env, f"{step}:{1 + round_}", ended, timeout=30)
+                if code == -signal.SIGKILL:
+                    kills[step] = kills.get(step, 0) + 1
+        assert set(kills) == set(STEPS), f"the worker died at {kills}"
+        sim.network.faults.clear()
+        assert run_worker(env, None, ended, timeout=90) is None, "the last worker should still be running"
+        assert ended()
+
+        paid = 0
+        for payout_id, (destination, payable) in payouts.items():
+            record = ledger.payout_record(payout_id)
+            assert record is not None
+            payments = [p for p in sim.network.payments if p["to"] == destination]
+            if record.state == "confirmed":
+                assert payable, payout_id
+                assert len(payments) == 1 and payments[0]["transaction_hash"] == record.tx_hash, payout_id
+                paid += record.amount
+            else:
+                assert not payable and record.reason == "op_no_destination", (payout_id, record.reason)
+                assert payments == []
+        account = ledger.account(payer)
+        assert (account.pending_debits, account.posted_debits) == (0, paid)
+        assert account.available == 10_000_000_000 - paid
+        sent = sum(stroops_of(p["amount"]) for p in sim.network.payments if p["from"] == keys.distribution.public_key)
+        assert sent == paid  # the chain paid out exactly what the ledger posted
+    finally:
+        sim.stop()

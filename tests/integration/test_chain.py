@@ -1,0 +1,302 @@
+"""Payouts to Stellar: held in the ledger, paid on chain at most once, ended one way.
+
+The chain is the bundled Horizon simulator (no Stellar network is reachable here); the
+event store, Kafka and the worker's tables are real. The worker's parts are driven step
+by step in this process, so each test decides exactly when a fault or a "crash"
+(dropping the worker and starting a new one on the same tables) happens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import falcon.testing
+import pytest
+from stellar_sdk import Account as StellarAccount
+from stellar_sdk import Asset, Keypair, TransactionBuilder
+
+from chain.horizon_sim import Simulator
+from chain.stellar import Keys
+from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollower, Intake, KillSwitch
+from commands.application import Ledger, event_store_env
+from commands.http import create_app
+from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, VoidTransfer
+from ledger.errors import AssetNotOnChain, PayoutHold
+from ledger.ids import account_uuid, clearing_account_id, suspense_account_id
+from projectors.relay import Relay, RelayState
+from tests.conftest import Urls, free_port, unique
+
+PASSPHRASE = "Ledger test network"
+
+
+@dataclass
+class Chain:
+    sim: Simulator
+    keys: Keys
+    issuer: Keypair
+    ledger: Ledger
+    store: ChainStore
+    relay: Relay
+    intake: Intake
+    settings: ChainSettings
+
+    def worker(self, channel: int = 0) -> ChannelWorker:
+        return ChannelWorker(self.settings, self.store, self.ledger, self.keys.channels[channel], KillSwitch(None))
+
+    def pump(self, payout_id: str, worker: ChannelWorker | None = None, timeout: float = 30) -> dict[str, Any]:
+        """Relay, take in and work until the payout has ended; returns the worker's row."""
+        worker = worker or self.worker()
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.relay.publish_batch():
+                pass
+            self.intake.poll(0.1)
+            worker.work_once()
+            row = self.row(payout_id)
+            if row and row["state"] in ("confirmed", "failed"):
+                return row
+            assert time.monotonic() < deadline, f"payout still {row}"
+
+    def row(self, payout_id: str) -> dict[str, Any] | None:
+        return self.store.conn().execute("SELECT * FROM chain_payouts WHERE payout_id = %s", (payout_id,)).fetchone()
+
+    def payments_to(self, account_id: str) -> list[dict[str, Any]]:
+        return [p for p in self.sim.network.payments if p["to"] == account_id]
+
+    def destination(self, *, trust: bool = True) -> str:
+        account = Keypair.random().public_key
+        self.sim.network.create_account(account, "1")
+        if trust:
+            self.sim.network.trust(account, f"USDC:{self.issuer.public_key}")
+        return account
+
+    def funded_account(self, asset: str = "XLM/7", amount: str = "100") -> str:
+        account = unique("payer")
+        self.ledger.open_account(OpenAccount(account, asset))
+        self.ledger.deposit(Deposit(unique("d"), account, amount))
+        return account
+
+
+@pytest.fixture
+def chain(servers: Urls) -> Iterator[Chain]:
+    sim = Simulator("127.0.0.1", free_port(), PASSPHRASE, close_seconds=0.2).start()
+    keys = Keys.generate(channels=2)
+    issuer = Keypair.random()
+    usdc = f"USDC:{issuer.public_key}"
+    for key in (keys.distribution, *keys.channels, issuer):
+        sim.network.create_account(key.public_key, "1000")
+    sim.network.trust(keys.distribution.public_key, usdc)
+    sim.network.fund(keys.distribution.public_key, usdc, "1000")
+    ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native", "USDC/7": usdc})
+    settings = ChainSettings(
+        horizon_url=sim.url,
+        passphrase=PASSPHRASE,
+        assets={"XLM/7": Asset.native(), "USDC/7": Asset("USDC", issuer.public_key)},
+        keys=keys,
+        tx_timeout_seconds=2,
+        ledger_window=5,
+        stuck_after_attempts=4,
+        backoff_seconds=0.02,
+        max_backoff_seconds=0.1,
+    )
+    topic = unique("events")
+    relay = Relay(
+        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+    )
+    relay.start()
+    store = ChainStore(servers.database_url)
+    intake = Intake(store, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
+    intake.start()
+    yield Chain(sim, keys, issuer, ledger, store, relay, intake, settings)
+    intake.close()
+    store.close()
+    relay.state.close()
+    ledger.close()
+    sim.stop()
+
+
+def payout(chain: Chain, account: str, amount: str, destination: str, memo: str | None = None) -> str:
+    payout_id = unique("p")
+    result = chain.ledger.request_payout(RequestPayout(payout_id, account, amount, destination, memo))
+    assert result["state"] == "pending"
+    return payout_id
+
+
+def test_a_payout_is_held_then_paid_and_posted(chain: Chain) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "12.5", destination, memo="invoice 7")
+    held = chain.ledger.account(account)
+    assert (held.available, held.pending_debits) == (875_000_000, 125_000_000)
+
+    row = chain.pump(payout_id)
+    assert row["state"] == "confirmed"
+    after = chain.ledger.account(account)
+    assert (after.available, after.pending_debits, after.posted_debits) == (875_000_000, 0, 125_000_000)
+    [paid] = chain.payments_to(destination)
+    assert (paid["amount"], paid["asset_type"], paid["transaction_hash"]) == ("12.5000000", "native", row["tx_hash"])
+    assert chain.sim.network.transactions[row["tx_hash"]]["memo"] == "invoice 7"
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and (record.state, record.tx_hash, record.ledger) == (
+        "confirmed",
+        row["tx_hash"],
+        row["ledger"],
+    )
+    # The hold is the chain's to resolve, not a client's.
+    with pytest.raises(PayoutHold):
+        chain.ledger.void_transfer(VoidTransfer(record.hold_id))
+
+
+def test_no_trustline_fails_the_payout_and_the_money_comes_back(chain: Chain) -> None:
+    account, destination = chain.funded_account("USDC/7"), chain.destination(trust=False)
+    payout_id = payout(chain, account, "40", destination)
+    row = chain.pump(payout_id)
+    assert (row["state"], row["reason"]) == ("failed", "op_no_trust")
+    after = chain.ledger.account(account)
+    assert (after.available, after.pending_debits, after.posted_debits) == (1_000_000_000, 0, 0)
+    assert chain.payments_to(destination) == []
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and (record.state, record.reason) == ("failed", "op_no_trust")
+
+
+@pytest.mark.parametrize("fault", ["applied_then_504", "reset_after", "reset_before", "bad_seq"])
+def test_an_unclear_answer_is_looked_up_and_paid_once(chain: Chain, fault: str) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    chain.sim.network.inject(fault, count=2)
+    payout_id = payout(chain, account, "3", destination)
+    row = chain.pump(payout_id)
+    assert row["state"] == "confirmed"
+    assert len(chain.payments_to(destination)) == 1
+    assert chain.ledger.account(account).posted_debits == 30_000_000
+
+
+def test_an_envelope_that_never_arrived_is_replaced_only_once_dead_with_the_same_sequence(chain: Chain) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    chain.sim.network.inject("reset_before", count=1000)
+    payout_id = payout(chain, account, "1", destination)
+    worker = chain.worker()
+    deadline = time.monotonic() + 30
+    while len(chain.store.envelopes(payout_id)) < 2:  # bounds of 2 s must pass first
+        assert time.monotonic() < deadline
+        chain.relay.publish_batch()
+        chain.intake.poll(0.05)
+        worker.work_once()
+    chain.sim.network.faults.clear()
+    row = chain.pump(payout_id, worker)
+    versions = chain.store.envelopes(payout_id)
+    assert row["state"] == "confirmed" and len(versions) >= 2
+    assert len({v["sequence"] for v in versions}) == 1  # two versions can never both apply
+    assert all(v["max_time"] < versions[-1]["max_time"] for v in versions[:-1])
+    assert len(chain.payments_to(destination)) == 1
+    assert row["attempts"] >= 4 and row["stuck"]  # it was reported on the way
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and record.state == "confirmed" and record.stuck is None
+
+
+def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "2", destination)
+    chain.relay.publish_batch()
+    deadline = time.monotonic() + 10
+    while chain.row(payout_id) is None:
+        assert time.monotonic() < deadline
+        chain.intake.poll(0.1)
+    first = chain.worker()
+    bound = chain.store.bind_next(first.channel.public_key)
+    assert bound is not None and bound["payout_id"] == payout_id
+    stored = first._new_envelope(bound, sequence=None)
+    # The envelope reaches the chain, but the worker dies before it records the answer.
+    chain.sim.network.submit(chain.store.envelopes(payout_id)[0]["envelope_xdr"])
+    row = chain.pump(payout_id, chain.worker())  # a new worker on the same channel and tables
+    assert row["state"] == "confirmed" and row["tx_hash"] == stored["tx_hash"]
+    assert len(chain.payments_to(destination)) == 1
+    assert chain.ledger.account(account).posted_debits == 20_000_000
+
+
+def test_payout_requests_are_checked(chain: Chain, event_count: Any) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    client = falcon.testing.TestClient(create_app(chain.ledger))
+    body = {"id": unique("p"), "account": account, "amount": "1", "destination": destination}
+    before = event_count()
+    for bad, detail in [
+        ({**body, "destination": "GABC"}, "Stellar account id"),
+        ({**body, "destination": destination[:-1] + ("A" if destination[-1] != "A" else "B")}, "Stellar account id"),
+        ({**body, "memo": "x" * 29}, "28 bytes"),
+        ({**body, "amount": "0.00000001"}, "7"),
+    ]:
+        reply = client.simulate_post("/v1/payouts", json=bad)
+        assert reply.status_code == 400 and detail in reply.json["detail"], reply.json
+    assert event_count() == before
+    created = client.simulate_post("/v1/payouts", json=body)
+    assert created.status_code == 201 and created.json["state"] == "pending"
+    assert client.simulate_post("/v1/payouts", json=body).json == created.json
+    assert client.simulate_post("/v1/payouts", json={**body, "amount": "2"}).status_code == 409
+    euro = unique("eur")
+    chain.ledger.open_account(OpenAccount(euro, "EUR/2"))
+    with pytest.raises(AssetNotOnChain):
+        chain.ledger.request_payout(RequestPayout(unique("p"), euro, "1", destination))
+    clearing = clearing_account_id("XLM/7")
+    assert clearing.startswith("$chain.")
+
+
+def pay_in(chain: Chain, sender: Keypair, amount: str, memo: str | None) -> None:
+    """A wallet top-up: a payment from outside into the distribution account."""
+    record = chain.sim.network.account_record(sender.public_key)
+    assert record is not None
+    builder = TransactionBuilder(StellarAccount(sender.public_key, int(record["sequence"])), PASSPHRASE, 100)
+    builder.append_payment_op(chain.keys.distribution.public_key, Asset.native(), amount).set_timeout(60)
+    if memo is not None:
+        builder.add_text_memo(memo)
+    envelope = builder.build()
+    envelope.sign(sender)
+    chain.sim.network.submit(envelope.to_xdr())
+
+
+def test_deposits_from_chain_land_once_in_the_memo_account_or_in_suspense(chain: Chain) -> None:
+    sender = Keypair.random()
+    chain.sim.network.create_account(sender.public_key, "500")
+    known = chain.funded_account(amount="1")
+    frozen = chain.funded_account(amount="1")
+    chain.ledger.account_action(AccountAction(frozen, "freeze"))
+    suspense = suspense_account_id("XLM/7")
+    before = _balance(chain.ledger, suspense)
+    pay_in(chain, sender, "10", known)
+    pay_in(chain, sender, "2.5", "nobody-" + unique("x"))
+    pay_in(chain, sender, "1.25", None)
+    pay_in(chain, sender, "4", frozen)  # a frozen account receives nothing; suspense keeps it
+    follower = DepositFollower(chain.settings, chain.store, chain.ledger)
+    assert follower.poll() == 4
+    assert follower.poll() == 0
+    assert chain.ledger.account(known).available == 110_000_000
+    assert chain.ledger.account(frozen).available == 10_000_000
+    assert _balance(chain.ledger, suspense) - before == 77_500_000
+    # A restart that lost the cursor (a crash after crediting, before storing it) credits nothing twice.
+    chain.store.set_cursor(follower.cursor_name, "0")
+    restarted = DepositFollower(chain.settings, chain.store, chain.ledger)
+    assert restarted.poll() == 4
+    assert chain.ledger.account(known).available == 110_000_000
+    assert _balance(chain.ledger, suspense) - before == 77_500_000
+    # Our own payouts out of the distribution account are not deposits.
+    payout_id = payout(chain, known, "3", chain.destination())
+    chain.pump(payout_id)
+    assert restarted.poll() == 1
+    assert chain.ledger.account(known).available == 80_000_000
+
+
+def _balance(ledger: Ledger, system_account: str) -> int:
+    """A system account's balance, from its events (system accounts have no aggregate to load)."""
+    total = 0
+    with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+        curs.execute("SELECT topic, state FROM ledger_events WHERE originator_id = %s", (account_uuid(system_account),))
+        rows = curs.fetchall()
+    for row in rows:
+        topic = row["topic"]
+        amount = json.loads(bytes(row["state"]).decode()).get("amount", 0)
+        if topic.endswith("Account.Credited"):
+            total += int(amount)
+        elif topic.endswith("Account.Debited"):
+            total -= int(amount)
+    return total
