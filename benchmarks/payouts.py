@@ -9,7 +9,7 @@ For one channel, start the stack with a keys file that has one:
     LEDGER_STELLAR_SECRETS_FILE=/tmp/one.json make run
 
 It opens an XLM account, funds it, creates the destinations on the simulator, sends the
-payouts through the command API (4 client threads), and polls the query API until every
+payouts through the command API (4 client threads, each paying from its own account), and polls the query API until every
 one is confirmed. The rate is counted from the first request to the last confirmation.
 """
 
@@ -37,31 +37,39 @@ def main() -> None:
     horizon = urls.get("horizon_url") or args.horizon
     run = uuid.uuid4().hex[:8]
     http = requests.Session()
-    account = f"bench-payer-{run}"
-    http.post(f"{command}/v1/accounts", json={"id": account, "asset": "XLM/7"}).raise_for_status()
-    http.post(f"{command}/v1/deposits", json={"id": f"{account}-f", "account": account, "amount": "100000"})
+    payers = [f"bench-payer-{run}-{k}" for k in range(4)]  # one per client: no hot account
+    for account in payers:
+        http.post(f"{command}/v1/accounts", json={"id": account, "asset": "XLM/7"}).raise_for_status()
+        http.post(f"{command}/v1/deposits", json={"id": f"{account}-f", "account": account, "amount": "100000"})
     destinations = [Keypair.random().public_key for _ in range(args.count)]
     for destination in destinations:
         http.post(f"{horizon}/_sim/accounts", json={"account_id": destination, "xlm": "1"}).raise_for_status()
     ids = [f"bench-{run}-{n}" for n in range(args.count)]
 
-    def send(part: list[int]) -> None:
+    failures: list[Exception] = []
+
+    def send(account: str, part: list[int]) -> None:
         session = requests.Session()
-        for n in part:
-            body = {"id": ids[n], "account": account, "amount": "1.5", "destination": destinations[n]}
-            session.post(f"{command}/v1/payouts", json=body).raise_for_status()
+        try:
+            for n in part:
+                body = {"id": ids[n], "account": account, "amount": "1.5", "destination": destinations[n]}
+                session.post(f"{command}/v1/payouts", json=body, timeout=30).raise_for_status()
+        except requests.RequestException as exc:
+            failures.append(exc)
 
     started = time.monotonic()
-    threads = [threading.Thread(target=send, args=(list(range(k, args.count, 4)),)) for k in range(4)]
+    threads = [threading.Thread(target=send, args=(payers[k], list(range(k, args.count, 4)))) for k in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     sent = time.monotonic()
+    if failures:
+        raise SystemExit(f"a client failed: {failures[0]!r}")
     pending = set(ids)
     while pending:
         for payout_id in list(pending):
-            reply = http.get(f"{query}/v1/payouts/{payout_id}")
+            reply = http.get(f"{query}/v1/payouts/{payout_id}", timeout=10)
             if reply.status_code == 200 and reply.json()["state"] in ("confirmed", "failed"):
                 assert reply.json()["state"] == "confirmed", reply.json()
                 pending.discard(payout_id)

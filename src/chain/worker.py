@@ -520,12 +520,13 @@ class ChannelWorker:
         # Unknown outcome: look every version up before anything else.
         self._look_up(versions)
         latest = self._latest()
-        if all(self._dead(v, latest) for v in versions):
+        renewed = all(self._dead(v, latest) for v in versions)
+        if renewed:
             # None applied and none can: a new envelope, with the same sequence number,
             # unless the chain says that number is not the next one (then none of ours
             # can use it, and the channel's next one is as safe).
             self._new_envelope(payout, sequence=None if error == "tx_bad_seq" else int(current["sequence"]))
-        self._retry_later(payout, attempts, error)
+        self._retry_later(payout, attempts, error, at_once=renewed)
 
     def _refuse_if_all_dead(self, versions: list[dict[str, Any]], reason: str) -> None:
         """A refusal before applying proves nothing about earlier versions: fail only when
@@ -556,8 +557,11 @@ class ChannelWorker:
         ledger, close_time = latest
         return ledger >= int(version["max_ledger"]) and close_time > int(version["max_time"])
 
-    def _retry_later(self, payout: dict[str, Any], attempts: int, error: str) -> None:
-        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * 2 ** min(attempts, 10))
+    def _retry_later(self, payout: dict[str, Any], attempts: int, error: str, *, at_once: bool = False) -> None:
+        """Back off before the next attempt, but never so long that an envelope would
+        die waiting (a new one goes out at once)."""
+        ceiling = min(self.settings.max_backoff_seconds, self.settings.tx_timeout_seconds / 4)
+        delay = 0.0 if at_once else min(ceiling, self.settings.backoff_seconds * 2 ** min(attempts, 10))
         delay *= random.uniform(0.5, 1.0)
         stuck = attempts >= self.settings.stuck_after_attempts
         self.store.update(

@@ -43,7 +43,9 @@ def relayed(servers: Urls) -> Iterator[tuple[Ledger, str]]:
     """A ledger whose events a background relay keeps publishing to a fresh topic."""
     ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
     topic = unique("chain-events")
-    relay = Relay(ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2)
+    relay = Relay(
+        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+    )
     relay.start()
     stop = threading.Event()
 
@@ -128,9 +130,7 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
                 payouts[payout_id] = (destination, payable)
 
         def ended() -> bool:
-            return all(
-                (record := ledger.payout_record(p)) is not None and record.resolved for p in payouts
-            )
+            return all((record := ledger.payout_record(p)) is not None and record.resolved for p in payouts)
 
         kills: dict[str, int] = {}
         for round_ in range(2):

@@ -196,6 +196,24 @@ def test_an_envelope_that_never_arrived_is_replaced_only_once_dead_with_the_same
     assert record is not None and record.state == "confirmed" and record.stuck is None
 
 
+def test_an_applied_transaction_whose_answer_was_lost_is_found_by_its_hash(chain: Chain) -> None:
+    """Applied, then no answer until its bounds have passed: only the hash lookup can tell."""
+    account, destination = chain.funded_account(), chain.destination()
+    chain.sim.network.inject("applied_then_504", count=1)
+    chain.sim.network.inject("reset_before", count=1000)
+    payout_id = payout(chain, account, "1", destination)
+    worker = chain.worker()
+    deadline = time.monotonic() + 30
+    while (row := chain.row(payout_id)) is None or row["state"] not in ("confirmed", "failed"):
+        assert time.monotonic() < deadline, row
+        chain.relay.publish_batch()
+        chain.intake.poll(0.05)
+        worker.work_once()
+    assert row["state"] == "confirmed"
+    assert len(chain.store.envelopes(payout_id)) == 1
+    assert len(chain.payments_to(destination)) == 1
+
+
 def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "2", destination)
