@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from psycopg.rows import dict_row
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionEnvelope
@@ -134,6 +134,11 @@ class KillSwitch:
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
+SET_CURSOR = (
+    "INSERT INTO chain_cursors (name, value) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+)
+
+
 class ChainStore:
     """The worker's tables; every method is one short transaction."""
 
@@ -161,11 +166,7 @@ class ChainStore:
                 )
                 added += cur.rowcount
             for name, value in offsets.items():
-                conn.execute(
-                    "INSERT INTO chain_cursors (name, value) VALUES (%s, %s) "
-                    "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                    (name, value),
-                )
+                conn.execute(SET_CURSOR, (name, value))
         return added
 
     def cursors(self, prefix: str) -> dict[str, str]:
@@ -235,11 +236,7 @@ class ChainStore:
         return row
 
     def set_cursor(self, name: str, value: str) -> None:
-        self.conn().execute(
-            "INSERT INTO chain_cursors (name, value) VALUES (%s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            (name, value),
-        )
+        self.conn().execute(SET_CURSOR, (name, value))
 
     def close(self) -> None:
         conn = getattr(self.local, "conn", None)
@@ -278,21 +275,14 @@ class Intake:
             self.consumer.assign(
                 [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.topic_watch.partitions)]
             )
-        first = self.consumer.poll(timeout)
-        if first is None:
-            return 0
-        messages = [first, *self.consumer.consume(499, 0)]
         payouts, offsets = [], {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
+        for message in kafka.take_batch(self.consumer, timeout, 500):
             headers = headers_of(message.headers())
             if headers.get("ce_type") == PAYOUT_REQUESTED:
                 payouts.append(from_message(headers, message.value()).data)
             offsets[f"kafka:{message.partition()}"] = f"{self.topic_watch.topic_id}@{(message.offset() or 0) + 1}"
+        if not offsets:
+            return 0
         added = self.store.take_in(payouts, offsets)
         if added:
             log.info("payouts taken in", extra={"count": added})

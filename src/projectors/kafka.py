@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,23 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
         # The broker answers a fetch as soon as there is data, or after this long.
         "fetch.wait.max.ms": 20,
     }
+
+
+def take_batch(consumer: Consumer, timeout: float, size: int) -> list[Message]:
+    """Wait up to ``timeout`` for a first message, then take what else is already here
+    (``size`` in all at most), so a quiet topic adds no delay; partition-end markers are
+    dropped and any other error raised."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    batch = []
+    for message in [first, *consumer.consume(size - 1, 0)]:
+        error = message.error()
+        if error is None:
+            batch.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+    return batch
 
 
 def admin_client(bootstrap: str) -> AdminClient:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pymongo import UpdateOne
 from pymongo.database import Database
 
@@ -103,21 +103,13 @@ class Projector:
         return True
 
     def process_batch(self, timeout: float = 0.5) -> int:
-        # consume() waits for a full batch or the timeout; wait for the first message
-        # only, then take whatever else is already here, so a quiet topic adds no delay.
-        first = self.consumer.poll(timeout)
-        if first is None:
+        messages = kafka.take_batch(self.consumer, timeout, self.batch_size)
+        if not messages:
             return 0
-        messages = [first, *self.consumer.consume(self.batch_size - 1, 0)]
         touched: set[int] = set()
         events = []
         relay_seen = (0, 0)  # (relay position, event-store head) reported by checkpoints
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
             partition = int(message.partition() or 0)
             headers = headers_of(message.headers())
             if headers.get("ce_type") == CHECKPOINT:
