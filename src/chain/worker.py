@@ -184,6 +184,18 @@ class ChainStore:
             .fetchone()
         )
 
+    def hold_channel(self, channel: str) -> bool:
+        """Whether this thread's session holds the channel's advisory lock (taken if free):
+        two workers started on the same keys must not drive one channel."""
+        conn = self.conn()
+        if getattr(self.local, "locked", None) == (id(conn), channel):
+            return True
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS held", (channel,)).fetchone()
+        if row is not None and row["held"]:
+            self.local.locked = (id(conn), channel)
+            return True
+        return False
+
     def bind_next(self, channel: str) -> dict[str, Any] | None:
         return (
             self.conn()
@@ -293,6 +305,10 @@ class Intake:
         self.consumer.close()
 
 
+# Operations that move money to an account; a path payment's "amount" is what arrived.
+PAYMENT_TYPES = {"payment", "path_payment_strict_send", "path_payment_strict_receive"}
+
+
 class DepositFollower:
     """Payments into the distribution account, credited in the ledger from a stored cursor.
 
@@ -326,8 +342,8 @@ class DepositFollower:
         return len(records)
 
     def _credit(self, record: dict[str, Any]) -> None:
-        if record.get("type") != "payment" or record.get("to") != self.account_id:
-            return  # our own payouts, and operations that are not payments
+        if record.get("type") not in PAYMENT_TYPES or record.get("to") != self.account_id:
+            return  # our own payouts, and operations that are not payments to us
         if not record.get("transaction_successful", True):
             return
         key = "native" if record["asset_type"] == "native" else f"{record['asset_code']}:{record['asset_issuer']}"
@@ -404,13 +420,25 @@ class ChannelWorker:
 
     def work_once(self) -> bool:
         """Advance this channel's payout (or take the next); False when there is none."""
+        if not self.store.hold_channel(self.channel.public_key):
+            log.warning("another worker drives this channel; waiting", extra={"channel": self.channel.public_key})
+            time.sleep(1.0)
+            return False
         payout = self.store.open_payout(self.channel.public_key) or self.store.bind_next(self.channel.public_key)
         if payout is None:
             return False
         if payout["next_attempt_at"] > datetime.now(UTC):
             time.sleep(min(0.2, (payout["next_attempt_at"] - datetime.now(UTC)).total_seconds()))
             return True
-        self.advance(payout)
+        try:
+            self.advance(payout)
+        except (BaseRequestError, psycopg.Error, LedgerError) as exc:
+            # Horizon or a database unreachable, a channel missing on chain: the payout
+            # waits and counts the attempt, so one that never moves is reported stuck.
+            log.exception("payout step failed", extra={"payout": payout["payout_id"]})
+            fresh = self.store.open_payout(self.channel.public_key)
+            if fresh is not None and fresh["payout_id"] == payout["payout_id"]:
+                self._retry_later(fresh, fresh["attempts"] + 1, f"{type(exc).__name__}: {exc}"[:200])
         return True
 
     def advance(self, payout: dict[str, Any]) -> None:
@@ -507,34 +535,48 @@ class ChannelWorker:
         except (BadResponseError, BaseRequestError) as exc:
             self.kill.passed("submitted")
             error = f"{type(exc).__name__}: {getattr(exc, 'status', '')}".strip()
-        # Unknown outcome: look every version up before anything else.
-        self._look_up(versions)
-        latest = self._latest()
+        # Unknown outcome: what the chain says about every version decides.
+        latest = self._settled(versions)
         renewed = all(self._dead(v, latest) for v in versions)
         if renewed:
-            # None applied and none can: a new envelope, with the same sequence number,
-            # unless the chain says that number is not the next one (then none of ours
-            # can use it, and the channel's next one is as safe).
-            self._new_envelope(payout, sequence=None if error == "tx_bad_seq" else int(current["sequence"]))
+            self._new_envelope(payout, sequence=self._renewal_sequence(int(current["sequence"])))
         self._retry_later(payout, attempts, error, at_once=renewed)
+
+    def _renewal_sequence(self, ours: int) -> int:
+        """The sequence number for a payout's next envelope: its own, unless the channel
+        is already past it. The caller proved every earlier version dead and absent from
+        history; the channel's number moved past ours, so none of them can ever use it,
+        and the channel's next number is then as safe (else the payout would retry a used
+        number for ever)."""
+        chain_sequence = self.horizon.load_account(self.channel.public_key).sequence
+        return ours if chain_sequence < ours else chain_sequence + 1
 
     def _refuse_if_all_dead(self, versions: list[dict[str, Any]], reason: str) -> None:
         """A refusal before applying proves nothing about earlier versions: fail only when
         none of them is on chain or still able to apply."""
-        self._look_up(versions)
-        latest = self._latest()
+        latest = self._settled(versions)
         if all(self._dead(v, latest) for v in versions[:-1]):
             raise Refused(reason)
 
-    def _look_up(self, versions: list[dict[str, Any]]) -> None:
+    def _settled(self, versions: list[dict[str, Any]]) -> tuple[int, int]:
+        """Raise Applied or Refused if any version is in the chain's history; otherwise
+        return the latest ledger and its close time, read BEFORE the look-ups, so that a
+        version found absent was absent from history up to that ledger (a version that
+        applies later must be inside its bounds, so it cannot look dead at that ledger)."""
+        latest = self._latest()
+        found = []
         for version in versions:
             try:
                 record = self.horizon.transactions().transaction(version["tx_hash"]).call()
             except NotFoundError:
                 continue
+            found.append((version, record))
+        for version, record in found:  # a success wins over a failure of another version
             if record.get("successful"):
                 raise Applied(version["tx_hash"], int(record["ledger"]))
+        if found:
             raise Refused("tx_failed")  # applied as failed: the sequence number is used
+        return latest
 
     def _latest(self) -> tuple[int, int]:
         root = self.horizon.root().call()
@@ -553,9 +595,14 @@ class ChannelWorker:
         ceiling = min(self.settings.max_backoff_seconds, self.settings.tx_timeout_seconds / 4)
         delay = 0.0 if at_once else min(ceiling, self.settings.backoff_seconds * 2 ** min(attempts, 10))
         delay *= random.uniform(0.5, 1.0)
-        stuck = attempts >= self.settings.stuck_after_attempts
+        stuck = bool(payout["stuck"])
+        if attempts >= self.settings.stuck_after_attempts and not stuck:
+            # Reported first, flagged after: a crash in between reports it again.
+            reason = f"unresolved after {attempts} attempts (last: {error})"
+            stuck = self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
         self.store.update(
             payout["payout_id"],
+            attempts=attempts,
             reason=error,
             stuck=stuck,
             next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
@@ -564,9 +611,6 @@ class ChannelWorker:
             "payout outcome unknown; will look again",
             extra={"payout": payout["payout_id"], "attempts": attempts, "error": error},
         )
-        if stuck and not payout["stuck"]:
-            reason = f"unresolved after {attempts} attempts (last: {error})"
-            self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
 
     def _tell_ledger(self, payout: dict[str, Any]) -> None:
         """Post or void the hold; both are idempotent, so a crash before the state is
@@ -581,12 +625,15 @@ class ChannelWorker:
             log.info("payout failed", extra={"payout": payout["payout_id"], "reason": payout["reason"]})
 
     @staticmethod
-    def _note(record: Callable[[], Any]) -> None:
-        """Progress reports to the ledger are informative: one that fails does not stop the payout."""
+    def _note(record: Callable[[], Any]) -> bool:
+        """Progress reports to the ledger are informative: one that fails does not stop
+        the payout. Returns whether it was recorded."""
         try:
             record()
+            return True
         except LedgerError:
             log.exception("could not record payout progress in the ledger")
+            return False
 
 
 class ChainWorker:

@@ -234,6 +234,60 @@ def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) 
     assert chain.ledger.account(account).posted_debits == 20_000_000
 
 
+def test_a_sequence_number_used_elsewhere_is_replaced_once_our_envelopes_are_dead(chain: Chain) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "1", destination)
+    worker = chain.worker()
+    chain.relay.publish_batch()
+    deadline = time.monotonic() + 10
+    while chain.row(payout_id) is None:
+        assert time.monotonic() < deadline
+        chain.intake.poll(0.1)
+    bound = chain.store.bind_next(worker.channel.public_key)
+    assert bound is not None and bound["payout_id"] == payout_id
+    first = worker._new_envelope(bound, sequence=None)
+    # Someone else spends the channel's next sequence number first.
+    channel = worker.channel
+    record = chain.sim.network.account_record(channel.public_key)
+    assert record is not None
+    other = TransactionBuilder(StellarAccount(channel.public_key, int(record["sequence"])), PASSPHRASE, 100)
+    other.append_payment_op(chain.destination(), Asset.native(), "0.1").set_timeout(60)
+    envelope = other.build()
+    envelope.sign(channel)
+    chain.sim.network.submit(envelope.to_xdr())
+    row = chain.pump(payout_id, worker)
+    versions = chain.store.envelopes(payout_id)
+    assert row["state"] == "confirmed" and row["tx_hash"] != first["tx_hash"]
+    assert versions[-1]["sequence"] > versions[0]["sequence"]
+    assert len(chain.payments_to(destination)) == 1
+
+
+def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_driver(chain: Chain, servers: Urls) -> None:
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "1", destination)
+    chain.relay.publish_batch()
+    deadline = time.monotonic() + 10
+    while chain.row(payout_id) is None:
+        assert time.monotonic() < deadline
+        chain.intake.poll(0.1)
+    # A channel that does not exist on chain: every step fails before any envelope.
+    lost = ChannelWorker(chain.settings, chain.store, chain.ledger, Keypair.random(), KillSwitch(None))
+    deadline = time.monotonic() + 30
+    while (record := chain.ledger.payout_record(payout_id)) is None or not record.stuck:
+        assert time.monotonic() < deadline, chain.row(payout_id)
+        lost.work_once()
+    row = chain.row(payout_id)
+    assert row is not None and row["state"] == "bound" and row["stuck"] and row["attempts"] >= 4
+    assert "NotFoundError" in (record.stuck or "")
+    # A second worker (its own database session) on the same channel waits its turn.
+    other_store = ChainStore(servers.database_url)
+    try:
+        twin = ChannelWorker(chain.settings, other_store, chain.ledger, lost.channel, KillSwitch(None))
+        assert twin.work_once() is False
+    finally:
+        other_store.close()
+
+
 def test_payout_requests_are_checked(chain: Chain, event_count: Any) -> None:
     account, destination = chain.funded_account(), chain.destination()
     client = falcon.testing.TestClient(create_app(chain.ledger))
