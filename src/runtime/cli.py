@@ -349,5 +349,94 @@ def projections_rebuild() -> None:
     click.echo(f"read model generation {generation} is active")
 
 
+@main.group()
+def audit() -> None:
+    """Auditors' tools: the event stream and balances recomputed from it."""
+
+
+def _moment(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a time zone (e.g. Z)")
+    return moment.astimezone(UTC)
+
+
+@audit.command("export")
+@click.option("--after-position", type=int, default=0, show_default=True, help="Start after this position.")
+@click.option("--to-position", type=int, default=None, help="Stop at this position (inclusive).")
+@click.option("--from-time", default=None, help="RFC 3339; events recorded at or after it.")
+@click.option("--to-time", default=None, help="RFC 3339; events recorded at or before it.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-", help="File (default: stdout).")
+def audit_export(
+    after_position: int, to_position: int | None, from_time: str | None, to_time: str | None, output: str
+) -> None:
+    """The event stream as JSON lines: one CloudEvents object per event, as on Kafka."""
+    from audit.stream import events, write_lines
+    from commands.application import Ledger, event_store_env
+
+    settings = _settings()
+    _require(settings, "database_url")
+    ledger = Ledger(event_store_env(settings))
+    try:
+        stream = events(
+            ledger,
+            after_position=after_position,
+            to_position=to_position,
+            from_time=_moment(from_time),
+            to_time=_moment(to_time),
+        )
+        with click.open_file(output, "w") as out:
+            count = write_lines(stream, out)
+        click.echo(f"exported {count} events", err=True)
+    finally:
+        ledger.close()
+
+
+@audit.command("trial-balance")
+@click.option("--as-of-position", type=int, default=None, help="Balances after this position.")
+@click.option("--as-of", "as_of", default=None, help="RFC 3339: balances as of this time.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--from-file", type=click.Path(exists=True, dir_okay=False), default=None, help="An export to replay.")
+def audit_trial_balance(as_of_position: int | None, as_of: str | None, fmt: str, from_file: str | None) -> None:
+    """Every account's posted and pending balances per asset, with totals that net to zero.
+
+    Exits 1 when an asset's totals do not net to zero."""
+    import json
+    from pathlib import Path
+
+    from audit.stream import events, read_lines
+    from audit.trial_balance import trial_balance
+    from commands.application import Ledger, event_store_env
+
+    settings = _settings()
+    ledger = None
+    try:
+        if from_file:
+            # An export does not say where writes end: cut at exactly this position or time.
+            result = trial_balance(read_lines(Path(from_file)), to_position=as_of_position, to_time=_moment(as_of))
+        else:
+            _require(settings, "database_url")
+            ledger = Ledger(event_store_env(settings))
+            result = trial_balance(events(ledger, to_position=as_of_position, to_time=_moment(as_of)))
+    finally:
+        if ledger is not None:
+            ledger.close()
+    if fmt == "json":
+        click.echo(json.dumps(result.report(), indent=2))
+    else:
+        result.write_csv(sys.stdout)
+    unbalanced = {asset: t for asset, t in result.totals().items() if t != (0, 0)}
+    if unbalanced:
+        click.echo(f"NOT BALANCED: {unbalanced}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
