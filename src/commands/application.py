@@ -127,6 +127,7 @@ class Ledger(Application[UUID]):
         self.write_attempts = write_attempts
         self.clock = clock
         self.payout_assets = dict(payout_assets or {})  # ledger asset -> Stellar asset
+        self._system_accounts_seen: set[str] = set()
         self._fee_rules: dict[UUID, tuple[int, FeeTerms | None]] = {}
 
     # Commands -----------------------------------------------------------------
@@ -286,11 +287,15 @@ class Ledger(Application[UUID]):
     def _missing_system_accounts(self, asset: str, *account_ids: str) -> list[Account]:
         """System accounts not opened yet, to open in the same save as their first use
         (default: the asset's issuance and fee accounts)."""
-        return [
-            Account(account_id=account_id, asset=asset, overdraft_limit=0, system=True, metadata={})
-            for account_id in account_ids or (issuance_account_id(asset), fee_account_id(asset))
-            if not self._exists(account_uuid(account_id))
-        ]
+        missing = []
+        for account_id in account_ids or (issuance_account_id(asset), fee_account_id(asset)):
+            if account_id in self._system_accounts_seen:
+                continue
+            if self._exists(account_uuid(account_id)):
+                self._system_accounts_seen.add(account_id)  # opened for good: no need to ask again
+            else:
+                missing.append(Account(account_id=account_id, asset=asset, overdraft_limit=0, system=True, metadata={}))
+        return missing
 
     def _set_fee_rule(self, cmd: SetFeeRule) -> dict[str, Any]:
         asset = str(Asset.parse(cmd.asset))

@@ -42,16 +42,20 @@ def fee_rule_uuid(asset: str, operation: str) -> UUID:
     return uuid5(NAMESPACE, f"fee-rule:{asset}:{operation}")
 
 
+def _system_account_id(kind: str, asset: str) -> str:
+    """``$kind.CODE.SCALE``: "$" keeps system accounts out of every client's id space."""
+    code, scale = asset.split("/")
+    return f"${kind}.{code}.{scale}"
+
+
 def issuance_account_id(asset: str) -> str:
     """The per-asset system account that funds deposits; it may go negative."""
-    code, scale = asset.split("/")
-    return f"$issuance.{code}.{scale}"
+    return _system_account_id("issuance", asset)
 
 
 def fee_account_id(asset: str) -> str:
     """The per-asset system account that fees are credited to."""
-    code, scale = asset.split("/")
-    return f"$fees.{code}.{scale}"
+    return _system_account_id("fees", asset)
 
 
 def fee_transfer_id(transfer_id: str) -> str:
@@ -65,8 +69,7 @@ def payout_uuid(payout_id: str) -> UUID:
 
 def clearing_account_id(asset: str) -> str:
     """The per-asset system account that holds money on its way out to the chain."""
-    code, scale = asset.split("/")
-    return f"$chain.{code}.{scale}"
+    return _system_account_id("chain", asset)
 
 
 def payout_hold_id(payout_id: str) -> str:
@@ -76,8 +79,7 @@ def payout_hold_id(payout_id: str) -> str:
 
 def suspense_account_id(asset: str) -> str:
     """The per-asset system account for money from the chain that names no account of ours."""
-    code, scale = asset.split("/")
-    return f"$suspense.{code}.{scale}"
+    return _system_account_id("suspense", asset)
 
 
 def chain_deposit_id(payment_id: str) -> str:
