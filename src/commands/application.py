@@ -784,8 +784,8 @@ class Ledger(Application[UUID]):
             try:
                 target = self.account(memo)
             except AccountNotFound:
-                target = None
-        if target is None or target.asset != asset or target.status != "open":
+                pass
+        if target is not None and (target.asset != asset or target.status != "open"):
             target = None
         opened = self._missing_system_accounts(asset, clearing_account_id(asset), suspense_account_id(asset))
         if opened:

@@ -61,6 +61,14 @@ class Chain:
                 return row
             assert time.monotonic() < deadline, f"payout still {row}"
 
+    def take_in(self, payout_id: str) -> None:
+        """Relay and take in until the worker's tables hold the payout."""
+        self.relay.publish_batch()
+        deadline = time.monotonic() + 10
+        while self.row(payout_id) is None:
+            assert time.monotonic() < deadline
+            self.intake.poll(0.1)
+
     def row(self, payout_id: str) -> dict[str, Any] | None:
         return self.store.conn().execute("SELECT * FROM chain_payouts WHERE payout_id = %s", (payout_id,)).fetchone()
 
@@ -217,11 +225,7 @@ def test_an_applied_transaction_whose_answer_was_lost_is_found_by_its_hash(chain
 def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "2", destination)
-    chain.relay.publish_batch()
-    deadline = time.monotonic() + 10
-    while chain.row(payout_id) is None:
-        assert time.monotonic() < deadline
-        chain.intake.poll(0.1)
+    chain.take_in(payout_id)
     first = chain.worker()
     bound = chain.store.bind_next(first.channel.public_key)
     assert bound is not None and bound["payout_id"] == payout_id
@@ -238,23 +242,12 @@ def test_a_sequence_number_used_elsewhere_is_replaced_once_our_envelopes_are_dea
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "1", destination)
     worker = chain.worker()
-    chain.relay.publish_batch()
-    deadline = time.monotonic() + 10
-    while chain.row(payout_id) is None:
-        assert time.monotonic() < deadline
-        chain.intake.poll(0.1)
+    chain.take_in(payout_id)
     bound = chain.store.bind_next(worker.channel.public_key)
     assert bound is not None and bound["payout_id"] == payout_id
     first = worker._new_envelope(bound, sequence=None)
     # Someone else spends the channel's next sequence number first.
-    channel = worker.channel
-    record = chain.sim.network.account_record(channel.public_key)
-    assert record is not None
-    other = TransactionBuilder(StellarAccount(channel.public_key, int(record["sequence"])), PASSPHRASE, 100)
-    other.append_payment_op(chain.destination(), Asset.native(), "0.1").set_timeout(60)
-    envelope = other.build()
-    envelope.sign(channel)
-    chain.sim.network.submit(envelope.to_xdr())
+    send_payment(chain, worker.channel, chain.destination(), "0.1")
     row = chain.pump(payout_id, worker)
     versions = chain.store.envelopes(payout_id)
     assert row["state"] == "confirmed" and row["tx_hash"] != first["tx_hash"]
@@ -265,11 +258,7 @@ def test_a_sequence_number_used_elsewhere_is_replaced_once_our_envelopes_are_dea
 def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_driver(chain: Chain, servers: Urls) -> None:
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "1", destination)
-    chain.relay.publish_batch()
-    deadline = time.monotonic() + 10
-    while chain.row(payout_id) is None:
-        assert time.monotonic() < deadline
-        chain.intake.poll(0.1)
+    chain.take_in(payout_id)
     # A channel that does not exist on chain: every step fails before any envelope.
     lost = ChannelWorker(chain.settings, chain.store, chain.ledger, Keypair.random(), KillSwitch(None))
     deadline = time.monotonic() + 30
@@ -316,10 +305,15 @@ def test_payout_requests_are_checked(chain: Chain, event_count: Any) -> None:
 
 def pay_in(chain: Chain, sender: Keypair, amount: str, memo: str | None) -> None:
     """A wallet top-up: a payment from outside into the distribution account."""
+    send_payment(chain, sender, chain.keys.distribution.public_key, amount, memo)
+
+
+def send_payment(chain: Chain, sender: Keypair, destination: str, amount: str, memo: str | None = None) -> None:
+    """A native payment signed by ``sender`` at its next sequence number, straight to the simulator."""
     record = chain.sim.network.account_record(sender.public_key)
     assert record is not None
     builder = TransactionBuilder(StellarAccount(sender.public_key, int(record["sequence"])), PASSPHRASE, 100)
-    builder.append_payment_op(chain.keys.distribution.public_key, Asset.native(), amount).set_timeout(60)
+    builder.append_payment_op(destination, Asset.native(), amount).set_timeout(60)
     if memo is not None:
         builder.add_text_memo(memo)
     envelope = builder.build()
