@@ -67,12 +67,8 @@ class Urls:
     mongo_url: str
 
     def settings(self, **overrides: Any) -> Settings:
-        return Settings(
-            database_url=self.database_url,
-            kafka_bootstrap=self.kafka_bootstrap,
-            mongo_url=self.mongo_url,
-            **overrides,
-        )
+        urls = {"database_url": self.database_url, "kafka_bootstrap": self.kafka_bootstrap, "mongo_url": self.mongo_url}
+        return Settings(**(urls | overrides))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,14 @@
 """The event stream for auditors: every stored event, in order, as a CloudEvents object
-(JSON lines), with the same payloads as on Kafka, read page by page (constant memory)."""
+(JSON lines), with the same payloads as on Kafka, read page by page (constant memory).
+
+Each object also carries the event as stored, in extension attributes (``ledgerstream``,
+``ledgertopic``, ``ledgerstate`` in base64, ``ledgerhash``, ``ledgertx``), so that an
+export can be checked against the hash chains and seals (``ledger audit verify
+--from-file``) by us or by the auditor's own tools."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -34,8 +40,8 @@ def events(
     last_tx: str | None = None
     while True:
         page = _page(ledger, position)
-        for notification, tx in page:
-            event = cloud_event(encoder, notification)
+        for notification, tx, hash_ in page:
+            event = cloud_event(encoder, notification, tx=tx, hash_=hash_)
             moment = datetime.fromisoformat(event["time"])
             past = (to_position is not None and notification.id > to_position) or (
                 to_time is not None and moment > to_time
@@ -50,12 +56,12 @@ def events(
         position = page[-1][0].id
 
 
-def _page(ledger: Ledger, after: int) -> list[tuple[Notification, str]]:
-    """The next stored events, each with its writing transaction's id (``xmin``)."""
+def _page(ledger: Ledger, after: int) -> list[tuple[Notification, str, bytes]]:
+    """The next stored events, each with its writing transaction's id (``xmin``) and hash."""
     table = f"{ledger.name.lower()}_events"
     with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state, xmin::text AS tx "
+            f"SELECT notification_id, originator_id, originator_version, topic, state, hash, xmin::text AS tx "
             f"FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
             (after, PAGE),
         )
@@ -70,12 +76,13 @@ def _page(ledger: Ledger, after: int) -> list[tuple[Notification, str]]:
                 state=bytes(row["state"]),
             ),
             row["tx"],
+            bytes(row["hash"]),
         )
         for row in rows
     ]
 
 
-def cloud_event(encoder: StoredEventEncoder, notification: Any) -> dict[str, Any]:
+def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: str, hash_: bytes) -> dict[str, Any]:
     message = encoder.encode(notification)
     h = message.headers
     return {
@@ -89,6 +96,11 @@ def cloud_event(encoder: StoredEventEncoder, notification: Any) -> dict[str, Any
         "position": int(h["ce_position"]),
         "datacontenttype": "application/json",
         "data": json.loads(message.value),
+        "ledgerstream": str(notification.originator_id),
+        "ledgertopic": notification.topic,
+        "ledgerstate": base64.b64encode(notification.state).decode(),
+        "ledgerhash": hash_.hex(),
+        "ledgertx": tx,
     }
 
 

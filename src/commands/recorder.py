@@ -1,11 +1,13 @@
 """The event store's recorder: eventsourcing's, plus appends without a version check,
-checks on streams a command only read, and a side table of pending-transfer timeouts
-written in the same transaction.
+a hash chain per stream (tamper evidence), checks on streams a command only read, and
+a side table of pending-transfer timeouts written in the same transaction.
 
 System accounts (an asset's issuance account, its fee account) have no limit to
 protect, so their movements need no read-check-write cycle. Their events are saved
 with ``originator_version = 0`` (``ledger.accounts.APPEND_VERSION``, "append at the
-end"), and the version is assigned by the insert itself, under the table lock every insert already takes. Concurrent
+end"), and the version is assigned by the insert itself (``ledger_append``, which also
+chains each event's hash to its stream's previous one), under the table lock every
+insert already takes. Concurrent
 deposits into distinct accounts therefore never conflict on the shared issuance
 account, and its stream stays contiguous for readers.
 """
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -26,31 +28,18 @@ from psycopg.sql import SQL, Identifier
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        table = self._table = SQL("{schema}.{table}").format(
+        self._table = SQL("{schema}.{table}").format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
         )
         event_type = SQL("{schema}.{name}").format(
             schema=Identifier(self.datastore.schema), name=Identifier(self.stored_event_type_name)
         )
-        # Rows keep their input order (WITH ORDINALITY ... ORDER BY n), so the returned
-        # notification ids line up with the events, as the library expects.
+        # ledger_append (migration 0006) numbers, chains and inserts the events in
+        # their input order and returns their positions in that order, as the library
+        # expects of its own insert statement.
         self.insert_events_statement = SQL(
-            "WITH input AS ("
-            "  SELECT e.originator_id, e.originator_version, e.topic, e.state, e.n"
-            "  FROM unnest(%s::{event_type}[]) WITH ORDINALITY AS e(originator_id, originator_version, topic, state, n)"
-            "), numbered AS ("
-            "  SELECT originator_id, topic, state, n,"
-            "    CASE WHEN originator_version > 0 THEN originator_version"
-            "    ELSE COALESCE((SELECT max(t.originator_version) FROM {table} t"
-            "                   WHERE t.originator_id = input.originator_id), 0)"
-            "         + row_number() OVER (PARTITION BY originator_id, originator_version > 0 ORDER BY n)"
-            "    END AS originator_version"
-            "  FROM input"
-            ") "
-            "INSERT INTO {table} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM numbered ORDER BY n "
-            "RETURNING notification_id"
-        ).format(table=table, event_type=event_type)
+            "SELECT notification_id FROM {schema}.ledger_append(%s::{event_type}[]) AS notification_id"
+        ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
 
     def _insert_stored_events(
         self,
@@ -97,3 +86,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
             )
         for transfer_id in timeouts_cleared:
             extra.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,), prepare=False)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = [row["notification_id"] for row in curs.fetchall()]
+        if len(ids) != len(stored_events):
+            raise ProgrammingError(f"ledger_append returned {len(ids)} positions for {len(stored_events)} events")
+        return ids

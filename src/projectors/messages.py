@@ -23,6 +23,7 @@ from ledger.accounts import Account
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
 from ledger.payouts import Payout
+from ledger.seals import SEAL_SUBJECT, Seal
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
@@ -59,6 +60,7 @@ TRANSFER_VOIDED = "ledger.transfer.voided.v1"
 TRANSFER_REVERSED = "ledger.transfer.reversed.v1"
 TRANSACTION_CREATED = "ledger.transaction.created.v1"
 FEE_RULE_SET = "ledger.fee_rule.set.v1"
+SEAL_RECORDED = "ledger.seal.recorded.v1"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(f"{event.operation}:{event.asset}", event.asset)
     if isinstance(event, Payout.Requested):
         return SubjectRef(event.payout_id, event.asset)
+    if isinstance(event, Seal.Recorded):
+        return SubjectRef(SEAL_SUBJECT, "")
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -167,6 +171,17 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
                 "destination": event.destination,
                 "memo": event.memo,
                 "hold": event.hold_id,
+            },
+        )
+    if isinstance(event, Seal.Recorded):
+        return (
+            SEAL_RECORDED,
+            SEAL_SUBJECT,
+            {
+                "seal": event.originator_version,
+                "through_position": event.through_position,
+                "streams": event.streams,
+                "root": event.root,
             },
         )
     if ref is None:

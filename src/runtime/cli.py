@@ -438,5 +438,153 @@ def audit_trial_balance(as_of_position: int | None, as_of: str | None, fmt: str,
         sys.exit(1)
 
 
+@audit.command("seal")
+def audit_seal() -> None:
+    """Seal now: append a seal over every stream's head, if anything was written since the last."""
+    from audit.sealer import Sealer
+    from commands.application import Ledger, event_store_env
+
+    settings = _settings()
+    ledger = Ledger(event_store_env(settings))
+    try:
+        position = Sealer(ledger, _require(settings, "database_url")).seal()
+    finally:
+        ledger.close()
+    click.echo("nothing written since the last seal" if position is None else f"sealed at position {position}")
+
+
+@main.command()
+def sealer() -> None:
+    """Seal the event store every LEDGER_SEAL_INTERVAL_SECONDS (when anything was written)."""
+    from audit.sealer import Sealer
+    from commands.application import Ledger, event_store_env
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    ledger = Ledger(event_store_env(settings))
+    try:
+        Sealer(ledger, _require(settings, "database_url")).run(
+            stop, settings.seal_interval_seconds, on_ready=lambda: _ready(settings)
+        )
+    finally:
+        ledger.close()
+
+
+def _expected_seal(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[int, str]]:
+    seals = []
+    for value in values:
+        number, sep, root = value.partition(":")
+        if not sep or not number.isdigit() or len(root) != 64:
+            raise click.BadParameter(f"{value!r} is not SEAL:ROOT (a seal number and its 64-hex-digit root)")
+        seals.append((int(number), root.lower()))
+    return seals
+
+
+@audit.command("verify")
+@click.option("--as-of-position", type=int, default=None, help="Stop at the end of the write at this position.")
+@click.option("--as-of-time", default=None, help="RFC 3339: stop at the last write recorded by then.")
+@click.option("--from-file", type=click.Path(exists=True, dir_okay=False), default=None, help="Replay an export.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), help="Write a JSON report.")
+@click.option(
+    "--expect-seal",
+    multiple=True,
+    callback=_expected_seal,
+    help="SEAL:ROOT of a seal kept from earlier (a report, the Kafka topic); repeatable.",
+)
+@click.option("--read-model/--no-read-model", default=True, help="Compare balances with MongoDB (live store only).")
+@click.option(
+    "--read-model-wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the projector."
+)
+def audit_verify(
+    as_of_position: int | None,
+    as_of_time: str | None,
+    from_file: str | None,
+    report_path: str | None,
+    expect_seal: list[tuple[int, str]],
+    read_model: bool,
+    read_model_wait: float,
+) -> None:
+    """Replay the event store (or an export) and check it: hash chains and seals, double
+    entry, limits, holds resolved once, ids used once; then compare with the read models.
+
+    Reads with a read-only connection (LEDGER_AUDIT_DATABASE_URL if set: a read-only role
+    or a replica). Exits 1 when anything is found."""
+    import json
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from audit.verify import Verifier, file_pages, report, store_pages
+
+    settings = _settings()
+    verifier = Verifier(to_position=as_of_position, to_time=_moment(as_of_time))
+    started = time.monotonic()
+    drift = None
+    if from_file:
+        source = f"file {from_file}"
+        with tqdm(unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
+            try:
+                verifier.run(file_pages(Path(from_file)), progress)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+    else:
+        url = settings.audit_database_url or _require(settings, "database_url")
+        source = "event store"
+        with psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
+            row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
+            head = int(row[0]) if row else 0
+            with tqdm(total=head, unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
+                verifier.run(store_pages(conn, head=head), progress)
+    elapsed = time.monotonic() - started
+    verifier.check_expected_seals(expect_seal)
+    if read_model and not from_file and as_of_position is None and as_of_time is None:
+        drift = _read_model_drift(settings, verifier, read_model_wait)
+    result = report(verifier, source=source, elapsed=elapsed, drift=drift.findings if drift else None)
+    if report_path:
+        Path(report_path).write_text(json.dumps(result, indent=2) + "\n")
+    _print_verification(result, drift)
+    if not result["ok"]:
+        sys.exit(1)
+
+
+def _read_model_drift(settings: Settings, verifier: Any, wait: float) -> Any:
+    import pymongo
+
+    from audit.drift import read_model_drift
+    from queries.generations import Generations
+
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
+    try:
+        return read_model_drift(verifier, Generations(client, settings.mongo_db).active_database(), wait_seconds=wait)
+    finally:
+        client.close()
+
+
+def _print_verification(result: dict[str, Any], drift: Any) -> None:
+    seals = result["seals"]
+    click.echo(
+        f"replayed {result['events']} events (positions {result['first_position']} to {result['last_position']}, "
+        f"{result['streams']} streams) from the {result['source']} in {result['elapsed_seconds']} s "
+        f"({result['events_per_second']} events/s)"
+    )
+    last = seals["last"]
+    if last:
+        click.echo(
+            f"seals: {seals['checked']} checked; the last, seal {last['seal']} at position {last['position']}, "
+            f"has root {last['root']}; {seals['events_after_last_seal']} events after it rest on the hash chains alone"
+        )
+    else:
+        click.echo("seals: none yet; every event rests on the hash chains alone")
+    for asset, total in result["totals"].items():
+        click.echo(f"{asset}: posted nets to {total['posted']}, pending to {total['pending']}")
+    if drift is not None:
+        click.echo(f"read model: {drift.compared} accounts compared, {drift.moved_since} moved on since the replay")
+    for finding in result["findings"]:
+        at = f" at position {finding['position']}" if finding["position"] is not None else ""
+        click.echo(f"FINDING {finding['kind']}: {finding['subject']}{at}: {finding['detail']}")
+    click.echo("OK: nothing found" if result["ok"] else f"{len(result['findings'])} findings")
+
+
 if __name__ == "__main__":
     main()

@@ -55,6 +55,9 @@ class Settings:
     chain_tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
     chain_ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
     chain_stuck_after_attempts: int = 8  # then a payout is reported stuck (and still retried)
+    # `ledger audit verify` reads the store here when set: a read-only role, or a replica.
+    audit_database_url: str | None = None
+    seal_interval_seconds: float = 60.0  # the sealer seals what was written since its last seal
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     ready_file: Path | None = None
 

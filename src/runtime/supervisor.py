@@ -150,6 +150,7 @@ class Stack:
             worker("relay", "relay"),
             worker("projector", "project"),
             worker("expirer", "expire"),
+            worker("sealer", "sealer"),
         ]
         secrets = self._stellar_secrets(embedded_horizon=not s.horizon_url)
         if secrets is None:

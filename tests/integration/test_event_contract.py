@@ -13,6 +13,7 @@ import jsonschema
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from audit.sealer import Sealer
 from commands.application import Ledger, event_store_env
 from commands.messages import (
     AccountAction,
@@ -34,7 +35,7 @@ from tests.conftest import Clock, Urls, unique
 SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "projectors" / "schemas"
 
 
-def every_kind_of_event(ledger: Ledger, clock: Clock) -> None:
+def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None:
     asset = f"K{unique('x')[-6:].upper()}/2"
     a, b, c = (unique(n) for n in "ABC")
     for account in (a, b, c):
@@ -58,6 +59,7 @@ def every_kind_of_event(ledger: Ledger, clock: Clock) -> None:
         ledger.account_action(AccountAction(c, action))
     ledger.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
     ledger.account_action(AccountAction(c, "close"))
+    assert Sealer(ledger, database_url).seal() is not None
 
 
 def test_every_message_follows_the_contract(servers: Urls) -> None:
@@ -66,7 +68,7 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
     topic = unique("contract")
     try:
         start = ledger.head_position()
-        every_kind_of_event(ledger, clock)
+        every_kind_of_event(ledger, clock, servers.database_url)
         relay = Relay(
             ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 4
         )

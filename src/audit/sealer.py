@@ -1,0 +1,106 @@
+"""The sealer: follows the event store, keeps every stream's head, and now and then
+appends a seal event whose Merkle root covers them all.
+
+The root is computed under the event table's write lock (the one every insert takes),
+so no write can land between the heads it covers and the seal itself: the seal at
+position S covers exactly the events before S. The lock is held only to read the last
+few events and hash what moved since the previous seal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from audit.hashes import StreamHeads
+from commands.application import Ledger
+from ledger.seals import SEAL_STREAM, Seal
+
+log = logging.getLogger(__name__)
+
+_HEADS = (
+    "SELECT DISTINCT ON (originator_id) uuid_send(originator_id), originator_version, hash "
+    "FROM ledger_events ORDER BY originator_id, originator_version DESC"
+)
+_AFTER = (
+    "SELECT notification_id, uuid_send(originator_id), originator_version, hash "
+    "FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT 10000"
+)
+
+
+class Sealer:
+    def __init__(self, ledger: Ledger, database_url: str) -> None:
+        self.ledger = ledger
+        self.database_url = database_url
+        self.heads = StreamHeads()
+        self.position = 0  # every event up to here is in ``heads``
+        self.last_seal = 0  # the position of the last seal seen
+        self._loaded = False
+
+    def load(self) -> None:
+        """Every stream's head, and the position they are current at, from one snapshot.
+
+        Inserts hold the table lock until they commit, so positions become visible in
+        order: once position P is visible, every event before it is too."""
+        with psycopg.connect(self.database_url) as conn:
+            conn.read_only = True
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction():
+                row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
+                self.position = int(row[0]) if row else 0
+                for stream, version, hash_ in conn.execute(_HEADS, binary=True):
+                    self.heads.set(bytes(stream), version, bytes(hash_))
+                seal = self.heads.heads.get(SEAL_STREAM.bytes)
+                if seal is not None:
+                    row = conn.execute(
+                        "SELECT notification_id FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
+                        (SEAL_STREAM, seal[0]),
+                    ).fetchone()
+                    self.last_seal = int(row[0]) if row else 0
+        self._loaded = True
+
+    def seal(self) -> int | None:
+        """Append a seal if anything was written since the last one; its position, or None."""
+        if not self._loaded:
+            self.load()
+        datastore = self.ledger.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as conn:
+            self._follow(conn)  # most of the way, without the lock
+            if self.position <= self.last_seal:
+                return None
+            try:
+                with conn.transaction(), conn.cursor() as curs:
+                    self.ledger.recorder._lock_table(curs)  # type: ignore[attr-defined]
+                    self._follow(conn)
+                    version = self.heads.heads.get(SEAL_STREAM.bytes, (0, b""))[0] + 1
+                    event = Seal.event(version, self.position, len(self.heads), self.heads.root().hex())
+                    stored = self.ledger.mapper.to_stored_event(event)
+                    self.ledger.recorder._insert_stored_events(curs, [stored])  # type: ignore[attr-defined]
+                    row = curs.fetchone()
+                    position = int(row["notification_id"]) if row else 0
+            except psycopg.errors.UniqueViolation:
+                log.info("another sealer sealed first")
+                return None
+        log.info("sealed", extra={"position": position, "through": event.through_position, "streams": event.streams})
+        self.last_seal = position
+        return position
+
+    def _follow(self, conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+        while True:
+            with conn.cursor(binary=True, row_factory=tuple_row) as curs:
+                rows = curs.execute(_AFTER, (self.position,)).fetchall()
+            for position, stream, version, hash_ in rows:
+                self.heads.set(bytes(stream), version, bytes(hash_))
+                self.position = position
+            if len(rows) < 10000:
+                return
+
+    def run(self, stop: threading.Event, interval: float, on_ready: Callable[[], None] = lambda: None) -> None:
+        self.load()
+        on_ready()
+        while not stop.wait(interval):
+            self.seal()

@@ -1,0 +1,274 @@
+"""`ledger audit verify`: a clean store verifies, and history edited behind the ledger's
+back (directly in PostgreSQL) or read models edited directly in MongoDB are named.
+
+Each test gets its own freshly migrated database, so tampering stays in it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from audit.drift import read_model_drift
+from audit.hashes import event_hash
+from audit.sealer import Sealer
+from audit.stream import events, write_lines
+from audit.trial_balance import trial_balance
+from audit.verify import Verifier, file_pages, store_pages
+from commands.application import Ledger, event_store_env
+from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, TransferFunds, VoidTransfer
+from ledger.fees import FeeTerms
+from runtime.migrations import migrate
+from tests.conftest import Urls, project_root, run_ledger, unique
+from tests.integration.test_pipeline import project_everything
+
+
+@dataclass
+class Store:
+    url: str
+    ledger: Ledger
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def seal(self) -> int:
+        position = Sealer(self.ledger, self.url).seal()
+        assert position is not None
+        return position
+
+    def event(self, account: str, topic_suffix: str, nth: int = 0) -> tuple[int, int]:
+        """(position, version) of an account's nth event of a kind."""
+        rows = self.sql(
+            "SELECT e.notification_id, e.originator_version FROM ledger_events e "
+            "WHERE e.originator_id = (SELECT originator_id FROM ledger_events "
+            "  WHERE topic LIKE '%%Account.Opened' AND convert_from(state, 'UTF8')::jsonb->>'account_id' = %s) "
+            "AND e.topic LIKE %s ORDER BY e.notification_id",
+            (account, f"%{topic_suffix}"),
+        )
+        return rows[nth]
+
+
+@pytest.fixture
+def store(servers: Urls) -> Iterator[Store]:
+    name = unique("audit").replace("-", "_")
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = urlunsplit(urlsplit(servers.database_url)._replace(path=f"/{name}"))
+    migrate(url, project_root() / "migrations")
+    ledger = Ledger(event_store_env(servers.settings(database_url=url)))
+    try:
+        yield Store(url, ledger)
+    finally:
+        ledger.close()
+        with psycopg.connect(servers.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def history(store: Store) -> None:
+    """Deposits, transfers with a fee, holds posted and voided, two assets, two seals."""
+    ledger = store.ledger
+    for account, asset in (("alice", "USD/2"), ("bob", "USD/2"), ("carol", "USD/2"), ("erin", "EUR/2")):
+        ledger.open_account(OpenAccount(account, asset, overdraft_limit=500 if account == "carol" else 0))
+    ledger.deposit(Deposit("d1", "alice", "100.00"))
+    ledger.deposit(Deposit("d2", "erin", "7.00"))
+    ledger.set_fee_rule(SetFeeRule("USD/2", "transfer", FeeTerms(0, 25, 0, None, "sender")))
+    ledger.transfer(TransferFunds("t1", "alice", "bob", "10.00"))
+    store.seal()
+    ledger.transfer(TransferFunds("h1", "alice", "carol", "4.00", pending=True))
+    ledger.transfer(TransferFunds("h2", "bob", "carol", "1.00", pending=True))
+    ledger.post_transfer(PostTransfer("h1", "3.00"))
+    ledger.void_transfer(VoidTransfer("h2"))
+    ledger.transfer(TransferFunds("t2", "carol", "alice", "7.00"))  # into carol's overdraft
+    ledger.transfer(TransferFunds("t3", "alice", "bob", "1.00"))
+    store.seal()
+    ledger.transfer(TransferFunds("t4", "bob", "alice", "2.00"))
+
+
+def replay(url: str, **limits: Any) -> Verifier:
+    verifier = Verifier(**limits)
+    with psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
+        row = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
+        verifier.run(store_pages(conn, head=row[0] if row else 0, page=7))  # small pages: cross their edges
+    return verifier
+
+
+def kinds(verifier: Verifier) -> set[tuple[str, str, int | None]]:
+    return {(f.kind, f.subject, f.position) for f in verifier.findings}
+
+
+def test_a_clean_store_verifies_with_a_read_only_role(store: Store, tmp_path: Path) -> None:
+    history(store)
+    (count,) = store.sql("SELECT count(*) FROM ledger_events")[0]
+    # The database computes the chain; the auditor's definition gives the same bytes.
+    first = store.sql(
+        "SELECT notification_id, uuid_send(originator_id), originator_version, topic, state, hash "
+        "FROM ledger_events ORDER BY notification_id LIMIT 1"
+    )[0]
+    assert event_hash(b"", first[0], first[1], first[2], first[3], first[4]) == first[5]
+
+    role = unique("auditor").replace("-", "_")
+    store.sql(f"CREATE ROLE {role} LOGIN")
+    store.sql(f"GRANT SELECT ON ledger_events TO {role}")
+    parts = urlsplit(store.url)
+    auditor_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    report_path = tmp_path / "report.json"
+    env = {"LEDGER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "LEDGER_AUDIT_DATABASE_URL": auditor_url}
+    done = run_ledger("audit", "verify", "--no-read-model", "--report", str(report_path), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: nothing found" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["ok"] and report["findings"] == []
+    assert report["events"] == count and report["seals"]["checked"] == 2
+    assert report["seals"]["events_after_last_seal"] > 0  # t4 came after the second seal
+    assert report["totals"]["USD/2"] == {"posted": "0.00", "pending": "0.00"}
+    accounts = {a["account"]: a for a in report["accounts"]}
+    assert accounts["carol"]["posted_debits"] == "7.25" and accounts["carol"]["posted_credits"] == "3.00"
+
+
+def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
+    history(store)
+    (t1_debit, _) = store.event("bob", "Account.Credited")  # inside the t1 write
+    verifier = replay(store.url, to_position=t1_debit)
+    assert verifier.findings == []
+    assert verifier.last_position >= t1_debit
+    expected = trial_balance(events(store.ledger, to_position=t1_debit))
+    assert verifier.last_position == expected.position
+    mine = verifier.balances()
+    for account, balances in expected.accounts.items():
+        assert (mine[account]["posted_debits"], mine[account]["posted_credits"]) == (
+            balances.posted_debits,
+            balances.posted_credits,
+        )
+
+
+def test_an_edited_amount_is_named(store: Store) -> None:
+    history(store)
+    position, _ = store.event("alice", "Account.Debited", 1)
+    store.sql(
+        "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+        "'\"amount\":', '\"amount\":1'), 'UTF8') WHERE notification_id = %s",
+        (position,),
+    )
+    found = replay(store.url)
+    assert ("hash_mismatch", "account alice", position) in kinds(found)
+
+
+def test_a_deleted_event_is_named(store: Store) -> None:
+    history(store)
+    position, version = store.event("bob", "Account.Credited", 0)  # t1's credit; bob moved after
+    store.sql("DELETE FROM ledger_events WHERE notification_id = %s", (position,))
+    found = replay(store.url)
+    missing = [f for f in found.findings if f.kind in ("events_missing", "hash_mismatch", "out_of_order")]
+    assert [(f.subject, f.detail) for f in missing] == [
+        ("account bob", f"versions {version} to {version} are missing before this one (deleted)")
+    ]
+    assert any(f.kind == "double_entry" and "account alice" in f.detail for f in found.findings)
+    assert any(f.kind == "seal_mismatch" for f in found.findings)
+
+
+def test_swapped_events_are_named(store: Store) -> None:
+    history(store)
+    first, version = store.event("alice", "Account.Debited", 0)
+    second, _ = store.event("alice", "Account.Debited", 1)  # version + 1
+    store.sql("UPDATE ledger_events SET notification_id = -1 WHERE notification_id = %s", (first,))
+    store.sql("UPDATE ledger_events SET notification_id = %s WHERE notification_id = %s", (first, second))
+    store.sql("UPDATE ledger_events SET notification_id = %s WHERE notification_id = -1", (second,))
+    found = replay(store.url)
+    reordered = [
+        (f.subject, f.position, f.detail) for f in found.findings if f.kind in ("out_of_order", "events_missing")
+    ]
+    assert reordered == [
+        (
+            "account alice",
+            second,
+            f"version {version} is stored after version {version + 1} (position {first}): reordered",
+        )
+    ]
+
+
+def test_a_forged_event_is_named_even_with_a_correct_hash(store: Store) -> None:
+    history(store)
+    (stream, version, hash_) = store.sql(
+        "SELECT originator_id, originator_version, hash FROM ledger_events WHERE originator_id = "
+        "(SELECT originator_id FROM ledger_events WHERE originator_version = 1 "
+        "AND convert_from(state, 'UTF8')::jsonb->>'account_id' = 'bob') ORDER BY originator_version DESC LIMIT 1"
+    )[0]
+    state = (
+        b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"},"transfer_id":"x","amount":500}'
+    )
+    topic = "ledger.accounts:Account.Credited"
+    (position,) = store.sql("SELECT nextval(pg_get_serial_sequence('ledger_events', 'notification_id'))")[0]
+    careful = event_hash(bytes(hash_), position, stream.bytes, version + 1, topic, state)
+    store.sql(
+        "INSERT INTO ledger_events (originator_id, originator_version, topic, state, notification_id, hash) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (stream, version + 1, topic, state, position, careful),
+    )
+    found = replay(store.url)
+    assert ("double_entry", "USD/2", position) in kinds(found)
+    assert ("unknown_transfer", "account bob", position) in kinds(found)
+    assert not any(f.kind == "hash_mismatch" for f in found.findings)  # the forger knew the algorithm
+
+    # A careless forger: the hash does not fit.
+    store.sql("UPDATE ledger_events SET hash = %s WHERE notification_id = %s", (sha256(b"x").digest(), position))
+    assert ("hash_mismatch", "account bob", position) in kinds(replay(store.url))
+
+
+def test_a_removed_seal_is_named(store: Store, servers: Urls) -> None:
+    history(store)
+    seals = store.sql(
+        "SELECT notification_id FROM ledger_events WHERE topic LIKE '%%Seal.Recorded' ORDER BY notification_id"
+    )
+    kept = {s.number: s.root for s in replay(store.url).seals}
+    store.sql("DELETE FROM ledger_events WHERE notification_id = %s", (seals[0][0],))
+    assert ("seal_missing", "seals", seals[1][0]) in kinds(replay(store.url))
+
+    # The last seal leaves no gap behind it: the auditor's kept copy of it is what shows it.
+    store.sql("DELETE FROM ledger_events WHERE notification_id = %s", (seals[1][0],))
+    env = {"LEDGER_DATABASE_URL": store.url}
+    done = run_ledger("audit", "verify", "--no-read-model", "--expect-seal", f"2:{kept[2]}", env=env)
+    assert done.returncode == 1
+    assert "FINDING seal_missing: seals: seal 2 is not in the replay" in done.stdout
+
+
+def test_a_read_model_edited_in_mongodb_is_drift(store: Store, servers: Urls, mongo_db: Any) -> None:
+    history(store)
+    project_everything(store.ledger, servers, mongo_db)
+    verifier = replay(store.url)
+    clean = read_model_drift(verifier, mongo_db, wait_seconds=5)
+    assert clean.findings == [] and clean.compared == len(verifier.balances())
+    mongo_db["accounts"].update_one({"_id": "bob"}, {"$set": {"posted_credits": "999999"}})
+    drift = read_model_drift(verifier, mongo_db, wait_seconds=5)
+    assert [(f.kind, f.subject) for f in drift.findings] == [("drift", "account bob")]
+    assert "posted_credits 999999" in drift.findings[0].detail
+
+
+def test_an_export_replays_to_the_same_balances(store: Store, tmp_path: Path) -> None:
+    history(store)
+    path = tmp_path / "export.jsonl"
+    with path.open("w") as out:
+        write_lines(events(store.ledger), out)
+    live = replay(store.url)
+    from_file = Verifier()
+    from_file.run(file_pages(path, page=5))
+    assert from_file.findings == [] and live.findings == []
+    assert from_file.balances() == live.balances()
+    assert [s.root for s in from_file.seals] == [s.root for s in live.seals]
+    done = run_ledger("audit", "verify", "--from-file", str(path), env={"LEDGER_DATABASE_URL": store.url})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # An export edited after the fact fails the same checks.
+    lines = path.read_text().splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    path.write_text("\n".join(lines) + "\n")
+    done = run_ledger("audit", "verify", "--from-file", str(path), env={"LEDGER_DATABASE_URL": store.url})
+    assert done.returncode == 1 and "FINDING" in done.stdout
