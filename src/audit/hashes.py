@@ -64,9 +64,8 @@ class StreamHeads:
             moved.add(index)
         self.dirty.clear()
         leaves = self._levels[0]
-        for index in moved:
-            bucket = self._buckets[index]
-            leaves[index] = sha256(b"\x00" + b"".join(bucket[s] for s in sorted(bucket))).digest()
+        for index in moved:  # a leaf starts with its stream's uuid: sorting leaves sorts by uuid
+            leaves[index] = sha256(b"\x00" + b"".join(sorted(self._buckets[index].values()))).digest()
         for depth in range(1, len(self._levels)):
             below, level = self._levels[depth - 1], self._levels[depth]
             moved = {index >> 1 for index in moved}

@@ -18,8 +18,11 @@ state is decoded with orjson, and dispatch is one dict lookup on the topic.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
@@ -55,9 +58,8 @@ Row = tuple[int, bytes, int, bytes, bytes, bytes, str]
     OVERDRAFT_CHANGED,
     TRANSFER_CREATED,
     TRANSFER_RESOLVED,
-    SEAL,
     NAMED,
-) = range(1, 15)
+) = range(1, 14)
 KINDS: dict[bytes, int] = {
     get_topic(cls).encode(): kind
     for cls, kind in (
@@ -74,7 +76,6 @@ KINDS: dict[bytes, int] = {
         (Transfer.Created, TRANSFER_CREATED),
         (Transfer.PendingPosted, TRANSFER_RESOLVED),
         (Transfer.Voided, TRANSFER_RESOLVED),
-        (Seal.Recorded, SEAL),
         (Transaction.Created, NAMED),
         (FeeRule.Created, NAMED),
         (Payout.Requested, NAMED),
@@ -83,6 +84,8 @@ KINDS: dict[bytes, int] = {
 _NAME_FIELDS = {"transaction_id": "transaction", "payout_id": "payout", "operation": "fee rule"}
 _INT8 = Struct(">q").pack
 _SEALS = SEAL_STREAM.bytes
+_SEAL_TOPIC = get_topic(Seal.Recorded).encode()
+_NO_HEAD = (0, b"")
 POSTED, PENDING, RESOLVED = 0, 1, 2
 # An account: [asset, posted debits, posted credits, pending debits, pending credits, overdraft limit, system, id]
 ASSET, PD, PC, QD, QC, LIMIT, SYSTEM, ID = range(8)
@@ -107,21 +110,147 @@ class SealSeen:
     root: str
 
 
-@dataclass
-class Verifier:
-    """Feed it rows in position order (``run``); read ``findings`` and the balances."""
+# A finding before its stream is named: (kind, position, stream, detail).
+RawFinding = tuple[str, int | None, bytes, str]
 
-    to_position: int | None = None
-    to_time: datetime | None = None
-    findings: list[Finding] = field(default_factory=list)
-    events: int = 0
-    first_position: int | None = None
-    last_position: int = 0
-    last_time: str | None = None
-    seals: list[SealSeen] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
+class _Fold:
+    """What both checks share: where the replay stops, at the end of a write."""
+
+    def __init__(self, to_position: int | None, to_time: datetime | None) -> None:
+        self.to_position, self.to_time = to_position, to_time
+        self.raw: list[RawFinding] = []
+        self.stopped = False
+        self._tx: str | None = None
+
+    def run(self, pages: Iterable[list[Row]], progress: Any = None) -> None:
+        for page in pages:
+            self.fold(page)
+            if progress is not None:
+                progress.update(len(page))
+            if self.stopped:
+                break
+        self.finish()
+
+    def fold(self, rows: list[Row]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """After the last row."""
+
+    def _past_the_end(self, position: int, state: bytes) -> bool:
+        """At the first event of a write: is it past where the replay stops?"""
+        past = (self.to_position is not None and position > self.to_position) or (
+            self.to_time is not None and _event_time(state) > self.to_time
+        )
+        self.stopped = past
+        return past
+
+
+class ChainCheck(_Fold):
+    """The hash chain of every stream, the versions' sequence, and every seal's root."""
+
+    def __init__(self, to_position: int | None = None, to_time: datetime | None = None) -> None:
+        super().__init__(to_position, to_time)
         self.heads = StreamHeads()
+        self.seals: list[SealSeen] = []
+        self.last_position = 0
+        self.after_seal = 0  # events after the last seal: covered by the hash chains alone
+        self._gaps: dict[tuple[bytes, int, int], int] = {}  # (stream, first, last missing version) -> finding
+
+    def fold(self, rows: list[Row]) -> None:
+        heads, dirty_add, heads_get, pack = self.heads.heads, self.heads.dirty.add, self.heads.heads.get, _INT8
+        tx, last, after_seal = self._tx, self.last_position, self.after_seal
+        for position, stream, version, topic, state, stored, writer in rows:
+            if writer != tx:
+                if self._past_the_end(position, state):
+                    break
+                tx = self._tx = writer
+            if position <= last:
+                self.raw.append(("out_of_order", position, stream, f"position {position} comes after {last}"))
+            previous_version, previous = heads_get(stream, _NO_HEAD)
+            if topic == _SEAL_TOPIC:
+                self.last_position = last
+                self._check_seal(position, version, orjson.loads(state))
+                after_seal = -1
+            if version == previous_version + 1:
+                if (
+                    sha256(b"".join((previous, pack(position), stream, pack(version), topic, b"\x00", state))).digest()
+                    != stored
+                ):
+                    self.raw.append(
+                        (
+                            "hash_mismatch",
+                            position,
+                            stream,
+                            f"version {version} does not match its hash: edited, moved or written outside the ledger",
+                        )
+                    )
+                heads[stream] = (version, stored)
+                dirty_add(stream)
+            else:
+                self._out_of_sequence(position, stream, version, previous_version)
+                if version > previous_version:
+                    heads[stream] = (version, stored)  # its hash chains from a version not seen
+                    dirty_add(stream)
+            last = position
+            after_seal += 1
+        self.last_position, self.after_seal = last, after_seal
+
+    def _out_of_sequence(self, position: int, stream: bytes, version: int, previous: int) -> None:
+        """A gap in a stream's versions (events deleted), or a version arriving after a later
+        one (events reordered): in that case the gap it leaves behind is its own doing."""
+        if version > previous:
+            kind = "seal_missing" if stream == _SEALS else "events_missing"
+            detail = f"versions {previous + 1} to {version - 1} are missing before this one (deleted)"
+            self._gaps[(stream, previous + 1, version - 1)] = len(self.raw)
+            self.raw.append((kind, position, stream, detail))
+            return
+        detail = f"version {version} comes after version {previous} (reordered or duplicated)"
+        for (gap_stream, low, high), index in list(self._gaps.items()):
+            if gap_stream == stream and low <= version <= high:
+                _, moved_past, _, _ = self.raw[index]
+                detail = f"version {version} is stored after version {high + 1} (position {moved_past}): reordered"
+                if low == high:
+                    del self._gaps[(gap_stream, low, high)]
+                    self.raw[index] = ("", None, stream, "")  # not deleted after all
+        self.raw.append(("out_of_order", position, stream, detail))
+
+    def _check_seal(self, position: int, number: int, data: dict[str, Any]) -> None:
+        root = self.heads.root().hex()
+        self.seals.append(SealSeen(number, position, data["through_position"], data["root"]))
+        if data["root"] != root or data["through_position"] != self.last_position or data["streams"] != len(self.heads):
+            detail = (
+                f"covers {data['streams']} streams through position {data['through_position']} with root "
+                f"{data['root'][:16]}…; the replay has {len(self.heads)} streams through {self.last_position} "
+                f"with root {root[:16]}…: history before it was changed"
+            )
+            self.raw.append(("seal_mismatch", position, _SEALS, detail))
+
+    def summary(self) -> ChainSummary:
+        return ChainSummary([f for f in self.raw if f[0]], self.seals, len(self.heads), self.after_seal)
+
+
+@dataclass
+class ChainSummary:
+    """What the chain check found; small enough to hand from a child process."""
+
+    raw: list[RawFinding]
+    seals: list[SealSeen]
+    streams: int
+    after_seal: int
+
+
+class BookCheck(_Fold):
+    """Balances, double entry, limits, holds and ids, from the events' content."""
+
+    def __init__(self, to_position: int | None = None, to_time: datetime | None = None) -> None:
+        super().__init__(to_position, to_time)
+        self.events = 0
+        self.first_position: int | None = None
+        self.last_position = 0
+        # account stream -> [asset, posted debits, posted credits, pending debits, pending credits,
+        #                    overdraft limit, system, id, version]
         self.accounts: dict[bytes, list[Any]] = {}
         self.totals: dict[str, list[int]] = {}  # asset -> [posted net, pending net], credits minus debits
         self._baseline: dict[str, tuple[int, int]] = {}
@@ -129,84 +258,37 @@ class Verifier:
         self._transfer_ids: dict[str, bytes] = {}
         self._names: dict[bytes, str] = {}  # other named streams
         self._holds: dict[tuple[bytes, str, int], int] = {}
-        self._gaps: dict[tuple[bytes, int, int], int] = {}  # (stream, first, last missing version) -> finding
-        self._tx: str | None = None
         self._tx_start = 0
         self._tx_assets: set[str] = set()
         self._tx_refs: list[tuple[str, bytes, int]] = []  # (transfer id, account, position) moved in the write
-        self.stopped = False
-        self.after_seal = 0  # events after the last seal: covered by the hash chains alone
 
-    # The replay -------------------------------------------------------------------
-
-    def run(self, pages: Iterable[list[Row]], progress: Any = None) -> None:
-        """Fold the rows; stops at the end of the write that reaches ``to_position`` or ``to_time``."""
-        for page in pages:
-            self._fold(page)
-            if progress is not None:
-                progress.update(len(page))
-            if self.stopped:
-                break
-        self._end_of_write()
-        self.findings = [f for f in self.findings if f.kind]  # drop retracted ones
-
-    def _fold(self, rows: list[Row]) -> None:
-        heads, dirty = self.heads.heads, self.heads.dirty
+    def fold(self, rows: list[Row]) -> None:  # one flat loop: the hot path
         accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
-        kinds_get, heads_get = KINDS.get, heads.get
-        to_position, to_time = self.to_position, self.to_time
-        tx = self._tx
+        tx_assets_add, tx_refs_append, kinds_get = self._tx_assets.add, self._tx_refs.append, KINDS.get
+        tx, last = self._tx, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
-        for position, stream, version, topic, state, stored, writer in rows:
+        for position, stream, version, topic, state, _, writer in rows:
             if writer != tx:
                 self._end_of_write()
-                if (to_position is not None and position > to_position) or (
-                    to_time is not None and _event_time(state) > to_time
-                ):
-                    self.stopped = True
+                if self._past_the_end(position, state):
+                    self.events += sum(1 for row in rows if row[0] < position)
+                    self.last_position = last
                     return
                 tx = self._tx = writer
                 self._tx_start = position
-            if position <= self.last_position:
-                self._finding("out_of_order", position, stream, f"position {position} comes after {self.last_position}")
-            head = heads_get(stream)
-            previous_version, previous = head if head is not None else (0, b"")
+            last = position
             kind = kinds_get(topic, 0)
-            if kind == SEAL:
-                self._check_seal(position, version, loads(state))
-                self.after_seal = -1
-            if version == previous_version + 1:
-                if (
-                    sha256(
-                        b"".join((previous, _INT8(position), stream, _INT8(version), topic, b"\x00", state))
-                    ).digest()
-                    != stored
-                ):
-                    self._finding(
-                        "hash_mismatch",
-                        position,
-                        stream,
-                        f"version {version} does not match its hash: edited, moved or written outside the ledger",
-                    )
-                heads[stream] = (version, stored)
-                dirty.add(stream)
-            else:
-                self._out_of_sequence(position, stream, version, previous_version)
-                if version > previous_version:
-                    heads[stream] = (version, stored)  # its hash chains from a version not seen
-                    dirty.add(stream)
-            self.last_position = position
-            self.events += 1
-            self.after_seal += 1
-            if not kind or kind == SEAL:
+            if not kind:
                 continue
             data = loads(state)
             if kind <= OVERDRAFT_CHANGED:
+                account = accounts.get(stream)
                 if kind == OPENED:
+                    asset = data["asset"]
                     accounts[stream] = [
-                        data["asset"],
+                        asset,
                         0,
                         0,
                         0,
@@ -214,75 +296,47 @@ class Verifier:
                         data["overdraft_limit"],
                         data["system"],
                         data["account_id"],
+                        version,
                     ]
-                    totals.setdefault(data["asset"], [0, 0])
-                    if version != 1:
+                    totals.setdefault(asset, [0, 0])
+                    if version != 1 or account is not None:
                         self._finding("id_reused", position, stream, "opened again")
                     continue
-                found = accounts.get(stream)
-                if found is None:
+                if account is None:
                     self._finding("events_missing", position, stream, "moves an account that was never opened")
                     continue
-                account = found
+                account[8] = version
                 if kind == OVERDRAFT_CHANGED:
-                    account[LIMIT] = data["overdraft_limit"]
-                    if not account[SYSTEM] and account[PC] - account[PD] - account[QD] < -account[LIMIT]:
+                    account[5] = data["overdraft_limit"]
+                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
                         self._below_limit(account, position, stream)
                     continue
                 amount = data["amount"]
                 transfer_id = data["transfer_id"]
-                asset = account[ASSET]
+                asset = account[0]
                 sums = totals[asset]
                 if kind == DEBITED:
-                    account[PD] += amount
+                    account[1] += amount
                     sums[0] -= amount
-                    if not account[SYSTEM] and account[PC] - account[PD] - account[QD] < -account[LIMIT]:
+                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
                         self._below_limit(account, position, stream)
                 elif kind == CREDITED:
-                    account[PC] += amount
+                    account[2] += amount
                     sums[0] += amount
                 elif kind == DEBIT_PENDING:
-                    account[QD] += amount
+                    account[3] += amount
                     sums[1] -= amount
                     self._hold(holds, (stream, transfer_id, 0), amount, position)
-                    if not account[SYSTEM] and account[PC] - account[PD] - account[QD] < -account[LIMIT]:
+                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
                         self._below_limit(account, position, stream)
                 elif kind == CREDIT_PENDING:
-                    account[QC] += amount
+                    account[4] += amount
                     sums[1] += amount
                     self._hold(holds, (stream, transfer_id, 1), amount, position)
                 else:
-                    debit = kind in (PENDING_DEBIT_POSTED, PENDING_DEBIT_VOIDED)
-                    held = holds.pop((stream, transfer_id, 0 if debit else 1), None)
-                    released = data["pending_amount"] if kind <= PENDING_CREDIT_POSTED else amount
-                    if held is None:
-                        self._finding(
-                            "hold_resolved_twice",
-                            position,
-                            stream,
-                            f"resolves a hold of transfer {transfer_id!r} that is not pending (resolved before?)",
-                        )
-                    elif released != held or amount > held:
-                        self._finding(
-                            "hold_mismatch",
-                            position,
-                            stream,
-                            f"resolves the hold of transfer {transfer_id!r} ({held}) for {released}/{amount}",
-                        )
-                    if debit:
-                        account[QD] -= released
-                        sums[1] += released
-                        if kind == PENDING_DEBIT_POSTED:
-                            account[PD] += amount
-                            sums[0] -= amount
-                    else:
-                        account[QC] -= released
-                        sums[1] -= released
-                        if kind == PENDING_CREDIT_POSTED:
-                            account[PC] += amount
-                            sums[0] += amount
-                self._tx_assets.add(asset)
-                self._tx_refs.append((transfer_id, stream, position))
+                    self._resolve(account, sums, kind, data, amount, transfer_id, position, stream)
+                tx_assets_add(asset)
+                tx_refs_append((transfer_id, stream, position))
             elif kind == TRANSFER_CREATED:
                 transfer_id = data["transfer_id"]
                 if transfer_id in transfer_ids or version != 1:
@@ -296,29 +350,56 @@ class Verifier:
             else:  # NAMED
                 for key, noun in _NAME_FIELDS.items():
                     if key in data:
-                        self._names[stream] = f"{noun} {data[key]}" + (
-                            f" {data['asset']}" if noun == "fee rule" else ""
-                        )
+                        suffix = f" {data['asset']}" if noun == "fee rule" else ""
+                        self._names[stream] = f"{noun} {data[key]}{suffix}"
                         break
+        self.events += len(rows)
+        self.last_position = last
 
-    def _out_of_sequence(self, position: int, stream: bytes, version: int, previous: int) -> None:
-        """A gap in a stream's versions (events deleted), or a version arriving after a later
-        one (events reordered): in that case the gap it leaves behind is its own doing."""
-        if version > previous:
-            kind = "seal_missing" if stream == _SEALS else "events_missing"
-            detail = f"versions {previous + 1} to {version - 1} are missing before this one (deleted)"
-            self._gaps[(stream, previous + 1, version - 1)] = len(self.findings)
-            self._finding(kind, position, stream, detail)
-            return
-        detail = f"version {version} comes after version {previous} (reordered or duplicated)"
-        for (gap_stream, low, high), index in list(self._gaps.items()):
-            if gap_stream == stream and low <= version <= high:
-                moved_past = self.findings[index].position
-                detail = f"version {version} is stored after version {high + 1} (position {moved_past}): reordered"
-                if low == high:
-                    del self._gaps[(gap_stream, low, high)]
-                    self.findings[index] = replace(self.findings[index], kind="")  # not deleted after all
-        self._finding("out_of_order", position, stream, detail)
+    def finish(self) -> None:
+        self._end_of_write()
+
+    def _resolve(
+        self,
+        account: list[Any],
+        sums: list[int],
+        kind: int,
+        data: dict[str, Any],
+        amount: int,
+        transfer_id: str,
+        position: int,
+        stream: bytes,
+    ) -> None:
+        """A hold posted or voided: it must be pending, and be released for what it holds."""
+        debit = kind in (PENDING_DEBIT_POSTED, PENDING_DEBIT_VOIDED)
+        held = self._holds.pop((stream, transfer_id, 0 if debit else 1), None)
+        released = data["pending_amount"] if kind <= PENDING_CREDIT_POSTED else amount
+        if held is None:
+            self._finding(
+                "hold_resolved_twice",
+                position,
+                stream,
+                f"resolves a hold of transfer {transfer_id!r} that is not pending (resolved before?)",
+            )
+        elif released != held or amount > held:
+            self._finding(
+                "hold_mismatch",
+                position,
+                stream,
+                f"resolves the hold of transfer {transfer_id!r} ({held}) for {released}/{amount}",
+            )
+        if debit:
+            account[QD] -= released
+            sums[1] += released
+            if kind == PENDING_DEBIT_POSTED:
+                account[PD] += amount
+                sums[0] -= amount
+        else:
+            account[QC] -= released
+            sums[1] -= released
+            if kind == PENDING_CREDIT_POSTED:
+                account[PC] += amount
+                sums[0] += amount
 
     def _hold(
         self, holds: dict[tuple[bytes, str, int], int], key: tuple[bytes, str, int], amount: int, at: int
@@ -337,53 +418,33 @@ class Verifier:
             f"available {available} is below its limit of -{unit.format(account[LIMIT])}",
         )
 
-    def _check_seal(self, position: int, number: int, data: dict[str, Any]) -> None:
-        root = self.heads.root().hex()
-        self.seals.append(SealSeen(number, position, data["through_position"], data["root"]))
-        if data["root"] != root or data["through_position"] != self.last_position or data["streams"] != len(self.heads):
-            self._finding(
-                "seal_mismatch",
-                position,
-                _SEALS,
-                f"covers {data['streams']} streams through position {data['through_position']} with root "
-                f"{data['root'][:16]}…; the replay has {len(self.heads)} streams through {self.last_position} "
-                f"with root {root[:16]}…: history before it was changed",
-            )
-
     def _end_of_write(self) -> None:
         """Double entry at the end of a write, and every movement naming a real transfer."""
         for asset in self._tx_assets:
             posted, pending = self.totals[asset]
-            now = (posted, pending)
-            if now != self._baseline.get(asset, (0, 0)):
-                before = self._baseline.get(asset, (0, 0))
+            before = self._baseline.get(asset, (0, 0))
+            if (posted, pending) != before:
                 moved = sorted({self.subject(s) for _, s, _ in self._tx_refs if self.accounts[s][ASSET] == asset})
                 unit = Asset.parse(asset)
-                self.findings.append(
-                    Finding(
-                        "double_entry",
-                        self._tx_start,
-                        asset,
-                        f"the write at position {self._tx_start} leaves {asset} off by posted "
-                        f"{unit.format(now[0] - before[0])}, pending {unit.format(now[1] - before[1])} "
-                        f"(it moved {', '.join(moved)})",
-                    )
+                detail = (
+                    f"the write at position {self._tx_start} leaves {asset} off by posted "
+                    f"{unit.format(posted - before[0])}, pending {unit.format(pending - before[1])} "
+                    f"(it moved {', '.join(moved)})"
                 )
-                self._baseline[asset] = now  # report each break once, where it happens
+                self.raw.append(("double_entry", self._tx_start, asset.encode(), detail))
+                self._baseline[asset] = (posted, pending)  # report each break once, where it happens
         for transfer_id, stream, position in self._tx_refs:
             if transfer_id not in self._transfer_ids:
-                self._finding(
-                    "unknown_transfer",
-                    position,
-                    stream,
-                    f"moves money for transfer {transfer_id!r}, which does not exist",
-                )
+                detail = f"moves money for transfer {transfer_id!r}, which does not exist"
+                self._finding("unknown_transfer", position, stream, detail)
         self._tx_assets.clear()
         self._tx_refs.clear()
 
-    # Findings -----------------------------------------------------------------
+    def _finding(self, kind: str, position: int, stream: bytes, detail: str) -> None:
+        self.raw.append((kind, position, stream, detail))
 
     def subject(self, stream: bytes) -> str:
+        """What a stream is, in the ledger's words: an account, a transfer, an asset."""
         account = self.accounts.get(stream)
         if account is not None:
             return f"account {account[ID]}"
@@ -393,12 +454,92 @@ class Verifier:
             for transfer_id, s in self._transfer_ids.items():
                 if s == stream:
                     return f"transfer {transfer_id}"
-        return self._names.get(stream, f"stream {UUID(bytes=stream)}")
+        if stream in self._names:
+            return self._names[stream]
+        if len(stream) != 16:
+            return stream.decode()  # an asset
+        return f"stream {UUID(bytes=stream)}"
 
-    def _finding(self, kind: str, position: int, stream: bytes, detail: str) -> None:
-        self.findings.append(Finding(kind, position, self.subject(stream), detail))
 
-    # Results --------------------------------------------------------------------
+class Verifier:
+    """Both checks over the same rows: in one process (``run``), or the chain check in a
+    child process reading its own copy of the rows (``run_parallel``: two cores)."""
+
+    def __init__(self, to_position: int | None = None, to_time: datetime | None = None) -> None:
+        self.chain = ChainCheck(to_position, to_time)
+        self.books = BookCheck(to_position, to_time)
+        self._chain: ChainSummary | None = None
+        self.extra: list[Finding] = []
+
+    def run(self, pages: Iterable[list[Row]], progress: Any = None) -> None:
+        for page in pages:
+            self.chain.fold(page)
+            self.books.fold(page)
+            if progress is not None:
+                progress.update(len(page))
+            if self.books.stopped:
+                break
+        self.books.finish()
+        self._chain = self.chain.summary()
+
+    def run_parallel(self, open_pages: Callable[[], Iterator[list[Row]]], progress: Any = None) -> None:
+        """``open_pages`` is called once in each process; each must give the same rows."""
+        context = multiprocessing.get_context("fork")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_chain_child, args=(self.chain, open_pages, send), name="verify-chain")
+        child.start()
+        send.close()
+        try:
+            self.books.run(open_pages(), progress)
+            outcome, value = receive.recv()
+        except BaseException:
+            child.terminate()
+            raise
+        finally:
+            child.join()
+        if outcome == "error":
+            raise RuntimeError(f"the hash-chain check failed: {value}")
+        self._chain = value
+
+    @property
+    def _summary(self) -> ChainSummary:
+        if self._chain is None:
+            raise RuntimeError("run the verifier first")
+        return self._chain
+
+    @property
+    def findings(self) -> list[Finding]:
+        raw = sorted(self._summary.raw + self.books.raw, key=lambda f: (f[1] is None, f[1] or 0))
+        named = [Finding(kind, position, self.books.subject(stream), detail) for kind, position, stream, detail in raw]
+        return named + self.extra
+
+    @property
+    def seals(self) -> list[SealSeen]:
+        return self._summary.seals
+
+    @property
+    def streams(self) -> int:
+        return self._summary.streams
+
+    @property
+    def after_seal(self) -> int:
+        return self._summary.after_seal
+
+    @property
+    def events(self) -> int:
+        return self.books.events
+
+    @property
+    def first_position(self) -> int | None:
+        return self.books.first_position
+
+    @property
+    def last_position(self) -> int:
+        return self.books.last_position
+
+    @property
+    def totals(self) -> dict[str, list[int]]:
+        return self.books.totals
 
     def balances(self) -> dict[str, dict[str, int | str]]:
         """Every account's balances in minor units, by account id."""
@@ -410,11 +551,11 @@ class Verifier:
                 "pending_debits": a[QD],
                 "pending_credits": a[QC],
             }
-            for a in self.accounts.values()
+            for a in self.books.accounts.values()
         }
 
     def account_versions(self) -> dict[str, int]:
-        return {a[ID]: self.heads.heads[s][0] for s, a in self.accounts.items()}
+        return {a[ID]: a[8] for a in self.books.accounts.values()}
 
     def check_expected_seals(self, expected: Iterable[tuple[int, str]]) -> None:
         """Seals an auditor kept from earlier (a report, the Kafka topic) must still be here."""
@@ -422,11 +563,18 @@ class Verifier:
         for number, root in expected:
             seal = seen.get(number)
             if seal is None:
-                self.findings.append(Finding("seal_missing", None, "seals", f"seal {number} is not in the replay"))
+                self.extra.append(Finding("seal_missing", None, "seals", f"seal {number} is not in the replay"))
             elif seal.root != root:
-                self.findings.append(
-                    Finding("seal_mismatch", seal.position, "seals", f"seal {number} has root {seal.root}, not {root}")
-                )
+                detail = f"seal {number} has root {seal.root}, not {root}"
+                self.extra.append(Finding("seal_mismatch", seal.position, "seals", detail))
+
+
+def _chain_child(chain: ChainCheck, open_pages: Callable[[], Iterator[list[Row]]], send: Any) -> None:
+    try:
+        chain.run(open_pages())
+        send.send(("ok", chain.summary()))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        send.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _event_time(state: bytes) -> datetime:
@@ -442,6 +590,18 @@ _PAGE_SQL = (
 )
 
 
+def read_only(url: str) -> Any:
+    """A connection that can only read: every transaction is read-only (as on a replica)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on")
+
+
+def store_pages_at(url: str, *, head: int, page: int = 20_000) -> Iterator[list[Row]]:
+    with read_only(url) as conn:
+        yield from store_pages(conn, head=head, page=page)
+
+
 def store_pages(conn: Any, *, head: int, page: int = 20_000) -> Iterator[list[Row]]:
     """The stored rows up to ``head``, a page at a time, each page its own short read (a
     replica cancels long ones). Inserts commit in position order (they hold the table
@@ -454,6 +614,42 @@ def store_pages(conn: Any, *, head: int, page: int = 20_000) -> Iterator[list[Ro
                 return
             yield rows
             after = rows[-1][0]
+
+
+def read_ahead(pages: Iterator[list[Row]], depth: int = 2) -> Iterator[list[Row]]:
+    """The same pages, read by a thread while the caller folds the previous ones: the
+    database (another process, another core) prepares the next page meanwhile."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        ready.put(("page", page), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            ready.put(("error", exc))
+
+    reader = threading.Thread(target=produce, name="verify-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def file_pages(path: Path, page: int = 20_000) -> Iterator[list[Row]]:
@@ -506,7 +702,7 @@ def report(verifier: Verifier, *, source: str, elapsed: float, drift: list[Findi
         "events": verifier.events,
         "first_position": verifier.first_position,
         "last_position": verifier.last_position,
-        "streams": len(verifier.heads),
+        "streams": verifier.streams,
         "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(verifier.events / elapsed) if elapsed > 0 else None,
         "seals": {

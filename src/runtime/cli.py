@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -515,27 +516,29 @@ def audit_verify(
 
     from tqdm import tqdm
 
-    from audit.verify import Verifier, file_pages, report, store_pages
+    from audit.verify import Verifier, file_pages, read_ahead, read_only, report, store_pages_at
 
     settings = _settings()
     verifier = Verifier(to_position=as_of_position, to_time=_moment(as_of_time))
     started = time.monotonic()
     drift = None
+    total = None
     if from_file:
         source = f"file {from_file}"
-        with tqdm(unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
-            try:
-                verifier.run(file_pages(Path(from_file)), progress)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
+        path = Path(from_file)
+        open_pages: Callable[[], Iterator[Any]] = lambda: read_ahead(file_pages(path))
     else:
         url = settings.audit_database_url or _require(settings, "database_url")
         source = "event store"
-        with psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
+        with read_only(url) as conn:
             row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
-            head = int(row[0]) if row else 0
-            with tqdm(total=head, unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
-                verifier.run(store_pages(conn, head=head), progress)
+            total = head = int(row[0]) if row else 0
+        open_pages = lambda: read_ahead(store_pages_at(url, head=head))
+    with tqdm(total=total, unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
+        try:
+            verifier.run_parallel(open_pages, progress)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     elapsed = time.monotonic() - started
     verifier.check_expected_seals(expect_seal)
     if read_model and not from_file and as_of_position is None and as_of_time is None:

