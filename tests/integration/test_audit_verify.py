@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,39 @@ def test_verify_reads_a_streaming_replica(store: Store, tmp_path: Path) -> None:
         replica.stop()
 
 
+def test_a_store_older_than_the_hash_chains_is_chained_as_if_it_had_always_been(
+    store: Store, servers: Urls, tmp_path: Path
+) -> None:
+    """Migration 0006 on a store written before it computes the hashes ledger_append would have."""
+    history(store)
+    rows = store.sql(
+        "SELECT notification_id, originator_id, originator_version, topic, state, hash FROM ledger_events "
+        "ORDER BY notification_id"
+    )
+    before_0006 = tmp_path / "migrations"
+    before_0006.mkdir()
+    for path in (project_root() / "migrations").glob("*.sql"):
+        if path.stem < "0006":
+            shutil.copy(path, before_0006)
+    name = unique("old").replace("-", "_")
+    store.sql(f"CREATE DATABASE {name}")
+    url = urlunsplit(urlsplit(store.url)._replace(path=f"/{name}"))
+    try:
+        migrate(url, before_0006)
+        with psycopg.connect(url) as conn:
+            conn.cursor().executemany(
+                "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [row[:5] for row in rows],
+            )
+        assert migrate(url, project_root() / "migrations") == ["0006.event-hashes"]
+        with psycopg.connect(url) as conn:
+            chained = dict(conn.execute("SELECT notification_id, hash FROM ledger_events").fetchall())
+        assert chained == {row[0]: row[5] for row in rows}
+    finally:
+        store.sql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
     history(store)
     (t1_debit, _) = store.event("bob", "Account.Credited")  # inside the t1 write
@@ -197,6 +231,19 @@ def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
             balances.posted_debits,
             balances.posted_credits,
         )
+
+
+def test_as_of_a_time_stops_at_the_last_write_recorded_by_then(store: Store) -> None:
+    history(store)
+    exported = list(events(store.ledger))
+    held = next(e for e in exported if e["type"] == "ledger.transfer.pending.v1")  # h1, after the first seal
+    moment = datetime.fromisoformat(held["time"])
+    verifier = replay(store.url, to_time=moment)
+    expected = trial_balance(events(store.ledger, to_time=moment))
+    assert verifier.findings == [] and verifier.last_position == expected.position >= held["position"]
+    assert verifier.balances()["alice"]["pending_debits"] == 425  # h1 and its fee, held
+    assert [s.number for s in verifier.seals] == [1]
+    assert verifier.last_position < exported[-1]["position"]
 
 
 def test_an_edited_amount_is_named(store: Store) -> None:
