@@ -8,6 +8,7 @@ out); the event hash is also computed by the database (``ledger_append``, migrat
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from hashlib import sha256
 from struct import Struct
 
@@ -20,14 +21,12 @@ _EMPTY_BUCKET = sha256(b"\x00").digest()
 def event_hash(previous: bytes, position: int, stream: bytes, version: int, topic: str, state: bytes) -> bytes:
     """sha256(previous || int8 position || stream uuid (16 bytes) || int8 version ||
     utf-8 topic || 0x00 || state); ``previous`` is empty for a stream's first event."""
-    return sha256(
-        b"".join((previous, _INT8.pack(position), stream, _INT8.pack(version), topic.encode(), b"\x00", state))
-    ).digest()
+    return sha256(previous + hash_prefix(position, stream, version, topic.encode()) + state).digest()
 
 
-def bucket_of(stream: bytes) -> int:
-    """A stream's leaf bucket: the first 12 bits of its uuid."""
-    return (stream[0] << 4) | (stream[1] >> 4)
+def hash_prefix(position: int, stream: bytes, version: int, topic: bytes) -> bytes:
+    """What an event's hash covers between the previous hash and the state."""
+    return b"".join((_INT8.pack(position), stream, _INT8.pack(version), topic, b"\x00"))
 
 
 class StreamHeads:
@@ -41,8 +40,8 @@ class StreamHeads:
 
     def __init__(self) -> None:
         self.heads: dict[bytes, tuple[int, bytes]] = {}
-        self.dirty: set[bytes] = set()  # streams moved since the last root
-        self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(BUCKETS)]
+        self.dirty: dict[bytes, tuple[int, bytes]] = {}  # streams moved since the last root, and their heads
+        self._buckets: list[list[bytes]] = [[] for _ in range(BUCKETS)]  # leaves, sorted
         self._levels: list[list[bytes]] = [[_EMPTY_BUCKET] * BUCKETS]
         while len(self._levels[-1]) > 1:
             below = self._levels[-1]
@@ -52,20 +51,24 @@ class StreamHeads:
         return len(self.heads)
 
     def set(self, stream: bytes, version: int, hash_: bytes) -> None:
-        self.heads[stream] = (version, hash_)
-        self.dirty.add(stream)
+        self.heads[stream] = self.dirty[stream] = (version, hash_)
 
     def root(self) -> bytes:
+        buckets, pack = self._buckets, _INT8.pack
         moved: set[int] = set()
-        for stream in self.dirty:
-            version, hash_ = self.heads[stream]
-            index = bucket_of(stream)
-            self._buckets[index][stream] = b"".join((stream, _INT8.pack(version), hash_))
+        for stream, (version, hash_) in self.dirty.items():  # buckets stay sorted: leaves start with the uuid
+            index = (stream[0] << 4) | (stream[1] >> 4)
+            leaves = buckets[index]
+            at = bisect_left(leaves, stream)
+            if at < len(leaves) and leaves[at].startswith(stream):
+                leaves[at] = stream + pack(version) + hash_
+            else:
+                leaves.insert(at, stream + pack(version) + hash_)
             moved.add(index)
         self.dirty.clear()
-        leaves = self._levels[0]
-        for index in moved:  # a leaf starts with its stream's uuid: sorting leaves sorts by uuid
-            leaves[index] = sha256(b"\x00" + b"".join(sorted(self._buckets[index].values()))).digest()
+        level = self._levels[0]
+        for index in moved:
+            level[index] = sha256(b"\x00" + b"".join(buckets[index])).digest()
         for depth in range(1, len(self._levels)):
             below, level = self._levels[depth - 1], self._levels[depth]
             moved = {index >> 1 for index in moved}

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
-from struct import Struct
 from typing import Any
 from uuid import UUID
 
 import orjson
 from eventsourcing.utils import get_topic
 
-from audit.hashes import StreamHeads
+from audit.hashes import StreamHeads, hash_prefix
 from ledger.accounts import Account
 from ledger.fees import FeeRule
 from ledger.money import Asset
@@ -42,8 +41,9 @@ from ledger.seals import SEAL_STREAM, Seal
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
-# (position, stream uuid bytes, version, topic utf-8, state, stored hash, writing transaction)
-Row = tuple[int, bytes, int, bytes, bytes, bytes, str]
+# (position, stream uuid bytes, version, topic utf-8, state, stored hash, writing transaction,
+#  what the hash covers before the state: see ``hash_prefix``)
+Row = tuple[int, bytes, int, bytes, bytes, bytes, str, bytes]
 
 (
     OPENED,
@@ -82,7 +82,6 @@ KINDS: dict[bytes, int] = {
     )
 }
 _NAME_FIELDS = {"transaction_id": "transaction", "payout_id": "payout", "operation": "fee rule"}
-_INT8 = Struct(">q").pack
 _SEALS = SEAL_STREAM.bytes
 _SEAL_TOPIC = get_topic(Seal.Recorded).encode()
 _NO_HEAD = (0, b"")
@@ -159,9 +158,9 @@ class ChainCheck(_Fold):
         self._gaps: dict[tuple[bytes, int, int], int] = {}  # (stream, first, last missing version) -> finding
 
     def fold(self, rows: list[Row]) -> None:
-        heads, dirty_add, heads_get, pack = self.heads.heads, self.heads.dirty.add, self.heads.heads.get, _INT8
+        heads, dirty, heads_get = self.heads.heads, self.heads.dirty, self.heads.heads.get
         tx, last, after_seal = self._tx, self.last_position, self.after_seal
-        for position, stream, version, topic, state, stored, writer in rows:
+        for position, stream, version, topic, state, stored, writer, prefix in rows:
             if writer != tx:
                 if self._past_the_end(position, state):
                     break
@@ -174,10 +173,7 @@ class ChainCheck(_Fold):
                 self._check_seal(position, version, orjson.loads(state))
                 after_seal = -1
             if version == previous_version + 1:
-                if (
-                    sha256(b"".join((previous, pack(position), stream, pack(version), topic, b"\x00", state))).digest()
-                    != stored
-                ):
+                if sha256(b"".join((previous, prefix, state))).digest() != stored:
                     self.raw.append(
                         (
                             "hash_mismatch",
@@ -186,13 +182,11 @@ class ChainCheck(_Fold):
                             f"version {version} does not match its hash: edited, moved or written outside the ledger",
                         )
                     )
-                heads[stream] = (version, stored)
-                dirty_add(stream)
+                heads[stream] = dirty[stream] = (version, stored)
             else:
                 self._out_of_sequence(position, stream, version, previous_version)
                 if version > previous_version:
-                    heads[stream] = (version, stored)  # its hash chains from a version not seen
-                    dirty_add(stream)
+                    heads[stream] = dirty[stream] = (version, stored)  # it chains from a version not seen
             last = position
             after_seal += 1
         self.last_position, self.after_seal = last, after_seal
@@ -269,7 +263,7 @@ class BookCheck(_Fold):
         tx, last = self._tx, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
-        for position, stream, version, topic, state, _, writer in rows:
+        for position, stream, version, topic, state, _, writer, _ in rows:
             if writer != tx:
                 self._end_of_write()
                 if self._past_the_end(position, state):
@@ -585,8 +579,9 @@ def _event_time(state: bytes) -> datetime:
 
 _PAGE_SQL = (
     "SELECT notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state, hash, "
-    "xmin::text FROM ledger_events WHERE notification_id > %s AND notification_id <= %s "
-    "ORDER BY notification_id LIMIT %s"
+    "xmin::text, int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version) "
+    "|| convert_to(topic, 'UTF8') || '\\x00'::bytea "
+    "FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
 )
 
 
@@ -659,17 +654,15 @@ def file_pages(path: Path, page: int = 20_000) -> Iterator[list[Row]]:
     rows: list[Row] = []
     for event in read_lines(path):
         try:
-            rows.append(
-                (
-                    int(event["position"]),
-                    UUID(event["ledgerstream"]).bytes,
-                    int(event["sequence"]),
-                    event["ledgertopic"].encode(),
-                    base64.b64decode(event["ledgerstate"]),
-                    bytes.fromhex(event["ledgerhash"]),
-                    str(event["ledgertx"]),
-                )
+            position, stream, version = (
+                int(event["position"]),
+                UUID(event["ledgerstream"]).bytes,
+                int(event["sequence"]),
             )
+            topic = event["ledgertopic"].encode()
+            state, stored = base64.b64decode(event["ledgerstate"]), bytes.fromhex(event["ledgerhash"])
+            prefix = hash_prefix(position, stream, version, topic)
+            rows.append((position, stream, version, topic, state, stored, str(event["ledgertx"]), prefix))
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: event {event.get('id')!r} lacks the stored form ({exc})") from None
         if len(rows) == page:

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
+from stellar_sdk import Keypair
 
 from audit.sealer import Sealer
 from commands.application import Ledger, event_store_env
@@ -22,6 +23,7 @@ from commands.messages import (
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    RequestPayout,
     ReverseTransfer,
     SetFeeRule,
     TransferFunds,
@@ -59,12 +61,23 @@ def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None
         ledger.account_action(AccountAction(c, action))
     ledger.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
     ledger.account_action(AccountAction(c, "close"))
+    # Payouts, as the chain worker reports them (no chain needed for the events).
+    lumens = unique("x")
+    ledger.open_account(OpenAccount(lumens, "XLM/7"))
+    ledger.deposit(Deposit(unique("d"), lumens, "10"))
+    paid, refused = unique("p"), unique("p")
+    for payout in (paid, refused):
+        ledger.request_payout(RequestPayout(payout, lumens, "1", Keypair.random().public_key))
+    ledger.note_payout_attempt(paid, 1, "ab" * 32, None)
+    ledger.report_payout_stuck(paid, "no answer yet")
+    ledger.confirm_payout(paid, "ab" * 32, 7)
+    ledger.fail_payout(refused, "op_no_trust")
     assert Sealer(ledger, database_url).seal() is not None
 
 
 def test_every_message_follows_the_contract(servers: Urls) -> None:
     clock = Clock()
-    ledger = Ledger(event_store_env(servers.settings()), clock=clock)
+    ledger = Ledger(event_store_env(servers.settings()), clock=clock, payout_assets={"XLM/7": "native"})
     topic = unique("contract")
     try:
         start = ledger.head_position()
