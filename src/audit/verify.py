@@ -23,7 +23,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,19 @@ from ledger.accounts import Account
 from ledger.fees import FeeRule
 from ledger.money import Asset
 from ledger.payouts import Payout
-from ledger.seals import SEAL_STREAM, Seal
+from ledger.seals import SEAL_STREAM
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
-# (position, stream uuid bytes, version, topic utf-8, state, stored hash, writing transaction,
-#  what the hash covers before the state: see ``hash_prefix``)
-Row = tuple[int, bytes, int, bytes, bytes, bytes, str, bytes]
+# Each check reads only the columns it needs (the database and the driver cost as much as the checks):
+# the chain check (position, stream uuid bytes, version, state, stored hash, writing transaction,
+# what the hash covers before the state: see ``hash_prefix``) ...
+ChainRow = tuple[int, bytes, int, bytes, bytes, str, bytes]
+# ... and the books' check (position, stream uuid bytes, version, topic utf-8, state, writing transaction).
+BookRow = tuple[int, bytes, int, bytes, bytes, str]
+Row = ChainRow | BookRow
+CHAIN, BOOKS = "chain", "books"
+Pages = Callable[[str], Iterator[list[Any]]]  # the pages of rows of one shape (CHAIN or BOOKS)
 
 (
     OPENED,
@@ -83,7 +89,6 @@ KINDS: dict[bytes, int] = {
 }
 _NAME_FIELDS = {"transaction_id": "transaction", "payout_id": "payout", "operation": "fee rule"}
 _SEALS = SEAL_STREAM.bytes
-_SEAL_TOPIC = get_topic(Seal.Recorded).encode()
 _NO_HEAD = (0, b"")
 POSTED, PENDING, RESOLVED = 0, 1, 2
 # An account: [asset, posted debits, posted credits, pending debits, pending credits, overdraft limit, system, id]
@@ -122,7 +127,7 @@ class _Fold:
         self.stopped = False
         self._tx: str | None = None
 
-    def run(self, pages: Iterable[list[Row]], progress: Any = None) -> None:
+    def run(self, pages: Iterable[list[Any]], progress: Any = None) -> None:
         for page in pages:
             self.fold(page)
             if progress is not None:
@@ -131,7 +136,7 @@ class _Fold:
                 break
         self.finish()
 
-    def fold(self, rows: list[Row]) -> None:
+    def fold(self, rows: list[Any]) -> None:
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -157,10 +162,10 @@ class ChainCheck(_Fold):
         self.after_seal = 0  # events after the last seal: covered by the hash chains alone
         self._gaps: dict[tuple[bytes, int, int], int] = {}  # (stream, first, last missing version) -> finding
 
-    def fold(self, rows: list[Row]) -> None:
+    def fold(self, rows: list[ChainRow]) -> None:
         heads, dirty, heads_get = self.heads.heads, self.heads.dirty, self.heads.heads.get
         tx, last, after_seal = self._tx, self.last_position, self.after_seal
-        for position, stream, version, topic, state, stored, writer, prefix in rows:
+        for position, stream, version, state, stored, writer, prefix in rows:
             if writer != tx:
                 if self._past_the_end(position, state):
                     break
@@ -168,9 +173,9 @@ class ChainCheck(_Fold):
             if position <= last:
                 self.raw.append(("out_of_order", position, stream, f"position {position} comes after {last}"))
             previous_version, previous = heads_get(stream, _NO_HEAD)
-            if topic == _SEAL_TOPIC:
+            if stream == _SEALS:
                 self.last_position = last
-                self._check_seal(position, version, orjson.loads(state))
+                self._check_seal(position, version, state)
                 after_seal = -1
             if version == previous_version + 1:
                 if sha256(b"".join((previous, prefix, state))).digest() != stored:
@@ -210,9 +215,14 @@ class ChainCheck(_Fold):
                     self.raw[index] = ("", None, stream, "")  # not deleted after all
         self.raw.append(("out_of_order", position, stream, detail))
 
-    def _check_seal(self, position: int, number: int, data: dict[str, Any]) -> None:
+    def _check_seal(self, position: int, number: int, state: bytes) -> None:
         root = self.heads.root().hex()
-        self.seals.append(SealSeen(number, position, data["through_position"], data["root"]))
+        try:
+            data = orjson.loads(state)
+            self.seals.append(SealSeen(number, position, data["through_position"], data["root"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.raw.append(("seal_mismatch", position, _SEALS, f"is not a seal: {exc!r}"))
+            return
         if data["root"] != root or data["through_position"] != self.last_position or data["streams"] != len(self.heads):
             detail = (
                 f"covers {data['streams']} streams through position {data['through_position']} with root "
@@ -256,14 +266,14 @@ class BookCheck(_Fold):
         self._tx_assets: set[str] = set()
         self._tx_refs: list[tuple[str, bytes, int]] = []  # (transfer id, account, position) moved in the write
 
-    def fold(self, rows: list[Row]) -> None:  # one flat loop: the hot path
+    def fold(self, rows: list[BookRow]) -> None:  # one flat loop: the hot path
         accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
         tx_assets_add, tx_refs_append, kinds_get = self._tx_assets.add, self._tx_refs.append, KINDS.get
         tx, last = self._tx, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
-        for position, stream, version, topic, state, _, writer, _ in rows:
+        for position, stream, version, topic, state, writer in rows:
             if writer != tx:
                 self._end_of_write()
                 if self._past_the_end(position, state):
@@ -276,77 +286,82 @@ class BookCheck(_Fold):
             kind = kinds_get(topic, 0)
             if not kind:
                 continue
-            data = loads(state)
-            if kind <= OVERDRAFT_CHANGED:
-                account = accounts.get(stream)
-                if kind == OPENED:
-                    asset = data["asset"]
-                    accounts[stream] = [
-                        asset,
-                        0,
-                        0,
-                        0,
-                        0,
-                        data["overdraft_limit"],
-                        data["system"],
-                        data["account_id"],
-                        version,
-                    ]
-                    totals.setdefault(asset, [0, 0])
-                    if version != 1 or account is not None:
-                        self._finding("id_reused", position, stream, "opened again")
-                    continue
-                if account is None:
-                    self._finding("events_missing", position, stream, "moves an account that was never opened")
-                    continue
-                account[8] = version
-                if kind == OVERDRAFT_CHANGED:
-                    account[5] = data["overdraft_limit"]
-                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
-                        self._below_limit(account, position, stream)
-                    continue
-                amount = data["amount"]
-                transfer_id = data["transfer_id"]
-                asset = account[0]
-                sums = totals[asset]
-                if kind == DEBITED:
-                    account[1] += amount
-                    sums[0] -= amount
-                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
-                        self._below_limit(account, position, stream)
-                elif kind == CREDITED:
-                    account[2] += amount
-                    sums[0] += amount
-                elif kind == DEBIT_PENDING:
-                    account[3] += amount
-                    sums[1] -= amount
-                    self._hold(holds, (stream, transfer_id, 0), amount, position)
-                    if not account[6] and account[2] - account[1] - account[3] < -account[5]:
-                        self._below_limit(account, position, stream)
-                elif kind == CREDIT_PENDING:
-                    account[4] += amount
-                    sums[1] += amount
-                    self._hold(holds, (stream, transfer_id, 1), amount, position)
-                else:
-                    self._resolve(account, sums, kind, data, amount, transfer_id, position, stream)
-                tx_assets_add(asset)
-                tx_refs_append((transfer_id, stream, position))
-            elif kind == TRANSFER_CREATED:
-                transfer_id = data["transfer_id"]
-                if transfer_id in transfer_ids or version != 1:
-                    self._finding("id_reused", position, stream, f"transfer id {transfer_id!r} is used again")
-                transfer_ids[transfer_id] = stream
-                transfers[stream] = PENDING if data["pending"] else POSTED
-            elif kind == TRANSFER_RESOLVED:
-                if transfers.get(stream) != PENDING:
-                    self._finding("hold_resolved_twice", position, stream, "resolves a transfer that is not pending")
-                transfers[stream] = RESOLVED
-            else:  # NAMED
-                for key, noun in _NAME_FIELDS.items():
-                    if key in data:
-                        suffix = f" {data['asset']}" if noun == "fee rule" else ""
-                        self._names[stream] = f"{noun} {data[key]}{suffix}"
-                        break
+            try:
+                data = loads(state)
+                if kind <= OVERDRAFT_CHANGED:
+                    account = accounts.get(stream)
+                    if kind == OPENED:
+                        asset = data["asset"]
+                        accounts[stream] = [
+                            asset,
+                            0,
+                            0,
+                            0,
+                            0,
+                            data["overdraft_limit"],
+                            data["system"],
+                            data["account_id"],
+                            version,
+                        ]
+                        totals.setdefault(asset, [0, 0])
+                        if version != 1 or account is not None:
+                            self._finding("id_reused", position, stream, "opened again")
+                        continue
+                    if account is None:
+                        self._finding("events_missing", position, stream, "moves an account that was never opened")
+                        continue
+                    account[8] = version
+                    if kind == OVERDRAFT_CHANGED:
+                        account[5] = data["overdraft_limit"]
+                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                            self._below_limit(account, position, stream)
+                        continue
+                    amount = data["amount"]
+                    transfer_id = data["transfer_id"]
+                    asset = account[0]
+                    sums = totals[asset]
+                    if kind == DEBITED:
+                        account[1] += amount
+                        sums[0] -= amount
+                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                            self._below_limit(account, position, stream)
+                    elif kind == CREDITED:
+                        account[2] += amount
+                        sums[0] += amount
+                    elif kind == DEBIT_PENDING:
+                        account[3] += amount
+                        sums[1] -= amount
+                        self._hold(holds, (stream, transfer_id, 0), amount, position)
+                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                            self._below_limit(account, position, stream)
+                    elif kind == CREDIT_PENDING:
+                        account[4] += amount
+                        sums[1] += amount
+                        self._hold(holds, (stream, transfer_id, 1), amount, position)
+                    else:
+                        self._resolve(account, sums, kind, data, amount, transfer_id, position, stream)
+                    tx_assets_add(asset)
+                    tx_refs_append((transfer_id, stream, position))
+                elif kind == TRANSFER_CREATED:
+                    transfer_id = data["transfer_id"]
+                    if transfer_id in transfer_ids or version != 1:
+                        self._finding("id_reused", position, stream, f"transfer id {transfer_id!r} is used again")
+                    transfer_ids[transfer_id] = stream
+                    transfers[stream] = PENDING if data["pending"] else POSTED
+                elif kind == TRANSFER_RESOLVED:
+                    if transfers.get(stream) != PENDING:
+                        self._finding(
+                            "hold_resolved_twice", position, stream, "resolves a transfer that is not pending"
+                        )
+                    transfers[stream] = RESOLVED
+                else:  # NAMED
+                    for key, noun in _NAME_FIELDS.items():
+                        if key in data:
+                            suffix = f" {data['asset']}" if noun == "fee rule" else ""
+                            self._names[stream] = f"{noun} {data[key]}{suffix}"
+                            break
+            except (ValueError, KeyError, TypeError) as exc:  # not what the ledger writes: forged or edited
+                self._finding("unreadable", position, stream, f"its content does not read as {topic.decode()}: {exc!r}")
         self.events += len(rows)
         self.last_position = last
 
@@ -465,26 +480,21 @@ class Verifier:
         self._chain: ChainSummary | None = None
         self.extra: list[Finding] = []
 
-    def run(self, pages: Iterable[list[Row]], progress: Any = None) -> None:
-        for page in pages:
-            self.chain.fold(page)
-            self.books.fold(page)
-            if progress is not None:
-                progress.update(len(page))
-            if self.books.stopped:
-                break
-        self.books.finish()
+    def run(self, open_pages: Pages, progress: Any = None) -> None:
+        """One check after the other, in this process."""
+        self.chain.run(open_pages(CHAIN))
+        self.books.run(open_pages(BOOKS), progress)
         self._chain = self.chain.summary()
 
-    def run_parallel(self, open_pages: Callable[[], Iterator[list[Row]]], progress: Any = None) -> None:
-        """``open_pages`` is called once in each process; each must give the same rows."""
+    def run_parallel(self, open_pages: Pages, progress: Any = None) -> None:
+        """``open_pages`` is called once in each process, for the rows of its check."""
         context = multiprocessing.get_context("fork")
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_chain_child, args=(self.chain, open_pages, send), name="verify-chain")
         child.start()
         send.close()
         try:
-            self.books.run(open_pages(), progress)
+            self.books.run(open_pages(BOOKS), progress)
             outcome, value = receive.recv()
         except BaseException:
             child.terminate()
@@ -563,26 +573,35 @@ class Verifier:
                 self.extra.append(Finding("seal_mismatch", seal.position, "seals", detail))
 
 
-def _chain_child(chain: ChainCheck, open_pages: Callable[[], Iterator[list[Row]]], send: Any) -> None:
+def _chain_child(chain: ChainCheck, open_pages: Pages, send: Any) -> None:
     try:
-        chain.run(open_pages())
+        chain.run(open_pages(CHAIN))
         send.send(("ok", chain.summary()))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _event_time(state: bytes) -> datetime:
-    return datetime.fromisoformat(orjson.loads(state)["timestamp"]["_data_"])
+    try:
+        return datetime.fromisoformat(orjson.loads(state)["timestamp"]["_data_"])
+    except (ValueError, KeyError, TypeError):
+        return datetime.min.replace(tzinfo=UTC)  # unreadable (and named as such): not a reason to stop
 
 
 # Sources --------------------------------------------------------------------------
 
-_PAGE_SQL = (
-    "SELECT notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state, hash, "
-    "xmin::text, int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version) "
-    "|| convert_to(topic, 'UTF8') || '\\x00'::bytea "
-    "FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-)
+_PAGE_SQL = {
+    CHAIN: "SELECT notification_id, uuid_send(originator_id), originator_version, state, hash, xmin::text, "
+    "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version) "
+    "|| convert_to(topic, 'UTF8') || '\\x00'::bytea ",
+    BOOKS: "SELECT notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state, "
+    "xmin::text ",
+}
+_PAGE_SQL = {
+    shape: select
+    + "FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+    for shape, select in _PAGE_SQL.items()
+}
 
 
 def read_only(url: str) -> Any:
@@ -592,26 +611,26 @@ def read_only(url: str) -> Any:
     return psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on")
 
 
-def store_pages_at(url: str, *, head: int, page: int = 20_000) -> Iterator[list[Row]]:
+def store_pages_at(url: str, shape: str, *, head: int, page: int = 20_000) -> Iterator[list[Any]]:
     with read_only(url) as conn:
-        yield from store_pages(conn, head=head, page=page)
+        yield from store_pages(conn, shape, head=head, page=page)
 
 
-def store_pages(conn: Any, *, head: int, page: int = 20_000) -> Iterator[list[Row]]:
+def store_pages(conn: Any, shape: str, *, head: int, page: int = 20_000) -> Iterator[list[Any]]:
     """The stored rows up to ``head``, a page at a time, each page its own short read (a
     replica cancels long ones). Inserts commit in position order (they hold the table
     lock until they commit), so paging by position misses nothing."""
     after = 0
     with conn.cursor(binary=True) as curs:
         while after < head:
-            rows = curs.execute(_PAGE_SQL, (after, head, page)).fetchall()
+            rows = curs.execute(_PAGE_SQL[shape], (after, head, page)).fetchall()
             if not rows:
                 return
             yield rows
             after = rows[-1][0]
 
 
-def read_ahead(pages: Iterator[list[Row]], depth: int = 2) -> Iterator[list[Row]]:
+def read_ahead(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
     """The same pages, read by a thread while the caller folds the previous ones: the
     database (another process, another core) prepares the next page meanwhile."""
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
@@ -647,7 +666,7 @@ def read_ahead(pages: Iterator[list[Row]], depth: int = 2) -> Iterator[list[Row]
         reader.join()
 
 
-def file_pages(path: Path, page: int = 20_000) -> Iterator[list[Row]]:
+def file_pages(path: Path, shape: str, page: int = 20_000) -> Iterator[list[Any]]:
     """An export's events as stored rows (``ledger audit export`` carries them)."""
     from audit.stream import read_lines
 
@@ -659,10 +678,16 @@ def file_pages(path: Path, page: int = 20_000) -> Iterator[list[Row]]:
                 UUID(event["ledgerstream"]).bytes,
                 int(event["sequence"]),
             )
-            topic = event["ledgertopic"].encode()
-            state, stored = base64.b64decode(event["ledgerstate"]), bytes.fromhex(event["ledgerhash"])
-            prefix = hash_prefix(position, stream, version, topic)
-            rows.append((position, stream, version, topic, state, stored, str(event["ledgertx"]), prefix))
+            topic, state, writer = (
+                event["ledgertopic"].encode(),
+                base64.b64decode(event["ledgerstate"]),
+                event["ledgertx"],
+            )
+            if shape == CHAIN:
+                stored, prefix = bytes.fromhex(event["ledgerhash"]), hash_prefix(position, stream, version, topic)
+                rows.append((position, stream, version, state, stored, str(writer), prefix))
+            else:
+                rows.append((position, stream, version, topic, state, str(writer)))
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: event {event.get('id')!r} lacks the stored form ({exc})") from None
         if len(rows) == page:

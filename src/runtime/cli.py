@@ -526,14 +526,14 @@ def audit_verify(
     if from_file:
         source = f"file {from_file}"
         path = Path(from_file)
-        open_pages: Callable[[], Iterator[Any]] = lambda: read_ahead(file_pages(path))
+        open_pages: Callable[[str], Iterator[Any]] = lambda shape: read_ahead(file_pages(path, shape))
     else:
         url = settings.audit_database_url or _require(settings, "database_url")
         source = "event store"
         with read_only(url) as conn:
             row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
             total = head = int(row[0]) if row else 0
-        open_pages = lambda: read_ahead(store_pages_at(url, head=head))
+        open_pages = lambda shape: read_ahead(store_pages_at(url, shape, head=head))
     with tqdm(total=total, unit="ev", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as progress:
         try:
             verifier.run_parallel(open_pages, progress)

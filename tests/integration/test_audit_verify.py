@@ -102,7 +102,8 @@ def replay(url: str, **limits: Any) -> Verifier:
     verifier = Verifier(**limits)
     with psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
         row = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
-        verifier.run(store_pages(conn, head=row[0] if row else 0, page=7))  # small pages: cross their edges
+        head = row[0] if row else 0
+        verifier.run(lambda shape: store_pages(conn, shape, head=head, page=7))  # small pages: cross their edges
     return verifier
 
 
@@ -257,6 +258,11 @@ def test_an_edited_amount_is_named(store: Store) -> None:
     found = replay(store.url)
     assert ("hash_mismatch", "account alice", position) in kinds(found)
 
+    garbled, _ = store.event("bob", "Account.Credited", 0)
+    store.sql("UPDATE ledger_events SET state = 'not json' WHERE notification_id = %s", (garbled,))
+    found = replay(store.url)
+    assert {("hash_mismatch", "account bob", garbled), ("unreadable", "account bob", garbled)} <= kinds(found)
+
 
 def test_a_deleted_event_is_named(store: Store) -> None:
     history(store)
@@ -355,7 +361,7 @@ def test_an_export_replays_to_the_same_balances(store: Store, tmp_path: Path) ->
         write_lines(events(store.ledger), out)
     live = replay(store.url)
     from_file = Verifier()
-    from_file.run(file_pages(path, page=5))
+    from_file.run(lambda shape: file_pages(path, shape, page=5))
     assert from_file.findings == [] and live.findings == []
     assert from_file.balances() == live.balances()
     assert [s.root for s in from_file.seals] == [s.root for s in live.seals]
