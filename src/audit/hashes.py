@@ -18,15 +18,18 @@ _INT8 = Struct(">q")
 _EMPTY_BUCKET = sha256(b"\x00").digest()
 
 
-def event_hash(previous: bytes, position: int, stream: bytes, version: int, topic: str, state: bytes) -> bytes:
+def event_hash(
+    previous: bytes, position: int, stream: bytes, version: int, write: int, topic: str, state: bytes
+) -> bytes:
     """sha256(previous || int8 position || stream uuid (16 bytes) || int8 version ||
-    utf-8 topic || 0x00 || state); ``previous`` is empty for a stream's first event."""
-    return sha256(previous + hash_prefix(position, stream, version, topic.encode()) + state).digest()
+    int8 write position || utf-8 topic || 0x00 || state); ``previous`` is empty for a
+    stream's first event, ``write`` is the position of the first event of its write."""
+    return sha256(previous + hash_prefix(position, stream, version, write, topic.encode()) + state).digest()
 
 
-def hash_prefix(position: int, stream: bytes, version: int, topic: bytes) -> bytes:
+def hash_prefix(position: int, stream: bytes, version: int, write: int, topic: bytes) -> bytes:
     """What an event's hash covers between the previous hash and the state."""
-    return b"".join((_INT8.pack(position), stream, _INT8.pack(version), topic, b"\x00"))
+    return b"".join((_INT8.pack(position), stream, _INT8.pack(version), _INT8.pack(write), topic, b"\x00"))
 
 
 class StreamHeads:

@@ -9,6 +9,7 @@ few events and hash what moved since the previous seal.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -26,10 +27,18 @@ _HEADS = (
     "SELECT DISTINCT ON (originator_id) uuid_send(originator_id), originator_version, hash "
     "FROM ledger_events ORDER BY originator_id, originator_version DESC"
 )
+_HEADS_AS_OF = (
+    "SELECT DISTINCT ON (originator_id) uuid_send(originator_id), originator_version, hash "
+    "FROM ledger_events WHERE notification_id <= %s ORDER BY originator_id, originator_version DESC"
+)
 _AFTER = (
     "SELECT notification_id, uuid_send(originator_id), originator_version, hash "
     "FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT 10000"
 )
+
+
+class SealBroken(RuntimeError):
+    """The store no longer gives the last seal's root: history before it was changed."""
 
 
 class Sealer:
@@ -56,12 +65,33 @@ class Sealer:
                     self.heads.set(bytes(stream), version, bytes(hash_))
                 seal = self.heads.heads.get(SEAL_STREAM.bytes)
                 if seal is not None:
-                    row = conn.execute(
-                        "SELECT notification_id FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
-                        (SEAL_STREAM, seal[0]),
-                    ).fetchone()
-                    self.last_seal = int(row[0]) if row else 0
+                    self._check_last_seal(conn, seal[0])
         self._loaded = True
+
+    def _check_last_seal(self, conn: psycopg.Connection, number: int) -> None:  # type: ignore[type-arg]
+        """The heads as of the last seal must still give its root. If they do not, history
+        before it was changed (the end of a stream cut off, say), and a seal now would
+        cover the change up: refuse, loudly."""
+        row = conn.execute(
+            "SELECT notification_id, state FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
+            (SEAL_STREAM, number),
+        ).fetchone()
+        if row is None:
+            raise SealBroken(f"seal {number} is gone")
+        self.last_seal = int(row[0])
+        try:
+            sealed = json.loads(bytes(row[1]))
+            through, root = int(sealed["through_position"]), str(sealed["root"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SealBroken(f"seal {number} does not read as a seal ({exc!r})") from None
+        heads = StreamHeads()
+        for stream, version, hash_ in conn.execute(_HEADS_AS_OF, (through,), binary=True):
+            heads.set(bytes(stream), version, bytes(hash_))
+        if heads.root().hex() != root:
+            raise SealBroken(
+                f"the event store no longer gives seal {number}'s root (through position {through}): "
+                "history before it was changed; not sealing over it (run `ledger audit verify`)"
+            )
 
     def seal(self) -> int | None:
         """Append a seal if anything was written since the last one; its position, or None."""
@@ -100,7 +130,15 @@ class Sealer:
                 return
 
     def run(self, stop: threading.Event, interval: float, on_ready: Callable[[], None] = lambda: None) -> None:
-        self.load()
+        """Seal every ``interval`` seconds. A broken seal stops the sealing (and is logged
+        every interval), not the service: the rest of the ledger keeps running."""
         on_ready()
-        while not stop.wait(interval):
-            self.seal()
+        while True:
+            try:
+                self.seal()
+            except SealBroken as exc:
+                log.error("not sealing", extra={"reason": str(exc)})
+            except psycopg.Error as exc:  # a lock not granted in time, a restarting database: next time
+                log.warning("sealing failed; trying again later", extra={"error": repr(exc)})
+            if stop.wait(interval):
+                return

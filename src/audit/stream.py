@@ -2,7 +2,7 @@
 (JSON lines), with the same payloads as on Kafka, read page by page (constant memory).
 
 Each object also carries the event as stored, in extension attributes (``ledgerstream``,
-``ledgertopic``, ``ledgerstate`` in base64, ``ledgerhash``, ``ledgertx``), so that an
+``ledgertopic``, ``ledgerstate`` in base64, ``ledgerhash``, ``ledgerwrite``), so that an
 export can be checked against the hash chains and seals (``ledger audit verify
 --from-file``) by us or by the auditor's own tools."""
 
@@ -33,11 +33,11 @@ def events(
 ) -> Iterator[dict[str, Any]]:
     """Stored events after ``after_position``, in position order, up to ``to_position``
     or ``to_time`` (an event's recorded time), always ending at the end of a write: the
-    events one command saved share a database transaction, and a balance "as of" the
-    middle of one would show half a transfer."""
+    events one command saved share a write (and its first position), and a balance "as
+    of" the middle of one would show half a transfer."""
     encoder = StoredEventEncoder(ledger)
     position = after_position
-    last_tx: str | None = None
+    last_tx: int | None = None
     while True:
         page = _page(ledger, position)
         for notification, tx, hash_ in page:
@@ -56,12 +56,12 @@ def events(
         position = page[-1][0].id
 
 
-def _page(ledger: Ledger, after: int) -> list[tuple[Notification, str, bytes]]:
-    """The next stored events, each with its writing transaction's id (``xmin``) and hash."""
+def _page(ledger: Ledger, after: int) -> list[tuple[Notification, int, bytes]]:
+    """The next stored events, each with its write (first position) and hash."""
     table = f"{ledger.name.lower()}_events"
     with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state, hash, xmin::text AS tx "
+            f"SELECT notification_id, originator_id, originator_version, topic, state, hash, write_position AS tx "
             f"FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
             (after, PAGE),
         )
@@ -82,7 +82,7 @@ def _page(ledger: Ledger, after: int) -> list[tuple[Notification, str, bytes]]:
     ]
 
 
-def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: str, hash_: bytes) -> dict[str, Any]:
+def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: int, hash_: bytes) -> dict[str, Any]:
     message = encoder.encode(notification)
     h = message.headers
     return {
@@ -100,7 +100,7 @@ def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: str, hash
         "ledgertopic": notification.topic,
         "ledgerstate": base64.b64encode(notification.state).decode(),
         "ledgerhash": hash_.hex(),
-        "ledgertx": tx,
+        "ledgerwrite": tx,
     }
 
 

@@ -18,6 +18,7 @@ state is decoded with orjson, and dispatch is one dict lookup on the topic.
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import queue
 import threading
@@ -42,11 +43,11 @@ from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
 # Each check reads only the columns it needs (the database and the driver cost as much as the checks):
-# the chain check (position, stream uuid bytes, version, state, stored hash, writing transaction,
-# what the hash covers before the state: see ``hash_prefix``) ...
-ChainRow = tuple[int, bytes, int, bytes, bytes, str, bytes]
-# ... and the books' check (position, stream uuid bytes, version, topic utf-8, state, writing transaction).
-BookRow = tuple[int, bytes, int, bytes, bytes, str]
+# the chain check (position, stream uuid bytes, version, state, stored hash, write (its first
+# position), what the hash covers before the state: see ``hash_prefix``) ...
+ChainRow = tuple[int, bytes, int, bytes, bytes, int, bytes]
+# ... and the books' check (position, stream uuid bytes, version, topic utf-8, state, write).
+BookRow = tuple[int, bytes, int, bytes, bytes, int]
 Row = ChainRow | BookRow
 CHAIN, BOOKS = "chain", "books"
 Pages = Callable[[str], Iterator[list[Any]]]  # the pages of rows of one shape (CHAIN or BOOKS)
@@ -63,9 +64,10 @@ Pages = Callable[[str], Iterator[list[Any]]]  # the pages of rows of one shape (
     PENDING_CREDIT_VOIDED,
     OVERDRAFT_CHANGED,
     TRANSFER_CREATED,
-    TRANSFER_RESOLVED,
+    TRANSFER_POSTED_LATER,
+    TRANSFER_VOIDED,
     NAMED,
-) = range(1, 14)
+) = range(1, 15)
 KINDS: dict[bytes, int] = {
     get_topic(cls).encode(): kind
     for cls, kind in (
@@ -80,8 +82,8 @@ KINDS: dict[bytes, int] = {
         (Account.PendingCreditVoided, PENDING_CREDIT_VOIDED),
         (Account.OverdraftLimitChanged, OVERDRAFT_CHANGED),
         (Transfer.Created, TRANSFER_CREATED),
-        (Transfer.PendingPosted, TRANSFER_RESOLVED),
-        (Transfer.Voided, TRANSFER_RESOLVED),
+        (Transfer.PendingPosted, TRANSFER_POSTED_LATER),
+        (Transfer.Voided, TRANSFER_VOIDED),
         (Transaction.Created, NAMED),
         (FeeRule.Created, NAMED),
         (Payout.Requested, NAMED),
@@ -90,6 +92,17 @@ KINDS: dict[bytes, int] = {
 _NAME_FIELDS = {"transaction_id": "transaction", "payout_id": "payout", "operation": "fee rule"}
 _SEALS = SEAL_STREAM.bytes
 _NO_HEAD = (0, b"")
+_POSTINGS = (PENDING_DEBIT_POSTED, PENDING_CREDIT_POSTED)
+_LEG_NAMES = {
+    DEBITED: "debit of",
+    CREDITED: "credit of",
+    DEBIT_PENDING: "hold on",
+    CREDIT_PENDING: "pending credit of",
+    PENDING_DEBIT_POSTED: "posted hold on",
+    PENDING_CREDIT_POSTED: "posted pending credit of",
+    PENDING_DEBIT_VOIDED: "voided hold on",
+    PENDING_CREDIT_VOIDED: "voided pending credit of",
+}
 POSTED, PENDING, RESOLVED = 0, 1, 2
 # An account: [asset, posted debits, posted credits, pending debits, pending credits, overdraft limit, system, id]
 ASSET, PD, PC, QD, QC, LIMIT, SYSTEM, ID = range(8)
@@ -125,7 +138,7 @@ class _Fold:
         self.to_position, self.to_time = to_position, to_time
         self.raw: list[RawFinding] = []
         self.stopped = False
-        self._tx: str | None = None
+        self._tx: int | None = None
 
     def run(self, pages: Iterable[list[Any]], progress: Any = None) -> None:
         for page in pages:
@@ -178,7 +191,11 @@ class ChainCheck(_Fold):
                 self._check_seal(position, version, state)
                 after_seal = -1
             if version == previous_version + 1:
-                if sha256(b"".join((previous, prefix, state))).digest() != stored:
+                try:
+                    fits = sha256(b"".join((previous, prefix, state))).digest() == stored
+                except TypeError:  # a column set to NULL
+                    fits = False
+                if not fits:
                     self.raw.append(
                         (
                             "hash_mismatch",
@@ -219,15 +236,16 @@ class ChainCheck(_Fold):
         root = self.heads.root().hex()
         try:
             data = orjson.loads(state)
-            self.seals.append(SealSeen(number, position, data["through_position"], data["root"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            sealed, through, streams = str(data["root"]), data["through_position"], data["streams"]
+        except Exception as exc:  # noqa: BLE001 - whatever is there, it is not a seal the sealer wrote
             self.raw.append(("seal_mismatch", position, _SEALS, f"is not a seal: {exc!r}"))
             return
-        if data["root"] != root or data["through_position"] != self.last_position or data["streams"] != len(self.heads):
+        self.seals.append(SealSeen(number, position, through, sealed))
+        if (sealed, through, streams) != (root, self.last_position, len(self.heads)):
             detail = (
-                f"covers {data['streams']} streams through position {data['through_position']} with root "
-                f"{data['root'][:16]}…; the replay has {len(self.heads)} streams through {self.last_position} "
-                f"with root {root[:16]}…: history before it was changed"
+                f"covers {streams} streams through position {through} with root {sealed[:16]}…; the replay has "
+                f"{len(self.heads)} streams through {self.last_position} with root {root[:16]}…: "
+                "history before it was changed"
             )
             self.raw.append(("seal_mismatch", position, _SEALS, detail))
 
@@ -246,7 +264,12 @@ class ChainSummary:
 
 
 class BookCheck(_Fold):
-    """Balances, double entry, limits, holds and ids, from the events' content."""
+    """Balances, double entry, limits, holds and ids, from the events' content.
+
+    Every movement must be one of the legs its transfer calls for, in the write that
+    creates, posts or voids the transfer: a movement added, removed or changed on its
+    own breaks that, even where the totals still balance.
+    """
 
     def __init__(self, to_position: int | None = None, to_time: datetime | None = None) -> None:
         super().__init__(to_position, to_time)
@@ -257,19 +280,24 @@ class BookCheck(_Fold):
         #                    overdraft limit, system, id, version]
         self.accounts: dict[bytes, list[Any]] = {}
         self.totals: dict[str, list[int]] = {}  # asset -> [posted net, pending net], credits minus debits
+        self._account_streams: dict[str, bytes] = {}
         self._baseline: dict[str, tuple[int, int]] = {}
-        self._transfers: dict[bytes, int] = {}  # transfer stream -> POSTED, PENDING or RESOLVED
+        # transfer stream -> [POSTED, PENDING or RESOLVED, id, debit account stream, credit account stream,
+        #                     amount, created pending]
+        self._transfers: dict[bytes, list[Any]] = {}
         self._transfer_ids: dict[str, bytes] = {}
         self._names: dict[bytes, str] = {}  # other named streams
         self._holds: dict[tuple[bytes, str, int], int] = {}
         self._tx_start = 0
         self._tx_assets: set[str] = set()
-        self._tx_refs: list[tuple[str, bytes, int]] = []  # (transfer id, account, position) moved in the write
+        self._tx_legs: list[tuple[str, int, bytes, int, int]] = []  # (transfer id, kind, account, amount, pending)
+        self._tx_transfers: list[tuple[bytes, int, int]] = []  # (transfer stream, kind, amount) in the write
 
     def fold(self, rows: list[BookRow]) -> None:  # one flat loop: the hot path
         accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
-        tx_assets_add, tx_refs_append, kinds_get = self._tx_assets.add, self._tx_refs.append, KINDS.get
+        tx_assets_add, tx_legs_append, kinds_get = self._tx_assets.add, self._tx_legs.append, KINDS.get
+        tx_transfers_append = self._tx_transfers.append
         tx, last = self._tx, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
@@ -291,18 +319,11 @@ class BookCheck(_Fold):
                 if kind <= OVERDRAFT_CHANGED:
                     account = accounts.get(stream)
                     if kind == OPENED:
-                        asset = data["asset"]
-                        accounts[stream] = [
-                            asset,
-                            0,
-                            0,
-                            0,
-                            0,
-                            data["overdraft_limit"],
-                            data["system"],
-                            data["account_id"],
-                            version,
-                        ]
+                        account_id, asset = data["account_id"], data["asset"]
+                        Asset.parse(asset)
+                        accounts[stream] = [asset, 0, 0, 0, 0, _exact(data, state, "overdraft_limit"), data["system"]]
+                        accounts[stream] += [str(account_id), version]
+                        self._account_streams[account_id] = stream
                         totals.setdefault(asset, [0, 0])
                         if version != 1 or account is not None:
                             self._finding("id_reused", position, stream, "opened again")
@@ -312,14 +333,17 @@ class BookCheck(_Fold):
                         continue
                     account[8] = version
                     if kind == OVERDRAFT_CHANGED:
-                        account[5] = data["overdraft_limit"]
+                        account[5] = _exact(data, state, "overdraft_limit")
                         if not account[6] and account[2] - account[1] - account[3] < -account[5]:
                             self._below_limit(account, position, stream)
                         continue
                     amount = data["amount"]
+                    if type(amount) is not int or amount <= 0:
+                        amount = _exact(data, state, "amount", positive=kind not in _POSTINGS)
                     transfer_id = data["transfer_id"]
                     asset = account[0]
                     sums = totals[asset]
+                    pending_amount = 0
                     if kind == DEBITED:
                         account[1] += amount
                         sums[0] -= amount
@@ -339,29 +363,42 @@ class BookCheck(_Fold):
                         sums[1] += amount
                         self._hold(holds, (stream, transfer_id, 1), amount, position)
                     else:
-                        self._resolve(account, sums, kind, data, amount, transfer_id, position, stream)
+                        pending_amount = self._resolve(
+                            account, sums, kind, data, state, amount, transfer_id, position, stream
+                        )
                     tx_assets_add(asset)
-                    tx_refs_append((transfer_id, stream, position))
+                    tx_legs_append((transfer_id, kind, stream, amount, pending_amount))
                 elif kind == TRANSFER_CREATED:
                     transfer_id = data["transfer_id"]
                     if transfer_id in transfer_ids or version != 1:
                         self._finding("id_reused", position, stream, f"transfer id {transfer_id!r} is used again")
                     transfer_ids[transfer_id] = stream
-                    transfers[stream] = PENDING if data["pending"] else POSTED
-                elif kind == TRANSFER_RESOLVED:
-                    if transfers.get(stream) != PENDING:
+                    amount = data["amount"]
+                    if type(amount) is not int or amount <= 0:
+                        amount = _exact(data, state, "amount", positive=True)
+                    debit = self._account_streams.get(data["debit_account"], b"")
+                    credit = self._account_streams.get(data["credit_account"], b"")
+                    pending = data["pending"] is True
+                    transfers[stream] = [PENDING if pending else POSTED, transfer_id, debit, credit, amount, pending]
+                    tx_transfers_append((stream, TRANSFER_CREATED, amount))
+                elif kind == TRANSFER_POSTED_LATER or kind == TRANSFER_VOIDED:
+                    transfer = transfers.get(stream)
+                    if transfer is None or transfer[0] != PENDING:
                         self._finding(
                             "hold_resolved_twice", position, stream, "resolves a transfer that is not pending"
                         )
-                    transfers[stream] = RESOLVED
+                    if transfer is not None:
+                        transfer[0] = RESOLVED
+                        posted = _exact(data, state, "amount", positive=False) if kind == TRANSFER_POSTED_LATER else 0
+                        tx_transfers_append((stream, kind, posted))
                 else:  # NAMED
                     for key, noun in _NAME_FIELDS.items():
                         if key in data:
                             suffix = f" {data['asset']}" if noun == "fee rule" else ""
                             self._names[stream] = f"{noun} {data[key]}{suffix}"
                             break
-            except (ValueError, KeyError, TypeError) as exc:  # not what the ledger writes: forged or edited
-                self._finding("unreadable", position, stream, f"its content does not read as {topic.decode()}: {exc!r}")
+            except Exception as exc:  # noqa: BLE001 - not what the ledger writes: forged or edited
+                self._finding("unreadable", position, stream, f"its content does not read as {topic!r}: {exc!r}")
         self.events += len(rows)
         self.last_position = last
 
@@ -374,15 +411,17 @@ class BookCheck(_Fold):
         sums: list[int],
         kind: int,
         data: dict[str, Any],
+        state: bytes,
         amount: int,
         transfer_id: str,
         position: int,
         stream: bytes,
-    ) -> None:
-        """A hold posted or voided: it must be pending, and be released for what it holds."""
+    ) -> int:
+        """A hold posted or voided: it must be pending, and be released for what it holds.
+        Returns the amount released."""
         debit = kind in (PENDING_DEBIT_POSTED, PENDING_DEBIT_VOIDED)
         held = self._holds.pop((stream, transfer_id, 0 if debit else 1), None)
-        released = data["pending_amount"] if kind <= PENDING_CREDIT_POSTED else amount
+        released = _exact(data, state, "pending_amount", positive=True) if kind in _POSTINGS else amount
         if held is None:
             self._finding(
                 "hold_resolved_twice",
@@ -409,6 +448,7 @@ class BookCheck(_Fold):
             if kind == PENDING_CREDIT_POSTED:
                 account[PC] += amount
                 sums[0] += amount
+        return released if kind in _POSTINGS else 0
 
     def _hold(
         self, holds: dict[tuple[bytes, str, int], int], key: tuple[bytes, str, int], amount: int, at: int
@@ -428,12 +468,12 @@ class BookCheck(_Fold):
         )
 
     def _end_of_write(self) -> None:
-        """Double entry at the end of a write, and every movement naming a real transfer."""
+        """Double entry at the end of a write, and every movement one its transfer calls for."""
         for asset in self._tx_assets:
             posted, pending = self.totals[asset]
             before = self._baseline.get(asset, (0, 0))
             if (posted, pending) != before:
-                moved = sorted({self.subject(s) for _, s, _ in self._tx_refs if self.accounts[s][ASSET] == asset})
+                moved = sorted({self.subject(leg[2]) for leg in self._tx_legs if self.accounts[leg[2]][ASSET] == asset})
                 unit = Asset.parse(asset)
                 detail = (
                     f"the write at position {self._tx_start} leaves {asset} off by posted "
@@ -442,12 +482,46 @@ class BookCheck(_Fold):
                 )
                 self.raw.append(("double_entry", self._tx_start, asset.encode(), detail))
                 self._baseline[asset] = (posted, pending)  # report each break once, where it happens
-        for transfer_id, stream, position in self._tx_refs:
+        if self._tx_legs or self._tx_transfers:
+            self._check_legs()
+        self._tx_assets.clear()
+        self._tx_legs.clear()
+        self._tx_transfers.clear()
+
+    def _check_legs(self) -> None:
+        expected: dict[str, list[tuple[int, bytes, int, int]]] = {}
+        for stream, kind, amount in self._tx_transfers:
+            _, transfer_id, debit, credit, full, _ = self._transfers[stream]
+            if kind == TRANSFER_CREATED:
+                pending = self._transfers[stream][5]
+                sides = (DEBIT_PENDING, CREDIT_PENDING) if pending else (DEBITED, CREDITED)
+                legs = [(sides[0], debit, full, 0), (sides[1], credit, full, 0)]
+            elif kind == TRANSFER_POSTED_LATER:
+                legs = [(PENDING_DEBIT_POSTED, debit, amount, full), (PENDING_CREDIT_POSTED, credit, amount, full)]
+            else:
+                legs = [(PENDING_DEBIT_VOIDED, debit, full, 0), (PENDING_CREDIT_VOIDED, credit, full, 0)]
+            expected.setdefault(transfer_id, []).extend(legs)
+        actual: dict[str, list[tuple[int, bytes, int, int]]] = {}
+        first_leg: dict[str, bytes] = {}
+        for transfer_id, kind, account, amount, pending_amount in self._tx_legs:
+            actual.setdefault(transfer_id, []).append((kind, account, amount, pending_amount))
+            first_leg.setdefault(transfer_id, account)
+        for transfer_id in expected.keys() | actual.keys():
+            wanted, found = sorted(expected.get(transfer_id, ())), sorted(actual.get(transfer_id, ()))
+            if wanted == found:
+                continue
             if transfer_id not in self._transfer_ids:
                 detail = f"moves money for transfer {transfer_id!r}, which does not exist"
-                self._finding("unknown_transfer", position, stream, detail)
-        self._tx_assets.clear()
-        self._tx_refs.clear()
+                self._finding("unknown_transfer", self._tx_start, first_leg[transfer_id], detail)
+                continue
+            detail = (
+                f"the write at position {self._tx_start} moves {self._describe(found) or 'nothing'} for it; "
+                f"the transfer calls for {self._describe(wanted) or 'nothing'}"
+            )
+            self._finding("movement_mismatch", self._tx_start, self._transfer_ids[transfer_id], detail)
+
+    def _describe(self, legs: list[tuple[int, bytes, int, int]]) -> str:
+        return ", ".join(f"{_LEG_NAMES[kind]} {self.subject(account)} {amount}" for kind, account, amount, _ in legs)
 
     def _finding(self, kind: str, position: int, stream: bytes, detail: str) -> None:
         self.raw.append((kind, position, stream, detail))
@@ -459,14 +533,15 @@ class BookCheck(_Fold):
             return f"account {account[ID]}"
         if stream == _SEALS:
             return "seals"
-        if stream in self._transfers:
-            for transfer_id, s in self._transfer_ids.items():
-                if s == stream:
-                    return f"transfer {transfer_id}"
+        transfer = self._transfers.get(stream)
+        if transfer is not None:
+            return f"transfer {transfer[1]}"
         if stream in self._names:
             return self._names[stream]
+        if not stream:
+            return "no account"
         if len(stream) != 16:
-            return stream.decode()  # an asset
+            return stream.decode(errors="replace")  # an asset
         return f"stream {UUID(bytes=stream)}"
 
 
@@ -581,21 +656,36 @@ def _chain_child(chain: ChainCheck, open_pages: Pages, send: Any) -> None:
         send.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _exact(data: dict[str, Any], state: bytes, key: str, *, positive: bool = False) -> int:
+    """An amount as an exact integer: orjson reads integers beyond 64 bits as floats, so
+    those are read again with the standard library (amounts go up to 2^127 - 1)."""
+    value = data[key]
+    if type(value) is not int:
+        value = json.loads(state)[key]
+    if type(value) is not int or value < 0 or (positive and value == 0):
+        raise ValueError(f"{key} {value!r} is not a{' positive' if positive else ''} whole number of minor units")
+    return value
+
+
 def _event_time(state: bytes) -> datetime:
     try:
-        return datetime.fromisoformat(orjson.loads(state)["timestamp"]["_data_"])
-    except (ValueError, KeyError, TypeError):
-        return datetime.min.replace(tzinfo=UTC)  # unreadable (and named as such): not a reason to stop
+        moment = datetime.fromisoformat(orjson.loads(state)["timestamp"]["_data_"])
+    except Exception:  # noqa: BLE001 - unreadable (and named as such by the checks): not a reason to stop
+        return _NO_TIME
+    return moment if moment.tzinfo is not None else _NO_TIME
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 # Sources --------------------------------------------------------------------------
 
 _PAGE_SQL = {
-    CHAIN: "SELECT notification_id, uuid_send(originator_id), originator_version, state, hash, xmin::text, "
+    CHAIN: "SELECT notification_id, uuid_send(originator_id), originator_version, state, hash, write_position, "
     "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version) "
-    "|| convert_to(topic, 'UTF8') || '\\x00'::bytea ",
+    "|| int8send(write_position) || convert_to(topic, 'UTF8') || '\\x00'::bytea ",
     BOOKS: "SELECT notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state, "
-    "xmin::text ",
+    "write_position ",
 }
 _PAGE_SQL = {
     shape: select
@@ -678,18 +768,15 @@ def file_pages(path: Path, shape: str, page: int = 20_000) -> Iterator[list[Any]
                 UUID(event["ledgerstream"]).bytes,
                 int(event["sequence"]),
             )
-            topic, state, writer = (
-                event["ledgertopic"].encode(),
-                base64.b64decode(event["ledgerstate"]),
-                event["ledgertx"],
-            )
+            topic, state = event["ledgertopic"].encode(), base64.b64decode(event["ledgerstate"])
+            write = int(event["ledgerwrite"])
             if shape == CHAIN:
-                stored, prefix = bytes.fromhex(event["ledgerhash"]), hash_prefix(position, stream, version, topic)
-                rows.append((position, stream, version, state, stored, str(writer), prefix))
+                prefix = hash_prefix(position, stream, version, write, topic)
+                rows.append((position, stream, version, state, bytes.fromhex(event["ledgerhash"]), write, prefix))
             else:
-                rows.append((position, stream, version, topic, state, str(writer)))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: event {event.get('id')!r} lacks the stored form ({exc})") from None
+                rows.append((position, stream, version, topic, state, write))
+        except Exception as exc:  # noqa: BLE001 - any malformed line is the export's fault, named as such
+            raise ValueError(f"{path}: event {event.get('id')!r} lacks the stored form ({exc!r})") from None
         if len(rows) == page:
             yield rows
             rows = []

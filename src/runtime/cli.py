@@ -442,13 +442,15 @@ def audit_trial_balance(as_of_position: int | None, as_of: str | None, fmt: str,
 @audit.command("seal")
 def audit_seal() -> None:
     """Seal now: append a seal over every stream's head, if anything was written since the last."""
-    from audit.sealer import Sealer
+    from audit.sealer import SealBroken, Sealer
     from commands.application import Ledger, event_store_env
 
     settings = _settings()
     ledger = Ledger(event_store_env(settings))
     try:
         position = Sealer(ledger, _require(settings, "database_url")).seal()
+    except SealBroken as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         ledger.close()
     click.echo("nothing written since the last seal" if position is None else f"sealed at position {position}")

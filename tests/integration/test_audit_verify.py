@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,14 @@ import pytest
 
 from audit.drift import read_model_drift
 from audit.hashes import event_hash
-from audit.sealer import Sealer
+from audit.sealer import SealBroken, Sealer
 from audit.stream import events, write_lines
 from audit.trial_balance import trial_balance
 from audit.verify import Verifier, file_pages, store_pages
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, TransferFunds, VoidTransfer
 from ledger.fees import FeeTerms
+from ledger.ids import issuance_account_id
 from runtime.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from runtime.migrations import migrate
 from tests.conftest import Urls, free_port, project_root, run_ledger, unique
@@ -116,10 +117,10 @@ def test_a_clean_store_verifies_with_a_read_only_role(store: Store, tmp_path: Pa
     (count,) = store.sql("SELECT count(*) FROM ledger_events")[0]
     # The database computes the chain; the auditor's definition gives the same bytes.
     first = store.sql(
-        "SELECT notification_id, uuid_send(originator_id), originator_version, topic, state, hash "
+        "SELECT notification_id, uuid_send(originator_id), originator_version, write_position, topic, state, hash "
         "FROM ledger_events ORDER BY notification_id LIMIT 1"
     )[0]
-    assert event_hash(b"", first[0], first[1], first[2], first[3], first[4]) == first[5]
+    assert event_hash(b"", *first[:6]) == first[6]
 
     role = unique("auditor").replace("-", "_")
     store.sql(f"CREATE ROLE {role} LOGIN")
@@ -131,6 +132,8 @@ def test_a_clean_store_verifies_with_a_read_only_role(store: Store, tmp_path: Pa
     done = run_ledger("audit", "verify", "--no-read-model", "--report", str(report_path), env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: nothing found" in done.stdout
+    with psycopg.connect(auditor_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT ledger_append(ARRAY[]::stored_event_uuid[])")  # no hash oracle for others
     report = json.loads(report_path.read_text())
     assert report["ok"] and report["findings"] == []
     assert report["events"] == count and report["seals"]["checked"] == 2
@@ -191,8 +194,8 @@ def test_a_store_older_than_the_hash_chains_is_chained_as_if_it_had_always_been(
     """Migration 0006 on a store written before it computes the hashes ledger_append would have."""
     history(store)
     rows = store.sql(
-        "SELECT notification_id, originator_id, originator_version, topic, state, hash FROM ledger_events "
-        "ORDER BY notification_id"
+        "SELECT notification_id, originator_id, originator_version, topic, state, hash, write_position "
+        "FROM ledger_events ORDER BY notification_id"
     )
     before_0006 = tmp_path / "migrations"
     before_0006.mkdir()
@@ -204,12 +207,14 @@ def test_a_store_older_than_the_hash_chains_is_chained_as_if_it_had_always_been(
     url = urlunsplit(urlsplit(store.url)._replace(path=f"/{name}"))
     try:
         migrate(url, before_0006)
-        with psycopg.connect(url) as conn:
-            conn.cursor().executemany(
-                "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [row[:5] for row in rows],
-            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            for write in sorted({row[6] for row in rows}):  # each write in a transaction of its own, as it was
+                with conn.transaction():
+                    conn.cursor().executemany(
+                        "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        [row[:5] for row in rows if row[6] == write],
+                    )
         assert migrate(url, project_root() / "migrations") == ["0006.event-hashes"]
         with psycopg.connect(url) as conn:
             chained = dict(conn.execute("SELECT notification_id, hash FROM ledger_events").fetchall())
@@ -309,11 +314,11 @@ def test_a_forged_event_is_named_even_with_a_correct_hash(store: Store) -> None:
     )
     topic = "ledger.accounts:Account.Credited"
     (position,) = store.sql("SELECT nextval(pg_get_serial_sequence('ledger_events', 'notification_id'))")[0]
-    careful = event_hash(bytes(hash_), position, stream.bytes, version + 1, topic, state)
+    careful = event_hash(bytes(hash_), position, stream.bytes, version + 1, position, topic, state)
     store.sql(
-        "INSERT INTO ledger_events (originator_id, originator_version, topic, state, notification_id, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (stream, version + 1, topic, state, position, careful),
+        "INSERT INTO ledger_events (originator_id, originator_version, topic, state, notification_id, "
+        "write_position, hash) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (stream, version + 1, topic, state, position, position, careful),
     )
     found = replay(store.url)
     assert ("double_entry", "USD/2", position) in kinds(found)
@@ -323,6 +328,68 @@ def test_a_forged_event_is_named_even_with_a_correct_hash(store: Store) -> None:
     # A careless forger: the hash does not fit.
     store.sql("UPDATE ledger_events SET hash = %s WHERE notification_id = %s", (sha256(b"x").digest(), position))
     assert ("hash_mismatch", "account bob", position) in kinds(replay(store.url))
+
+
+def test_a_balanced_forgery_through_the_ledgers_own_append_is_named(store: Store) -> None:
+    """Someone with the ledger's database role chains forged events correctly (ledger_append
+    does it for them) and balances them: 5.00 more for bob, from the issuance account,
+    under the id of a real deposit. The legs no longer match what that transfer calls for."""
+    history(store)
+    streams = dict(
+        store.sql(
+            "SELECT convert_from(state, 'UTF8')::jsonb->>'account_id', originator_id FROM ledger_events "
+            "WHERE topic LIKE '%%Account.Opened'"
+        )
+    )
+    issuance = streams[issuance_account_id("USD/2")]
+    stamp = '{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"}'
+    debit = (stamp + ',"transfer_id":"d1","amount":500,"window":null}').encode()
+    credit = (stamp + ',"transfer_id":"d1","amount":500}').encode()
+    store.sql(
+        "SELECT ledger_append(ARRAY[(%s, 0, 'ledger.accounts:Account.Debited', %s)::stored_event_uuid, "
+        "(%s, 0, 'ledger.accounts:Account.Credited', %s)::stored_event_uuid])",
+        (issuance, debit, streams["bob"], credit),
+    )
+    found = replay(store.url)
+    assert [(f.kind, f.subject) for f in found.findings] == [("movement_mismatch", "transfer d1")]
+    assert "credit of account bob 500" in found.findings[0].detail
+
+    # A negative amount is not something the ledger writes.
+    negative = (stamp + ',"transfer_id":"d1","amount":-100}').encode()
+    store.sql(
+        "SELECT ledger_append(ARRAY[(%s, 0, 'ledger.accounts:Account.Credited', %s)::stored_event_uuid])",
+        (streams["bob"], negative),
+    )
+    assert "unreadable" in {f.kind for f in replay(store.url).findings}
+
+
+def test_the_cut_off_end_of_a_stream_breaks_the_seal_and_stops_the_sealer(store: Store) -> None:
+    """Carol's last event comes before the second seal: deleting it leaves no gap in her
+    chain, but the seal no longer matches, and no new seal covers the cut up."""
+    history(store)
+    (last,) = store.sql(
+        "SELECT max(notification_id) FROM ledger_events WHERE originator_id = "
+        "(SELECT originator_id FROM ledger_events WHERE topic LIKE '%%Account.Opened' "
+        "AND convert_from(state, 'UTF8')::jsonb->>'account_id' = 'carol')"
+    )[0]
+    store.sql("DELETE FROM ledger_events WHERE notification_id = %s", (last,))
+    found = kinds(replay(store.url))
+    assert any(kind == "seal_mismatch" for kind, _, _ in found)
+    with pytest.raises(SealBroken, match="seal 2"):
+        Sealer(store.ledger, store.url).seal()
+    done = run_ledger("audit", "seal", env={"LEDGER_DATABASE_URL": store.url})
+    assert done.returncode == 1 and "history before it was changed" in done.stderr
+
+
+def test_garbage_in_the_store_is_named_not_a_crash(store: Store) -> None:
+    history(store)
+    seal = store.sql("SELECT max(notification_id) FROM ledger_events WHERE topic LIKE '%%Seal.Recorded'")[0][0]
+    store.sql("UPDATE ledger_events SET state = '{\"root\": 5}' WHERE notification_id = %s", (seal,))
+    position, _ = store.event("alice", "Account.Credited", 0)
+    store.sql("UPDATE ledger_events SET state = NULL WHERE notification_id = %s", (position,))
+    found = kinds(replay(store.url, to_time=datetime.now(UTC)))
+    assert ("seal_mismatch", "seals", seal) in found
+    assert {("hash_mismatch", "account alice", position), ("unreadable", "account alice", position)} <= found
 
 
 def test_a_removed_seal_is_named(store: Store, servers: Urls) -> None:
