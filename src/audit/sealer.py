@@ -55,6 +55,7 @@ class Sealer:
 
         Inserts hold the table lock until they commit, so positions become visible in
         order: once position P is visible, every event before it is too."""
+        self.heads = StreamHeads()
         with psycopg.connect(self.database_url) as conn:
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

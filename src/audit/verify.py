@@ -50,7 +50,10 @@ ChainRow = tuple[int, bytes, int, bytes, bytes, int, bytes]
 BookRow = tuple[int, bytes, int, bytes, bytes, int]
 Row = ChainRow | BookRow
 CHAIN, BOOKS = "chain", "books"
-Pages = Callable[[str], Iterator[list[Any]]]  # the pages of rows of one shape (CHAIN or BOOKS)
+Pages = Callable[[str], Iterator[list[Any]]]
+Leg = tuple[
+    str, int, bytes, int, int
+]  # transfer id, kind, account stream, amount, pending amount released  # the pages of rows of one shape (CHAIN or BOOKS)
 
 (
     OPENED,
@@ -290,14 +293,16 @@ class BookCheck(_Fold):
         self._holds: dict[tuple[bytes, str, int], int] = {}
         self._tx_start = 0
         self._tx_assets: set[str] = set()
-        self._tx_legs: list[tuple[str, int, bytes, int, int]] = []  # (transfer id, kind, account, amount, pending)
-        self._tx_transfers: list[tuple[bytes, int, int]] = []  # (transfer stream, kind, amount) in the write
+        # The write's legs, as moved and as its transfers call for them, each counted:
+        # (transfer id, kind, account stream, amount, pending amount released) -> how many.
+        self._tx_moved: dict[Leg, int] = {}
+        self._tx_called: dict[Leg, int] = {}
 
     def fold(self, rows: list[BookRow]) -> None:  # one flat loop: the hot path
         accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
-        tx_assets_add, tx_legs_append, kinds_get = self._tx_assets.add, self._tx_legs.append, KINDS.get
-        tx_transfers_append = self._tx_transfers.append
+        tx_assets_add, kinds_get = self._tx_assets.add, KINDS.get
+        moved, called = self._tx_moved, self._tx_called
         tx, last = self._tx, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
@@ -367,7 +372,8 @@ class BookCheck(_Fold):
                             account, sums, kind, data, state, amount, transfer_id, position, stream
                         )
                     tx_assets_add(asset)
-                    tx_legs_append((transfer_id, kind, stream, amount, pending_amount))
+                    leg = (transfer_id, kind, stream, amount, pending_amount)
+                    moved[leg] = moved.get(leg, 0) + 1
                 elif kind == TRANSFER_CREATED:
                     transfer_id = data["transfer_id"]
                     if transfer_id in transfer_ids or version != 1:
@@ -380,7 +386,15 @@ class BookCheck(_Fold):
                     credit = self._account_streams.get(data["credit_account"], b"")
                     pending = data["pending"] is True
                     transfers[stream] = [PENDING if pending else POSTED, transfer_id, debit, credit, amount, pending]
-                    tx_transfers_append((stream, TRANSFER_CREATED, amount))
+                    if pending:
+                        legs = (
+                            (transfer_id, DEBIT_PENDING, debit, amount, 0),
+                            (transfer_id, CREDIT_PENDING, credit, amount, 0),
+                        )
+                    else:
+                        legs = ((transfer_id, DEBITED, debit, amount, 0), (transfer_id, CREDITED, credit, amount, 0))
+                    for leg in legs:
+                        called[leg] = called.get(leg, 0) + 1
                 elif kind == TRANSFER_POSTED_LATER or kind == TRANSFER_VOIDED:
                     transfer = transfers.get(stream)
                     if transfer is None or transfer[0] != PENDING:
@@ -389,8 +403,8 @@ class BookCheck(_Fold):
                         )
                     if transfer is not None:
                         transfer[0] = RESOLVED
-                        posted = _exact(data, state, "amount", positive=False) if kind == TRANSFER_POSTED_LATER else 0
-                        tx_transfers_append((stream, kind, posted))
+                        for leg in _resolution_legs(transfer, kind, data, state):
+                            called[leg] = called.get(leg, 0) + 1
                 else:  # NAMED
                     for key, noun in _NAME_FIELDS.items():
                         if key in data:
@@ -469,54 +483,44 @@ class BookCheck(_Fold):
 
     def _end_of_write(self) -> None:
         """Double entry at the end of a write, and every movement one its transfer calls for."""
+        moved, called = self._tx_moved, self._tx_called
         for asset in self._tx_assets:
             posted, pending = self.totals[asset]
             before = self._baseline.get(asset, (0, 0))
             if (posted, pending) != before:
-                moved = sorted({self.subject(leg[2]) for leg in self._tx_legs if self.accounts[leg[2]][ASSET] == asset})
+                accounts = sorted({self.subject(leg[2]) for leg in moved if self.accounts[leg[2]][ASSET] == asset})
                 unit = Asset.parse(asset)
                 detail = (
                     f"the write at position {self._tx_start} leaves {asset} off by posted "
                     f"{unit.format(posted - before[0])}, pending {unit.format(pending - before[1])} "
-                    f"(it moved {', '.join(moved)})"
+                    f"(it moved {', '.join(accounts)})"
                 )
                 self.raw.append(("double_entry", self._tx_start, asset.encode(), detail))
                 self._baseline[asset] = (posted, pending)  # report each break once, where it happens
-        if self._tx_legs or self._tx_transfers:
-            self._check_legs()
+        if moved != called:
+            self._legs_differ()
         self._tx_assets.clear()
-        self._tx_legs.clear()
-        self._tx_transfers.clear()
+        moved.clear()
+        called.clear()
 
-    def _check_legs(self) -> None:
-        expected: dict[str, list[tuple[int, bytes, int, int]]] = {}
-        for stream, kind, amount in self._tx_transfers:
-            _, transfer_id, debit, credit, full, _ = self._transfers[stream]
-            if kind == TRANSFER_CREATED:
-                pending = self._transfers[stream][5]
-                sides = (DEBIT_PENDING, CREDIT_PENDING) if pending else (DEBITED, CREDITED)
-                legs = [(sides[0], debit, full, 0), (sides[1], credit, full, 0)]
-            elif kind == TRANSFER_POSTED_LATER:
-                legs = [(PENDING_DEBIT_POSTED, debit, amount, full), (PENDING_CREDIT_POSTED, credit, amount, full)]
-            else:
-                legs = [(PENDING_DEBIT_VOIDED, debit, full, 0), (PENDING_CREDIT_VOIDED, credit, full, 0)]
-            expected.setdefault(transfer_id, []).extend(legs)
-        actual: dict[str, list[tuple[int, bytes, int, int]]] = {}
-        first_leg: dict[str, bytes] = {}
-        for transfer_id, kind, account, amount, pending_amount in self._tx_legs:
-            actual.setdefault(transfer_id, []).append((kind, account, amount, pending_amount))
-            first_leg.setdefault(transfer_id, account)
-        for transfer_id in expected.keys() | actual.keys():
-            wanted, found = sorted(expected.get(transfer_id, ())), sorted(actual.get(transfer_id, ()))
-            if wanted == found:
+    def _legs_differ(self) -> None:
+        """Name, per transfer, how the write's movements differ from what the transfer calls for."""
+        wanted: dict[str, list[tuple[int, bytes, int, int]]] = {}
+        found: dict[str, list[tuple[int, bytes, int, int]]] = {}
+        for legs, into in ((self._tx_called, wanted), (self._tx_moved, found)):
+            for (transfer_id, kind, account, amount, pending), count in legs.items():
+                into.setdefault(transfer_id, []).extend([(kind, account, amount, pending)] * count)
+        for transfer_id in sorted(wanted.keys() | found.keys()):
+            should, did = sorted(wanted.get(transfer_id, ())), sorted(found.get(transfer_id, ()))
+            if should == did:
                 continue
             if transfer_id not in self._transfer_ids:
                 detail = f"moves money for transfer {transfer_id!r}, which does not exist"
-                self._finding("unknown_transfer", self._tx_start, first_leg[transfer_id], detail)
+                self._finding("unknown_transfer", self._tx_start, did[0][1], detail)
                 continue
             detail = (
-                f"the write at position {self._tx_start} moves {self._describe(found) or 'nothing'} for it; "
-                f"the transfer calls for {self._describe(wanted) or 'nothing'}"
+                f"the write at position {self._tx_start} moves {self._describe(did) or 'nothing'} for it; "
+                f"the transfer calls for {self._describe(should) or 'nothing'}"
             )
             self._finding("movement_mismatch", self._tx_start, self._transfer_ids[transfer_id], detail)
 
@@ -654,6 +658,21 @@ def _chain_child(chain: ChainCheck, open_pages: Pages, send: Any) -> None:
         send.send(("ok", chain.summary()))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _resolution_legs(transfer: list[Any], kind: int, data: dict[str, Any], state: bytes) -> tuple[Leg, Leg]:
+    """The legs a pending transfer's post (for ``amount``) or void calls for."""
+    _, transfer_id, debit, credit, held, _ = transfer
+    if kind == TRANSFER_POSTED_LATER:
+        amount = _exact(data, state, "amount")
+        return (transfer_id, PENDING_DEBIT_POSTED, debit, amount, held), (
+            transfer_id,
+            PENDING_CREDIT_POSTED,
+            credit,
+            amount,
+            held,
+        )
+    return (transfer_id, PENDING_DEBIT_VOIDED, debit, held, 0), (transfer_id, PENDING_CREDIT_VOIDED, credit, held, 0)
 
 
 def _exact(data: dict[str, Any], state: bytes, key: str, *, positive: bool = False) -> int:
