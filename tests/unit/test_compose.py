@@ -20,7 +20,7 @@ def test_compose_has_the_official_servers_and_our_services() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
     assert services["mongo"]["image"].startswith("mongo:")
-    for name in ("migrate", "command-api", "query-api", "relay", "projector", "expirer"):
+    for name in ("migrate", "command-api", "query-api", "relay", "projector", "expirer", "sealer"):
         assert services[name]["build"] == "."
 
 
