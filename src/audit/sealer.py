@@ -23,10 +23,6 @@ from ledger.seals import SEAL_STREAM, Seal
 
 log = logging.getLogger(__name__)
 
-_HEADS = (
-    "SELECT DISTINCT ON (originator_id) uuid_send(originator_id), originator_version, hash "
-    "FROM ledger_events ORDER BY originator_id, originator_version DESC"
-)
 _HEADS_AS_OF = (
     "SELECT DISTINCT ON (originator_id) uuid_send(originator_id), originator_version, hash "
     "FROM ledger_events WHERE notification_id <= %s ORDER BY originator_id, originator_version DESC"
@@ -62,7 +58,7 @@ class Sealer:
             with conn.transaction():
                 row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
                 self.position = int(row[0]) if row else 0
-                for stream, version, hash_ in conn.execute(_HEADS, binary=True):
+                for stream, version, hash_ in conn.execute(_HEADS_AS_OF, (self.position,), binary=True):
                     self.heads.set(bytes(stream), version, bytes(hash_))
                 seal = self.heads.heads.get(SEAL_STREAM.bytes)
                 if seal is not None:

@@ -37,18 +37,18 @@ def events(
     of" the middle of one would show half a transfer."""
     encoder = StoredEventEncoder(ledger)
     position = after_position
-    last_tx: int | None = None
+    last_write: int | None = None
     while True:
         page = _page(ledger, position)
-        for notification, tx, hash_ in page:
-            event = cloud_event(encoder, notification, tx=tx, hash_=hash_)
+        for notification, write, hash_ in page:
+            event = cloud_event(encoder, notification, write=write, hash_=hash_)
             moment = datetime.fromisoformat(event["time"])
             past = (to_position is not None and notification.id > to_position) or (
                 to_time is not None and moment > to_time
             )
-            if past and tx != last_tx:
+            if past and write != last_write:
                 return
-            last_tx = tx
+            last_write = write
             if from_time is None or moment >= from_time:
                 yield event
         if len(page) < PAGE:
@@ -61,7 +61,7 @@ def _page(ledger: Ledger, after: int) -> list[tuple[Notification, int, bytes]]:
     table = f"{ledger.name.lower()}_events"
     with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state, hash, write_position AS tx "
+            f"SELECT notification_id, originator_id, originator_version, topic, state, hash, write_position "
             f"FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
             (after, PAGE),
         )
@@ -75,14 +75,14 @@ def _page(ledger: Ledger, after: int) -> list[tuple[Notification, int, bytes]]:
                 topic=row["topic"],
                 state=bytes(row["state"]),
             ),
-            row["tx"],
+            row["write_position"],
             bytes(row["hash"]),
         )
         for row in rows
     ]
 
 
-def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: int, hash_: bytes) -> dict[str, Any]:
+def cloud_event(encoder: StoredEventEncoder, notification: Any, *, write: int, hash_: bytes) -> dict[str, Any]:
     message = encoder.encode(notification)
     h = message.headers
     return {
@@ -100,7 +100,7 @@ def cloud_event(encoder: StoredEventEncoder, notification: Any, *, tx: int, hash
         "ledgertopic": notification.topic,
         "ledgerstate": base64.b64encode(notification.state).decode(),
         "ledgerhash": hash_.hex(),
-        "ledgerwrite": tx,
+        "ledgerwrite": write,
     }
 
 

@@ -50,10 +50,8 @@ ChainRow = tuple[int, bytes, int, bytes, bytes, int, bytes]
 BookRow = tuple[int, bytes, int, bytes, bytes, int]
 Row = ChainRow | BookRow
 CHAIN, BOOKS = "chain", "books"
-Pages = Callable[[str], Iterator[list[Any]]]
-Leg = tuple[
-    str, int, bytes, int, int
-]  # transfer id, kind, account stream, amount, pending amount released  # the pages of rows of one shape (CHAIN or BOOKS)
+Pages = Callable[[str], Iterator[list[Any]]]  # the pages of rows of one shape (CHAIN or BOOKS)
+Leg = tuple[str, int, bytes, int, int]  # transfer id, kind, account stream, amount, pending amount released
 
 (
     OPENED,
@@ -141,7 +139,7 @@ class _Fold:
         self.to_position, self.to_time = to_position, to_time
         self.raw: list[RawFinding] = []
         self.stopped = False
-        self._tx: int | None = None
+        self._write: int | None = None
 
     def run(self, pages: Iterable[list[Any]], progress: Any = None) -> None:
         for page in pages:
@@ -180,12 +178,12 @@ class ChainCheck(_Fold):
 
     def fold(self, rows: list[ChainRow]) -> None:
         heads, dirty, heads_get = self.heads.heads, self.heads.dirty, self.heads.heads.get
-        tx, last, after_seal = self._tx, self.last_position, self.after_seal
-        for position, stream, version, state, stored, writer, prefix in rows:
-            if writer != tx:
+        current, last, after_seal = self._write, self.last_position, self.after_seal
+        for position, stream, version, state, stored, write, prefix in rows:
+            if write != current:
                 if self._past_the_end(position, state):
                     break
-                tx = self._tx = writer
+                current = self._write = write
             if position <= last:
                 self.raw.append(("out_of_order", position, stream, f"position {position} comes after {last}"))
             previous_version, previous = heads_get(stream, _NO_HEAD)
@@ -291,30 +289,28 @@ class BookCheck(_Fold):
         self._transfer_ids: dict[str, bytes] = {}
         self._names: dict[bytes, str] = {}  # other named streams
         self._holds: dict[tuple[bytes, str, int], int] = {}
-        self._tx_start = 0
-        self._tx_assets: set[str] = set()
+        self._write_assets: set[str] = set()
         # The write's legs, as moved and as its transfers call for them, each counted:
         # (transfer id, kind, account stream, amount, pending amount released) -> how many.
-        self._tx_moved: dict[Leg, int] = {}
-        self._tx_called: dict[Leg, int] = {}
+        self._moved: dict[Leg, int] = {}
+        self._called: dict[Leg, int] = {}
 
     def fold(self, rows: list[BookRow]) -> None:  # one flat loop: the hot path
         accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
-        tx_assets_add, kinds_get = self._tx_assets.add, KINDS.get
-        moved, called = self._tx_moved, self._tx_called
-        tx, last = self._tx, self.last_position
+        assets_add, kinds_get = self._write_assets.add, KINDS.get
+        moved, called = self._moved, self._called
+        current, last = self._write, self.last_position
         if rows and self.first_position is None:
             self.first_position = rows[0][0]
-        for position, stream, version, topic, state, writer in rows:
-            if writer != tx:
+        for position, stream, version, topic, state, write in rows:
+            if write != current:
                 self._end_of_write()
                 if self._past_the_end(position, state):
                     self.events += sum(1 for row in rows if row[0] < position)
                     self.last_position = last
                     return
-                tx = self._tx = writer
-                self._tx_start = position
+                current = self._write = write
             last = position
             kind = kinds_get(topic, 0)
             if not kind:
@@ -371,7 +367,7 @@ class BookCheck(_Fold):
                         pending_amount = self._resolve(
                             account, sums, kind, data, state, amount, transfer_id, position, stream
                         )
-                    tx_assets_add(asset)
+                    assets_add(asset)
                     leg = (transfer_id, kind, stream, amount, pending_amount)
                     moved[leg] = moved.get(leg, 0) + 1
                 elif kind == TRANSFER_CREATED:
@@ -483,23 +479,23 @@ class BookCheck(_Fold):
 
     def _end_of_write(self) -> None:
         """Double entry at the end of a write, and every movement one its transfer calls for."""
-        moved, called = self._tx_moved, self._tx_called
-        for asset in self._tx_assets:
+        moved, called = self._moved, self._called
+        for asset in self._write_assets:
             posted, pending = self.totals[asset]
             before = self._baseline.get(asset, (0, 0))
             if (posted, pending) != before:
                 accounts = sorted({self.subject(leg[2]) for leg in moved if self.accounts[leg[2]][ASSET] == asset})
                 unit = Asset.parse(asset)
                 detail = (
-                    f"the write at position {self._tx_start} leaves {asset} off by posted "
+                    f"the write at position {self._write} leaves {asset} off by posted "
                     f"{unit.format(posted - before[0])}, pending {unit.format(pending - before[1])} "
                     f"(it moved {', '.join(accounts)})"
                 )
-                self.raw.append(("double_entry", self._tx_start, asset.encode(), detail))
+                self.raw.append(("double_entry", self._write, asset.encode(), detail))
                 self._baseline[asset] = (posted, pending)  # report each break once, where it happens
         if moved != called:
             self._legs_differ()
-        self._tx_assets.clear()
+        self._write_assets.clear()
         moved.clear()
         called.clear()
 
@@ -507,7 +503,7 @@ class BookCheck(_Fold):
         """Name, per transfer, how the write's movements differ from what the transfer calls for."""
         wanted: dict[str, list[tuple[int, bytes, int, int]]] = {}
         found: dict[str, list[tuple[int, bytes, int, int]]] = {}
-        for legs, into in ((self._tx_called, wanted), (self._tx_moved, found)):
+        for legs, into in ((self._called, wanted), (self._moved, found)):
             for (transfer_id, kind, account, amount, pending), count in legs.items():
                 into.setdefault(transfer_id, []).extend([(kind, account, amount, pending)] * count)
         for transfer_id in sorted(wanted.keys() | found.keys()):
@@ -516,18 +512,18 @@ class BookCheck(_Fold):
                 continue
             if transfer_id not in self._transfer_ids:
                 detail = f"moves money for transfer {transfer_id!r}, which does not exist"
-                self._finding("unknown_transfer", self._tx_start, did[0][1], detail)
+                self._finding("unknown_transfer", self._write, did[0][1], detail)
                 continue
             detail = (
-                f"the write at position {self._tx_start} moves {self._describe(did) or 'nothing'} for it; "
+                f"the write at position {self._write} moves {self._describe(did) or 'nothing'} for it; "
                 f"the transfer calls for {self._describe(should) or 'nothing'}"
             )
-            self._finding("movement_mismatch", self._tx_start, self._transfer_ids[transfer_id], detail)
+            self._finding("movement_mismatch", self._write, self._transfer_ids[transfer_id], detail)
 
     def _describe(self, legs: list[tuple[int, bytes, int, int]]) -> str:
         return ", ".join(f"{_LEG_NAMES[kind]} {self.subject(account)} {amount}" for kind, account, amount, _ in legs)
 
-    def _finding(self, kind: str, position: int, stream: bytes, detail: str) -> None:
+    def _finding(self, kind: str, position: int | None, stream: bytes, detail: str) -> None:
         self.raw.append((kind, position, stream, detail))
 
     def subject(self, stream: bytes) -> str:
@@ -699,17 +695,13 @@ _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 # Sources --------------------------------------------------------------------------
 
+_PAGE_FROM = "FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
 _PAGE_SQL = {
     CHAIN: "SELECT notification_id, uuid_send(originator_id), originator_version, state, hash, write_position, "
     "int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version) "
-    "|| int8send(write_position) || convert_to(topic, 'UTF8') || '\\x00'::bytea ",
+    "|| int8send(write_position) || convert_to(topic, 'UTF8') || '\\x00'::bytea " + _PAGE_FROM,
     BOOKS: "SELECT notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state, "
-    "write_position ",
-}
-_PAGE_SQL = {
-    shape: select
-    + "FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-    for shape, select in _PAGE_SQL.items()
+    "write_position " + _PAGE_FROM,
 }
 
 

@@ -7,9 +7,8 @@ protect, so their movements need no read-check-write cycle. Their events are sav
 with ``originator_version = 0`` (``ledger.accounts.APPEND_VERSION``, "append at the
 end"), and the version is assigned by the insert itself (``ledger_append``, which also
 chains each event's hash to its stream's previous one), under the table lock every
-insert already takes. Concurrent
-deposits into distinct accounts therefore never conflict on the shared issuance
-account, and its stream stays contiguous for readers.
+insert already takes. Concurrent deposits into distinct accounts therefore never
+conflict on the shared issuance account, and its stream stays contiguous for readers.
 """
 
 from __future__ import annotations
