@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import requests
 
@@ -27,9 +28,12 @@ def main() -> None:
     parser.add_argument("--query", default="http://127.0.0.1:8082")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--token", default=None, help="bearer key (default: .ledger/admin.key, made by `ledger up`)")
     args = parser.parse_args()
+    token = args.token or Path(".ledger/admin.key").read_text().strip()
     run = uuid.uuid4().hex[:8]
     session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
     pairs = []
     for n in range(args.clients):
         a, b = f"bench-{run}-{n}-a", f"bench-{run}-{n}-b"
@@ -48,6 +52,7 @@ def main() -> None:
 
     def client(a: str, b: str) -> None:
         http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
         count = 0
         while time.monotonic() < stop:
             started = time.monotonic()
@@ -65,6 +70,7 @@ def main() -> None:
     def observer() -> None:
         """Samples the newest write every 100 ms and times until the query API shows it."""
         http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
         while time.monotonic() < stop:
             time.sleep(0.1)
             with lock:

@@ -36,7 +36,9 @@ def main() -> None:
     command, query = urls["command_api"], urls["query_api"]
     horizon = urls.get("horizon_url") or args.horizon
     run = uuid.uuid4().hex[:8]
+    auth = {"Authorization": "Bearer " + (Path(args.state).parent.parent / "admin.key").read_text().strip()}
     http = requests.Session()
+    http.headers.update(auth)
     payers = [f"bench-payer-{run}-{k}" for k in range(4)]  # one per client: no hot account
     for account in payers:
         http.post(f"{command}/v1/accounts", json={"id": account, "asset": "XLM/7"}).raise_for_status()
@@ -50,6 +52,7 @@ def main() -> None:
 
     def send(account: str, part: list[int]) -> None:
         session = requests.Session()
+        session.headers.update(auth)
         try:
             for n in part:
                 body = {"id": ids[n], "account": account, "amount": "1.5", "destination": destinations[n]}

@@ -67,6 +67,8 @@ class Client:
     """A keep-alive HTTP/1.1 connection with JSON in and out; cheaper per request than
     requests.Session, so the load generator takes less of the CPU it shares with the stack."""
 
+    token = ""  # the bearer key, set once from the data directory
+
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -74,6 +76,7 @@ class Client:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload else {}
+        headers["Authorization"] = f"Bearer {self.token}"
         self.connection.request(method, path, body=payload, headers=headers)
         reply = self.connection.getresponse()
         return reply.status, json.loads(reply.read() or b"{}")
@@ -175,6 +178,7 @@ def main() -> None:
     parser.add_argument("--lag-only", action="store_true", help="skip the replay throughput part")
     args = parser.parse_args()
     urls = json.loads(Path(args.state).read_text())["urls"]
+    Client.token = (Path(args.state).parent.parent / "admin.key").read_text().strip()
     lag(urls["command_api"], urls["query_api"], args.rate, args.seconds, args.writers, args.batch)
     if not args.lag_only:
         throughput(urls)

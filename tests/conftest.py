@@ -18,10 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import falcon
+import falcon.testing
 import psycopg
 import pymongo
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
 from runtime.migrations import migrate
@@ -95,6 +98,24 @@ def ledger(servers: Urls) -> Iterator[Ledger]:
     app = Ledger(event_store_env(servers.settings()))
     yield app
     app.close()
+
+
+@pytest.fixture(scope="session")
+def keys(servers: Urls) -> Iterator[KeyStore]:
+    store = KeyStore(servers.database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def admin_token(keys: KeyStore) -> str:
+    key, secret = keys.create("tests: admin", ["admin"])
+    return f"{key.key_id}.{secret}"
+
+
+def api_client(app: falcon.App, token: str) -> falcon.testing.TestClient:
+    """falcon's test client, sending ``token`` as a bearer key on every request."""
+    return falcon.testing.TestClient(app, headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The event stream for auditors: every stored event, in order, as a CloudEvents object
 (JSON lines), with the same payloads as on Kafka, read page by page (constant memory).
 
-Each object also carries the event as stored, in extension attributes (``ledgerstream``,
-``ledgertopic``, ``ledgerstate`` in base64, ``ledgerhash``, ``ledgerwrite``), so that an
+Each object carries who asked for the write (``ledgerkeyid``: an API key id, or
+``service:NAME``; absent for events written before keys existed) and the event as stored,
+in extension attributes (``ledgerstream``, ``ledgertopic``, ``ledgerstate`` in base64,
+``ledgerhash``, ``ledgerwrite``), so that an
 export can be checked against the hash chains and seals (``ledger audit verify
 --from-file``) by us or by the auditor's own tools."""
 
@@ -18,6 +20,7 @@ from typing import IO, Any
 from eventsourcing.persistence import Notification
 
 from commands.application import Ledger
+from projectors.messages import KEY_ID_HEADER
 from projectors.relay import StoredEventEncoder
 
 PAGE = 2000
@@ -85,7 +88,7 @@ def _page(ledger: Ledger, after: int) -> list[tuple[Notification, int, bytes]]:
 def cloud_event(encoder: StoredEventEncoder, notification: Any, *, write: int, hash_: bytes) -> dict[str, Any]:
     message = encoder.encode(notification)
     h = message.headers
-    return {
+    event = {
         "specversion": h["ce_specversion"],
         "id": h["ce_id"],
         "source": h["ce_source"],
@@ -102,6 +105,9 @@ def cloud_event(encoder: StoredEventEncoder, notification: Any, *, write: int, h
         "ledgerhash": hash_.hex(),
         "ledgerwrite": write,
     }
+    if KEY_ID_HEADER in h:
+        event["ledgerkeyid"] = h[KEY_ID_HEADER]
+    return event
 
 
 def write_lines(stream: Iterable[dict[str, Any]], out: IO[str]) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from stellar_sdk import Asset, Keypair
 
+from runtime.files import write_private
+
 STROOPS = 10_000_000
 
 
@@ -32,6 +34,15 @@ def stroops_of(amount: str) -> int:
     return int(value)
 
 
+def _keypair(secret: object, where: str) -> Keypair:
+    if not isinstance(secret, str):
+        raise ValueError(f"{where} is missing or not a string")
+    try:
+        return Keypair.from_secret(secret)
+    except ValueError:
+        raise ValueError(f"{where} is not a valid Stellar secret seed (S..., 56 characters)") from None
+
+
 @dataclass(frozen=True, repr=False)
 class Keys:
     """The distribution account pays; channel accounts are the transactions' sources, so
@@ -42,10 +53,17 @@ class Keys:
 
     @classmethod
     def load(cls, path: Path) -> Keys:
-        raw = json.loads(path.read_text())
+        """The keys in a secrets file; an error names what is wrong and never echoes a seed
+        (the SDK's own message would)."""
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("channels", []), list):
+            raise ValueError(f'{path}: expected {{"distribution": "S...", "channels": ["S...", ...]}}')
         return cls(
-            distribution=Keypair.from_secret(raw["distribution"]),
-            channels=tuple(Keypair.from_secret(secret) for secret in raw.get("channels", [])),
+            distribution=_keypair(raw.get("distribution"), f"{path}: distribution"),
+            channels=tuple(_keypair(s, f"{path}: channels[{n}]") for n, s in enumerate(raw.get("channels", []))),
         )
 
     @classmethod
@@ -53,12 +71,8 @@ class Keys:
         return cls(Keypair.random(), tuple(Keypair.random() for _ in range(channels)))
 
     def save(self, path: Path) -> None:
-        path.write_text(
-            json.dumps(
-                {"distribution": self.distribution.secret, "channels": [k.secret for k in self.channels]}, indent=2
-            )
-        )
-        path.chmod(0o600)
+        secrets = {"distribution": self.distribution.secret, "channels": [k.secret for k in self.channels]}
+        write_private(path, json.dumps(secrets, indent=2))
 
     def __repr__(self) -> str:  # never the secrets, whatever gets logged
         return f"Keys(distribution={self.distribution.public_key}, channels={len(self.channels)})"

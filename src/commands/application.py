@@ -21,9 +21,10 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 from eventsourcing.utils import Environment
 
+from auth.keys import acting_key
 from commands.messages import (
     AccountAction,
     ChangePolicy,
@@ -105,6 +106,25 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     }
 
 
+class ActorMapper(Mapper[UUID]):
+    """Stamps every event a command writes with who asked for it: the API key of the
+    request (``auth.keys.acting_key``), else the service's own name (``service:chain``).
+
+    It is part of the event's stored state, so the hash chain covers it, the export
+    carries it, and the relay puts it on Kafka (``ce_ledgerkeyid``)."""
+
+    def __init__(self, transcoder: Any, actor: Callable[[], str | None]) -> None:
+        super().__init__(transcoder=transcoder)
+        self.actor = actor
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if "key_id" not in vars(domain_event):
+            key_id = self.actor()
+            if key_id is not None:
+                object.__setattr__(domain_event, "key_id", key_id)
+        return super().to_stored_event(domain_event)
+
+
 class Ledger(Application[UUID]):
     """The event-sourced ledger; its events live in the ``ledger_events`` table."""
 
@@ -122,13 +142,18 @@ class Ledger(Application[UUID]):
         write_attempts: int = 20,
         clock: Callable[[], datetime] = utc_now,
         payout_assets: Mapping[str, str] | None = None,
+        actor: str | None = None,
     ) -> None:
+        self.actor = actor  # who asks when no API key does (a service: "service:chain")
         super().__init__(env)
         self.write_attempts = write_attempts
         self.clock = clock
         self.payout_assets = dict(payout_assets or {})  # ledger asset -> Stellar asset
         self._system_accounts_seen: set[str] = set()
         self._fee_rules: dict[UUID, tuple[int, FeeTerms | None]] = {}
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return ActorMapper(self.construct_transcoder(), lambda: acting_key.get() or self.actor)
 
     # Commands -----------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, FeeTerms
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
 from ledger.transactions import MAX_LEGS
+from runtime.web import parse_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 4 * 1024
@@ -37,31 +38,6 @@ MAX_METADATA_BYTES = 4 * 1024
 
 class BodyTooLarge(InvalidRequest):
     code = "body_too_large"
-
-
-def parse_json(raw: bytes) -> Any:
-    def no_constants(name: str) -> None:
-        raise InvalidRequest(f"{name} is not valid JSON")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise InvalidRequest(f"field {key!r} appears more than once")
-            result[key] = value
-        return result
-
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
-    except UnicodeDecodeError:
-        raise InvalidRequest("body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise InvalidRequest("body is nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer literal longer than Python converts
-        raise InvalidRequest(f"body has a value that cannot be read: {exc}") from None
 
 
 def _fields(body: Any, required: set[str], optional: set[str]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ PAYOUT_CONFIRMED = "ledger.payout.confirmed.v1"
 PAYOUT_FAILED = "ledger.payout.failed.v1"
 PAYOUT_STUCK = "ledger.payout.stuck.v1"
 CHECKPOINT = "ledger.checkpoint.v1"
+KEY_ID_HEADER = "ce_ledgerkeyid"  # a CloudEvents extension: the key (or service) that asked for the write
 
 MOVEMENT_TYPES: dict[type, str] = {
     Account.Debited: "ledger.account.debited.v1",
@@ -270,6 +271,9 @@ def to_message(event: Any, position: int, ref: SubjectRef | None = None) -> Mess
         "ce_position": str(position),
         "content-type": "application/json",
     }
+    key_id = getattr(event, "key_id", None)
+    if key_id:
+        headers[KEY_ID_HEADER] = key_id  # who asked: an API key id, or "service:NAME"
     return Message(subject, json.dumps(data, separators=(",", ":")).encode(), headers)
 
 

@@ -1,4 +1,6 @@
-"""The query HTTP API (falcon, served by gunicorn). It reads MongoDB only."""
+"""The query HTTP API (falcon, served by gunicorn). It reads MongoDB only (and the API
+keys, in PostgreSQL). Every route needs a key with the ``read`` scope; a key limited to
+some accounts reads only those accounts, their transfers and their payouts."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import falcon
 import pymongo
 from pymongo.database import Database
 
+from auth import keys as scopes
+from auth.http import Authenticate, forbidden, request_key, require_accounts
+from auth.store import KeyStore
 from ledger.errors import InvalidRequest
 from queries import readmodel
 from queries.generations import Generations
@@ -80,10 +85,13 @@ class ReadYourWrites:
 
 
 class Account:
+    scope = scopes.READ
+
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        require_accounts(req, debited=(account_id,))
         at_position = _int_param(req, "at_position", None, 0)
         at_time = _time_param(req, "at")
         if at_position is not None and at_time is not None:
@@ -92,43 +100,63 @@ class Account:
 
 
 class Entries:
+    scope = scopes.READ
+
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        require_accounts(req, debited=(account_id,))
         limit = _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         assert limit is not None
         web.json_response(resp, readmodel.entries(self.source(), account_id, limit, req.get_param("cursor")))
 
 
 class Transfer:
+    scope = scopes.READ
+
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
-        web.json_response(resp, readmodel.transfer(self.source(), transfer_id))
+        transfer = readmodel.transfer(self.source(), transfer_id)
+        key = request_key(req)
+        if not (key.covers(transfer["debit_account"]) or key.covers(transfer["credit_account"])):
+            raise forbidden(f"key {key.key_id} may not read transfer {transfer_id!r}")
+        web.json_response(resp, transfer)
 
 
 class Payout:
+    scope = scopes.READ
+
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, payout_id: str) -> None:
-        web.json_response(resp, readmodel.payout(self.source(), payout_id))
+        payout = readmodel.payout(self.source(), payout_id)
+        require_accounts(req, debited=(payout["account"],))
+        web.json_response(resp, payout)
 
 
 class Status:
+    """The pipeline's positions: about the whole ledger, so not for a key limited to accounts."""
+
+    scope = scopes.READ
+
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        key = request_key(req)
+        if key.limited:
+            raise forbidden(f"key {key.key_id} is limited to some accounts; the status is about all of them")
         web.json_response(resp, readmodel.status(self.source()))
 
 
-def create_app(read_models: Database[Any] | Generations, wait_seconds: float) -> falcon.App:
+def create_app(read_models: Database[Any] | Generations, wait_seconds: float, keys: KeyStore) -> falcon.App:
     """Serve one database, or whichever generation is active at each request."""
     source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
-    app = web.create_base_app()
+    app = web.create_base_app(Authenticate(keys))
     app.add_middleware(ReadYourWrites(source, wait_seconds))
     app.add_route("/v1/accounts/{account_id}", Account(source))
     app.add_route("/v1/accounts/{account_id}/entries", Entries(source))
@@ -142,4 +170,5 @@ def get_app() -> falcon.App:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
-    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds)
+    keys = KeyStore(settings.require("database_url"), pool_size=settings.web_threads)
+    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds, keys)

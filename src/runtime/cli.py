@@ -105,6 +105,79 @@ def db_migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 
 
+@main.group()
+def keys() -> None:
+    """API keys: every request to the command and query APIs needs one."""
+
+
+def _key_store(settings: Settings) -> Any:
+    from auth.store import KeyStore
+
+    return KeyStore(_require(settings, "database_url"), pool_size=1)
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="read, accounts, transfers, deposits, payouts or admin; repeatable.")
+@click.option("--accounts", "accounts", multiple=True, help="Limit the key to accounts matching this pattern ('shop-42:*'); repeatable.")
+@click.option("--credits-within-accounts", is_flag=True, help="A limited key may credit only its own accounts too.")
+@click.option("--signed-only", is_flag=True, help="Refuse bearer use: only LEDGER-HMAC-SHA256 signed requests.")
+def keys_create(
+    name: str, scopes: tuple[str, ...], accounts: tuple[str, ...], credits_within_accounts: bool, signed_only: bool
+) -> None:
+    """Make a key; prints {"key_id", "secret", "token"} once (the secret is stored only as a hash)."""
+    import json
+
+    from auth.keys import KeyDefinitionError
+
+    store = _key_store(_settings())
+    try:
+        key, secret = store.create(
+            name, scopes, accounts, credits_within_accounts=credits_within_accounts, signed_only=signed_only
+        )
+    except KeyDefinitionError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(json.dumps({"key_id": key.key_id, "secret": secret, "token": f"{key.key_id}.{secret}"}))
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def keys_list(as_json: bool) -> None:
+    """Every key, revoked ones too (never a secret)."""
+    import json
+
+    store = _key_store(_settings())
+    try:
+        found = store.list()
+    finally:
+        store.close()
+    for key in found:
+        info = key.describe()
+        if as_json:
+            click.echo(json.dumps(info))
+        else:
+            state = f"revoked {info['revoked_at']}" if key.revoked else "active"
+            limits = f" accounts={','.join(key.accounts)}" if key.accounts else ""
+            signed = " signed-only" if key.signed_only else ""
+            click.echo(f"{key.key_id}  {key.name!r}  scopes={','.join(info['scopes'])}{limits}{signed}  {state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: every API process refuses it within a few seconds."""
+    store = _key_store(_settings())
+    try:
+        key = store.revoke(key_id)
+    finally:
+        store.close()
+    if key is None:
+        raise click.ClickException(f"no key {key_id!r}")
+    click.echo(f"revoked {key_id} at {key.revoked_at.isoformat() if key.revoked_at else '?'}")
+
+
 @main.command()
 def relay() -> None:
     """Publish the event store's notification log to Kafka."""
@@ -139,7 +212,7 @@ def expire() -> None:
 
     settings = _settings()
     stop = _stop_on_signals()
-    ledger = Ledger(event_store_env(settings))
+    ledger = Ledger(event_store_env(settings), actor="service:expirer")
     expirer = Expirer(ledger, _require(settings, "database_url"))
     try:
         expirer.run(stop, on_ready=lambda: _ready(settings))
@@ -189,7 +262,7 @@ def chain() -> None:
         raise click.ClickException(f"Stellar settings: {exc}") from None
     prepare_simulator(config)
     stop = _stop_on_signals()
-    ledger = Ledger(event_store_env(settings), payout_assets=settings.payout_assets)
+    ledger = Ledger(event_store_env(settings), payout_assets=settings.payout_assets, actor="service:chain")
     try:
         ChainWorker(
             config,
@@ -446,7 +519,7 @@ def audit_seal() -> None:
     from commands.application import Ledger, event_store_env
 
     settings = _settings()
-    ledger = Ledger(event_store_env(settings))
+    ledger = Ledger(event_store_env(settings), actor="service:sealer")
     try:
         position = Sealer(ledger, _require(settings, "database_url")).seal()
     except SealBroken as exc:
@@ -464,7 +537,7 @@ def sealer() -> None:
 
     settings = _settings()
     stop = _stop_on_signals()
-    ledger = Ledger(event_store_env(settings))
+    ledger = Ledger(event_store_env(settings), actor="service:sealer")
     try:
         Sealer(ledger, _require(settings, "database_url")).run(
             stop, settings.seal_interval_seconds, on_ready=lambda: _ready(settings)

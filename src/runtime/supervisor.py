@@ -26,11 +26,15 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from runtime.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
+from runtime.files import write_private
 from runtime.migrations import migrate
 from runtime.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
+
+
+ADMIN_KEY_FILE = "admin.key"
 
 
 class AlreadyRunning(RuntimeError):
@@ -67,9 +71,10 @@ class Stack:
             self._prepare_data_dir()
             urls = self.urls = self._start_servers()
             migrate(urls["database_url"], self.settings.migrations_dir)
+            token = self._first_admin_key(urls["database_url"])
             self._start_services(urls)
             self._write_state(urls)
-            self._announce(urls)
+            self._announce(urls, token)
             return self._supervise()
         finally:
             self.shutdown()
@@ -122,6 +127,23 @@ class Stack:
             urls[name] = server.url
             log.info("embedded server ready", extra={"server": server.process.name, "url": server.url})
         return {k: str(v) for k, v in urls.items()}
+
+    def _first_admin_key(self, database_url: str) -> str | None:
+        """On the first start with this data directory, an admin key: its bearer token is
+        printed once and kept in ``admin.key`` (0600) for the README's examples and the CLI."""
+        path = self.data_dir / ADMIN_KEY_FILE
+        if path.exists():
+            return None
+        from auth.store import KeyStore
+
+        store = KeyStore(database_url, pool_size=1)
+        try:
+            key, secret = store.create("ledger up (first start)", ["admin"])
+        finally:
+            store.close()
+        token = f"{key.key_id}.{secret}"
+        write_private(path, token + "\n")
+        return token
 
     def _start_services(self, urls: dict[str, str]) -> None:
         s = self.settings
@@ -212,8 +234,9 @@ class Stack:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
 
-    def _announce(self, urls: dict[str, str]) -> None:
+    def _announce(self, urls: dict[str, str], token: str | None = None) -> None:
         s = self.settings
+        key_file = self.data_dir / ADMIN_KEY_FILE
         lines = [
             "ledger is up",
             f"  command API  http://{s.host}:{s.command_port}",
@@ -223,6 +246,9 @@ class Stack:
             f"  mongodb      {redact(urls['mongo_url'])}",
             f"  horizon      {redact(urls['horizon_url'])}" + ("  (SIMULATOR)" if not s.horizon_url else ""),
             f"  data         {self.data_dir}",
+            f"  admin key    {token}  (shown once; kept in {key_file})"
+            if token
+            else f"  admin key    in {key_file}",
             "Press Ctrl-C to stop.",
         ]
         print("\n".join(lines), file=self.out, flush=True)

@@ -1,4 +1,4 @@
-"""What both HTTP apps share: problem+json errors, request ids, health.
+"""What both HTTP apps share: problem+json errors, request ids, the access log, health.
 
 Errors are mapped once, here: a ``LedgerError`` becomes an RFC 9457 problem with the
 error's stable ``code``; Falcon's own errors (unknown route, wrong method) get a code
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from contextvars import ContextVar
 from typing import Any
@@ -18,6 +19,7 @@ import falcon
 from ledger import errors
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("access")
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -98,13 +100,85 @@ class RequestIdMiddleware:
         resp.set_header("X-Request-Id", rid)
 
 
+class AccessLog:
+    """One JSON line per request: who (the key id, never a secret), what, the answer, how long."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool) -> None:
+        key = req.context.get("key")
+        access_log.info(
+            "request",
+            extra={
+                "method": req.method,
+                "path": req.path,
+                "status": int(resp.status_code),
+                "key_id": key.key_id if key is not None else None,
+                "duration_ms": round((time.perf_counter() - req.context.get("started", time.perf_counter())) * 1000, 2),
+                "request_id": request_id.get(),
+            },
+        )
+
+
+def request_body(req: falcon.Request, limit: int) -> bytes:
+    """The raw body, read once (authentication hashes it, the resource parses it), at most ``limit`` bytes."""
+    cached = req.context.get("raw_body")
+    if cached is not None:
+        return bytes(cached)
+    if req.content_length is not None and req.content_length > limit:
+        raise Problem(413, "body_too_large", f"body is {req.content_length} bytes; the limit is {limit}")
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise Problem(413, "body_too_large", f"body is over the limit of {limit} bytes")
+    req.context.raw_body = raw
+    return bytes(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no repeated keys, UTF-8 only; each refusal says why."""
+
+    def no_constants(name: str) -> None:
+        raise errors.InvalidRequest(f"{name} is not valid JSON")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise errors.InvalidRequest(f"field {key!r} appears more than once")
+            result[key] = value
+        return result
+
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+    except UnicodeDecodeError:
+        raise errors.InvalidRequest("body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        where = f"at line {exc.lineno} column {exc.colno}"
+        raise errors.InvalidRequest(f"body is not valid JSON: {exc.msg} {where}") from None
+    except RecursionError:
+        raise errors.InvalidRequest("body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise errors.InvalidRequest(f"body has a value that cannot be read: {exc}") from None
+
+
+def json_body(req: falcon.Request, limit: int) -> Any:
+    return parse_json(request_body(req, limit))
+
+
 class Health:
+    """Liveness only, and open: no key is needed to ask whether the process answers."""
+
+    public = True
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
 
-def create_base_app() -> falcon.App:
-    app = falcon.App(middleware=[RequestIdMiddleware()])
+def create_base_app(*middleware: object) -> falcon.App:
+    """The app with request ids, the access log and then ``middleware`` (authentication first)."""
+    app = falcon.App(middleware=[RequestIdMiddleware(), AccessLog(), *middleware])
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(errors.LedgerError, _ledger_error)
     app.set_error_serializer(_serialize)

@@ -42,6 +42,7 @@ class Stack:
     data_dir: Path
     log_path: Path
     started_in: float
+    _http: requests.Session | None = None
 
     @property
     def state(self) -> dict[str, Any]:
@@ -58,8 +59,28 @@ class Stack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def admin_token(self) -> str:
+        """The admin key `ledger up` made on its first start (README: Keys)."""
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def cli_env(self) -> dict[str, str]:
+        """What a `ledger` command run beside this stack needs."""
+        return {"LEDGER_DATA_DIR": str(self.data_dir), "LEDGER_DATABASE_URL": self.state["urls"]["database_url"]}
+
+    def authorized_session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.admin_token}"
+        return session
+
+    @property
+    def http(self) -> requests.Session:
+        if self._http is None:
+            self._http = self.authorized_session()
+        return self._http
+
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
-        return requests.post(self.command + path, json=body, timeout=30)
+        return self.http.post(self.command + path, json=body, timeout=30)
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -73,7 +94,7 @@ class Stack:
             head = ledger.head_position()
             url = f"{self.query}/v1/accounts/{probe_account}"
             wait_for(
-                lambda: requests.get(url, params={"min_position": head}, timeout=30).status_code == 200,
+                lambda: self.http.get(url, params={"min_position": head}, timeout=30).status_code == 200,
                 timeout,
                 "the read model to reach the head",
             )
@@ -160,12 +181,12 @@ def test_the_walking_skeleton_scenario(stack: Stack) -> None:
     position = transfer.json()["position"]
 
     def balance(account: str) -> str:
-        reply = requests.get(f"{stack.query}/v1/accounts/{account}", params={"min_position": position}, timeout=30)
+        reply = stack.http.get(f"{stack.query}/v1/accounts/{account}", params={"min_position": position}, timeout=30)
         assert reply.status_code == 200, reply.text
         return str(reply.json()["balance"]["available"])
 
     assert (balance(a), balance(b)) == ("70.00", "30.00")
-    entries = requests.get(f"{stack.query}/v1/accounts/{a}/entries", timeout=10).json()["entries"]
+    entries = stack.http.get(f"{stack.query}/v1/accounts/{a}/entries", timeout=10).json()["entries"]
     assert [(e["side"], e["amount"]) for e in entries] == [("debit", "30.00"), ("credit", "100.00")]
     assert entries[0]["transfer_id"] == transfer.json()["id"]
 
@@ -207,7 +228,7 @@ def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack)
     ).json()
 
     def status() -> str:
-        reply = requests.get(
+        reply = stack.http.get(
             f"{stack.query}/v1/transfers/{hold['id']}", params={"min_position": hold["position"]}, timeout=30
         )
         return str(reply.json()["status"])
@@ -228,7 +249,7 @@ def test_a_broker_that_restarts_empty_loses_nothing(stack: Stack) -> None:
     sent: list[int] = []
 
     def load() -> None:
-        session = requests.Session()
+        session = stack.authorized_session()
         i = 0
         while not stop.is_set():
             body = {
@@ -282,6 +303,12 @@ def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
     for account in (fast, slow):
         stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "100.00"})
     example = Path(__file__).resolve().parents[2] / "examples" / "fraud_velocity.py"
+    made = run_ledger(
+        "keys", "create", "--name", "fraud", "--scope", "admin", "--signed-only", env=stack.cli_env()
+    )
+    assert made.returncode == 0, made.stderr
+    key_file = stack.data_dir / "fraud-key.json"
+    key_file.write_text(made.stdout)
     service = subprocess.Popen(
         [
             sys.executable,
@@ -292,6 +319,8 @@ def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
             stack.command,
             "--group",
             unique("fraud"),
+            "--key-file",
+            str(key_file),
             "--max-per-minute",
             "5",
         ],
@@ -313,7 +342,7 @@ def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
             )
 
         def status(account: str) -> str:
-            return str(requests.get(f"{stack.query}/v1/accounts/{account}", timeout=10).json()["status"])
+            return str(stack.http.get(f"{stack.query}/v1/accounts/{account}", timeout=10).json()["status"])
 
         wait_for(lambda: status(fast) == "frozen", 60, "the fraud service to freeze the fast spender")
         assert status(slow) == "open"
@@ -336,7 +365,7 @@ def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack)
     failures: list[str] = []  # asserting inside a thread would be lost
 
     def load(offset: int) -> None:
-        session = requests.Session()
+        session = stack.authorized_session()
         i = offset
         while not stop.is_set():
             src, dst = accounts[i % 6], accounts[(i + 1 + offset) % 6]
@@ -378,16 +407,16 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
     for account in (a, b):
         stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
     stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "5.00"})
-    before = requests.get(f"{stack.query}/v1/status", timeout=10).json()
+    before = stack.http.get(f"{stack.query}/v1/status", timeout=10).json()
     env = {f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")}
     rebuilt = run_ledger("projections", "rebuild", env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "generation 2 is active" in rebuilt.stdout
     paid = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "2.00"})
-    reply = requests.get(f"{stack.query}/v1/accounts/{b}", params={"min_position": paid.json()["position"]}, timeout=30)
+    reply = stack.http.get(f"{stack.query}/v1/accounts/{b}", params={"min_position": paid.json()["position"]}, timeout=30)
     assert (reply.status_code, reply.json()["balance"]["available"]) == (200, "2.00")
     assert (
-        requests.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
+        stack.http.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
         >= before["read_model_position"]
     )
     verified = run_ledger("projections", "verify", env=env)

@@ -7,6 +7,7 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import (
@@ -19,7 +20,7 @@ from commands.messages import (
     VoidTransfer,
 )
 from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, OverdraftInUse
-from tests.conftest import unique
+from tests.conftest import api_client, unique
 
 
 def pair(ledger: Ledger, fund: str | None = "10.00") -> tuple[str, str]:
@@ -100,8 +101,8 @@ def test_an_account_closes_only_when_empty_with_nothing_in_flight(ledger: Ledger
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(ledger))
+def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(ledger, keys=keys), admin_token)
 
 
 def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:

@@ -19,6 +19,7 @@ import pytest
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
+from auth.store import KeyStore
 from chain.horizon_sim import Simulator
 from chain.stellar import Keys
 from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollower, Intake, KillSwitch
@@ -28,7 +29,7 @@ from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout
 from ledger.errors import AssetNotOnChain, PayoutHold
 from ledger.ids import account_uuid, clearing_account_id, suspense_account_id
 from projectors.relay import Relay, RelayState
-from tests.conftest import Urls, free_port, unique
+from tests.conftest import Urls, api_client, free_port, unique
 
 PASSPHRASE = "Ledger test network"
 
@@ -277,9 +278,9 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
         other_store.close()
 
 
-def test_payout_requests_are_checked(chain: Chain, event_count: Any) -> None:
+def test_payout_requests_are_checked(chain: Chain, event_count: Any, keys: KeyStore, admin_token: str) -> None:
     account, destination = chain.funded_account(), chain.destination()
-    client = falcon.testing.TestClient(create_app(chain.ledger))
+    client = api_client(create_app(chain.ledger, keys=keys), admin_token)
     body = {"id": unique("p"), "account": account, "amount": "1", "destination": destination}
     before = event_count()
     for bad, detail in [

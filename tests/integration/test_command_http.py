@@ -12,14 +12,15 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
-from tests.conftest import unique
+from tests.conftest import api_client, unique
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(ledger))
+def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(ledger, keys=keys), admin_token)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import (
@@ -22,7 +23,7 @@ from commands.messages import (
 from ledger.errors import FeeExceedsAmount, InsufficientFunds
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
-from tests.conftest import Urls, unique
+from tests.conftest import Urls, api_client, unique
 
 
 @pytest.fixture
@@ -104,8 +105,8 @@ def test_setting_the_same_rule_again_records_nothing(ledger: Ledger, asset: str,
     assert changed["basis_points"] == 200 and changed["position"] > first["position"]
 
 
-def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any) -> None:
-    client = falcon.testing.TestClient(create_app(ledger))
+def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(ledger, keys=keys), admin_token)
     a, b = pair(ledger, asset)
     rule = client.simulate_post(
         "/v1/fee-rules",

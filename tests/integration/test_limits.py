@@ -9,11 +9,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import ChangePolicy, Deposit, OpenAccount, ReverseTransfer, TransferFunds
 from ledger.errors import LimitExceeded
-from tests.conftest import Clock, Urls, unique
+from tests.conftest import Clock, Urls, api_client, unique
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ def test_reversals_do_not_count_and_limits_can_be_lifted(ledger: Ledger) -> None
     send(ledger, a, b, "500.00")
 
 
-def test_limits_over_http(ledger: Ledger, event_count: Any) -> None:
-    client = falcon.testing.TestClient(create_app(ledger))
+def test_limits_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(ledger, keys=keys), admin_token)
     a, b = limited(ledger, None, None)
     result = client.simulate_post(f"/v1/accounts/{a}/policy", json={"daily_limit": "5.00", "monthly_limit": "50.00"})
     assert (result.status_code, result.json["daily_limit"], result.json["monthly_limit"]) == (200, "5.00", "50.00")

@@ -9,11 +9,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from projectors.messages import LedgerEvent
 from projectors.views import ReadModelWriter
 from queries.http import create_app
 from queries.readmodel import watermark
-from tests.conftest import unique
+from tests.conftest import api_client, unique
 
 
 def event(kind: str, subject: str, sequence: int, position: int, **data: Any) -> LedgerEvent:
@@ -28,8 +29,8 @@ def writer(mongo_db: Any) -> ReadModelWriter:
 
 
 @pytest.fixture
-def client(mongo_db: Any) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(mongo_db, wait_seconds=0.3))
+def client(mongo_db: Any, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(mongo_db, wait_seconds=0.3, keys=keys), admin_token)
 
 
 def open_account(writer: ReadModelWriter, account: str, position: int) -> None:
@@ -127,10 +128,10 @@ def test_bad_queries_get_problems(
 
 
 def test_min_position_answers_as_soon_as_the_watermark_arrives(
-    client: falcon.testing.TestClient, writer: ReadModelWriter, mongo_db: Any
+    client: falcon.testing.TestClient, writer: ReadModelWriter, mongo_db: Any, keys: KeyStore, admin_token: str
 ) -> None:
     open_account(writer, "A", 7)
-    slow = falcon.testing.TestClient(create_app(mongo_db, wait_seconds=5))
+    slow = api_client(create_app(mongo_db, wait_seconds=5, keys=keys), admin_token)
     timer = threading.Timer(0.3, writer.raise_watermark, args=(7,))
     timer.start()
     started = time.monotonic()

@@ -9,6 +9,7 @@ from typing import Any
 import falcon.testing
 import pymongo
 
+from auth.store import KeyStore
 from commands.application import Ledger
 from commands.messages import TransferFunds
 from projectors.projector import Projector
@@ -18,11 +19,13 @@ from projectors.verify import differences
 from queries import readmodel
 from queries.generations import Generations
 from queries.http import create_app
-from tests.conftest import Urls, unique
+from tests.conftest import Urls, api_client, unique
 from tests.integration.test_pipeline import some_activity
 
 
-def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(ledger: Ledger, servers: Urls) -> None:
+def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
+    ledger: Ledger, servers: Urls, keys: KeyStore, admin_token: str
+) -> None:
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url)
     generations = Generations(client, unique("rb").replace("-", "_"))
     topic = unique("events")
@@ -37,7 +40,7 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(le
     stop = threading.Event()
     projecting = threading.Thread(target=projector.run, args=(stop,))
     projecting.start()
-    api = falcon.testing.TestClient(create_app(generations, wait_seconds=10))
+    api = api_client(create_app(generations, wait_seconds=10, keys=keys), admin_token)
     head = ledger.head_position()
     try:
         first = api.simulate_get(f"/v1/accounts/{accounts[0][0]}", params={"min_position": head})

@@ -8,12 +8,13 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFunds
 from ledger.errors import ExceedsReversible, IdConflict, InsufficientFunds, LedgerError, TransferNotPosted
 from ledger.ids import issuance_account_id
-from tests.conftest import Urls, unique
+from tests.conftest import Urls, api_client, unique
 
 
 def paid(ledger: Ledger, amount: str = "30.00") -> tuple[str, str, str]:
@@ -75,8 +76,8 @@ def test_pending_transfers_do_not_reverse_and_deposits_go_back_to_issuance(ledge
     assert ledger.account(issuance_account_id("EUR/2")).posted_credits == issuance_before + 4900
 
 
-def test_reversals_over_http(ledger: Ledger, event_count: Any) -> None:
-    client = falcon.testing.TestClient(create_app(ledger))
+def test_reversals_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(ledger, keys=keys), admin_token)
     _, _, transfer_id = paid(ledger)
     created = client.simulate_post(f"/v1/transfers/{transfer_id}/reverse", json={"id": unique("r"), "amount": "1.00"})
     assert (created.status_code, created.json["reverses"]) == (201, transfer_id)

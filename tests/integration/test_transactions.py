@@ -7,11 +7,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import Deposit, ExecuteTransaction, OpenAccount, PostTransfer, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds
-from tests.conftest import unique
+from tests.conftest import api_client, unique
 
 
 def accounts(ledger: Ledger, n: int, fund: str = "100.00") -> list[str]:
@@ -78,8 +79,8 @@ def test_a_retry_returns_the_same_result_and_a_changed_one_conflicts(ledger: Led
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(ledger))
+def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(ledger, keys=keys), admin_token)
 
 
 def test_transactions_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 import falcon.testing
 import pytest
 
+from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferBatch, TransferFunds
 from ledger.errors import AccountNotFound, IdConflict, InsufficientFunds, LedgerError
 from ledger.fees import FeeTerms
-from tests.conftest import unique
+from tests.conftest import api_client, unique
 
 
 def accounts(ledger: Ledger, n: int, fund: str = "100.00", asset: str = "USD/2") -> list[str]:
@@ -100,8 +101,8 @@ def test_fees_apply_to_each_transfer_of_a_batch(ledger: Ledger) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(ledger))
+def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(ledger, keys=keys), admin_token)
 
 
 def test_batches_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:

@@ -1,0 +1,54 @@
+"""What a command does to whose accounts: what a key limited to some accounts is checked against.
+
+A limited key may debit, hold from, reverse from and pay out from only the accounts it
+covers, and credit others unless its owner restricted that too. Commands that name a
+transfer by id act on that transfer's accounts, so those are looked up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.application import Ledger
+from commands.messages import (
+    Deposit,
+    ExecuteTransaction,
+    OpenAccount,
+    PostTransfer,
+    RequestPayout,
+    ReverseTransfer,
+    TransferBatch,
+    TransferFunds,
+    VoidTransfer,
+)
+
+Sides = tuple[tuple[str, ...], tuple[str, ...]]  # (accounts it must cover, accounts it credits)
+
+
+def sides(command: Any, ledger: Ledger) -> Sides:
+    """The accounts a command acts on, as (must be covered, credited); ((), ()) for a
+    command naming a transfer that does not exist (the handler answers 404)."""
+    if isinstance(command, OpenAccount):
+        return (command.id,), ()
+    if isinstance(command, Deposit | RequestPayout):
+        return (command.account,), ()
+    if isinstance(command, TransferFunds):
+        return (command.debit_account,), (command.credit_account,)
+    if isinstance(command, ExecuteTransaction | TransferBatch):
+        legs = command.transfers
+        return tuple(leg.debit_account for leg in legs), tuple(leg.credit_account for leg in legs)
+    if isinstance(command, PostTransfer | VoidTransfer):
+        held = ledger.transfer_record(command.id)
+        return ((held.debit_account,), ()) if held else ((), ())
+    if isinstance(command, ReverseTransfer):
+        original = ledger.transfer_record(command.transfer)
+        # A reversal pays back: it debits the original's credit side.
+        return ((original.credit_account,), (original.debit_account,)) if original else ((), ())
+    raise TypeError(f"{type(command).__name__} is not limited by accounts (it needs the admin scope)")
+
+
+def admin_reason(command: Any) -> str | None:
+    """Why a command that its route's scope would allow still needs an admin key, if it does."""
+    if isinstance(command, OpenAccount) and command.overdraft_limit:
+        return "opening an account with an overdraft limit lends it money"
+    return None
