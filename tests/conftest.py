@@ -27,7 +27,7 @@ import pytest
 from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
-from runtime.migrations import migrate
+from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import PROJECT_ROOT, Settings
 
 
@@ -41,15 +41,21 @@ class Clock:
         return self.now
 
 
-def run_ledger(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the `ledger` CLI as a user would, with ``env`` on top of this process's."""
+def run_ledger(
+    *args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `ledger` CLI as a user would, with ``env`` on top of this process's (whose
+    own LEDGER_* variables are left out: the test says what the command sees)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    inherited["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "runtime.cli", *args],
-        env=dict(os.environ, **env),
+        env=inherited | env,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -65,12 +71,20 @@ def unique(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Urls:
-    database_url: str
+    database_url: str  # the schema's owner (the superuser): tests that tamper or inspect use it
     kafka_bootstrap: str
     mongo_url: str
+    writer_url: str  # the ledger's writer role, as the services log in (migration 0009)
+    reader_url: str
 
     def settings(self, **overrides: Any) -> Settings:
-        urls = {"database_url": self.database_url, "kafka_bootstrap": self.kafka_bootstrap, "mongo_url": self.mongo_url}
+        """The services' settings: the ledger writes as its writer role, never as the owner."""
+        urls = {
+            "database_url": self.writer_url,
+            "audit_database_url": self.reader_url,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "mongo_url": self.mongo_url,
+        }
         return Settings(**(urls | overrides))
 
 
@@ -86,8 +100,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Urls]:
         ):
             started.append(server)
             server.start()
-        migrate(started[0].url, PROJECT_ROOT / "migrations")
-        yield Urls(started[0].url, started[1].url, started[2].url)
+        postgres = started[0]
+        assert isinstance(postgres, EmbeddedPostgres)
+        migrate(postgres.url, PROJECT_ROOT / "migrations")
+        enable_logins(postgres.url, {role: postgres.passwords.ensure(role) for role in (WRITER_ROLE, READER_ROLE)})
+        yield Urls(
+            postgres.url,
+            started[1].url,
+            started[2].url,
+            postgres.url_for(WRITER_ROLE),
+            postgres.url_for(READER_ROLE),
+        )
     finally:
         for server in reversed(started):
             server.stop()
@@ -102,7 +125,7 @@ def ledger(servers: Urls) -> Iterator[Ledger]:
 
 @pytest.fixture(scope="session")
 def keys(servers: Urls) -> Iterator[KeyStore]:
-    store = KeyStore(servers.database_url)
+    store = KeyStore(servers.writer_url)
     yield store
     store.close()
 

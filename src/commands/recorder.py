@@ -39,6 +39,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self.insert_events_statement = SQL(
             "SELECT notification_id FROM {schema}.ledger_append(%s::{event_type}[]) AS notification_id"
         ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
+        # The table lock every insert takes, through the owner's function (migration 0009):
+        # the ledger's writer has no right to LOCK the table itself, as it cannot UPDATE it.
+        self.lock_table_statements = [
+            SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout),
+            SQL("SELECT {schema}.ledger_lock_events()").format(schema=Identifier(self.datastore.schema)),
+        ]
 
     def _insert_stored_events(
         self,

@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 import time
 
+from collections.abc import Mapping
+
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 
+# Where the broker is: its address, or a client config with the security settings too
+# (``Settings.kafka_client()``: SASL on compose's Kafka).
+Broker = str | Mapping[str, str]
 
-def producer_config(bootstrap: str) -> dict[str, object]:
-    return {
-        "bootstrap.servers": bootstrap,
+
+def client_config(broker: Broker) -> dict[str, object]:
+    return {"bootstrap.servers": broker} if isinstance(broker, str) else dict(broker)
+
+
+def producer_config(bootstrap: Broker) -> dict[str, object]:
+    return client_config(bootstrap) | {
         "enable.idempotence": True,
         # Fail rather than leave a gap in a partition after a delivery timeout.
         "enable.gapless.guarantee": True,
@@ -26,9 +35,8 @@ def producer_config(bootstrap: str) -> dict[str, object]:
     }
 
 
-def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
-    return {
-        "bootstrap.servers": bootstrap,
+def consumer_config(bootstrap: Broker, group: str) -> dict[str, object]:
+    return client_config(bootstrap) | {
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -57,8 +65,8 @@ def take_batch(consumer: Consumer, timeout: float, size: int) -> list[Message]:
     return batch
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+def admin_client(bootstrap: Broker) -> AdminClient:
+    return AdminClient(client_config(bootstrap))
 
 
 def ensure_topic(admin: AdminClient, topic: str, partitions: int, retention_ms: int = -1) -> tuple[str, int]:
@@ -87,7 +95,9 @@ class TopicWatch:
     """The topic's current incarnation (its id and partition count), for the relay and the
     projector: a broker that restarted empty brings the topic back with a new id."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, retention_ms: int = -1, every: float = 1.0) -> None:
+    def __init__(
+        self, bootstrap: Broker, topic: str, partitions: int, retention_ms: int = -1, every: float = 1.0
+    ) -> None:
         self.admin = admin_client(bootstrap)  # one connection for all the checks
         self.topic = topic
         self.requested_partitions = partitions

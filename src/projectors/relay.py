@@ -83,7 +83,7 @@ class Relay:
         ledger: Ledger,
         state: RelayState,
         database_url: str,
-        bootstrap: str,
+        bootstrap: kafka.Broker,
         topic: str,
         partitions: int,
         *,

@@ -20,9 +20,9 @@ from runtime.settings import Settings, SettingsError
 log = logging.getLogger("ledger")
 
 
-def _settings() -> Settings:
+def _settings(*, discover: bool = True) -> Settings:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(discover=discover)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(settings.log_level, settings.log_format)
@@ -65,6 +65,13 @@ def _require(settings: Settings, name: str) -> str:
         raise click.ClickException(str(exc)) from None
 
 
+def _kafka(settings: Settings) -> dict[str, str]:
+    try:
+        return settings.kafka_client()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """An event-sourced double-entry payment ledger."""
@@ -76,7 +83,7 @@ def up(fresh: bool) -> None:
     """Start the whole system (embedded servers unless URLs are set) until Ctrl-C."""
     from runtime.supervisor import AlreadyRunning, Stack, install_signal_handlers
 
-    stack = Stack(_settings(), fresh=fresh)
+    stack = Stack(_settings(discover=False), fresh=fresh)
     install_signal_handlers(stack)
     try:
         code = stack.run()
@@ -96,13 +103,25 @@ def db() -> None:
 
 
 @db.command("migrate")
-def db_migrate() -> None:
-    """Apply pending migrations (records what it applied; safe to run twice)."""
-    from runtime.migrations import migrate
+@click.option("--writer-password-file", type=click.Path(exists=True, dir_okay=False), help="Let ledger_writer log in.")
+@click.option("--reader-password-file", type=click.Path(exists=True, dir_okay=False), help="Let ledger_reader log in.")
+def db_migrate(writer_password_file: str | None, reader_password_file: str | None) -> None:
+    """Apply pending migrations (records what it applied; safe to run twice), as the
+    schema's owner (LEDGER_MIGRATION_DATABASE_URL, else LEDGER_DATABASE_URL); then let the
+    ledger's roles log in with the passwords in the files given."""
+    from pathlib import Path
+
+    from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 
     settings = _settings()
-    applied = migrate(_require(settings, "database_url"), settings.migrations_dir)
+    url = settings.migration_database_url or _require(settings, "database_url")
+    applied = migrate(url, settings.migrations_dir)
     click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    files = {WRITER_ROLE: writer_password_file, READER_ROLE: reader_password_file}
+    passwords = {role: Path(f).read_text().strip() for role, f in files.items() if f}
+    if passwords:
+        enable_logins(url, passwords)
+        click.echo(f"login enabled for {', '.join(sorted(passwords))}")
 
 
 @main.group()
@@ -194,7 +213,7 @@ def relay() -> None:
             ledger,
             state,
             database_url,
-            _require(settings, "kafka_bootstrap"),
+            _kafka(settings),
             settings.kafka_topic,
             settings.kafka_partitions,
             retention_ms=settings.kafka_retention_ms,
@@ -236,7 +255,7 @@ def project() -> None:
     try:
         Projector(
             generations.active_database(),
-            _require(settings, "kafka_bootstrap"),
+            _kafka(settings),
             settings.kafka_topic,
             settings.kafka_partitions,
             retention_ms=settings.kafka_retention_ms,
@@ -268,7 +287,7 @@ def chain() -> None:
             config,
             database_url,
             ledger,
-            _require(settings, "kafka_bootstrap"),
+            _kafka(settings),
             settings.kafka_topic,
             settings.kafka_partitions,
         ).run(stop, on_ready=lambda: _ready(settings))
@@ -315,7 +334,7 @@ def tail(
 
     settings = _settings()
     stop = _stop_on_signals()
-    config = kafka.consumer_config(_require(settings, "kafka_bootstrap"), group)
+    config = kafka.consumer_config(_kafka(settings), group)
     config["auto.offset.reset"] = "earliest" if from_beginning else "latest"
     consumer = Consumer(config)
     consumer.subscribe([settings.kafka_topic])

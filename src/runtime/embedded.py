@@ -14,10 +14,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+from runtime.files import PasswordFile, write_private
 from runtime.processes import ManagedProcess, ProcessExited, wait_until
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
@@ -57,12 +61,23 @@ class Server:
 
 
 class EmbeddedPostgres(Server):
+    """PostgreSQL with password (SCRAM) authentication only, never trust.
+
+    Its passwords live in ``secrets/postgres.json`` (0600) in the data directory: the
+    superuser's, made before ``initdb``, and those of the ledger's roles (migration 0009),
+    made by ``ledger up``. A data directory made before passwords (trust) gets one set
+    in single-user mode before the server starts with SCRAM."""
+
+    SUPERUSER = "postgres"
+
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1", database: str = "ledger") -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.pgdata = (data_dir / "postgres").resolve()
         self.database = database
+        self.host, self.port = host, port
         self.bin = POSTGRES_BIN_PATH
+        self.passwords = PasswordFile(data_dir.resolve() / "secrets" / "postgres.json")
         user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
         self._prepare(user)
         process = ManagedProcess(
@@ -79,14 +94,21 @@ class EmbeddedPostgres(Server):
                 "unix_socket_directories=",
                 "-c",
                 "max_connections=300",
+                "-c",
+                "password_encryption=scram-sha-256",
             ],
             stop_signal=signal.SIGINT,  # "fast" shutdown
             grace_seconds=15,
             log_file=data_dir / "logs" / "postgres.log",
             user=user,
         )
-        super().__init__(process, f"postgresql://postgres@{host}:{port}/{database}")
-        self.admin_url = f"postgresql://postgres@{host}:{port}/postgres"
+        super().__init__(process, self.url_for(self.SUPERUSER))
+        self.admin_url = self.url_for(self.SUPERUSER, "postgres")
+
+    def url_for(self, role: str, database: str | None = None) -> str:
+        """A URL for one of this server's roles, with its password (keep it out of files and logs)."""
+        password = quote(self.passwords.ensure(role), safe="")
+        return f"postgresql://{role}:{password}@{self.host}:{self.port}/{database or self.database}"
 
     def _prepare(self, user: str | None) -> None:
         """initdb on first use; as root the server runs as an unprivileged system user."""
@@ -99,13 +121,51 @@ class EmbeddedPostgres(Server):
             ensure_prefix_permissions(self.bin)
             entry = pwd.getpwnam(user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        had_password = self.passwords.get(self.SUPERUSER) is not None
+        password = self.passwords.ensure(self.SUPERUSER)
         if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(user, password)
+        elif not had_password:
+            self._set_password_offline(user, password)
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(
+            "# Written by ledger: password (SCRAM) authentication only.\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+            "host replication all 127.0.0.1/32 scram-sha-256\n"
+        )
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(hba, entry.pw_uid, entry.pw_gid)
+
+    def _initdb(self, user: str | None, password: str) -> None:
+        with _file_for(user, password) as pwfile:
             subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=utf8",
+                    "-U",
+                    self.SUPERUSER,
+                ],
                 check=True,
                 capture_output=True,
                 user=user,
             )
+
+    def _set_password_offline(self, user: str | None, password: str) -> None:
+        """A cluster made with trust authentication gets its superuser's password while it is stopped."""
+        literal = "'" + password.replace("'", "''") + "'"
+        subprocess.run(
+            [str(self.bin / "postgres"), "--single", "-D", str(self.pgdata), "postgres"],
+            input=f"ALTER ROLE {self.SUPERUSER} WITH PASSWORD {literal};\n".encode(),
+            check=True,
+            capture_output=True,
+            user=user,
+        )
 
     def ready(self) -> bool:
         import psycopg
@@ -121,6 +181,22 @@ class EmbeddedPostgres(Server):
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
+
+
+@contextmanager
+def _file_for(user: str | None, text: str) -> Iterator[Path]:
+    """A private temporary file that ``user`` (the server's system user, or us) can read."""
+    folder = Path(tempfile.mkdtemp(prefix="ledger-"))
+    path = folder / "secret"
+    try:
+        write_private(path, text + "\n")
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class EmbeddedKafka(Server):

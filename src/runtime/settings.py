@@ -1,16 +1,25 @@
 """The one place that reads the environment.
 
-Every setting is an environment variable named ``LEDGER_*``. The three server URLs
-left unset mean "use the embedded server", which ``ledger up`` starts and then passes
-to its children explicitly.
+Every setting is an environment variable named ``LEDGER_*``; ``LEDGER_*_FILE`` names a
+file holding the value instead (for secrets: URLs with passwords, the Kafka password),
+as the official server images do. The three server URLs left unset mean "use the
+embedded server", which ``ledger up`` starts and then passes to its children explicitly.
+
+A ``ledger`` command run beside a running ``ledger up`` (the same data directory,
+``./.ledger`` from the checkout) finds that stack's servers by itself: the supervisor
+publishes them in ``run/state.json`` (no passwords) and ``secrets/stack.json`` (0600).
+Variables that are set still win, one by one.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,16 +66,27 @@ class Settings:
     chain_stuck_after_attempts: int = 8  # then a payout is reported stuck (and still retried)
     # `ledger audit verify` reads the store here when set: a read-only role, or a replica.
     audit_database_url: str | None = None
+    # `ledger db migrate` (and `ledger up`) applies migrations as this role: the schema's owner.
+    migration_database_url: str | None = None
+    # Kafka clients' security (compose: SASL_PLAINTEXT with SCRAM-SHA-256).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
     seal_interval_seconds: float = 60.0  # the sealer seals what was written since its last seal
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     ready_file: Path | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, discover: bool | None = None) -> Settings:
+        """Settings from ``environ`` (the process environment by default), completed from a
+        running ``ledger up`` when ``discover`` (by default: when reading the process environment)."""
+        if discover is None:
+            discover = environ is None
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for field in fields(cls):
-            raw = environ.get(env_name(field.name))
+            raw = _raw_value(environ, env_name(field.name))
             if raw is None or raw == "":
                 continue
             kind = field.type
@@ -81,7 +101,35 @@ class Settings:
                     values[field.name] = raw
             except ValueError:
                 raise SettingsError(f"{env_name(field.name)}={raw!r} is not a valid {kind}") from None
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if discover:
+            found = running_stack(settings.data_dir)
+            names = {field.name for field in fields(cls)}
+            extra = {k: v for k, v in found.items() if k in names and k not in values}
+            if extra:
+                settings = replace(settings, **{k: Path(v) if k.endswith("_file") else v for k, v in extra.items()})
+        return settings
+
+    def __repr__(self) -> str:
+        """Never a password, whatever gets logged."""
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name == 'kafka_sasl_password' and getattr(self, f.name) else _shown(getattr(self, f.name))}"
+            for f in fields(self)
+        )
+        return f"Settings({shown})"
+
+    def kafka_client(self) -> dict[str, str]:
+        """The broker's address and the client security every Kafka client of ours uses."""
+        config = {"bootstrap.servers": self.require("kafka_bootstrap")}
+        if self.kafka_security_protocol.upper() != "PLAINTEXT":
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_username:
+            config |= {
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": self.kafka_sasl_username,
+                "sasl.password": self.kafka_sasl_password or "",
+            }
+        return config
 
     @property
     def payout_assets(self) -> dict[str, str]:
@@ -108,9 +156,75 @@ class Settings:
         return str(value)
 
 
+def redact(url: str) -> str:
+    """A URL fit to print or store: any password is replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _shown(value: object) -> str:
+    return repr(redact(value)) if isinstance(value, str) and "://" in value else repr(value)
+
+
 def env_name(field_name: str) -> str:
     return f"LEDGER_{field_name.upper()}"
 
 
 def env_names() -> set[str]:
-    return {env_name(field.name) for field in fields(Settings)}
+    names = {env_name(field.name) for field in fields(Settings)}
+    return names | {f"{name}_FILE" for name in names}
+
+
+def _raw_value(environ: Mapping[str, str], name: str) -> str | None:
+    """``NAME``, or the contents of the file ``NAME_FILE`` names (one trailing newline dropped)."""
+    value = environ.get(name)
+    path = environ.get(f"{name}_FILE")
+    if value not in (None, "") or not path:
+        return value
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+STATE_FILE = Path("run") / "state.json"  # the running stack, as `ledger up` publishes it (no secrets)
+STACK_SECRETS_FILE = Path("secrets") / "stack.json"  # the same settings with their passwords (0600)
+
+
+def running_stack(data_dir: Path) -> dict[str, str]:
+    """The settings a running ``ledger up`` on ``data_dir`` published; {} when none runs.
+
+    The supervisor holds an exclusive lock on the data directory while it runs, which is
+    how a stale state file (from a stack that was killed) is told apart."""
+    state_path = data_dir / STATE_FILE
+    if not state_path.exists() or not _locked_by_a_supervisor(data_dir):
+        return {}
+    try:
+        found = dict(json.loads(state_path.read_text()).get("settings", {}))
+        secrets_path = data_dir / STACK_SECRETS_FILE
+        if secrets_path.exists():
+            found.update(json.loads(secrets_path.read_text()))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items() if v is not None}
+
+
+def _locked_by_a_supervisor(data_dir: Path) -> bool:
+    try:
+        fd = os.open(data_dir, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -27,14 +27,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from runtime.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from runtime.files import write_private
-from runtime.migrations import migrate
+from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.processes import ManagedProcess, ProcessExited, wait_until
-from runtime.settings import Settings, env_name
+from runtime.settings import STACK_SECRETS_FILE, STATE_FILE, Settings, env_name, redact
 
 log = logging.getLogger(__name__)
 
 
 ADMIN_KEY_FILE = "admin.key"
+ROLES = (WRITER_ROLE, READER_ROLE)
 
 
 class AlreadyRunning(RuntimeError):
@@ -60,6 +61,8 @@ class Stack:
         self.servers: list[Server] = []
         self.services: list[Service] = []
         self.urls: dict[str, str] = {}
+        self.reader_url = ""
+        self.stellar_secrets: Path | None = None
         self._lock_fd: int | None = None
 
     def request_stop(self, *_: object) -> None:
@@ -70,7 +73,8 @@ class Stack:
         try:
             self._prepare_data_dir()
             urls = self.urls = self._start_servers()
-            migrate(urls["database_url"], self.settings.migrations_dir)
+            migrate(urls["migration_database_url"], self.settings.migrations_dir)
+            self._database_roles(urls)
             token = self._first_admin_key(urls["database_url"])
             self._start_services(urls)
             self._write_state(urls)
@@ -107,6 +111,8 @@ class Stack:
         s = self.settings
         urls = {
             "database_url": s.database_url,
+            "audit_database_url": s.audit_database_url,
+            "migration_database_url": s.migration_database_url,
             "kafka_bootstrap": s.kafka_bootstrap,
             "mongo_url": s.mongo_url,
             "horizon_url": s.horizon_url,
@@ -125,8 +131,22 @@ class Stack:
             self.servers.append(server)
             server.start(interrupt=self._check_stop)
             urls[name] = server.url
-            log.info("embedded server ready", extra={"server": server.process.name, "url": server.url})
+            log.info("embedded server ready", extra={"server": server.process.name, "url": redact(server.url)})
+        urls["migration_database_url"] = urls["migration_database_url"] or urls["database_url"]
+        urls["audit_database_url"] = urls["audit_database_url"] or urls["database_url"]
+        self.reader_url = str(urls["audit_database_url"])
         return {k: str(v) for k, v in urls.items()}
+
+    def _database_roles(self, urls: dict[str, str]) -> None:
+        """On the embedded PostgreSQL, the services log in as the ledger's roles (migration
+        0009), not as the superuser: the writer for the command side, the reader for the
+        query API, the projector and audits. An external database's URLs are used as given."""
+        server = next((srv for srv in self.servers if isinstance(srv, EmbeddedPostgres)), None)
+        if server is None:
+            return
+        enable_logins(urls["migration_database_url"], {role: server.passwords.ensure(role) for role in ROLES})
+        urls["database_url"] = server.url_for(WRITER_ROLE)
+        urls["audit_database_url"] = self.reader_url = server.url_for(READER_ROLE)
 
     def _first_admin_key(self, database_url: str) -> str | None:
         """On the first start with this data directory, an admin key: its bearer token is
@@ -148,19 +168,24 @@ class Stack:
     def _start_services(self, urls: dict[str, str]) -> None:
         s = self.settings
         env = dict(os.environ)
-        env.update({env_name(k): v for k, v in urls.items()})
+        # The owner's URL stays with the supervisor: no service needs to change the schema.
+        env.update({env_name(k): v for k, v in urls.items() if k != "migration_database_url"})
         env[env_name("data_dir")] = str(self.data_dir)
         python = sys.executable
         run_dir = self.data_dir / "run"
 
-        def http(name: str, app: str, port: int) -> Service:
+        # Services that only read the event store (and record nonces) log in as the reader.
+        reader_env = dict(env, **{env_name("database_url"): self.reader_url})
+
+        def http(name: str, app: str, port: int, *, reads_only: bool = False) -> Service:
             argv = [python, "-m", "gunicorn", "-c", "python:runtime.gunicorn_conf", "--bind", f"{s.host}:{port}", app]
             url = f"http://{s.host}:{port}/healthz"
-            return Service(ManagedProcess(name, argv, env=env, grace_seconds=15), lambda: _http_ok(url))
+            child_env = reader_env if reads_only else env
+            return Service(ManagedProcess(name, argv, env=child_env, grace_seconds=15), lambda: _http_ok(url))
 
-        def worker(name: str, subcommand: str) -> Service:
+        def worker(name: str, subcommand: str, *, reads_only: bool = False) -> Service:
             ready_file = run_dir / f"{name}.ready"
-            child_env = dict(env, **{env_name("ready_file"): str(ready_file)})
+            child_env = dict(reader_env if reads_only else env, **{env_name("ready_file"): str(ready_file)})
             return Service(
                 ManagedProcess(name, [python, "-m", "runtime.cli", subcommand], env=child_env, grace_seconds=15),
                 ready_file.exists,
@@ -168,13 +193,13 @@ class Stack:
 
         self.services = [
             http("command-api", "commands.http:get_app()", s.command_port),
-            http("query-api", "queries.http:get_app()", s.query_port),
+            http("query-api", "queries.http:get_app()", s.query_port, reads_only=True),
             worker("relay", "relay"),
-            worker("projector", "project"),
+            worker("projector", "project", reads_only=True),
             worker("expirer", "expire"),
             worker("sealer", "sealer"),
         ]
-        secrets = self._stellar_secrets(embedded_horizon=not s.horizon_url)
+        secrets = self.stellar_secrets = self._stellar_secrets(embedded_horizon=not s.horizon_url)
         if secrets is None:
             log.warning("no LEDGER_STELLAR_SECRETS_FILE for a real Horizon: payouts stay pending (no chain worker)")
         else:
@@ -220,16 +245,28 @@ class Stack:
             raise KeyboardInterrupt
 
     def _write_state(self, urls: dict[str, str]) -> None:
+        """What runs where, for tests, benchmarks and the ``ledger`` CLI run beside the stack
+        (``runtime.settings.running_stack``): never a password (those go to a 0600 file)."""
+        s = self.settings
+        published = dict(urls)
+        if s.stellar_secrets_file is not None or self.stellar_secrets is not None:
+            published["stellar_secrets_file"] = str(self.stellar_secrets or s.stellar_secrets_file)
+        published |= {"mongo_db": s.mongo_db, "kafka_topic": s.kafka_topic}
+        with_passwords = {k: v for k, v in published.items() if v and _password_of(v)}
+        write_private(self.data_dir / STACK_SECRETS_FILE, json.dumps(with_passwords, indent=2) + "\n")
+        bare = {k: _without_password(v) for k, v in published.items() if v}
         state = {
             "supervisor": os.getpid(),
-            "urls": urls
+            "urls": bare
             | {
-                "command_api": f"http://{self.settings.host}:{self.settings.command_port}",
-                "query_api": f"http://{self.settings.host}:{self.settings.query_port}",
+                "command_api": f"http://{s.host}:{s.command_port}",
+                "query_api": f"http://{s.host}:{s.query_port}",
             },
+            "settings": bare,
+            "admin_key_file": str(self.data_dir / ADMIN_KEY_FILE),
             "children": {p.name: p.pid for p in self._processes()},
         }
-        path = self.data_dir / "run" / "state.json"
+        path = self.data_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
@@ -319,19 +356,23 @@ class Stack:
         for server in reversed(self.servers):
             server.stop()
         self.services, self.servers = [], []
-        (self.data_dir / "run" / "state.json").unlink(missing_ok=True)
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        (self.data_dir / STACK_SECRETS_FILE).unlink(missing_ok=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
 
-def redact(url: str) -> str:
-    """A URL fit to print or store: any password is replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+def _password_of(value: str) -> str | None:
+    return urlsplit(value).password if "://" in value else None
+
+
+def _without_password(value: str) -> str:
+    """A URL with its password left out (not masked: what is left still connects with a password file)."""
+    if not _password_of(value):
+        return value
+    parts = urlsplit(value)
+    netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import psycopg
@@ -26,6 +27,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
+from auth import signing
 from commands.application import Ledger, event_store_env
 from projectors import kafka
 from projectors.verify import differences
@@ -64,9 +66,18 @@ class Stack:
         """The admin key `ledger up` made on its first start (README: Keys)."""
         return (self.data_dir / "admin.key").read_text().strip()
 
+    @property
+    def checkout(self) -> Path:
+        """The folder `ledger up` was started in: its data directory is ./.ledger there."""
+        return self.data_dir.parent
+
     def cli_env(self) -> dict[str, str]:
-        """What a `ledger` command run beside this stack needs."""
-        return {"LEDGER_DATA_DIR": str(self.data_dir), "LEDGER_DATABASE_URL": self.state["urls"]["database_url"]}
+        """What a `ledger` command run from the checkout beside this stack needs: nothing."""
+        return {}
+
+    def settings(self) -> Settings:
+        """The stack's settings, found as the CLI finds them (passwords are not in state.json)."""
+        return Settings.from_env({"LEDGER_DATA_DIR": str(self.data_dir)}, discover=True)
 
     def authorized_session(self) -> requests.Session:
         session = requests.Session()
@@ -88,8 +99,9 @@ class Stack:
     def read_model_differences(self, probe_account: str, timeout: float) -> list[str]:
         """Wait until the query API has applied the event store's head, then compare the
         active read model with a replay of the event store."""
-        ledger = Ledger(event_store_env(Settings(database_url=self.state["urls"]["database_url"])))
-        client: pymongo.MongoClient[Any] = pymongo.MongoClient(self.state["urls"]["mongo_url"])
+        settings = self.settings()
+        ledger = Ledger(event_store_env(settings))
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_url)
         try:
             head = ledger.head_position()
             url = f"{self.query}/v1/accounts/{probe_account}"
@@ -117,7 +129,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("stack")
+    data_dir = tmp_path_factory.mktemp("checkout") / ".ledger"
+    data_dir.mkdir()
     env = dict(os.environ)
     env.update(
         {
@@ -137,7 +150,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "runtime.cli", "up"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir.parent,
         )
     stack = Stack(process, data_dir, log_path, 0.0)
     try:
@@ -167,6 +184,69 @@ def test_it_serves_both_apis_within_90_seconds(stack: Stack) -> None:
     assert requests.get(stack.command + "/healthz", timeout=5).json() == {"status": "ok"}
     assert requests.get(stack.query + "/healthz", timeout=5).json() == {"status": "ok"}
     print(f"\nledger up served both APIs after {stack.started_in:.1f}s")
+
+
+def test_nothing_answers_without_a_key_and_no_secret_lies_about(stack: Stack) -> None:
+    for url in (stack.query + "/v1/status", stack.command + "/v1/keys"):
+        reply = requests.get(url, timeout=10)
+        assert reply.status_code == 401 and reply.headers["content-type"] == "application/problem+json", url
+    deposit = {"id": unique("d"), "account": "A", "amount": "100.00"}
+    minted = requests.post(stack.command + "/v1/deposits", data=json.dumps(deposit), headers={"Content-Type": ""})
+    assert minted.status_code == 401
+    # the admin key: printed once, kept private
+    token = stack.admin_token
+    assert stack.log().count(token) == 1
+    for private in ("admin.key", "secrets/postgres.json", "secrets/stack.json", "stellar-keys.json"):
+        assert (stack.data_dir / private).stat().st_mode & 0o077 == 0, private
+    # the state file names the servers but holds no password
+    state_text = (stack.data_dir / "run" / "state.json").read_text()
+    passwords = json.loads((stack.data_dir / "secrets" / "postgres.json").read_text())
+    assert set(passwords) == {"postgres", "ledger_writer", "ledger_reader"}
+    assert not any(pw in state_text for pw in passwords.values())
+    assert not any(pw in stack.log() for pw in passwords.values())
+    # PostgreSQL asks for a password; the services' roles cannot rewrite history
+    url = urlsplit(stack.settings().database_url or "")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://postgres@{url.hostname}:{url.port}/ledger", connect_timeout=5)
+    with psycopg.connect(stack.settings().database_url or "", autocommit=True) as writer:
+        assert writer.execute("SELECT current_user").fetchone() == ("ledger_writer",)
+        for statement in (
+            "UPDATE ledger_events SET state = state WHERE notification_id = 1",
+            "DELETE FROM ledger_events WHERE notification_id = 1",
+            "INSERT INTO ledger_events (originator_id, originator_version, topic, state, hash, write_position) "
+            "VALUES (gen_random_uuid(), 1, 't', '{}', '', 1)",
+            "TRUNCATE ledger_events",
+            "LOCK TABLE ledger_events IN EXCLUSIVE MODE",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), writer.transaction():
+                writer.execute(statement)
+    with psycopg.connect(stack.settings().audit_database_url or "", autocommit=True) as reader:
+        assert reader.execute("SELECT current_user").fetchone() == ("ledger_reader",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("SELECT ledger_append(ARRAY[]::stored_event_uuid[])")
+
+
+def test_signed_requests_and_revocation_hold_across_every_api_process(stack: Stack) -> None:
+    made = run_ledger("keys", "create", "--name", "e2e", "--scope", "read", env={}, cwd=stack.checkout)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    path = "/v1/status"
+    header = signing.signed_header(key["key_id"], key["secret"], "GET", path)
+    assert requests.get(stack.query + path, headers={"Authorization": header}, timeout=10).status_code == 200
+    # the same signed request again, to whichever worker process takes it: refused by all
+    replays = [requests.get(stack.query + path, headers={"Authorization": header}, timeout=10) for _ in range(8)]
+    assert {r.status_code for r in replays} == {401}
+    bearer = {"Authorization": f"Bearer {key['token']}"}
+    for _ in range(8):  # every worker has the key in its cache now
+        assert requests.get(stack.query + path, headers=bearer, timeout=10).status_code == 200
+    revoked = run_ledger("keys", "revoke", key["key_id"], env={}, cwd=stack.checkout)
+    assert revoked.returncode == 0, revoked.stderr
+    since = time.monotonic()
+    while any(requests.get(stack.query + path, headers=bearer, timeout=10).status_code == 200 for _ in range(8)):
+        assert time.monotonic() - since < 5, "a worker still accepts the revoked key"
+        time.sleep(0.2)
+    listed = run_ledger("keys", "list", "--json", env={}, cwd=stack.checkout)
+    assert json.loads(next(line for line in listed.stdout.splitlines() if key["key_id"] in line))["revoked_at"]
 
 
 def test_the_walking_skeleton_scenario(stack: Stack) -> None:
@@ -201,7 +281,7 @@ def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
     again = stack.post("/v1/transfers", body)
     assert (again.status_code, again.json()) == (201, first.json())
     assert stack.post("/v1/transfers", body | {"amount": "21.00"}).status_code == 409
-    with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
+    with psycopg.connect(str(stack.settings().database_url)) as conn:
         before = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
         too_much = stack.post("/v1/transfers", body | {"id": unique("t"), "amount": "30.01"})
         after = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
@@ -279,7 +359,7 @@ def test_a_broker_that_restarts_empty_loses_nothing(stack: Stack) -> None:
     assert sent.count(201) > 10
 
     assert stack.read_model_differences(accounts[0], timeout=120) == []
-    with psycopg.connect(stack.state["urls"]["database_url"]) as conn:
+    with psycopg.connect(str(stack.settings().database_url)) as conn:
         recorded = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
     # Every event is on the new broker at least once: the relay published everything again.
     consumer = Consumer(kafka.consumer_config(stack.state["urls"]["kafka_bootstrap"], unique("check")))
@@ -304,7 +384,7 @@ def test_the_example_fraud_service_freezes_a_fast_spender(stack: Stack) -> None:
         stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "100.00"})
     example = Path(__file__).resolve().parents[2] / "examples" / "fraud_velocity.py"
     made = run_ledger(
-        "keys", "create", "--name", "fraud", "--scope", "admin", "--signed-only", env=stack.cli_env()
+        "keys", "create", "--name", "fraud", "--scope", "admin", "--signed-only", env={}, cwd=stack.checkout
     )
     assert made.returncode == 0, made.stderr
     key_file = stack.data_dir / "fraud-key.json"
@@ -408,8 +488,8 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
         stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
     stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "5.00"})
     before = stack.http.get(f"{stack.query}/v1/status", timeout=10).json()
-    env = {f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")}
-    rebuilt = run_ledger("projections", "rebuild", env=env)
+    env = stack.cli_env()
+    rebuilt = run_ledger("projections", "rebuild", env=env, cwd=stack.checkout)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "generation 2 is active" in rebuilt.stdout
     paid = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "2.00"})
@@ -419,7 +499,7 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
         stack.http.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
         >= before["read_model_position"]
     )
-    verified = run_ledger("projections", "verify", env=env)
+    verified = run_ledger("projections", "verify", env=env, cwd=stack.checkout)
     assert verified.returncode == 0, verified.stdout[-2000:]
 
 
@@ -429,11 +509,11 @@ def test_the_auditor_finds_nothing_wrong_with_the_running_stack(stack: Stack, tm
     a = unique("A")
     stack.post("/v1/accounts", {"id": a, "asset": "USD/2"})
     stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "1.00"})
-    env = {f"LEDGER_{k.upper()}": v for k, v in stack.state["urls"].items() if k in ("database_url", "mongo_url")}
+    env = stack.cli_env()
     report_path = tmp_path / "report.json"
     deadline = time.monotonic() + 30
     while True:  # the sealer seals every 2 s here; the deposit is in the next seal
-        done = run_ledger("audit", "verify", "--report", str(report_path), env=env)
+        done = run_ledger("audit", "verify", "--report", str(report_path), env=env, cwd=stack.checkout)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         report = json.loads(report_path.read_text())
         if report["seals"]["checked"] >= 1 and report["seals"]["events_after_last_seal"] == 0:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -31,6 +31,7 @@ from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, Tr
 from ledger.fees import FeeTerms
 from ledger.ids import issuance_account_id
 from runtime.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
+from runtime.files import write_private
 from runtime.migrations import migrate
 from tests.conftest import Urls, free_port, project_root, run_ledger, unique
 from tests.integration.test_pipeline import project_everything
@@ -123,10 +124,10 @@ def test_a_clean_store_verifies_with_a_read_only_role(store: Store, tmp_path: Pa
     assert event_hash(b"", *first[:6]) == first[6]
 
     role = unique("auditor").replace("-", "_")
-    store.sql(f"CREATE ROLE {role} LOGIN")
+    store.sql(f"CREATE ROLE {role} LOGIN PASSWORD '{role}-pw'")
     store.sql(f"GRANT SELECT ON ledger_events TO {role}")
     parts = urlsplit(store.url)
-    auditor_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    auditor_url = urlunsplit(parts._replace(netloc=f"{role}:{role}-pw@{parts.hostname}:{parts.port}"))
     report_path = tmp_path / "report.json"
     env = {"LEDGER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "LEDGER_AUDIT_DATABASE_URL": auditor_url}
     done = run_ledger("audit", "verify", "--no-read-model", "--report", str(report_path), env=env)
@@ -172,7 +173,10 @@ def test_verify_reads_a_streaming_replica(store: Store, tmp_path: Path) -> None:
         check=True,
         capture_output=True,
         user=user,
+        env=dict(os.environ, PGPASSWORD=unquote(primary.password or "")),
     )
+    # The standby has the primary's roles, so the primary's superuser password.
+    write_private(replica_dir / "secrets" / "postgres.json", json.dumps({"postgres": unquote(primary.password or "")}))
     replica = EmbeddedPostgres(replica_dir, free_port())
     replica.start()
     try:
