@@ -32,8 +32,11 @@ from queries.readmodel import watermark
 from runtime.settings import Settings
 
 
-def throughput(urls: dict[str, str]) -> None:
-    ledger = Ledger(event_store_env(Settings(database_url=urls["database_url"])))
+def throughput(data_dir: Path) -> None:
+    """Replay throughput; the stack's servers are found as the CLI finds them (with passwords)."""
+    settings = Settings.from_env({"LEDGER_DATA_DIR": str(data_dir)}, discover=True)
+    urls = {name: str(getattr(settings, name)) for name in ("database_url", "kafka_bootstrap", "mongo_url")}
+    ledger = Ledger(event_store_env(settings))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     relay = Relay(
         ledger, RelayState(urls["database_url"], topic), urls["database_url"], urls["kafka_bootstrap"], topic, 4
@@ -181,7 +184,7 @@ def main() -> None:
     Client.token = (Path(args.state).parent.parent / "admin.key").read_text().strip()
     lag(urls["command_api"], urls["query_api"], args.rate, args.seconds, args.writers, args.batch)
     if not args.lag_only:
-        throughput(urls)
+        throughput(Path(args.state).parent.parent)
 
 
 if __name__ == "__main__":

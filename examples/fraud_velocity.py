@@ -60,9 +60,7 @@ class VelocityRule:
 def signed_headers(key_id: str, secret: str, method: str, path_with_query: str, body: bytes) -> dict[str, str]:
     """The ledger's LEDGER-HMAC-SHA256 scheme, with nothing but the standard library."""
     ts, nonce = str(int(time.time())), secrets.token_urlsafe(24)
-    message = "\n".join(
-        ["LEDGER-HMAC-SHA256", ts, nonce, method, path_with_query, hashlib.sha256(body).hexdigest()]
-    )
+    message = "\n".join(["LEDGER-HMAC-SHA256", ts, nonce, method, path_with_query, hashlib.sha256(body).hexdigest()])
     sig = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
     return {"Authorization": f"LEDGER-HMAC-SHA256 key={key_id}, ts={ts}, nonce={nonce}, sig={sig}"}
 

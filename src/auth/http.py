@@ -20,7 +20,7 @@ from auth.keys import ADMIN, ApiKey, KeyDefinitionError, acting_key
 from auth.store import KeyStore
 from runtime import web
 
-CHALLENGE = f'Bearer, {signing.SCHEME}'
+CHALLENGE = f"Bearer, {signing.SCHEME}"
 _REJECTED = "the key id or secret is wrong, or the key was revoked"
 
 
@@ -114,7 +114,7 @@ class Keys:
     """``POST /v1/keys`` makes a key (its secret is in this answer only); ``GET`` lists them."""
 
     scope = ADMIN
-    FIELDS = {"name", "scopes", "accounts", "credits_within_accounts", "signed_only"}
+    FIELDS = frozenset({"name", "scopes", "accounts", "credits_within_accounts", "signed_only"})
 
     def __init__(self, keys: KeyStore, max_body_bytes: int = 64 * 1024) -> None:
         self.keys = keys

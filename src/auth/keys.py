@@ -111,7 +111,9 @@ class ApiKey:
         }
 
 
-def check_definition(name: str, scopes: Iterable[str], accounts: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+def check_definition(
+    name: str, scopes: Iterable[str], accounts: Iterable[str]
+) -> tuple[frozenset[str], tuple[str, ...]]:
     """A new key's name, scopes and patterns, checked; raises KeyDefinitionError with the reason."""
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX or not name.isprintable():
         raise KeyDefinitionError(f"name must be 1-{NAME_MAX} printable characters")

@@ -27,9 +27,7 @@ CACHE_SECONDS = 2.0
 CACHE_MAX = 10_000
 PURGE_EVERY_SECONDS = 60.0
 
-_COLUMNS = (
-    "key_id, name, secret_sha256, scopes, accounts, credits_within_accounts, signed_only, created_at, revoked_at"
-)
+_COLUMNS = "key_id, name, secret_sha256, scopes, accounts, credits_within_accounts, signed_only, created_at, revoked_at"
 
 
 def _key(row: dict[str, Any]) -> ApiKey:

@@ -30,7 +30,6 @@ from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, FeeTerms
 from ledger.ids import validate_client_id
 from ledger.money import Asset, split_amount
 from ledger.transactions import MAX_LEGS
-from runtime.web import parse_json
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 4 * 1024

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection

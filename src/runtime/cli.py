@@ -97,6 +97,18 @@ def up(fresh: bool) -> None:
     sys.exit(code)
 
 
+@main.command("compose-secrets")
+@click.option("--dir", "directory", default="secrets", show_default=True, help="Where compose.yaml reads them.")
+def compose_secrets(directory: str) -> None:
+    """Make the passwords and URLs compose.yaml mounts (0600; existing ones are kept)."""
+    from pathlib import Path
+
+    from runtime.compose_secrets import write_compose_secrets
+
+    written = write_compose_secrets(Path(directory))
+    click.echo(f"{len(written)} secret file(s) written in {directory}/ (never commit them)")
+
+
 @main.group()
 def db() -> None:
     """Event-store database tasks."""

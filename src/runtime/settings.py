@@ -189,7 +189,7 @@ def _raw_value(environ: Mapping[str, str], name: str) -> str | None:
         text = Path(path).read_text()
     except OSError as exc:
         raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
-    return text[:-1] if text.endswith("\n") else text
+    return text.removesuffix("\n")
 
 
 STATE_FILE = Path("run") / "state.json"  # the running stack, as `ledger up` publishes it (no secrets)

@@ -213,8 +213,10 @@ def test_nothing_answers_without_a_key_and_no_secret_lies_about(stack: Stack) ->
         for statement in (
             "UPDATE ledger_events SET state = state WHERE notification_id = 1",
             "DELETE FROM ledger_events WHERE notification_id = 1",
-            "INSERT INTO ledger_events (originator_id, originator_version, topic, state, hash, write_position) "
-            "VALUES (gen_random_uuid(), 1, 't', '{}', '', 1)",
+            (
+                "INSERT INTO ledger_events (originator_id, originator_version, topic, state, hash, write_position) "
+                "VALUES (gen_random_uuid(), 1, 't', '{}', '', 1)"
+            ),
             "TRUNCATE ledger_events",
             "LOCK TABLE ledger_events IN EXCLUSIVE MODE",
         ):

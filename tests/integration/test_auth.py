@@ -137,7 +137,9 @@ COMMAND_ROUTES: dict[str, tuple[str, Callable[[World, bool], Call]]] = {
     "void": ("transfers", lambda w, inside: Call("POST", f"/v1/transfers/{_held(w, inside)}/void")),
     "reverse": (
         "transfers",
-        lambda w, inside: Call("POST", f"/v1/transfers/{_paid_to(w, inside)}/reverse", {"id": unique("r")}, expected=201),
+        lambda w, inside: Call(
+            "POST", f"/v1/transfers/{_paid_to(w, inside)}/reverse", {"id": unique("r")}, expected=201
+        ),
     ),
     "payout": (
         "payouts",
@@ -155,7 +157,9 @@ COMMAND_ROUTES: dict[str, tuple[str, Callable[[World, bool], Call]]] = {
     ),
     "fee rule": (
         "admin",
-        lambda w, inside: Call("POST", "/v1/fee-rules", {"asset": "AUTH/2", "operation": "transfer", "payer": "sender"}),
+        lambda w, inside: Call(
+            "POST", "/v1/fee-rules", {"asset": "AUTH/2", "operation": "transfer", "payer": "sender"}
+        ),
     ),
     "policy": (
         "admin",
@@ -164,7 +168,10 @@ COMMAND_ROUTES: dict[str, tuple[str, Callable[[World, bool], Call]]] = {
     "freeze": ("admin", lambda w, inside: Call("POST", f"/v1/accounts/{w.account(inside)}/freeze")),
     "unfreeze": ("admin", lambda w, inside: Call("POST", f"/v1/accounts/{w.account(inside)}/unfreeze")),
     "close": ("admin", lambda w, inside: Call("POST", f"/v1/accounts/{w.account(inside, funded=None)}/close")),
-    "create key": ("admin", lambda w, inside: Call("POST", "/v1/keys", {"name": "x", "scopes": ["read"]}, expected=201)),
+    "create key": (
+        "admin",
+        lambda w, inside: Call("POST", "/v1/keys", {"name": "x", "scopes": ["read"]}, expected=201),
+    ),
     "list keys": ("admin", lambda w, inside: Call("GET", "/v1/keys")),
     "revoke key": ("admin", lambda w, inside: Call("POST", f"/v1/keys/{w.keys['spare'].key_id}/revoke")),
 }
@@ -173,7 +180,9 @@ QUERY_ROUTES: dict[str, tuple[str, Callable[[World, bool], Call]]] = {
     "account": ("read", lambda w, inside: Call("GET", f"/v1/accounts/{w.query_ids[f'account:{inside}']}")),
     "account at": (
         "read",
-        lambda w, inside: Call("GET", f"/v1/accounts/{w.query_ids[f'account:{inside}']}", query="at_position=1000000000000"),
+        lambda w, inside: Call(
+            "GET", f"/v1/accounts/{w.query_ids[f'account:{inside}']}", query="at_position=1000000000000"
+        ),
     ),
     "entries": (
         "read",
@@ -314,7 +323,9 @@ def test_every_command_route_needs_the_right_key(
 
 
 @pytest.mark.parametrize("route", sorted(QUERY_ROUTES))
-def test_every_query_route_needs_the_right_key(route: str, query_client: falcon.testing.TestClient, world: World) -> None:
+def test_every_query_route_needs_the_right_key(
+    route: str, query_client: falcon.testing.TestClient, world: World
+) -> None:
     scope, build = QUERY_ROUTES[route]
     _check_route(query_client, world, scope, build, tenant_refused=route in TENANT_REFUSED_ANYWAY)
 
@@ -478,6 +489,8 @@ def test_the_access_log_names_the_key_and_never_a_secret(
     assert all(key.secret not in caplog.text and "wrong-secret" not in caplog.text for _ in lines)
 
 
-def test_health_needs_no_key(command_client: falcon.testing.TestClient, query_client: falcon.testing.TestClient) -> None:
+def test_health_needs_no_key(
+    command_client: falcon.testing.TestClient, query_client: falcon.testing.TestClient
+) -> None:
     for client in (command_client, query_client):
         assert client.simulate_get("/healthz").json == {"status": "ok"}

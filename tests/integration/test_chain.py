@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import falcon.testing
 import pytest
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import falcon.testing
 import pytest
 
 from auth.store import KeyStore

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-import falcon.testing
 import pymongo
 
 from auth.store import KeyStore

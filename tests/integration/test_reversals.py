@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import falcon.testing
 import pytest
 
 from auth.store import KeyStore
