@@ -32,7 +32,7 @@ def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise web.Problem(415, "unsupported_media_type", "send the body as application/json (Content-Type header)")
-    return requests.parse_json(raw)
+    return web.parse_json(raw)
 
 
 class Authorized:
