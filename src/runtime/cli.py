@@ -368,6 +368,7 @@ def tail(
                 "sequence": int(headers["ce_sequence"]) if "ce_sequence" in headers else None,
                 "position": int(headers.get("ce_position", 0)),
                 "time": headers.get("ce_time"),
+                "keyid": headers.get("ce_ledgerkeyid"),
                 "data": json.loads(message.value() or b"{}"),
             }
             if as_json:

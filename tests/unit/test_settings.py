@@ -32,3 +32,59 @@ def test_a_bad_value_is_a_clear_error() -> None:
 def test_requiring_an_unset_url_explains_how_to_get_one() -> None:
     with pytest.raises(SettingsError, match="LEDGER_DATABASE_URL is not set.*ledger up"):
         Settings().require("database_url")
+
+
+def test_a_setting_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://ledger_writer:s3cret@db:5432/ledger\n")
+    settings = Settings.from_env({"LEDGER_DATABASE_URL_FILE": str(secret)})
+    assert settings.database_url == "postgresql://ledger_writer:s3cret@db:5432/ledger"
+    assert "s3cret" not in repr(settings)  # whatever logs it
+    assert Settings.from_env({"LEDGER_DATABASE_URL_FILE": str(secret), "LEDGER_DATABASE_URL": "x://y"}).database_url
+    with pytest.raises(SettingsError, match="LEDGER_MONGO_URL_FILE"):
+        Settings.from_env({"LEDGER_MONGO_URL_FILE": str(tmp_path / "missing")})
+
+
+def test_kafka_clients_get_the_sasl_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "LEDGER_KAFKA_BOOTSTRAP": "kafka:9092",
+            "LEDGER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "LEDGER_KAFKA_SASL_USERNAME": "ledger",
+            "LEDGER_KAFKA_SASL_PASSWORD": "pw-123",
+        }
+    )
+    assert settings.kafka_client() == {
+        "bootstrap.servers": "kafka:9092",
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "ledger",
+        "sasl.password": "pw-123",
+    }
+    assert "pw-123" not in repr(settings)
+    assert Settings.from_env({"LEDGER_KAFKA_BOOTSTRAP": "k:1"}).kafka_client() == {"bootstrap.servers": "k:1"}
+
+
+def test_a_running_stack_is_found_and_explicit_variables_win(tmp_path: Path) -> None:
+    """The supervisor's lock on the data directory says whether the state file is live."""
+    import fcntl
+    import json
+    import os
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text(
+        json.dumps({"settings": {"database_url": "postgresql://ledger_writer@h:1/ledger", "mongo_url": "mongodb://m/"}})
+    )
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "stack.json").write_text(json.dumps({"database_url": "postgresql://ledger_writer:pw@h:1/ledger"}))
+    environ = {"LEDGER_DATA_DIR": str(tmp_path), "LEDGER_MONGO_URL": "mongodb://mine/"}
+    assert Settings.from_env(environ, discover=True).database_url is None  # no supervisor holds the lock
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as `ledger up` does
+        found = Settings.from_env(environ, discover=True)
+    finally:
+        os.close(fd)
+    assert found.database_url == "postgresql://ledger_writer:pw@h:1/ledger"
+    assert found.mongo_url == "mongodb://mine/"
+    assert Settings.from_env(environ).database_url is None  # an explicit mapping is taken as it is
