@@ -151,13 +151,16 @@ class Stack:
     def _first_admin_key(self, database_url: str) -> str | None:
         """On the first start with this data directory, an admin key: its bearer token is
         printed once and kept in ``admin.key`` (0600) for the README's examples and the CLI."""
-        path = self.data_dir / ADMIN_KEY_FILE
-        if path.exists():
-            return None
         from auth.store import KeyStore
 
+        path = self.data_dir / ADMIN_KEY_FILE
         store = KeyStore(database_url, pool_size=1)
         try:
+            if path.exists():
+                kept = store.get(path.read_text().strip().partition(".")[0])
+                if kept is not None:
+                    return None  # (revoked or not: revoking it is the operator's choice)
+                log.warning("the admin key in the data directory is not in this database; making a new one")
             key, secret = store.create("ledger up (first start)", ["admin"])
         finally:
             store.close()
