@@ -117,7 +117,7 @@ def chain(servers: Urls) -> Iterator[Chain]:
     )
     relay.start()
     store = ChainStore(servers.database_url)
-    intake = Intake(store, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
+    intake = Intake(store, ledger, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
     intake.start()
     yield Chain(sim, keys, issuer, ledger, store, relay, intake, settings)
     intake.close()
