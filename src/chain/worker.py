@@ -375,7 +375,7 @@ class Intake:
         if differing:
             raise BadMessage(DIFFERS_FROM_STORE, f"payout {record.payout_id!r}: {', '.join(differing)}"[:300])
         if record.resolved:
-            log.info("payout already ended; not taken in", extra={"payout": record.payout_id, "state": record.state})
+            log.debug("payout already ended; not taken in", extra={"payout": record.payout_id, "state": record.state})
             return None
         return stored
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Message as KafkaMessage
 
-from projectors.validation import BadMessage
+from projectors.validation import BadMessage, RawHeaders
 
 MAX_VALUE_BYTES = 64 * 1024
 MAX_HEADERS = 64
@@ -89,7 +89,7 @@ class DeadLetter:
 
 def _headers(message: KafkaMessage) -> list[list[str]]:
     try:
-        raw = message.headers() or []
+        raw = cast(RawHeaders, message.headers() or [])
     except UnicodeDecodeError:
         return [["?", "(a header name is not UTF-8)"]]
     pairs = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 from confluent_kafka import Message as KafkaMessage
@@ -32,7 +32,16 @@ from projectors.messages import CHECKPOINT, SOURCE, LedgerEvent
 
 SCHEMAS = Path(__file__).parent / "schemas"
 MAX_INT64 = 2**63 - 1  # positions and sequence numbers are stored as 64-bit integers
-EVENT_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject", "ce_time", "ce_sequence", "ce_position")
+EVENT_HEADERS = (
+    "ce_specversion",
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_subject",
+    "ce_time",
+    "ce_sequence",
+    "ce_position",
+)
 CHECKPOINT_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_position")
 _DIGITS = re.compile(r"[0-9]{1,32}")  # ce_sequence is zero-padded to 20 digits
 
@@ -64,6 +73,7 @@ class Checkpoint:
 
 
 Validator = Callable[[Any], Any]
+RawHeaders = list[tuple[str, bytes | None]]  # as the Kafka client gives them
 
 
 @cache
@@ -80,7 +90,7 @@ def decode_headers(message: KafkaMessage) -> dict[str, str]:
     """A message's Kafka headers as a dict of strings; a name or value that is not
     UTF-8, or a name given twice (which of the two would count?), makes it unreadable."""
     try:
-        raw = message.headers() or []
+        raw = cast(RawHeaders, message.headers() or [])
     except UnicodeDecodeError:  # the client decodes header names itself
         raise BadMessage(BAD_HEADER, "a header name is not UTF-8") from None
     headers: dict[str, str] = {}

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from projectors.messages import CHECKPOINT, SOURCE
 
-Headers = list[tuple[str, str | bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass
@@ -56,7 +56,8 @@ def checkpoint_headers(position: int, head: int, topic_id: str) -> Headers:
     ]
 
 
-def payout_requested(payout: str, account: str, amount: str, destination: str, **changes: Any) -> bytes:
+def payout_requested(payout: str, account: str, amount: Any, destination: str, **changes: Any) -> bytes:
+    """A payout-requested value (``amount`` as given: a forged one may not be a string)."""
     data = {
         "payout": payout,
         "account": account,

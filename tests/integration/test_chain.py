@@ -85,9 +85,7 @@ class Chain:
         """What the intake set aside from this test's topic, in offset order per partition."""
         return (
             self.store.conn()
-            .execute(
-                'SELECT * FROM dead_letters WHERE topic = %s ORDER BY partition, "offset"', (self.intake.topic,)
-            )
+            .execute('SELECT * FROM dead_letters WHERE topic = %s ORDER BY partition, "offset"', (self.intake.topic,))
             .fetchall()
         )
 
@@ -433,7 +431,11 @@ def test_the_worker_signs_nothing_the_event_store_does_not_vouch_for(chain: Chai
     forged message before this check existed, or a changed table) end refused, for good,
     without an envelope, a payment or a ledger write; real payouts still go out."""
     account, destination, thief = chain.funded_account(), chain.destination(), chain.destination()
-    ghost, redirected, ended = unique("p"), payout(chain, account, "1", destination), payout(chain, account, "2", destination)
+    ghost, redirected, ended = (
+        unique("p"),
+        payout(chain, account, "1", destination),
+        payout(chain, account, "2", destination),
+    )
     chain.take_in(redirected)
     chain.take_in(ended)
     conn = chain.store.conn()

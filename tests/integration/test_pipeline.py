@@ -110,7 +110,9 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     drain_relay(make_relay(ledger, servers, topic))
     # A second projector reads the whole topic from the start, duplicates included.
     mongo_db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    replayer = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position, group=unique("g"))
+    replayer = Projector(
+        mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position, group=unique("g")
+    )
     replayer.start()
     deadline = time.monotonic() + 30
     while replayer.process_batch(0.5):

@@ -26,7 +26,7 @@ from projectors.verify import differences
 from projectors.views import ReadModelWriter
 from queries import readmodel
 from tests.conftest import Urls, unique
-from tests.integration.forged import Forged, checkpoint_headers, event_headers, produce
+from tests.integration.forged import Forged, Headers, checkpoint_headers, event_headers, produce
 from tests.integration.test_pipeline import drain_relay, make_relay, project_until, some_activity
 
 DEBITED = "ledger.account.debited.v1"
@@ -55,7 +55,7 @@ class Pipeline:
     def available(self, account: str) -> str:
         return str(readmodel.account(self.db, account)["balance"]["available"])
 
-    def next_debit(self, position: int, **changes: str | None) -> list[tuple[str, str | bytes]]:
+    def next_debit(self, position: int, **changes: str | bytes | None) -> Headers:
         """Headers of a debit of the payer that would apply next, were it believed."""
         version = int(self.db[readmodel.ACCOUNTS].find_one({"_id": self.payer})["version"])
         return event_headers(DEBITED, self.payer, version + 1, position, **changes)
@@ -133,9 +133,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
 
     # Read again from the start (as after a lost offset), each is recorded once.
     p.db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    again = Projector(
-        p.db, p.servers.kafka_bootstrap, p.topic, 3, store_head=p.ledger.head_position, group=unique("g")
-    )
+    again = Projector(p.db, p.servers.kafka_bootstrap, p.topic, 3, store_head=p.ledger.head_position, group=unique("g"))
     again.start()
     while again.process_batch(0.5):
         pass
@@ -192,7 +190,9 @@ class _Refusing(ReadModelWriter):
 def test_an_event_the_writer_cannot_apply_is_set_aside_alone(pipeline: Pipeline) -> None:
     p = pipeline
     head = p.ledger.head_position()
-    odd = Forged(event_headers("ledger.transfer.voided.v1", unique("t"), 2, head), b'{"transfer": "x", "reason": "voided"}')
+    odd = Forged(
+        event_headers("ledger.transfer.voided.v1", unique("t"), 2, head), b'{"transfer": "x", "reason": "voided"}'
+    )
     refused_id = dict(odd.headers)["ce_id"]
     assert isinstance(refused_id, str)
     p.projector.writer = _Refusing(p.db, refused_id)
