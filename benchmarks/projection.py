@@ -28,6 +28,7 @@ import pymongo
 from commands.application import Ledger, event_store_env
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
+from projectors.store_head import StoreHead
 from queries.readmodel import watermark
 from runtime.settings import Settings
 
@@ -49,7 +50,8 @@ def throughput(data_dir: Path) -> None:
     relayed = time.monotonic() - started
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(urls["mongo_url"])
     db = client[f"bench_{uuid.uuid4().hex[:8]}"]
-    projector = Projector(db, urls["kafka_bootstrap"], topic, 4, group=topic)
+    store_head = StoreHead(urls["database_url"])
+    projector = Projector(db, urls["kafka_bootstrap"], topic, 4, store_head=store_head, group=topic)
     projector.start()
     started = time.monotonic()
     while watermark(db) < head:
@@ -63,6 +65,7 @@ def throughput(data_dir: Path) -> None:
     print(f"projector: {count / projected:8.0f} events/s ({projected:.1f}s)")
     client.drop_database(db.name)
     client.close()
+    store_head.close()
     ledger.close()
 
 

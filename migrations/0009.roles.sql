@@ -1,4 +1,4 @@
--- depends: 0007.api-keys
+-- depends: 0008.dead-letters
 -- Three roles: the migration owner (whoever runs this: the tables' owner), the ledger's
 -- writer, and a read-only role. `ledger db migrate --writer-password-file F
 -- --reader-password-file F` (or `ledger up` on its embedded server) lets them log in.
@@ -37,6 +37,8 @@ GRANT SELECT, INSERT, DELETE ON transfer_timeouts TO ledger_writer;
 GRANT SELECT, INSERT, UPDATE ON relay_state, chain_payouts, chain_cursors, api_keys TO ledger_writer;
 GRANT SELECT, INSERT ON chain_envelopes TO ledger_writer;
 GRANT SELECT, INSERT, DELETE ON api_nonces TO ledger_writer;
+GRANT SELECT, INSERT ON dead_letters TO ledger_writer;
+GRANT USAGE ON SEQUENCE dead_letters_id_seq TO ledger_writer;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO ledger_reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ledger_reader;

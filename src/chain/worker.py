@@ -33,7 +33,9 @@ from typing import Any
 import psycopg
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionEnvelope
 from stellar_sdk.client.requests_client import RequestsClient
@@ -42,8 +44,12 @@ from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseReques
 from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
 from commands.application import Ledger
 from ledger.errors import LedgerError
+from ledger.payouts import Payout
+from ledger.transfers import PENDING
 from projectors import kafka
-from projectors.messages import PAYOUT_REQUESTED, from_message, headers_of
+from projectors.dead_letters import DeadLetter
+from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
+from projectors.validation import BadMessage, decode_headers, message_type, read_checked
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,12 @@ PERMANENT_OP_CODES = {
 }
 PERMANENT_TX_CODES = {"tx_bad_auth", "tx_bad_auth_extra", "tx_malformed", "tx_no_source_account"}
 OPEN_STATES = ("bound", "submitting", "applied", "rejected")
+# The end for a payout the worker would not sign for: it is not in the event store as
+# taken in, or is no longer waiting to be paid. Never retried; the reason says why.
+REFUSED = "refused"
+INTAKE_CONSUMER = "chain-intake"
+NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
+DIFFERS_FROM_STORE = "differs_from_store"
 STEPS = ("intake", "stored", "submitted", "recorded")
 
 
@@ -152,9 +164,10 @@ class ChainStore:
             conn = self.local.conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
         return conn
 
-    def take_in(self, payouts: list[dict[str, Any]], offsets: dict[str, str]) -> int:
-        """Record new payouts and the Kafka offsets after them, together: a redelivered
-        event finds its payout there and changes nothing."""
+    def take_in(self, payouts: list[dict[str, Any]], dead_letters: list[DeadLetter], offsets: dict[str, str]) -> int:
+        """Record new payouts, the messages set aside, and the Kafka offsets after them,
+        together: a redelivered event finds its payout (or its dead letter) there and
+        changes nothing."""
         conn = self.conn()
         with conn.transaction():
             added = 0
@@ -165,6 +178,24 @@ class ChainStore:
                     (p["payout"], p["account"], p["asset"], int(p["amount"]), p["destination"], p["memo"]),
                 )
                 added += cur.rowcount
+            for letter in dead_letters:
+                conn.execute(
+                    'INSERT INTO dead_letters (consumer, topic, topic_id, partition, "offset", reason, detail, '
+                    "headers, value, value_size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (
+                        INTAKE_CONSUMER,
+                        letter.topic,
+                        letter.topic_id,
+                        letter.partition,
+                        letter.offset,
+                        letter.reason,
+                        letter.detail,
+                        Jsonb(letter.headers),
+                        letter.value,
+                        letter.value_size,
+                    ),
+                )
             for name, value in offsets.items():
                 conn.execute(SET_CURSOR, (name, value))
         return added
@@ -259,12 +290,21 @@ class ChainStore:
 class Intake:
     """Payout requests from Kafka into ``chain_payouts``, offsets stored with them.
 
+    A message is a hint to look, never an order: it only names a payout, which is read
+    from the event store, and what is taken in is the store's payout, not the message's.
+    A payout message that does not read as the contract says, names a payout the store
+    does not have, or differs from it, is set aside (table ``dead_letters``) with its
+    offset, so no message can pay anything nor stop the intake.
+
     It assigns itself every partition (no consumer-group join to wait for) and keeps
     offsets in PostgreSQL with the payouts; a topic recreated by a broker that lost
     its data is read again from the start, which only finds payouts already taken in."""
 
-    def __init__(self, store: ChainStore, bootstrap: str, topic: str, partitions: int, kill: KillSwitch) -> None:
+    def __init__(
+        self, store: ChainStore, ledger: Ledger, bootstrap: str, topic: str, partitions: int, kill: KillSwitch
+    ) -> None:
         self.store = store
+        self.ledger = ledger
         self.topic = topic
         self.kill = kill
         self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions)
@@ -287,19 +327,57 @@ class Intake:
             self.consumer.assign(
                 [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.topic_watch.partitions)]
             )
-        payouts, offsets = [], {}
+        payouts: list[dict[str, Any]] = []
+        dead_letters: list[DeadLetter] = []
+        offsets: dict[str, str] = {}
         for message in kafka.take_batch(self.consumer, timeout, 500):
-            headers = headers_of(message.headers())
-            if headers.get("ce_type") == PAYOUT_REQUESTED:
-                payouts.append(from_message(headers, message.value()).data)
+            try:
+                payout = self._payout_named(message)
+            except BadMessage as exc:
+                letter = DeadLetter.of(message, self.topic_watch.topic_id, exc)
+                letter.log(log, INTAKE_CONSUMER)
+                dead_letters.append(letter)
+            else:
+                if payout is not None:
+                    payouts.append(payout)
             offsets[f"kafka:{message.partition()}"] = f"{self.topic_watch.topic_id}@{(message.offset() or 0) + 1}"
         if not offsets:
             return 0
-        added = self.store.take_in(payouts, offsets)
+        added = self.store.take_in(payouts, dead_letters, offsets)
         if added:
             log.info("payouts taken in", extra={"count": added})
             self.kill.passed("intake")
         return added
+
+    def _payout_named(self, message: KafkaMessage) -> dict[str, Any] | None:
+        """The payout a payout-requested message names, as the event store has it; None
+        for messages of other types (the intake's business is payouts) and for payouts
+        already ended. Raises BadMessage for a message that is not to be acted on."""
+        headers = decode_headers(message)
+        if message_type(headers) != PAYOUT_REQUESTED:
+            return None
+        event = read_checked(headers, message.value())
+        assert isinstance(event, LedgerEvent)
+        claimed = event.data
+        record = self.ledger.payout_record(claimed["payout"])
+        if record is None:
+            raise BadMessage(NOT_IN_STORE, f"payout {claimed['payout']!r} is not in the event store"[:300])
+        stored = {
+            "payout": record.payout_id,
+            "account": record.account,
+            "asset": record.asset,
+            "amount": str(record.amount),
+            "destination": record.destination,
+            "memo": record.memo,
+            "hold": record.hold_id,
+        }
+        differing = sorted(name for name, value in stored.items() if claimed.get(name) != value)
+        if differing:
+            raise BadMessage(DIFFERS_FROM_STORE, f"payout {record.payout_id!r}: {', '.join(differing)}"[:300])
+        if record.resolved:
+            log.debug("payout already ended; not taken in", extra={"payout": record.payout_id, "state": record.state})
+            return None
+        return stored
 
     def close(self) -> None:
         self.consumer.close()
@@ -366,6 +444,18 @@ class DepositFollower:
                 stop.wait(2.0)
 
 
+def _differing(payout: dict[str, Any], record: Payout) -> list[str]:
+    """The fields of a worker's payout row that are not what the event store holds."""
+    pairs = {
+        "account": (payout["account"], record.account),
+        "asset": (payout["asset"], record.asset),
+        "amount": (int(payout["stroops"]), record.amount),
+        "destination": (payout["destination"], record.destination),
+        "memo": (payout["memo"], record.memo),
+    }
+    return [name for name, (ours, stored) in pairs.items() if ours != stored]
+
+
 def _asset_key(asset: Asset) -> str:
     return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
 
@@ -382,6 +472,15 @@ class Applied(Outcome):
 
 class Refused(Outcome):
     """Proof that no envelope of the payout applied or ever will: the payout fails."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotPayable(Exception):
+    """The event store does not vouch for the payout as the worker holds it: nothing is
+    signed, and the payout is refused for good."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -461,11 +560,15 @@ class ChannelWorker:
             payout = self.store.update(payout["payout_id"], state="rejected", reason=refused.reason)
             self.kill.passed("recorded")
             self._tell_ledger(payout)
+        except NotPayable as refused:
+            self._refuse(payout, refused.reason)
 
     # Steps ---------------------------------------------------------------------------
 
     def _new_envelope(self, payout: dict[str, Any], sequence: int | None) -> dict[str, Any]:
-        """Sign and store an envelope; ``sequence`` None takes the channel's next one."""
+        """Sign and store an envelope; ``sequence`` None takes the channel's next one.
+        Raises NotPayable, signing nothing, unless the event store still vouches for the payout."""
+        self._check_payable(payout)
         root = self.horizon.root().call()
         latest, now = int(root["history_latest_ledger"]), int(self.clock())
         if sequence is None:
@@ -505,6 +608,38 @@ class ChannelWorker:
         )
         self.kill.passed("stored")
         return stored
+
+    def _check_payable(self, payout: dict[str, Any]) -> None:
+        """The last look before money moves, taken every time an envelope is signed: the
+        event store has this payout, with the account, amount, asset, destination and
+        memo the worker is about to pay, not ended, and its hold still pending."""
+        record = self.ledger.payout_record(payout["payout_id"])
+        if record is None:
+            raise NotPayable("not in the event store")
+        differing = _differing(payout, record)
+        if differing:
+            raise NotPayable(f"differs from the event store: {', '.join(differing)}")
+        if record.resolved:
+            raise NotPayable(f"already {record.state} in the event store")
+        hold = self.ledger.transfer_record(record.hold_id)
+        if hold is None or (hold.kind, hold.status, hold.debit_account, hold.pending_amount) != (
+            "payout",
+            PENDING,
+            record.account,
+            record.amount,
+        ):
+            raise NotPayable(f"its hold {record.hold_id!r} is not pending for the payout")
+        if record.asset not in self.settings.assets:
+            raise NotPayable(f"{record.asset} is not mapped to a Stellar asset")
+
+    def _refuse(self, payout: dict[str, Any], reason: str) -> None:
+        """End a payout the worker must not pay (nor fail in the ledger: the ledger may
+        not have it, or has already ended it), so that it is never tried again."""
+        self.store.update(payout["payout_id"], state=REFUSED, reason=reason[:500])
+        log.error(
+            "payout refused: the event store does not vouch for it; nothing signed",
+            extra={"payout": payout["payout_id"], "reason": reason},
+        )
 
     def _submit(self, payout: dict[str, Any]) -> None:
         """Submit the payout's latest envelope; returns normally when the outcome is
@@ -614,7 +749,12 @@ class ChannelWorker:
 
     def _tell_ledger(self, payout: dict[str, Any]) -> None:
         """Post or void the hold; both are idempotent, so a crash before the state is
-        written just repeats this."""
+        written just repeats this. A payout the ledger does not have (taken in from a
+        forged message before intake read the event store) is refused, not retried for
+        ever."""
+        if self.ledger.payout_record(payout["payout_id"]) is None:
+            self._refuse(payout, f"not in the event store (chain state {payout['state']}, tx {payout['tx_hash']})")
+            return
         if payout["state"] == "applied":
             self.ledger.confirm_payout(payout["payout_id"], payout["tx_hash"], int(payout["ledger"]))
             self.store.update(payout["payout_id"], state="confirmed")
@@ -645,7 +785,7 @@ class ChainWorker:
     ) -> None:
         self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
         self.store = ChainStore(database_url)
-        self.intake = Intake(self.store, bootstrap, topic, partitions, self.kill)
+        self.intake = Intake(self.store, ledger, bootstrap, topic, partitions, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
         self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]
         self.deposits = DepositFollower(settings, self.store, ledger)

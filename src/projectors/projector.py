@@ -13,19 +13,34 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from bson.errors import InvalidDocument
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from pymongo import UpdateOne
 from pymongo.database import Database
 
 from projectors import kafka
-from projectors.messages import CHECKPOINT, from_message, headers_of
+from projectors.dead_letters import DeadLetter
+from projectors.messages import LedgerEvent
+from projectors.validation import BadMessage, Checkpoint, read_message
 from projectors.views import ReadModelWriter, relay_report, watermark_raise
 from queries.generations import Generations
 from queries.readmodel import PROJECTOR_STATE, watermark
 
 log = logging.getLogger(__name__)
+
+CONSUMER = "projector"
+BEYOND_HEAD = "beyond_head"  # a position the event store has not reached
+UNREADABLE = "unreadable"  # passed the checks, yet the writer could not apply it
+# What applying a wrong event raises, as opposed to the read-model store failing.
+UNAPPLICABLE = (KeyError, ValueError, TypeError, OverflowError, InvalidDocument)
+
+
+def _claim(item: LedgerEvent | Checkpoint) -> int:
+    """The highest event-store position a message claims exists."""
+    return item.position if isinstance(item, LedgerEvent) else max(item.position, item.head)
 
 
 class Projector:
@@ -36,6 +51,7 @@ class Projector:
         topic: str,
         partitions: int,
         *,
+        store_head: Callable[[], int],
         group: str = "ledger-projector",
         batch_size: int = 500,
         retention_ms: int = -1,
@@ -50,6 +66,8 @@ class Projector:
         self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
         self.offsets: dict[int, int] = {}
         self.checkpoints: dict[int, int] = {}
+        self.store_head = store_head  # the event store's head, read when a message claims more
+        self.known_head = 0
 
     def check_topic(self) -> None:
         """A broker that restarted empty brings the topic back with a new id: read it
@@ -103,29 +121,33 @@ class Projector:
         return True
 
     def process_batch(self, timeout: float = 0.5) -> int:
+        """Apply the next batch of messages; returns how many were read (set aside ones included)."""
         messages = kafka.take_batch(self.consumer, timeout, self.batch_size)
         if not messages:
             return 0
         touched: set[int] = set()
-        events = []
-        relay_seen = (0, 0)  # (relay position, event-store head) reported by checkpoints
+        read: list[tuple[Message, LedgerEvent | Checkpoint]] = []
+        rejected: list[DeadLetter] = []
         for message in messages:
             partition = int(message.partition() or 0)
-            headers = headers_of(message.headers())
-            if headers.get("ce_type") == CHECKPOINT:
-                # One from another incarnation of the topic proves nothing about this one.
-                if headers.get("ledger_topic_id", self.topic_id) == self.topic_id:
-                    position = int(headers["ce_position"])
-                    self.checkpoints[partition] = max(position, self.checkpoints.get(partition, 0))
-                    relay_seen = (
-                        max(relay_seen[0], position),
-                        max(relay_seen[1], int(headers.get("ledger_head", position))),
-                    )
-            else:
-                events.append(from_message(headers, message.value()))
+            try:
+                read.append((message, read_message(message)))
+            except BadMessage as exc:
+                rejected.append(DeadLetter.of(message, self.topic_id, exc))
             self.offsets[partition] = int(message.offset() or 0) + 1
             touched.add(partition)
-        self.writer.apply_batch(events)
+        events: list[tuple[Message, LedgerEvent]] = []
+        relay_seen = (0, 0)  # (relay position, event-store head) reported by checkpoints
+        for message, item in self._within_store(read, rejected):
+            if isinstance(item, LedgerEvent):
+                events.append((message, item))
+            # One from another incarnation of the topic proves nothing about this one.
+            elif item.topic_id in (None, self.topic_id):
+                partition = int(message.partition() or 0)
+                self.checkpoints[partition] = max(item.position, self.checkpoints.get(partition, 0))
+                relay_seen = (max(relay_seen[0], item.position), max(relay_seen[1], item.head))
+        self._apply(events, rejected)
+        self._set_aside(rejected)
         # Progress in one round trip, after the documents it vouches for.
         progress = [
             UpdateOne(
@@ -148,6 +170,52 @@ class Projector:
         if progress:
             self.db[PROJECTOR_STATE].bulk_write(progress, ordered=False)
         return len(messages)
+
+    def _within_store(
+        self, read: list[tuple[Message, LedgerEvent | Checkpoint]], rejected: list[DeadLetter]
+    ) -> list[tuple[Message, LedgerEvent | Checkpoint]]:
+        """The messages whose positions the event store has reached; the others are set
+        aside (a checkpoint claiming more would raise the watermark over events that do
+        not exist). The head is read again only when a claim goes beyond the one known:
+        at most once a batch."""
+        claims = [(message, item, _claim(item)) for message, item in read]
+        highest = max((claim for _, _, claim in claims), default=0)
+        if highest > self.known_head:
+            self.known_head = max(self.known_head, self.store_head())
+        accepted = []
+        for message, item, claim in claims:
+            if claim > self.known_head:
+                error = BadMessage(BEYOND_HEAD, f"claims position {claim}; the event store's head is {self.known_head}")
+                rejected.append(DeadLetter.of(message, self.topic_id, error))
+            else:
+                accepted.append((message, item))
+        return accepted
+
+    def _apply(self, events: list[tuple[Message, LedgerEvent]], rejected: list[DeadLetter]) -> None:
+        """Apply the batch's events; should one that passed the checks still not apply
+        (a case they missed), each is applied alone and that one is set aside, so that
+        one message never stops the projector. Failures of the store itself still raise."""
+        try:
+            self.writer.apply_batch([event for _, event in events])
+            return
+        except UNAPPLICABLE:
+            log.exception("a batch did not apply; applying its events one by one")
+        for message, event in events:
+            try:
+                self.writer.apply(event)
+            except UNAPPLICABLE as exc:
+                error = BadMessage(UNREADABLE, f"{type(exc).__name__}: {exc}"[:500])
+                rejected.append(DeadLetter.of(message, self.topic_id, error))
+
+    def _set_aside(self, rejected: list[DeadLetter]) -> None:
+        """Record dead letters before the offsets that pass them (a crash in between
+        records them again: keyed by topic, partition and offset, they are kept once)."""
+        if not rejected:
+            return
+        for letter in rejected:
+            letter.log(log, CONSUMER)
+        now = datetime.now(UTC).isoformat()
+        self.writer.record_dead_letters([letter.document(CONSUMER, now) for letter in rejected])
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.start()

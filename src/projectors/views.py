@@ -36,7 +36,16 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
-from queries.readmodel import ACCOUNTS, ENTRIES, PAYOUTS, PROJECTOR_STATE, RELAY_ID, TRANSFERS, WATERMARK_ID
+from queries.readmodel import (
+    ACCOUNTS,
+    DEAD_LETTERS,
+    ENTRIES,
+    PAYOUTS,
+    PROJECTOR_STATE,
+    RELAY_ID,
+    TRANSFERS,
+    WATERMARK_ID,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +246,10 @@ class ReadModelWriter:
             doc["reversed_amount"] = str(int(doc.get("reversed_amount", "0")) + int(event.data["amount"]))
         else:
             doc.update(status=event.data["reason"])
+
+    def record_dead_letters(self, documents: list[dict[str, Any]]) -> None:
+        """Messages set aside (``projectors.dead_letters``); one already recorded is kept as it was."""
+        _insert_many(self.db[DEAD_LETTERS], documents)
 
     def record_relay(self, position: int, head: int) -> None:
         self.db[PROJECTOR_STATE].bulk_write([relay_report(position, head)])

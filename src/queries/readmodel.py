@@ -23,6 +23,7 @@ ENTRIES = "entries"
 TRANSFERS = "transfers"
 PAYOUTS = "payouts"
 PROJECTOR_STATE = "projector_state"
+DEAD_LETTERS = "dead_letters"  # messages the projector set aside (projectors.dead_letters)
 WATERMARK_ID = "watermark"
 BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
 RELAY_ID = "relay"

@@ -258,22 +258,26 @@ def project() -> None:
     import pymongo
 
     from projectors.projector import Projector
+    from projectors.store_head import StoreHead
     from queries.generations import Generations
 
     settings = _settings()
     stop = _stop_on_signals()
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
     generations = Generations(client, settings.mongo_db)
+    store_head = StoreHead(_require(settings, "database_url"))
     try:
         Projector(
             generations.active_database(),
             _kafka(settings),
             settings.kafka_topic,
             settings.kafka_partitions,
+            store_head=store_head,
             retention_ms=settings.kafka_retention_ms,
             generations=generations,
         ).run(stop, on_ready=lambda: _ready(settings))
     finally:
+        store_head.close()
         client.close()
 
 
@@ -358,19 +362,24 @@ def tail(
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            headers = headers_of(message.headers())
-            if headers.get("ce_type") == CHECKPOINT and not checkpoints:
+            try:  # anyone can produce to the topic: a malformed message is shown as such, not a crash
+                headers = headers_of(message.headers())
+                if headers.get("ce_type") == CHECKPOINT and not checkpoints:
+                    continue
+                event = {
+                    "id": headers.get("ce_id"),
+                    "type": headers.get("ce_type"),
+                    "subject": headers.get("ce_subject"),
+                    "sequence": int(headers["ce_sequence"]) if "ce_sequence" in headers else None,
+                    "position": int(headers.get("ce_position", 0)),
+                    "time": headers.get("ce_time"),
+                    "keyid": headers.get("ce_ledgerkeyid"),
+                    "data": json.loads(message.value() or b"{}"),
+                }
+            except (ValueError, RecursionError) as exc:
+                click.echo(f"skipped a malformed message ({message.partition()}@{message.offset()}): {exc}", err=True)
+                consumer.commit(message=message, asynchronous=True)
                 continue
-            event = {
-                "id": headers.get("ce_id"),
-                "type": headers.get("ce_type"),
-                "subject": headers.get("ce_subject"),
-                "sequence": int(headers["ce_sequence"]) if "ce_sequence" in headers else None,
-                "position": int(headers.get("ce_position", 0)),
-                "time": headers.get("ce_time"),
-                "keyid": headers.get("ce_ledgerkeyid"),
-                "data": json.loads(message.value() or b"{}"),
-            }
             if as_json:
                 click.echo(json.dumps(event, separators=(",", ":")))
             else:

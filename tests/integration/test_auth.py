@@ -269,7 +269,7 @@ def query_client(world: World, keys: KeyStore, servers: Urls) -> Iterator[falcon
         world.query_ids[f"payout:{inside}"] = payout.json["id"]
     topic = unique("auth-events")
     drain_relay(make_relay(world.ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=world.ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, world.ledger.head_position())
     projector.consumer.close()

@@ -27,8 +27,10 @@ from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, VoidTransfer
 from ledger.errors import AssetNotOnChain, PayoutHold
 from ledger.ids import account_uuid, clearing_account_id, suspense_account_id
+from projectors.messages import PAYOUT_REQUESTED
 from projectors.relay import Relay, RelayState
 from tests.conftest import Urls, api_client, free_port, unique
+from tests.integration.forged import Forged, event_headers, payout_requested, produce
 
 PASSPHRASE = "Ledger test network"
 
@@ -75,6 +77,18 @@ class Chain:
     def payments_to(self, account_id: str) -> list[dict[str, Any]]:
         return [p for p in self.sim.network.payments if p["to"] == account_id]
 
+    def balance(self, account_id: str) -> int:
+        """An account's native balance on the simulated chain, in stroops."""
+        return self.sim.network.accounts[account_id].balances["native"]
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """What the intake set aside from this test's topic, in offset order per partition."""
+        return (
+            self.store.conn()
+            .execute('SELECT * FROM dead_letters WHERE topic = %s ORDER BY partition, "offset"', (self.intake.topic,))
+            .fetchall()
+        )
+
     def destination(self, *, trust: bool = True) -> str:
         account = Keypair.random().public_key
         self.sim.network.create_account(account, "1")
@@ -117,7 +131,7 @@ def chain(servers: Urls) -> Iterator[Chain]:
     )
     relay.start()
     store = ChainStore(servers.database_url)
-    intake = Intake(store, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
+    intake = Intake(store, ledger, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
     intake.start()
     yield Chain(sim, keys, issuer, ledger, store, relay, intake, settings)
     intake.close()
@@ -366,3 +380,99 @@ def _balance(ledger: Ledger, system_account: str) -> int:
         elif topic.endswith("Account.Debited"):
             total -= int(amount)
     return total
+
+
+def test_a_forged_payout_request_pays_nothing_and_real_payouts_still_go_out(chain: Chain, servers: Urls) -> None:
+    """A Kafka message is a hint to look, never an order: the intake reads the payout
+    from the event store, and sets aside messages the store does not bear out."""
+    account, destination, thief = chain.funded_account(), chain.destination(), chain.destination()
+    real = payout(chain, account, "5", destination)  # in the store; not relayed yet
+    thief_before, distribution_before = chain.balance(thief), chain.balance(chain.keys.distribution.public_key)
+    head, ghost = chain.ledger.head_position(), unique("p")
+    forged = [
+        # A payout the store has never heard of (the bug: 100 XLM paid from the distribution account).
+        Forged(event_headers(PAYOUT_REQUESTED, ghost, 1, head), payout_requested(ghost, account, "1000000000", thief)),
+        # A real payout, redirected and enlarged, arriving before the relay's message.
+        Forged(event_headers(PAYOUT_REQUESTED, real, 1, head), payout_requested(real, account, "90000000", thief), 1),
+        Forged(event_headers(PAYOUT_REQUESTED, ghost, 1, head), b'{"payout": '),
+        Forged([("ce_type", PAYOUT_REQUESTED)], payout_requested(ghost, account, "1", thief)),
+        Forged(event_headers(PAYOUT_REQUESTED, ghost, 1, head), payout_requested(ghost, account, 100, thief), 1),
+    ]
+    produce(servers.kafka_bootstrap, chain.intake.topic, forged)
+    deadline = time.monotonic() + 20
+    while len(letters := chain.dead_letters()) < len(forged):
+        assert time.monotonic() < deadline, letters
+        chain.intake.poll(0.2)
+    assert [(row["partition"], row["reason"]) for row in letters] == [
+        (0, "not_in_store"),
+        (0, "bad_json"),
+        (0, "missing_header"),
+        (1, "differs_from_store"),
+        (1, "bad_data"),
+    ]
+    assert {row["consumer"] for row in letters} == {"chain-intake"}
+    assert "amount, destination" in letters[3]["detail"] and "data.amount must be string" in letters[4]["detail"]
+    assert bytes(letters[0]["value"]) == forged[0].value and ["ce_type", PAYOUT_REQUESTED] in letters[2]["headers"]
+    # Nothing was taken in from them, so there is nothing to sign.
+    assert chain.row(ghost) is None and chain.row(real) is None
+    assert chain.worker().work_once() is False
+
+    row = chain.pump(real)  # the relay's message: taken in from the store, paid as asked
+    assert (row["state"], row["destination"], int(row["stroops"])) == ("confirmed", destination, 50_000_000)
+    assert [p["amount"] for p in chain.payments_to(destination)] == ["5.0000000"]
+    assert chain.payments_to(thief) == [] and chain.balance(thief) == thief_before
+    assert distribution_before - chain.balance(chain.keys.distribution.public_key) == 50_000_000
+    assert chain.ledger.payout_record(ghost) is None
+    assert len(chain.dead_letters()) == len(forged)  # the genuine message was not set aside
+
+
+def test_the_worker_signs_nothing_the_event_store_does_not_vouch_for(chain: Chain) -> None:
+    """The last look before signing: rows the intake would no longer take in (from a
+    forged message before this check existed, or a changed table) end refused, for good,
+    without an envelope, a payment or a ledger write; real payouts still go out."""
+    account, destination, thief = chain.funded_account(), chain.destination(), chain.destination()
+    ghost, redirected, ended = (
+        unique("p"),
+        payout(chain, account, "1", destination),
+        payout(chain, account, "2", destination),
+    )
+    chain.take_in(redirected)
+    chain.take_in(ended)
+    conn = chain.store.conn()
+    conn.execute(
+        "INSERT INTO chain_payouts (payout_id, account, asset, stroops, destination, memo) VALUES (%s, %s, %s, %s, %s, NULL)",
+        (ghost, account, "XLM/7", 1_000_000_000, thief),
+    )
+    conn.execute("UPDATE chain_payouts SET destination = %s WHERE payout_id = %s", (thief, redirected))
+    chain.ledger.fail_payout(ended, "cancelled before it was paid")
+    events_before = chain.ledger.head_position()
+    worker = chain.worker()
+    deadline = time.monotonic() + 20
+    while any((chain.row(p) or {}).get("state") != "refused" for p in (ghost, redirected, ended)):
+        assert time.monotonic() < deadline, [chain.row(p) for p in (ghost, redirected, ended)]
+        worker.work_once()
+    reasons = {p: (chain.row(p) or {}).get("reason") for p in (ghost, redirected, ended)}
+    assert reasons == {
+        ghost: "not in the event store",
+        redirected: "differs from the event store: destination",
+        ended: "already failed in the event store",
+    }
+    assert all(chain.store.envelopes(p) == [] for p in (ghost, redirected, ended))
+    assert chain.payments_to(thief) == [] and chain.payments_to(destination) == []
+    assert chain.ledger.head_position() == events_before  # nothing failed or confirmed in the ledger
+    assert chain.ledger.payout_record(ghost) is None
+    assert worker.work_once() is False  # refused is the end: nothing is retried
+
+    # A ghost that reached the chain before these checks ends too, instead of looping on PayoutNotFound.
+    old_ghost = unique("p")
+    conn.execute(
+        "INSERT INTO chain_payouts (payout_id, account, asset, stroops, destination, state, channel, tx_hash, ledger) "
+        "VALUES (%s, %s, 'XLM/7', 1, %s, 'applied', %s, %s, 7)",
+        (old_ghost, account, thief, worker.channel.public_key, "ab" * 32),
+    )
+    assert worker.work_once() is True
+    assert (chain.row(old_ghost) or {}).get("state") == "refused"
+
+    paid = payout(chain, account, "3", destination)
+    assert chain.pump(paid, worker)["state"] == "confirmed"
+    assert [p["amount"] for p in chain.payments_to(destination)] == ["3.0000000"]

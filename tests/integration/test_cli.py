@@ -11,6 +11,7 @@ from commands.application import Ledger
 from projectors.relay import Relay, RelayState
 from queries import readmodel
 from tests.conftest import Urls, run_ledger
+from tests.integration.forged import Forged, event_headers, produce
 from tests.integration.test_pipeline import project_everything, some_activity
 
 
@@ -46,9 +47,20 @@ def test_tail_prints_the_stream_as_json_lines(ledger: Ledger, servers: Urls, eve
     relay.start()
     while relay.publish_batch():
         pass
+    # Anyone can produce to the topic: malformed messages are skipped, not a crash.
+    produce(
+        servers.kafka_bootstrap,
+        topic,
+        [
+            Forged(event_headers("ledger.account.debited.v1", a, 9, 1), b"{not json"),
+            Forged(event_headers("ledger.account.debited.v1", a, 9, 1, ce_sequence="nine"), b"{}", 1),
+            Forged(event_headers("ledger.account.debited.v1", a, 9, 1, ce_subject=b"\xff"), b"{}", 1),
+        ],
+    )
     env = {"LEDGER_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "LEDGER_KAFKA_TOPIC": topic}
     tailed = run_ledger("tail", "--json", "--from-beginning", "--group", topic, "--idle", "10", env=env, timeout=120)
     assert tailed.returncode == 0, tailed.stderr
+    assert tailed.stderr.count("skipped a malformed message") == 3, tailed.stderr
     events = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert len(events) == event_count()  # every event in the store, once; no checkpoints
     mine = [e for e in events if e["subject"] == a]

@@ -72,7 +72,7 @@ def project_everything(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
     """Relay the whole event store to a fresh topic and project it until the head."""
     topic = unique("events")
     drain_relay(make_relay(ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
 
@@ -99,7 +99,7 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     topic = unique("events")
     relay = make_relay(ledger, servers, topic)
     drain_relay(relay)
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     entries_before = mongo_db[readmodel.ENTRIES].count_documents({})
@@ -110,7 +110,9 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     drain_relay(make_relay(ledger, servers, topic))
     # A second projector reads the whole topic from the start, duplicates included.
     mongo_db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    replayer = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, group=unique("g"))
+    replayer = Projector(
+        mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position, group=unique("g")
+    )
     replayer.start()
     deadline = time.monotonic() + 30
     while replayer.process_batch(0.5):
@@ -165,7 +167,7 @@ def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, 
     )
     relay.start()
     drain_relay(relay)
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, partitions)
+    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, partitions, store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     assert differences(ledger, mongo_db) == []

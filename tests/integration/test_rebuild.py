@@ -35,7 +35,14 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
     relay.start()
     while relay.publish_batch():
         pass
-    projector = Projector(generations.active_database(), servers.kafka_bootstrap, topic, 3, generations=generations)
+    projector = Projector(
+        generations.active_database(),
+        servers.kafka_bootstrap,
+        topic,
+        3,
+        store_head=ledger.head_position,
+        generations=generations,
+    )
     stop = threading.Event()
     projecting = threading.Thread(target=projector.run, args=(stop,))
     projecting.start()
