@@ -15,12 +15,16 @@ from runtime.settings import Settings
 
 
 def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
+    """The request's JSON body (``None`` when ``optional`` and there is none).
+
+    A body must be labelled ``application/json`` (parameters such as charset allowed); a
+    missing or empty Content-Type is a 415 too: a web page can send such a POST to another
+    site without a CORS preflight, but not one labelled as JSON."""
     if req.content_length is not None and req.content_length > requests.MAX_BODY_BYTES:
         raise requests.BodyTooLarge(f"body is {req.content_length} bytes; the limit is {requests.MAX_BODY_BYTES}")
-    media_type = (req.content_type or "application/json").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise web.Problem(415, "unsupported_media_type", "send the body as application/json")
     raw = req.bounded_stream.read(requests.MAX_BODY_BYTES + 1)
+    if raw and (req.content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise web.Problem(415, "unsupported_media_type", "send the body with Content-Type: application/json")
     if len(raw) > requests.MAX_BODY_BYTES:
         raise requests.BodyTooLarge(f"body is over the limit of {requests.MAX_BODY_BYTES} bytes")
     if not raw:
