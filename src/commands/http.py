@@ -22,8 +22,11 @@ from runtime.settings import Settings
 
 
 def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
-    """The JSON body. A body must say it is JSON: a form or text/plain POST, which a web
-    page can send across sites without asking, is refused (415) before it is read as one."""
+    """The request's JSON body (``None`` when ``optional`` and there is none).
+
+    A body must be labelled ``application/json`` (parameters such as charset allowed); a
+    missing or empty Content-Type is a 415 too: a web page can send such a POST to another
+    site without a CORS preflight, but not one labelled as JSON."""
     raw = web.request_body(req, requests.MAX_BODY_BYTES)
     if not raw:
         if optional:

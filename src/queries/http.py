@@ -4,6 +4,8 @@ some accounts reads only those accounts, their transfers and their payouts."""
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,58 +25,106 @@ from runtime.settings import Settings
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+MAX_POSITION = 2**63 - 1  # positions are stored as MongoDB int64
+MIN_POSITION = "min_position"
+DEFAULT_MAX_WAITERS = Settings().read_waiters
+
+# RFC 3339 (section 5.6), ASCII digits only; a space may stand for "T" (section 5.6, NOTE),
+# and an unencoded "+" in a query string arrives as a space.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+ -][0-9]{2}:[0-9]{2})"
+)
 
 
-def _int_param(req: falcon.Request, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+def _int_param(req: falcon.Request, name: str, default: int | None, low: int, high: int = MAX_POSITION) -> int | None:
     raw = req.get_param(name)
     if raw is None:
         return default
-    if (
-        not (raw.isascii() and raw.isdigit())
-        or len(raw) > 20
-        or (high is not None and int(raw) > high)
-        or int(raw) < low
-    ):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise InvalidRequest(f"{name} must be an integer {bounds}")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{name} must be an integer {low}..{high}")
     return int(raw)
 
 
 def _time_param(req: falcon.Request, name: str) -> datetime | None:
+    """An RFC 3339 time with its offset, as UTC; years 0001 to 9999 once in UTC, as Python holds them."""
     raw = req.get_param(name)
     if raw is None:
         return None
-    if "T" in raw and " " in raw:
-        raw = raw.replace(" ", "+")  # an unencoded "+" offset arrives as a space
+    example = "2026-01-31T23:59:59Z"
+    if _RFC3339.fullmatch(raw) is None:
+        if _RFC3339.fullmatch(raw + "Z") is not None:
+            raise InvalidRequest(f"{name} must say its time zone (Z or an offset), like {example}")
+        raise InvalidRequest(f"{name} must be an RFC 3339 time like {example}")
+    text = raw[:-6] + "+" + raw[-5:] if raw[-6] == " " else raw  # an unencoded "+" offset
     try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an RFC 3339 time like 2026-01-31T23:59:59Z") from None
-    if moment.tzinfo is None:
-        raise InvalidRequest(f"{name} must say its time zone (Z or an offset)")
-    return moment.astimezone(UTC)
+        return datetime.fromisoformat(f"{text[:10]}T{text[11:].upper()}").astimezone(UTC)
+    except ValueError as exc:  # e.g. month 13, second 60, offset 24:00
+        raise InvalidRequest(f"{name} is not a valid time: {exc}") from None
+    except OverflowError:
+        raise InvalidRequest(f"{name} must fall between 0001-01-01 and 9999-12-31 in UTC") from None
 
 
 Source = Callable[[], Database[Any]]  # the active read-model database, resolved per request
 
 
-class ReadYourWrites:
-    """``?min_position=N`` waits (bounded) until the read models have applied position N."""
-
-    def __init__(self, source: Source, wait_seconds: float) -> None:
-        self.source = source
-        self.wait_seconds = wait_seconds
+class QueryParameters:
+    """Each resource names the query parameters it takes (``query_params``); any other
+    parameter, or one given twice, is a 400 naming it: a misspelt parameter must not
+    be silently ignored (the same rule as unknown body fields on the command API)."""
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
     ) -> None:
-        if resource is None:
+        allowed: frozenset[str] | None = getattr(resource, "query_params", None)
+        if allowed is None:
             return
-        position = _int_param(req, "min_position", None, 0)
+        for name, value in req.params.items():
+            if name not in allowed:
+                shown = name if len(name) <= 40 else name[:40] + "..."
+                takes = ", ".join(sorted(allowed))
+                raise InvalidRequest(f"unknown query parameter {shown!r}; this route takes {takes}")
+            if isinstance(value, list):
+                raise InvalidRequest(f"{name} is given more than once")
+
+
+class ReadYourWrites:
+    """``?min_position=N`` waits (bounded) until the read models have applied position N.
+
+    A waiting request holds a gunicorn thread, so at most ``max_waiters`` requests per
+    process wait at once (keep it below the thread count: waits must never take every
+    thread); one more that would have to wait is answered 503 ``busy`` at once. A request
+    whose position is already applied never waits and needs no slot."""
+
+    def __init__(self, source: Source, wait_seconds: float, max_waiters: int) -> None:
+        self.source = source
+        self.wait_seconds = wait_seconds
+        self.max_waiters = max_waiters
+        self._waiters = threading.BoundedSemaphore(max_waiters) if max_waiters > 0 else None
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
+        if MIN_POSITION not in getattr(resource, "query_params", ()):
+            return
+        position = _int_param(req, MIN_POSITION, None, 0)
         if position is None:
             return
         db = self.source()
-        if not readmodel.wait_for_position(db, position, self.wait_seconds):
+        if readmodel.watermark(db) >= position:
+            return
+        if self._waiters is None or not self._waiters.acquire(blocking=False):
+            raise web.Problem(
+                503,
+                "busy",
+                f"position {position} is not yet applied and as many requests as may wait for one "
+                f"({self.max_waiters}) are waiting already; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            visible = readmodel.wait_for_position(db, position, self.wait_seconds)
+        finally:
+            self._waiters.release()
+        if not visible:
             raise web.Problem(
                 503,
                 "not_yet_visible",
@@ -86,6 +136,7 @@ class ReadYourWrites:
 
 class Account:
     scope = scopes.READ
+    query_params = frozenset({MIN_POSITION, "at_position", "at"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -101,6 +152,7 @@ class Account:
 
 class Entries:
     scope = scopes.READ
+    query_params = frozenset({MIN_POSITION, "limit", "cursor"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -114,6 +166,7 @@ class Entries:
 
 class Transfer:
     scope = scopes.READ
+    query_params = frozenset({MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -128,6 +181,7 @@ class Transfer:
 
 class Payout:
     scope = scopes.READ
+    query_params = frozenset({MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -142,6 +196,7 @@ class Status:
     """The pipeline's positions: about the whole ledger, so not for a key limited to accounts."""
 
     scope = scopes.READ
+    query_params = frozenset({MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -153,11 +208,19 @@ class Status:
         web.json_response(resp, readmodel.status(self.source()))
 
 
-def create_app(read_models: Database[Any] | Generations, wait_seconds: float, keys: KeyStore) -> falcon.App:
-    """Serve one database, or whichever generation is active at each request."""
+def create_app(
+    read_models: Database[Any] | Generations,
+    wait_seconds: float,
+    keys: KeyStore,
+    max_waiters: int = DEFAULT_MAX_WAITERS,
+) -> falcon.App:
+    """Serve one database, or whichever generation is active at each request.
+
+    ``max_waiters``: how many ``min_position`` waits this process holds at once."""
     source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
     app = web.create_base_app(Authenticate(keys))
-    app.add_middleware(ReadYourWrites(source, wait_seconds))
+    app.add_middleware(QueryParameters())  # before any wait: a bad request answers at once
+    app.add_middleware(ReadYourWrites(source, wait_seconds, max_waiters))
     app.add_route("/v1/accounts/{account_id}", Account(source))
     app.add_route("/v1/accounts/{account_id}/entries", Entries(source))
     app.add_route("/v1/transfers/{transfer_id}", Transfer(source))
@@ -171,4 +234,6 @@ def get_app() -> falcon.App:
     logs.configure(settings.log_level, settings.log_format)
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
     keys = KeyStore(settings.require("database_url"), pool_size=settings.web_threads)
-    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds, keys)
+    return create_app(
+        Generations(client, settings.mongo_db), settings.read_wait_seconds, keys, settings.read_waiters
+    )

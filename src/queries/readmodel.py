@@ -219,11 +219,18 @@ def _encode_cursor(version: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"v": version}).encode()).decode().rstrip("=")
 
 
+MAX_VERSION = 2**63 - 1  # versions are stored as MongoDB int64
+MAX_CURSOR_CHARS = 64  # the longest cursor this API returns is 36 characters
+
+
 def _decode_cursor(cursor: str) -> int:
+    """The version a cursor names; anything else, however odd, is a 400 (never sent to MongoDB)."""
     try:
+        if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():
+            raise ValueError
         padded = cursor + "=" * (-len(cursor) % 4)
         version = json.loads(base64.urlsafe_b64decode(padded.encode()))["v"]
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
             raise ValueError
         return version
     except (ValueError, KeyError, TypeError):

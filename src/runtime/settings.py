@@ -46,8 +46,15 @@ class Settings:
     kafka_retention_ms: int = -1  # for a topic the ledger creates; -1 keeps events forever
     web_workers: int = 2
     web_threads: int = 4
+    # A request (headers and body) must have fully arrived this long after its connection
+    # was accepted (or, on a kept-alive connection, after its first byte), or it is
+    # answered 408 and closed; no thread waits on a client meanwhile (runtime.web_worker).
+    web_request_timeout_seconds: float = 10.0
     db_pool_size: int = 4
     read_wait_seconds: float = 5.0
+    # How many `min_position` waits one query API process holds at once; past it, 503
+    # busy at once. Unset: one fewer than web_threads, so waits never take every thread.
+    read_wait_max_waiters: int | None = None
     write_attempts: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
@@ -91,7 +98,7 @@ class Settings:
                 continue
             kind = field.type
             try:
-                if kind == "int":
+                if kind in ("int", "int | None"):
                     values[field.name] = int(raw)
                 elif kind == "float":
                     values[field.name] = float(raw)
@@ -130,6 +137,19 @@ class Settings:
                 "sasl.password": self.kafka_sasl_password or "",
             }
         return config
+
+    def __post_init__(self) -> None:
+        if self.read_wait_max_waiters is not None and self.read_wait_max_waiters < 0:
+            raise SettingsError("LEDGER_READ_WAIT_MAX_WAITERS must be 0 (never wait) or more")
+        if not self.web_request_timeout_seconds > 0:
+            raise SettingsError("LEDGER_WEB_REQUEST_TIMEOUT_SECONDS must be more than 0")
+
+    @property
+    def read_waiters(self) -> int:
+        """``read_wait_max_waiters``, or one fewer than the threads per process (at least 1)."""
+        if self.read_wait_max_waiters is not None:
+            return self.read_wait_max_waiters
+        return max(self.web_threads - 1, 1)
 
     @property
     def payout_assets(self) -> dict[str, str]:

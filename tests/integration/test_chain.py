@@ -64,8 +64,10 @@ class Chain:
             assert time.monotonic() < deadline, f"payout still {row}"
 
     def take_in(self, payout_id: str) -> None:
-        """Relay and take in until the worker's tables hold the payout."""
-        self.relay.publish_batch()
+        """Relay (all of it: the store may hold more than a batch) and take in until the
+        worker's tables hold the payout."""
+        while self.relay.publish_batch():
+            pass
         deadline = time.monotonic() + 10
         while self.row(payout_id) is None:
             assert time.monotonic() < deadline

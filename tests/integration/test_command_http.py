@@ -187,6 +187,52 @@ def test_a_non_json_content_type_is_415(client: falcon.testing.TestClient) -> No
     )
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": ""},  # a web page can send this cross-site without a CORS preflight
+        {},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/json-seq"},
+        {"Content-Type": "multipart/form-data; boundary=x"},
+    ],
+)
+def test_a_body_not_labelled_json_is_415_and_moves_nothing(
+    client: falcon.testing.TestClient, funded: tuple[str, str], event_count: Any, headers: dict[str, str]
+) -> None:
+    a, _ = funded
+    body = json.dumps({"id": unique("d"), "account": a, "amount": "1.00"}).encode()
+    before = event_count()
+    assert_problem(
+        client.simulate_post("/v1/deposits", body=body, headers=headers),
+        415,
+        "unsupported_media_type",
+        "application/json",
+    )
+    assert event_count() == before
+    assert (
+        client.simulate_post(
+            "/v1/deposits", body=body, headers={"Content-Type": "Application/JSON; charset=utf-8"}
+        ).status_code
+        == 201
+    )
+
+
+def test_an_optional_body_may_be_left_out_but_not_sent_unlabelled(
+    client: falcon.testing.TestClient, funded: tuple[str, str]
+) -> None:
+    a, b = funded
+    transfer_id = unique("h")
+    client.simulate_post(
+        "/v1/transfers",
+        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "1.00", "pending": True},
+    )
+    unlabelled = client.simulate_post(f"/v1/transfers/{transfer_id}/post", body=b"{}", headers={"Content-Type": ""})
+    assert_problem(unlabelled, 415, "unsupported_media_type", "application/json")
+    voided = client.simulate_post(f"/v1/transfers/{transfer_id}/void", headers={"Content-Type": ""})
+    assert (voided.status_code, voided.json["status"]) == (200, "voided")
+
+
 def test_unknown_routes_and_methods_are_problems_too(client: falcon.testing.TestClient) -> None:
     assert_problem(client.simulate_get("/v1/nothing"), 404, "not_found", "")
     assert_problem(client.simulate_get("/v1/transfers"), 405, "method_not_allowed", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from typing import Any
@@ -198,3 +200,120 @@ def test_a_point_in_time_with_an_unencoded_plus(client: falcon.testing.TestClien
     result = client.simulate_get("/v1/accounts/A", query_string="at=2026-06-01T00:00:00+00:00")
     assert result.status_code == 200
     assert result.json["balance"]["available"] == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("path", "query_string", "parameter"),
+    [
+        ("/v1/accounts/A", "at_position=99999999999999999999", "at_position"),
+        ("/v1/accounts/A", f"at_position={2**63}", "at_position"),
+        ("/v1/accounts/A", f"min_position={2**63}", "min_position"),
+        ("/v1/accounts/A", "at=9999-12-31T23:59:59-01:00", "at"),
+        ("/v1/accounts/A", "at=0001-01-01T00:00:00%2B00:01", "at"),
+        ("/v1/accounts/A", "at=2026-13-01T00:00:00Z", "at"),
+        ("/v1/accounts/A", "at=2026-01-01T00:00:60Z", "at"),
+        ("/v1/accounts/A", "at=%EF%BC%92026-01-01T00:00:00Z", "at"),  # a full-width digit
+        ("/v1/accounts/A", "at=", "at"),
+        ("/v1/accounts/A/entries", "cursor=eyJ2IjogOTk5OTk5OTk5OTk5OTk5OTk5OTl9", "cursor"),  # {"v": 10**20 - 1}
+        ("/v1/accounts/A/entries", "cursor=eyJ2IjogOTIyMzM3MjAzNjg1NDc3NTgwOH0", "cursor"),  # {"v": 2**63}
+        ("/v1/accounts/A/entries", "cursor=" + "QUFB" * 100, "cursor"),
+        ("/v1/accounts/A/entries", "cursor=", "cursor"),
+        ("/v1/accounts/A/entries", "limit=", "limit"),
+        ("/v1/accounts/A/entries", "limit=1&limit=2", "limit"),
+        ("/v1/accounts/A", "min_position=1&min_position=1", "min_position"),
+        ("/v1/accounts/A", "at_postion=5", "at_postion"),
+        ("/v1/accounts/A/entries", "at=2026-01-01T00:00:00Z", "at"),
+        ("/v1/transfers/t", "limit=5", "limit"),
+        ("/v1/payouts/p", "cursor=x", "cursor"),
+        ("/v1/status", "verbose=1", "verbose"),
+    ],
+)
+def test_out_of_range_and_unknown_parameters_are_400s_naming_them(
+    client: falcon.testing.TestClient, writer: ReadModelWriter, path: str, query_string: str, parameter: str
+) -> None:
+    open_account(writer, "A", 1)
+    writer.raise_watermark(1)
+    result = client.simulate_get(path, query_string=query_string)
+    assert result.status_code == 400, result.text
+    assert result.headers["content-type"] == "application/problem+json"
+    assert result.json["code"] == "invalid_request"
+    assert parameter in result.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query_string", "status"),
+    [
+        (f"at_position={2**63 - 1}", 200),  # the largest position there can be
+        ("at=9999-12-31T23:59:59Z", 200),
+        ("at=9999-12-31T23:59:59.999999999%2B23:59", 200),
+        ("at=2026-06-01 00:00:00Z", 200),  # RFC 3339 allows a space for the "T"
+        ("at=2026-06-01t00:00:00z", 200),
+        ("at=1970-01-01T00:00:00Z", 404),  # the account did not exist yet
+        ("at=0001-01-01T00:00:00-00:01", 404),
+    ],
+)
+def test_points_in_time_at_the_edges_of_the_range(
+    client: falcon.testing.TestClient, writer: ReadModelWriter, query_string: str, status: int
+) -> None:
+    open_account(writer, "A", 1)
+    result = client.simulate_get("/v1/accounts/A", query_string=query_string)
+    assert result.status_code == status, result.text
+    if status == 404:
+        assert result.json["code"] == "account_not_found"
+
+
+def test_the_largest_cursor_is_a_page_not_an_error(client: falcon.testing.TestClient, writer: ReadModelWriter) -> None:
+    open_account(writer, "A", 1)
+    writer.apply(event("account.credited", "A", 2, 2, account="A", transfer="t2", asset="USD/2", amount="100"))
+    largest = base64.urlsafe_b64encode(json.dumps({"v": 2**63 - 1}).encode()).decode().rstrip("=")
+    result = client.simulate_get("/v1/accounts/A/entries", params={"cursor": largest})
+    assert result.status_code == 200
+    assert [e["transfer_id"] for e in result.json["entries"]] == ["t2"]
+
+
+def test_min_position_waits_are_capped_and_the_next_one_is_told_to_retry(
+    writer: ReadModelWriter, mongo_db: Any, keys: KeyStore, admin_token: str
+) -> None:
+    """Two may wait at once; a third that would wait is answered 503 busy at once, while a
+    request whose position is already applied needs no slot."""
+    open_account(writer, "A", 1)
+    writer.raise_watermark(1)
+    app = create_app(mongo_db, wait_seconds=2, keys=keys, max_waiters=2)
+
+    def get(min_position: int) -> falcon.testing.Result:
+        return api_client(app, admin_token).simulate_get("/v1/accounts/A", params={"min_position": min_position})
+
+    answers: list[int] = []
+    waiting = [threading.Thread(target=lambda: answers.append(get(99).status_code)) for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.5)  # both are waiting now, for a position that does not come
+    started = time.monotonic()
+    third = get(99)
+    refused_in = time.monotonic() - started
+    visible = get(1)
+    for thread in waiting:
+        thread.join()
+    assert (third.status_code, third.json["code"], third.headers["retry-after"]) == (503, "busy", "1")
+    assert refused_in < 1.0, "the third was refused at once, not after a wait"
+    assert visible.status_code == 200
+    assert sorted(answers) == [503, 503]  # the two waiters gave up: not_yet_visible
+
+    timer = threading.Timer(0.3, writer.raise_watermark, args=(99,))
+    timer.start()
+    after = get(99)  # the slots were given back: this one waits, and sees the position come
+    timer.join()
+    assert after.status_code == 200
+
+
+def test_no_waiters_means_min_position_never_waits(
+    writer: ReadModelWriter, mongo_db: Any, keys: KeyStore, admin_token: str
+) -> None:
+    open_account(writer, "A", 1)
+    writer.raise_watermark(1)
+    client = api_client(create_app(mongo_db, wait_seconds=5, keys=keys, max_waiters=0), admin_token)
+    started = time.monotonic()
+    result = client.simulate_get("/v1/accounts/A", params={"min_position": "2"})
+    assert (result.status_code, result.json["code"]) == (503, "busy")
+    assert time.monotonic() - started < 2
+    assert client.simulate_get("/v1/accounts/A", params={"min_position": "1"}).status_code == 200

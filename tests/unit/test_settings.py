@@ -88,3 +88,20 @@ def test_a_running_stack_is_found_and_explicit_variables_win(tmp_path: Path) -> 
     assert found.database_url == "postgresql://ledger_writer:pw@h:1/ledger"
     assert found.mongo_url == "mongodb://mine/"
     assert Settings.from_env(environ).database_url is None  # an explicit mapping is taken as it is
+
+
+def test_min_position_waiters_default_to_one_fewer_than_the_threads() -> None:
+    assert Settings.from_env({}).read_waiters == 3
+    assert Settings.from_env({"LEDGER_WEB_THREADS": "8"}).read_waiters == 7
+    assert Settings.from_env({"LEDGER_WEB_THREADS": "1"}).read_waiters == 1
+    assert Settings.from_env({"LEDGER_READ_WAIT_MAX_WAITERS": "0"}).read_waiters == 0
+    with pytest.raises(SettingsError, match="LEDGER_READ_WAIT_MAX_WAITERS"):
+        Settings.from_env({"LEDGER_READ_WAIT_MAX_WAITERS": "-1"})
+    with pytest.raises(SettingsError, match="LEDGER_READ_WAIT_MAX_WAITERS='some'"):
+        Settings.from_env({"LEDGER_READ_WAIT_MAX_WAITERS": "some"})
+
+
+def test_the_request_timeout_is_positive() -> None:
+    assert Settings.from_env({"LEDGER_WEB_REQUEST_TIMEOUT_SECONDS": "2.5"}).web_request_timeout_seconds == 2.5
+    with pytest.raises(SettingsError, match="LEDGER_WEB_REQUEST_TIMEOUT_SECONDS"):
+        Settings.from_env({"LEDGER_WEB_REQUEST_TIMEOUT_SECONDS": "0"})
