@@ -60,7 +60,7 @@ def main() -> None:
     guarded.add_route("/ping", Ping())
     bearer = {"Authorization": f"Bearer {key.key_id}.{secret}"}
     runs = {
-        "no authentication": (falcon.testing.TestClient(plain), lambda: {}),
+        "no authentication": (falcon.testing.TestClient(plain), dict),
         "bearer key": (falcon.testing.TestClient(guarded), lambda: bearer),
         "signed request": (
             falcon.testing.TestClient(guarded),

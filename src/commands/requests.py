@@ -35,10 +35,6 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 4 * 1024
 
 
-class BodyTooLarge(InvalidRequest):
-    code = "body_too_large"
-
-
 def _fields(body: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")

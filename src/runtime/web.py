@@ -49,8 +49,6 @@ class Problem(falcon.HTTPError):
 
 
 def status_for(error: errors.LedgerError) -> int:
-    if error.code == "body_too_large":
-        return 413
     for kind, status in _STATUS_BY_ERROR:
         if isinstance(error, kind):
             return status
