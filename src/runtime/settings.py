@@ -176,13 +176,14 @@ class Settings:
         return str(value)
 
 
-def redact(url: str) -> str:
-    """A URL fit to print or store: any password is replaced."""
+def redact(url: str, *, mask: str | None = "***") -> str:
+    """A URL fit to print or store: any password is replaced by ``mask``, or left out when
+    it is None (what is left still connects, with the password from a file)."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    user = parts.username if mask is None else f"{parts.username}:{mask}"
+    netloc = f"{user}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from runtime.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from runtime.files import write_private
@@ -257,7 +257,7 @@ class Stack:
         published |= {"mongo_db": s.mongo_db, "kafka_topic": s.kafka_topic}
         with_passwords = {k: v for k, v in published.items() if v and _password_of(v)}
         write_private(self.data_dir / STACK_SECRETS_FILE, json.dumps(with_passwords, indent=2) + "\n")
-        bare = {k: _without_password(v) for k, v in published.items() if v}
+        bare = {k: redact(v, mask=None) for k, v in published.items() if v}
         state = {
             "supervisor": os.getpid(),
             "urls": bare
@@ -368,15 +368,6 @@ class Stack:
 
 def _password_of(value: str) -> str | None:
     return urlsplit(value).password if "://" in value else None
-
-
-def _without_password(value: str) -> str:
-    """A URL with its password left out (not masked: what is left still connects with a password file)."""
-    if not _password_of(value):
-        return value
-    parts = urlsplit(value)
-    netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _http_ok(url: str) -> bool:

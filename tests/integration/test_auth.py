@@ -247,7 +247,9 @@ def command_client(world: World, keys: KeyStore) -> falcon.testing.TestClient:
 
 
 @pytest.fixture(scope="module")
-def query_client(world: World, keys: KeyStore, servers: Urls) -> Iterator[falcon.testing.TestClient]:
+def query_client(
+    world: World, keys: KeyStore, servers: Urls, command_client: falcon.testing.TestClient
+) -> Iterator[falcon.testing.TestClient]:
     """Read models of the world, built by the real relay and projector."""
     mongo: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url)
     mongo_db = mongo[unique("auth").replace("-", "_")]
@@ -260,11 +262,7 @@ def query_client(world: World, keys: KeyStore, servers: Urls) -> Iterator[falcon
         "transfer:False": world.transfer(outside_account, world.account(False, funded=None)),
     }
     for inside in (True, False):
-        payout = send(
-            falcon.testing.TestClient(command_http.create_app(world.ledger, keys)),
-            COMMAND_ROUTES["payout"][1](world, inside),
-            world.keys["admin"].bearer,
-        )
+        payout = send(command_client, COMMAND_ROUTES["payout"][1](world, inside), world.keys["admin"].bearer)
         assert payout.status_code == 201, payout.text
         world.query_ids[f"payout:{inside}"] = payout.json["id"]
     topic = unique("auth-events")

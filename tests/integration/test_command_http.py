@@ -39,6 +39,17 @@ def post_raw(client: falcon.testing.TestClient, path: str, body: bytes, content_
     return client.simulate_post(path, body=body, headers={"Content-Type": content_type})
 
 
+def hold(client: falcon.testing.TestClient, funded: tuple[str, str], amount: str) -> str:
+    """A pending transfer from the first funded account to the second; its id."""
+    a, b = funded
+    transfer_id = unique("h")
+    client.simulate_post(
+        "/v1/transfers",
+        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": amount, "pending": True},
+    )
+    return transfer_id
+
+
 def assert_problem(result: Any, status: int, code: str, detail_fragment: str) -> None:
     assert result.status_code == status, result.text
     assert result.headers["content-type"] == "application/problem+json"
@@ -221,12 +232,7 @@ def test_a_body_not_labelled_json_is_415_and_moves_nothing(
 def test_an_optional_body_may_be_left_out_but_not_sent_unlabelled(
     client: falcon.testing.TestClient, funded: tuple[str, str]
 ) -> None:
-    a, b = funded
-    transfer_id = unique("h")
-    client.simulate_post(
-        "/v1/transfers",
-        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "1.00", "pending": True},
-    )
+    transfer_id = hold(client, funded, "1.00")
     unlabelled = client.simulate_post(f"/v1/transfers/{transfer_id}/post", body=b"{}", headers={"Content-Type": ""})
     assert_problem(unlabelled, 415, "unsupported_media_type", "application/json")
     voided = client.simulate_post(f"/v1/transfers/{transfer_id}/void", headers={"Content-Type": ""})
@@ -299,12 +305,7 @@ def test_a_hold_is_posted_for_less_over_http(client: falcon.testing.TestClient, 
 
 
 def test_a_hold_is_voided_over_http_without_a_body(client: falcon.testing.TestClient, funded: tuple[str, str]) -> None:
-    a, b = funded
-    transfer_id = unique("h")
-    client.simulate_post(
-        "/v1/transfers",
-        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "1.00", "pending": True},
-    )
+    transfer_id = hold(client, funded, "1.00")
     voided = client.simulate_post(f"/v1/transfers/{transfer_id}/void")
     assert (voided.status_code, voided.json["status"], voided.json["expires_at"]) == (200, "voided", None)
 
@@ -350,12 +351,7 @@ def test_bad_posts_and_voids_write_nothing(
     code: str,
     detail: str,
 ) -> None:
-    a, b = funded
-    transfer_id = unique("h")
-    client.simulate_post(
-        "/v1/transfers",
-        json={"id": transfer_id, "debit_account": a, "credit_account": b, "amount": "30.00", "pending": True},
-    )
+    transfer_id = hold(client, funded, "30.00")
     before = event_count()
     assert_problem(client.simulate_post(f"/v1/transfers/{transfer_id}/{action}", json=body), status, code, detail)
     assert event_count() == before
