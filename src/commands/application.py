@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 from eventsourcing.utils import Environment
 
 from auth.keys import acting_key
+from commands.group_commit import GroupCommit, Ticket
 from commands.messages import (
     AccountAction,
     ChangePolicy,
@@ -39,6 +40,7 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
+from commands.unit_of_work import AggregateCache, Position, UnitOfWork, resolved
 from ledger.accounts import Account, SystemAccount
 from ledger.errors import (
     AccountNotFound,
@@ -143,14 +145,29 @@ class Ledger(Application[UUID]):
         clock: Callable[[], datetime] = utc_now,
         payout_assets: Mapping[str, str] | None = None,
         actor: str | None = None,
+        aggregate_cache_size: int = 100_000,
+        max_group: int = 256,
     ) -> None:
         self.actor = actor  # who asks when no API key does (a service: "service:chain")
         super().__init__(env)
         self.write_attempts = write_attempts
         self.clock = clock
         self.payout_assets = dict(payout_assets or {})  # ledger asset -> Stellar asset
+        # Only the writer thread (commands.group_commit) touches what follows.
         self._system_accounts_seen: set[str] = set()
         self._fee_rules: dict[UUID, tuple[int, FeeTerms | None]] = {}
+        self._cache = AggregateCache(aggregate_cache_size)
+        self._work: UnitOfWork | None = None
+        self._groups = GroupCommit(self._run_group, max_group=max_group)
+        self.conflicts = 0  # groups saved again after a concurrent writer got there first
+
+    def close(self) -> None:
+        self._groups.close()
+        super().close()
+
+    def waiting(self) -> int:
+        """How many commands wait for the next group (the one being applied not counted)."""
+        return self._groups.waiting()
 
     def construct_mapper(self) -> Mapper[UUID]:
         return ActorMapper(self.construct_transcoder(), lambda: acting_key.get() or self.actor)
@@ -158,10 +175,10 @@ class Ledger(Application[UUID]):
     # Commands -----------------------------------------------------------------
 
     def open_account(self, cmd: OpenAccount) -> dict[str, Any]:
-        return self._retrying(lambda: self._open_account(cmd))
+        return self._submit(lambda: self._open_account(cmd), account_uuid(cmd.id))
 
     def set_fee_rule(self, cmd: SetFeeRule) -> dict[str, Any]:
-        return self._retrying(lambda: self._set_fee_rule(cmd))
+        return self._submit(lambda: self._set_fee_rule(cmd))
 
     def change_policy(self, cmd: ChangePolicy) -> dict[str, Any]:
         def change(account: Account) -> bool:
@@ -179,7 +196,7 @@ class Ledger(Application[UUID]):
                 )
             return changed
 
-        return self._retrying(lambda: self._change_account(cmd.account, change))
+        return self._submit(lambda: self._change_account(cmd.account, change), account_uuid(cmd.account))
 
     def account_action(self, cmd: AccountAction) -> dict[str, Any]:
         actions: dict[str, Callable[[Account], bool]] = {
@@ -187,19 +204,20 @@ class Ledger(Application[UUID]):
             "unfreeze": Account.unfreeze,
             "close": Account.close,
         }
-        return self._retrying(lambda: self._change_account(cmd.account, actions[cmd.action]))
+        return self._submit(lambda: self._change_account(cmd.account, actions[cmd.action]), account_uuid(cmd.account))
 
     def deposit(self, cmd: Deposit) -> dict[str, Any]:
-        return self._retrying(lambda: self._deposit(cmd))
+        return self._submit(lambda: self._deposit(cmd), account_uuid(cmd.account), transfer_uuid(cmd.id))
 
     def transfer(self, cmd: TransferFunds) -> dict[str, Any]:
-        # Most ids are new: the first attempt skips looking the id up (one round trip less).
-        # A used id still answers as before: saving it again collides on the event store's
-        # key, and any refusal is checked against an existing transfer first.
-        return self._retrying(lambda: self._transfer(cmd), first=lambda: self._transfer(cmd, assume_new=True))
+        return self._submit(lambda: self._transfer(cmd), *_leg_hints(cmd))
 
     def transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
-        return self._retrying(lambda: self._transaction(cmd))
+        return self._submit(
+            lambda: self._transaction(cmd),
+            transaction_uuid(cmd.id),
+            *(h for leg in cmd.transfers for h in _leg_hints(leg)),
+        )
 
     def transfer_batch(self, cmd: TransferBatch) -> list[dict[str, Any] | LedgerError]:
         """Each transfer's answer (or refusal), in order, as if each had been sent alone one
@@ -207,48 +225,56 @@ class Ledger(Application[UUID]):
 
         One save for many transfers is what lets the write rate go past what one round
         trip per transfer allows (TigerBeetle's batches, on a smaller scale)."""
-        return self._retrying(
-            lambda: self._transfer_batch(cmd), first=lambda: self._transfer_batch(cmd, assume_new=True)
-        )
+        return self._submit(lambda: self._transfer_batch(cmd), *(h for leg in cmd.transfers for h in _leg_hints(leg)))
 
     def reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
-        return self._retrying(lambda: self._reverse_transfer(cmd))
+        return self._submit(lambda: self._reverse_transfer(cmd), transfer_uuid(cmd.transfer), transfer_uuid(cmd.id))
 
     def post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
-        return self._retrying(lambda: self._post_transfer(cmd))
+        return self._submit(lambda: self._post_transfer(cmd), *_hold_hints(cmd.id))
 
     def void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
-        return self._retrying(lambda: self._void_transfer(cmd))
+        return self._submit(lambda: self._void_transfer(cmd), *_hold_hints(cmd.id))
 
     def request_payout(self, cmd: RequestPayout) -> dict[str, Any]:
-        return self._retrying(lambda: self._request_payout(cmd))
+        return self._submit(lambda: self._request_payout(cmd), account_uuid(cmd.account), payout_uuid(cmd.id))
 
     # What the chain worker reports; each is idempotent, and a payout ends one way only.
 
     def confirm_payout(self, payout_id: str, tx_hash: str, ledger: int) -> dict[str, Any]:
         """Paid on chain: the hold is posted."""
-        return self._retrying(lambda: self._resolve_payout(payout_id, confirmed=(tx_hash, ledger)))
+        return self._submit(
+            lambda: self._resolve_payout(payout_id, confirmed=(tx_hash, ledger)), payout_uuid(payout_id)
+        )
 
     def fail_payout(self, payout_id: str, reason: str) -> dict[str, Any]:
         """Never paid on chain (and never can be): the hold is voided, the money is back."""
-        return self._retrying(lambda: self._resolve_payout(payout_id, failure=reason))
+        return self._submit(lambda: self._resolve_payout(payout_id, failure=reason), payout_uuid(payout_id))
 
     def credit_from_chain(self, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:
         """A payment into the distribution account, credited once to the account its memo
         names (or to the asset's suspense account when no open account of that asset
         has that id). The money comes from the clearing account, which mirrors what the
         chain holds for the ledger."""
-        return self._retrying(lambda: self._credit_from_chain(payment_id, asset, amount, memo))
+        return self._submit(
+            lambda: self._credit_from_chain(payment_id, asset, amount, memo),
+            transfer_uuid(chain_deposit_id(payment_id)),
+        )
 
     def note_payout_attempt(self, payout_id: str, attempt: int, tx_hash: str, error: str | None) -> dict[str, Any]:
-        return self._retrying(lambda: self._note_payout(payout_id, lambda p: p.note_attempt(attempt, tx_hash, error)))
+        return self._submit(
+            lambda: self._note_payout(payout_id, lambda p: p.note_attempt(attempt, tx_hash, error)),
+            payout_uuid(payout_id),
+        )
 
     def report_payout_stuck(self, payout_id: str, reason: str) -> dict[str, Any]:
-        return self._retrying(lambda: self._note_payout(payout_id, lambda p: p.report_stuck(reason)))
+        return self._submit(
+            lambda: self._note_payout(payout_id, lambda p: p.report_stuck(reason)), payout_uuid(payout_id)
+        )
 
     def expire_transfer(self, transfer_id: str) -> bool:
         """Void a pending transfer whose timeout has passed; False if there was nothing to do."""
-        return self._retrying(lambda: self._expire_transfer(transfer_id))
+        return self._submit(lambda: self._expire_transfer(transfer_id), *_hold_hints(transfer_id))
 
     # Reads used by handlers and tests ----------------------------------------------
 
@@ -276,21 +302,44 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def side(self, account_id: str) -> Account | SystemAccount:
+    def head_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # Reads inside a command: the group's unit of work --------------------------------
+
+    @property
+    def work(self) -> UnitOfWork:
+        if self._work is None:
+            raise RuntimeError("commands read and write only inside a group (Ledger._run_group)")
+        return self._work
+
+    def _account(self, account_id: str) -> Account:
+        account = self.work.get(account_uuid(account_id))
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist")
+        return account  # type: ignore[return-value]
+
+    def _transfer_record(self, transfer_id: str) -> Transfer | None:
+        return self.work.get(transfer_uuid(transfer_id))  # type: ignore[return-value]
+
+    def _transaction_record(self, transaction_id: str) -> Transaction | None:
+        return self.work.get(transaction_uuid(transaction_id))  # type: ignore[return-value]
+
+    def _payout_record(self, payout_id: str) -> Payout | None:
+        return self.work.get(payout_uuid(payout_id))  # type: ignore[return-value]
+
+    def _side_of(self, account_id: str) -> Account | SystemAccount:
         """The account to move money on: loaded for a client account, write-only for a system one."""
         if account_id.startswith("$"):
             return SystemAccount(account_id)
-        return self.account(account_id)
-
-    def head_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
+        return self._account(account_id)
 
     # Handlers -----------------------------------------------------------------
 
     def _open_account(self, cmd: OpenAccount) -> dict[str, Any]:
         asset = Asset.parse(cmd.asset)
         try:
-            existing = self.account(cmd.id)
+            existing = self._account(cmd.id)
         except AccountNotFound:
             existing = None
         if existing is not None:
@@ -324,10 +373,7 @@ class Ledger(Application[UUID]):
 
     def _set_fee_rule(self, cmd: SetFeeRule) -> dict[str, Any]:
         asset = str(Asset.parse(cmd.asset))
-        try:
-            rule: FeeRule | None = self.repository.get(fee_rule_uuid(asset, cmd.operation))
-        except AggregateNotFoundError:
-            rule = None
+        rule: FeeRule | None = self.work.get(fee_rule_uuid(asset, cmd.operation))  # type: ignore[assignment]
         if rule is None:
             rule = FeeRule(asset=asset, operation=cmd.operation, terms=cmd.terms.as_dict())
         elif not rule.change(cmd.terms):
@@ -337,7 +383,7 @@ class Ledger(Application[UUID]):
         return self._fee_rule_result(rule, position)
 
     def _change_account(self, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
-        account = self.account(account_id)
+        account = self._account(account_id)
         if account.system:
             raise InvalidRequest(f"account {account_id!r} is a system account")
         if change(account):
@@ -345,13 +391,13 @@ class Ledger(Application[UUID]):
         return self._account_result(account, self._position_of(account.id, account.version))
 
     def _deposit(self, cmd: Deposit) -> dict[str, Any]:
-        account = self.account(cmd.account)
+        account = self._account(cmd.account)
         if account.system:
             raise InvalidRequest(f"account {cmd.account!r} is a system account")
         asset = Asset.parse(account.asset)
         amount = asset.parse_amount(cmd.amount)
         issuance_id = issuance_account_id(account.asset)
-        existing = self.transfer_record(cmd.id)
+        existing = self._transfer_record(cmd.id)
         if existing is not None:
             if not existing.same_request("deposit", issuance_id, account.account_id, amount, {}):
                 raise IdConflict(f"deposit id {cmd.id!r} was already used with a different body")
@@ -370,18 +416,13 @@ class Ledger(Application[UUID]):
         position = self._save(issuance, account, transfer)
         return self._deposit_result(transfer, position)
 
-    def _transfer(self, cmd: TransferFunds, *, assume_new: bool = False) -> dict[str, Any]:
-        existing = None if assume_new else self.transfer_record(cmd.id)
+    def _transfer(self, cmd: TransferFunds) -> dict[str, Any]:
+        existing = self._transfer_record(cmd.id)
         if existing is not None:
             return self._transfer_retried(cmd, existing)
         sides: dict[str, Account | SystemAccount] = {}
         rules: dict[str, int] = {}
-        try:
-            transfer, fee_legs, timeouts = self._charged_leg(cmd, sides, None, rules)
-        except LedgerError:
-            if assume_new and self.transfer_record(cmd.id) is not None:
-                return self._transfer(cmd)  # a retry of a transfer made earlier answers as it did
-            raise
+        transfer, fee_legs, timeouts = self._charged_leg(cmd, sides, None, rules)
         # The transfer is saved last, so its first event carries the command's position.
         position = self._save(
             *_saveable(*sides.values()), *fee_legs, transfer, timeouts_set=timeouts, expected_versions=rules
@@ -404,75 +445,28 @@ class Ledger(Application[UUID]):
             raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
         return self._transfer_result(self._as_created(existing), self._position_of(existing.id))
 
-    def _transfer_batch(self, cmd: TransferBatch, *, assume_new: bool = False) -> list[dict[str, Any] | LedgerError]:
+    def _transfer_batch(self, cmd: TransferBatch) -> list[dict[str, Any] | LedgerError]:
+        """Each transfer in a scope of its own: it stands or falls alone, as if sent alone."""
         if len({t.id for t in cmd.transfers}) != len(cmd.transfers):
             raise InvalidRequest("transfers must have distinct ids")
-        # Answers settled without a write: refusals and retries of earlier transfers. A
-        # refusal can leave the shared account objects half changed (a fee leg refused
-        # after its transfer moved), so the pass starts again without it; the transfers
-        # before it come out the same, as they start from the same state.
-        settled: dict[int, dict[str, Any] | LedgerError] = {}
-        while True:
-            sides: dict[str, Account | SystemAccount] = {}
-            rules: dict[str, int] = {}
-            made: dict[int, Transfer] = {}
-            fee_legs: list[Transfer] = []
-            timeouts: list[tuple[str, datetime]] = []
-            for index, leg in enumerate(cmd.transfers):
-                if index in settled:
-                    continue
-                existing = None if assume_new else self.transfer_record(leg.id)
-                try:
-                    if existing is not None:
-                        settled[index] = self._transfer_retried(leg, existing)
-                        continue
-                    transfer, fees, timeout = self._charged_leg(leg, sides, None, rules)
-                except LedgerError as exc:
-                    # In the first, optimistic pass a refusal may be a retry's: look.
-                    existing = self.transfer_record(leg.id) if assume_new else existing
-                    settled[index] = exc if existing is None else self._answer_or_error(leg, existing)
-                    break
-                made[index] = transfer
-                fee_legs.extend(fees)
-                timeouts.extend(timeout)
-            else:
-                break
-        positions: dict[UUID, int] = {}
-        if made:
-            # Transfers are saved last: each one's first event then comes after every
-            # account event of the batch, so its position covers all of them.
-            recordings = self.save(
-                *_saveable(*sides.values()),
-                *fee_legs,
-                *made.values(),
-                timeouts_set=timeouts,
-                expected_versions=rules,
-            )
-            positions = {
-                r.domain_event.originator_id: r.notification.id
-                for r in recordings
-                if r.domain_event.originator_version == 1
-            }
-        return [
-            settled[index] if index in settled else self._transfer_result(made[index], positions[made[index].id])
-            for index in range(len(cmd.transfers))
-        ]
-
-    def _answer_or_error(self, leg: TransferFunds, existing: Transfer) -> dict[str, Any] | LedgerError:
-        try:
-            return self._transfer_retried(leg, existing)
-        except LedgerError as exc:
-            return exc
+        answers: list[dict[str, Any] | LedgerError] = []
+        for leg in cmd.transfers:
+            try:
+                with self.work.scope():
+                    answers.append(self._transfer(leg))
+            except LedgerError as exc:
+                answers.append(exc)
+        return answers
 
     def _transaction(self, cmd: ExecuteTransaction) -> dict[str, Any]:
         if len({leg.id for leg in cmd.transfers}) != len(cmd.transfers):
             raise InvalidRequest("transfers must have distinct ids")
         fingerprint = transaction_fingerprint(cmd)
-        existing = self.transaction_record(cmd.id)
+        existing = self._transaction_record(cmd.id)
         if existing is not None:
             if existing.fingerprint != fingerprint:
                 raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
-            recorded = [self.transfer_record(t) for t in existing.transfer_ids]
+            recorded = [self._transfer_record(t) for t in existing.transfer_ids]
             originals = [self._as_created(t) for t in recorded if t]
             return self._transaction_result(cmd.id, originals, self._position_of(existing.id))
         sides: dict[str, Account | SystemAccount] = {}
@@ -482,7 +476,7 @@ class Ledger(Application[UUID]):
         timeouts: list[tuple[str, datetime]] = []
         for index, leg in enumerate(cmd.transfers):
             try:
-                if self.transfer_record(leg.id) is not None:
+                if self._transfer_record(leg.id) is not None:
                     raise IdConflict(f"transfer id {leg.id!r} is already used")
                 transfer, fee_legs, timeout = self._charged_leg(leg, sides, cmd.id, rules)
             except LedgerError as exc:
@@ -543,7 +537,7 @@ class Ledger(Application[UUID]):
         loaded = {} if sides is None else sides
         for account_id in (leg.debit_account, leg.credit_account):
             if account_id not in loaded:
-                loaded[account_id] = self.account(account_id)
+                loaded[account_id] = self._account(account_id)
         debit, credit = loaded[leg.debit_account], loaded[leg.credit_account]
         assert isinstance(debit, Account) and isinstance(credit, Account)  # client ids only
         if debit.asset != credit.asset:
@@ -637,7 +631,7 @@ class Ledger(Application[UUID]):
     def _side(self, sides: dict[str, Account | SystemAccount], account_id: str) -> Account | SystemAccount:
         """One object per account for the whole command, so every change is saved once."""
         if account_id not in sides:
-            sides[account_id] = self.side(account_id)
+            sides[account_id] = self._side_of(account_id)
         return sides[account_id]
 
     def _fee_terms(self, asset: str, operation: str, read: dict[str, int]) -> FeeTerms | None:
@@ -649,29 +643,26 @@ class Ledger(Application[UUID]):
         rule_id = fee_rule_uuid(asset, operation)
         known = self._fee_rules.get(rule_id)
         if known is None:
-            try:
-                rule: FeeRule = self.repository.get(rule_id)
-                known = (rule.version, rule.terms if rule.terms.active else None)
-            except AggregateNotFoundError:
-                known = (0, None)
+            rule: FeeRule | None = self.work.get(rule_id)  # type: ignore[assignment]
+            known = (0, None) if rule is None else (rule.version, rule.terms if rule.terms.active else None)
             self._fee_rules[rule_id] = known
         read[str(rule_id)] = known[0]
         return known[1]
 
     def _as_created(self, transfer: Transfer) -> Transfer:
         """A transfer as its creating command left it, for answering a retry the same way."""
-        return transfer if transfer.version == 1 else self.repository.get(transfer.id, version=1)
+        return transfer if transfer.version == 1 else self.work.get_version(transfer.id, 1)
 
     def _post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
-        fee_leg = self.transfer_record(fee_transfer_id(cmd.id)) if transfer.fee else None
+        fee_leg = self._transfer_record(fee_transfer_id(cmd.id)) if transfer.fee else None
         asset = Asset.parse(transfer.asset)
         gross = None if cmd.amount is None else asset.parse_amount(cmd.amount)
         if transfer.status == POSTED and transfer.pending_amount:
             posted = transfer.amount + (fee_leg.amount if fee_leg and transfer.fee_payer == "recipient" else 0)
             if gross not in (None, posted):
                 raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(posted)}")
-            return self._transfer_result(self.repository.get(transfer.id, version=2), self._position_of(transfer.id, 2))
+            return self._transfer_result(self.work.get_version(transfer.id, 2), self._position_of(transfer.id, 2))
         now = self.clock()
         transfer.check_postable(now)
         net, fee = gross, None
@@ -695,21 +686,21 @@ class Ledger(Application[UUID]):
         return self._transfer_result(transfer, position)
 
     def _reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
-        original = self.transfer_record(cmd.transfer)
+        original = self._transfer_record(cmd.transfer)
         if original is None:
             raise TransferNotFound(f"transfer {cmd.transfer!r} does not exist")
         if original.kind == "payout":
             raise PayoutHold(f"transfer {cmd.transfer!r} paid out on chain; it cannot be reversed in the ledger")
         asset = Asset.parse(original.asset)
         amount = None if cmd.amount is None else asset.parse_amount(cmd.amount)
-        existing = self.transfer_record(cmd.id)
+        existing = self._transfer_record(cmd.id)
         if existing is not None:
             if existing.reverses != cmd.transfer or (amount is not None and amount != existing.amount):
                 raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
             return self._transfer_result(self._as_created(existing), self._position_of(existing.id))
         reversed_amount = original.reverse(cmd.id, amount)
         # Money goes back the way it came: the original's credit side pays.
-        debit, credit = self.side(original.credit_account), self.side(original.debit_account)
+        debit, credit = self._side_of(original.credit_account), self._side_of(original.debit_account)
         debit.require_open()
         credit.require_open()
         reversal = Transfer(
@@ -730,12 +721,12 @@ class Ledger(Application[UUID]):
     def _void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
         transfer = self._pending_transfer(cmd.id)
         if transfer.status == VOIDED:
-            return self._transfer_result(self.repository.get(transfer.id, version=2), self._position_of(transfer.id, 2))
+            return self._transfer_result(self.work.get_version(transfer.id, 2), self._position_of(transfer.id, 2))
         transfer.void(self.clock())
         return self._release(transfer, VOIDED)
 
     def _expire_transfer(self, transfer_id: str) -> bool:
-        transfer = self.transfer_record(transfer_id)
+        transfer = self._transfer_record(transfer_id)
         if transfer is None or not transfer.is_expired(self.clock()):
             return False
         transfer.expire(self.clock())
@@ -746,7 +737,7 @@ class Ledger(Application[UUID]):
         """Void both sides of a hold (and of its fee), in the same save as the transfer's event."""
         legs = [transfer]
         if transfer.fee:
-            fee_leg = self.transfer_record(fee_transfer_id(transfer.transfer_id))
+            fee_leg = self._transfer_record(fee_transfer_id(transfer.transfer_id))
             assert fee_leg is not None
             if reason == VOIDED:
                 fee_leg.void(self.clock())
@@ -761,13 +752,13 @@ class Ledger(Application[UUID]):
         return self._transfer_result(transfer, position)
 
     def _request_payout(self, cmd: RequestPayout) -> dict[str, Any]:
-        account = self.account(cmd.account)
+        account = self._account(cmd.account)
         amount = Asset.parse(account.asset).parse_amount(cmd.amount)
-        existing = self.payout_record(cmd.id)
+        existing = self._payout_record(cmd.id)
         if existing is not None:
             if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
                 raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
-            first = existing if existing.version == 1 else self.repository.get(existing.id, version=1)
+            first = existing if existing.version == 1 else self.work.get_version(existing.id, 1)
             return self._payout_result(first, self._position_of(existing.id))
         if account.asset not in self.payout_assets:
             raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
@@ -801,13 +792,13 @@ class Ledger(Application[UUID]):
 
     def _credit_from_chain(self, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:
         transfer_id = chain_deposit_id(payment_id)
-        existing = self.transfer_record(transfer_id)
+        existing = self._transfer_record(transfer_id)
         if existing is not None:
             return self._deposit_result(self._as_created(existing), self._position_of(existing.id))
         target: Account | None = None
         if memo and CLIENT_ID.fullmatch(memo):
             try:
-                target = self.account(memo)
+                target = self._account(memo)
             except AccountNotFound:
                 pass
         if target is not None and (target.asset != asset or target.status != "open"):
@@ -830,7 +821,7 @@ class Ledger(Application[UUID]):
         return self._deposit_result(deposit, self._save(*_saveable(*sides.values()), deposit))
 
     def _payout(self, payout_id: str) -> Payout:
-        payout = self.payout_record(payout_id)
+        payout = self._payout_record(payout_id)
         if payout is None:
             raise PayoutNotFound(f"payout {payout_id!r} does not exist")
         return payout
@@ -842,7 +833,7 @@ class Ledger(Application[UUID]):
         changed = payout.confirm(*confirmed) if confirmed else payout.fail(failure or "failed")
         if not changed:
             return self._payout_result(payout, self._position_of(payout.id, payout.version))
-        hold = self.transfer_record(payout.hold_id)
+        hold = self._transfer_record(payout.hold_id)
         assert hold is not None
         sides: dict[str, Account | SystemAccount] = {}
         debit, credit = self._side(sides, hold.debit_account), self._side(sides, hold.credit_account)
@@ -864,7 +855,7 @@ class Ledger(Application[UUID]):
         return self._payout_result(payout, self._save(payout))
 
     @staticmethod
-    def _payout_result(payout: Payout, position: int) -> dict[str, Any]:
+    def _payout_result(payout: Payout, position: Position | int) -> dict[str, Any]:
         asset = Asset.parse(payout.asset)
         return {
             "id": payout.payout_id,
@@ -884,7 +875,7 @@ class Ledger(Application[UUID]):
         }
 
     def _pending_transfer(self, transfer_id: str) -> Transfer:
-        transfer = self.transfer_record(transfer_id)
+        transfer = self._transfer_record(transfer_id)
         if transfer is None:
             raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
         if transfer.kind == "payout":
@@ -895,52 +886,79 @@ class Ledger(Application[UUID]):
 
     # Plumbing -----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any, **side_tables: Any) -> int:
-        recordings = self.save(*aggregates, **side_tables)
-        return max(r.notification.id for r in recordings)
+    def _submit(self, handler: Callable[[], T], *hints: UUID) -> T:
+        """Run a command in the next group (see ``commands.group_commit``) and wait for its
+        answer; ``hints`` are the aggregates it will read, fetched with its group's."""
+        ticket = Ticket(handler, hints, acting_key.get() or self.actor)
+        return self._groups.submit(ticket)  # type: ignore[no-any-return]
 
-    def _retrying(self, handler: Callable[[], T], *, first: Callable[[], T] | None = None) -> T:
-        """Run the handler until its save goes through; ``first``, if given, is the
-        optimistic version for the first attempt."""
+    def _run_group(self, tickets: list[Ticket]) -> None:
+        """Apply the commands one after another in memory, each in a scope of its own (a
+        refused one leaves nothing behind), then save the accepted ones in one
+        transaction and answer each with its own result or error.
+
+        A concurrent writer elsewhere (another process) makes the save conflict on a
+        version; the whole group then runs again on fresh state. Nothing is answered
+        before the save, so a crash loses only unanswered commands, and never part of one.
+        """
         for attempt in range(1, self.write_attempts + 1):
+            work = self._work = UnitOfWork(self.events, self.mapper, self.recorder.datastore, self._cache)  # type: ignore[attr-defined]
+            outcomes: list[tuple[Ticket, Any, BaseException | None]] = []
             try:
-                return (first or handler)() if attempt == 1 else handler()
+                work.prefetch(hint for ticket in tickets for hint in ticket.hints)
+                for ticket in tickets:
+                    work.begin(ticket.actor)
+                    try:
+                        result = ticket.handler()
+                    except Exception as exc:  # noqa: BLE001  # a refusal (LedgerError), or this command's own failure
+                        work.reject()
+                        outcomes.append((ticket, None, exc))
+                    else:
+                        work.accept()
+                        outcomes.append((ticket, result, None))
+                positions = work.commit()
             except IntegrityError:
-                log.debug("write conflict, retrying", extra={"attempt": attempt})
+                self.conflicts += 1
+                log.debug("write conflict, running the group again", extra={"attempt": attempt})
                 self._fee_rules.clear()  # it may have been a rule that changed
                 time.sleep(random.uniform(0, 0.002 * attempt))
-        raise Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)")
+                continue
+            except Exception as exc:  # noqa: BLE001  # the store is unreachable: nothing of the group was saved
+                self._fee_rules.clear()
+                for ticket in tickets:
+                    ticket.fail(exc)
+                return
+            finally:
+                self._work = None
+            for ticket, result, error in outcomes:
+                if error is not None:
+                    ticket.fail(error)
+                else:
+                    ticket.answer(resolved(result, positions))
+            return
+        for ticket in tickets:
+            ticket.fail(Busy(f"the write kept conflicting with concurrent writes ({self.write_attempts} attempts)"))
+
+    def _save(self, *aggregates: Any, **side_tables: Any) -> Position:
+        """Add the aggregates' new events to the group's save; the command's position
+        (its last event's) is known once the group is saved."""
+        return self.work.add(*aggregates, **side_tables)
 
     def _exists(self, originator_id: UUID) -> bool:
-        """Whether a stream exists, without replaying it (the issuance stream is long)."""
-        try:
-            self._position_of(originator_id)
-        except LookupError:
-            return False
-        return True
+        return self.work.exists(originator_id)
 
-    def _position_of(self, originator_id: UUID, version: int = 1) -> int:
-        """The notification id of one of an aggregate's events (the position of the command
-        that recorded it)."""
-        table = f"{self.name.lower()}_events"
-        with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
-            curs.execute(
-                f"SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = %s",
-                (originator_id, version),
-            )
-            row = curs.fetchone()
-        if row is None:
-            raise LookupError(f"aggregate {originator_id} has no event at version {version}")
-        return int(row["notification_id"])
+    def _position_of(self, originator_id: UUID, version: int = 1) -> Position | int:
+        """The position of one of an aggregate's events (that of the command that recorded it)."""
+        return self.work.position_of(originator_id, version)
 
     @staticmethod
-    def _opened_result(account: Account, position: int) -> dict[str, Any]:
+    def _opened_result(account: Account, position: Position | int) -> dict[str, Any]:
         """The answer to an open, then and on every retry: the account as it was opened."""
         asset, overdraft_limit, metadata = account.opened_with
         return _account_view(account.account_id, asset, "open", overdraft_limit, metadata, position)
 
     @staticmethod
-    def _account_result(account: Account, position: int) -> dict[str, Any]:
+    def _account_result(account: Account, position: Position | int) -> dict[str, Any]:
         return _account_view(
             account.account_id,
             account.asset,
@@ -952,7 +970,7 @@ class Ledger(Application[UUID]):
         )
 
     @staticmethod
-    def _transfer_result(transfer: Transfer, position: int) -> dict[str, Any]:
+    def _transfer_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
         asset = Asset.parse(transfer.asset)
         result: dict[str, Any] = {
             "id": transfer.transfer_id,
@@ -982,7 +1000,7 @@ class Ledger(Application[UUID]):
         return result
 
     @staticmethod
-    def _fee_rule_result(rule: FeeRule, position: int) -> dict[str, Any]:
+    def _fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
         asset = Asset.parse(rule.asset)
         terms = rule.terms
         return {
@@ -999,7 +1017,9 @@ class Ledger(Application[UUID]):
         }
 
     @classmethod
-    def _transaction_result(cls, transaction_id: str, transfers: list[Transfer], position: int) -> dict[str, Any]:
+    def _transaction_result(
+        cls, transaction_id: str, transfers: list[Transfer], position: Position | int
+    ) -> dict[str, Any]:
         return {
             "id": transaction_id,
             "transfers": [
@@ -1009,7 +1029,7 @@ class Ledger(Application[UUID]):
         }
 
     @staticmethod
-    def _deposit_result(transfer: Transfer, position: int) -> dict[str, Any]:
+    def _deposit_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
         asset = Asset.parse(transfer.asset)
         return {
             "id": transfer.transfer_id,
@@ -1027,7 +1047,7 @@ def _account_view(
     status: str,
     overdraft_limit: int,
     metadata: dict[str, Any],
-    position: int,
+    position: Position | int,
     limits: tuple[int | None, int | None] = (None, None),
 ) -> dict[str, Any]:
     unit = Asset.parse(asset)
@@ -1041,6 +1061,16 @@ def _account_view(
         "metadata": metadata,
         "position": position,
     }
+
+
+def _leg_hints(leg: TransferFunds) -> tuple[UUID, ...]:
+    """What a transfer reads: its two accounts, and its id (a retry finds its first answer)."""
+    return account_uuid(leg.debit_account), account_uuid(leg.credit_account), transfer_uuid(leg.id)
+
+
+def _hold_hints(transfer_id: str) -> tuple[UUID, ...]:
+    """What posting, voiding or expiring a hold reads first: the transfer and its fee leg."""
+    return transfer_uuid(transfer_id), transfer_uuid(fee_transfer_id(transfer_id))
 
 
 def _saveable(*sides: Account | SystemAccount) -> list[Any]:

@@ -46,6 +46,10 @@ class Settings:
     kafka_retention_ms: int = -1  # for a topic the ledger creates; -1 keeps events forever
     web_workers: int = 2
     web_threads: int = 4
+    # The command API under `ledger up`: one process (one writer, so concurrent commands
+    # form groups instead of conflicting), with a thread per request waiting for its group.
+    command_workers: int = 1
+    command_threads: int = 32
     # A request (headers and body) must have fully arrived this long after its connection
     # was accepted (or, on a kept-alive connection, after its first byte), or it is
     # answered 408 and closed; no thread waits on a client meanwhile (runtime.web_worker).

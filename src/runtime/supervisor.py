@@ -180,10 +180,10 @@ class Stack:
         # Services that only read the event store (and record nonces) log in as the reader.
         reader_env = dict(env, **{env_name("database_url"): self.reader_url})
 
-        def http(name: str, app: str, port: int, *, reads_only: bool = False) -> Service:
+        def http(name: str, app: str, port: int, *, reads_only: bool = False, **web: int) -> Service:
             argv = [python, "-m", "gunicorn", "-c", "python:runtime.gunicorn_conf", "--bind", f"{s.host}:{port}", app]
             url = f"http://{s.host}:{port}/healthz"
-            child_env = reader_env if reads_only else env
+            child_env = dict(reader_env if reads_only else env, **{env_name(k): str(v) for k, v in web.items()})
             return Service(ManagedProcess(name, argv, env=child_env, grace_seconds=15), lambda: _http_ok(url))
 
         def worker(name: str, subcommand: str, *, reads_only: bool = False) -> Service:
@@ -195,7 +195,13 @@ class Stack:
             )
 
         self.services = [
-            http("command-api", "commands.http:get_app()", s.command_port),
+            http(
+                "command-api",
+                "commands.http:get_app()",
+                s.command_port,
+                web_workers=s.command_workers,
+                web_threads=s.command_threads,
+            ),
             http("query-api", "queries.http:get_app()", s.query_port, reads_only=True),
             worker("relay", "relay"),
             worker("projector", "project", reads_only=True),

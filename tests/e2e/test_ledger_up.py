@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from auth import signing
 from commands.application import Ledger, event_store_env
+from ledger.ids import account_uuid, transfer_uuid
 from projectors import kafka
 from projectors.verify import differences
 from queries.generations import Generations
@@ -482,6 +483,90 @@ def test_killing_the_relay_and_projector_loses_and_doubles_nothing(stack: Stack)
     log = stack.log()
     assert '"service": "relay"' in log and '"service": "projector"' in log
     assert log.count("service died; restarting") >= 2
+
+
+def test_killing_the_command_api_in_the_middle_of_group_commits_loses_and_halves_nothing(stack: Stack) -> None:
+    """Eight clients keep the writer saving groups while its process is SIGKILLed twice
+    (gunicorn starts a new one). Every answered transfer is in the store exactly once;
+    an unanswered one is either whole or absent; no money appears or disappears. The
+    auditor's replay (a test further down) then checks the whole store."""
+    accounts = [unique("G") for _ in range(4)]
+    for account in accounts:
+        stack.post("/v1/accounts", {"id": account, "asset": "EUR/2"})
+        stack.post("/v1/deposits", {"id": unique("d"), "account": account, "amount": "1000.00"})
+    stop = threading.Event()
+    answered: dict[str, int] = {}
+    unanswered: list[str] = []
+    failures: list[str] = []
+
+    def load(offset: int) -> None:
+        session = stack.authorized_session()
+        i = offset
+        while not stop.is_set():
+            transfer_id = unique("g")
+            body = {
+                "id": transfer_id,
+                "debit_account": accounts[i % 4],
+                "credit_account": accounts[(i + 1) % 4],
+                "amount": "0.01",
+            }
+            i += 1
+            try:
+                reply = session.post(stack.command + "/v1/transfers", json=body, timeout=30)
+            except requests.RequestException:
+                unanswered.append(transfer_id)
+                time.sleep(0.05)
+                continue
+            if reply.status_code == 201:
+                answered[transfer_id] = reply.json()["position"]
+            elif reply.status_code >= 500:
+                unanswered.append(transfer_id)
+            else:
+                failures.append(f"{reply.status_code}: {reply.text}")
+
+    writers = [threading.Thread(target=load, args=(n,)) for n in range(8)]
+    for writer in writers:
+        writer.start()
+    try:
+        for _ in range(2):
+            time.sleep(1.5)
+            before = len(answered)
+            for worker in psutil.Process(stack.state["children"]["command-api"]).children():
+                os.kill(worker.pid, signal.SIGKILL)
+            wait_for(lambda b=before: len(answered) > b + 20, 60, "the command API to answer again")
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert failures == []
+    assert len(answered) > 100 and unanswered
+
+    ledger = Ledger(event_store_env(stack.settings()))
+    try:
+        sides: dict[str, int] = {}  # transfer id -> account events naming it
+        balance = 0
+        for account in accounts:
+            for event in ledger.events.get(account_uuid(account)):
+                transfer_id = getattr(event, "transfer_id", None)
+                if transfer_id is not None:
+                    sides[transfer_id] = sides.get(transfer_id, 0) + 1
+            balance += ledger.account(account).available
+        assert balance == 4 * 100_000  # what moved between the four stayed among them
+        with psycopg.connect(stack.settings().require("database_url")) as conn:
+            stored = dict(
+                conn.execute(
+                    "SELECT originator_id, notification_id FROM ledger_events WHERE originator_id = ANY(%s)",
+                    ([transfer_uuid(t) for t in answered],),
+                ).fetchall()
+            )
+        for transfer_id, position in answered.items():
+            assert stored.get(transfer_uuid(transfer_id)) == position, transfer_id  # once, where it was answered
+            assert sides.get(transfer_id) == 2, transfer_id
+        for transfer_id in unanswered:
+            whole = ledger.transfer_record(transfer_id) is not None
+            assert sides.get(transfer_id, 0) == (2 if whole else 0), transfer_id
+    finally:
+        ledger.close()
 
 
 def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:

@@ -157,51 +157,47 @@ def test_amounts_up_to_2_pow_127_minus_1_stay_exact(ledger: Ledger, servers: Url
 
 
 def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> None:
-    """The conflict is forced by a handler that always raises IntegrityError (the real
-    conflict path is exercised by the concurrency tests above)."""
+    """The conflict is forced: the event store's insert is replaced by one that always
+    raises IntegrityError, as a concurrent writer's version would (the real conflict path
+    is exercised by the concurrency tests)."""
     ledger = Ledger(event_store_env(servers.settings()), write_attempts=3)
     calls: list[int] = []
 
-    def always_conflicting() -> None:
+    def always_conflicting(*args: Any, **kwargs: Any) -> None:
         calls.append(1)
         raise IntegrityError("duplicate key")
 
+    ledger.events.put = always_conflicting  # type: ignore[method-assign]
     try:
         with pytest.raises(Busy, match="3 attempts"):
-            ledger._retrying(always_conflicting)
+            ledger.open_account(OpenAccount(unique("A"), "USD/2"))
     finally:
         ledger.close()
-    assert len(calls) == 3
+    assert len(calls) == 3 and ledger.conflicts == 3
 
 
-def test_concurrent_deposits_share_the_issuance_account_without_conflicts(ledger: Ledger, servers: Urls) -> None:
+def test_concurrent_deposits_share_the_issuance_account_without_conflicts(servers: Urls) -> None:
+    """Four writers (four applications, as in four processes), each depositing into its
+    own account of one asset: every deposit also debits the asset's issuance account,
+    which is appended to without a version check, so no writer ever conflicts."""
     asset = f"I{uuid.uuid4().hex[:6].upper()}/2"
     accounts = [unique("D") for _ in range(4)]
-    for account in accounts:
-        ledger.open_account(OpenAccount(account, asset))
-    attempts: list[int] = []
-    original = ledger._retrying
-
-    def counting(handler: Any) -> Any:
-        def counted() -> Any:
-            attempts.append(1)
-            return handler()
-
-        return original(counted)
-
-    ledger._retrying = counting  # type: ignore[method-assign]
+    writers = [Ledger(event_store_env(servers.settings())) for _ in accounts]
     try:
+        for account, writer in zip(accounts, writers, strict=True):
+            writer.open_account(OpenAccount(account, asset))
         threads = [
-            threading.Thread(target=lambda a=a: [ledger.deposit(Deposit(unique("d"), a, "0.10")) for _ in range(25)])
-            for a in accounts
+            threading.Thread(target=lambda a=a, w=w: [w.deposit(Deposit(unique("d"), a, "0.10")) for _ in range(25)])
+            for a, w in zip(accounts, writers, strict=True)
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert sum(w.conflicts for w in writers) == 0
     finally:
-        ledger._retrying = original  # type: ignore[method-assign]
-    assert len(attempts) == 100  # not one retry
+        for writer in writers:
+            writer.close()
     fresh = Ledger(event_store_env(servers.settings()))
     try:
         issuance = fresh.account(issuance_account_id(asset))
