@@ -131,11 +131,17 @@ def _pair(taken: list[str]) -> st.SearchStrategy[tuple[str, str]]:
 
 def _query_string(taken: list[str]) -> st.SearchStrategy[str]:
     """Often one parameter alone (an error in another would hide what its value does)."""
-    return st.one_of(
-        _taken(taken).map(lambda pair: [pair]),
-        st.lists(_taken(taken), max_size=2, unique_by=lambda pair: pair[0]),
-        st.lists(_pair(taken), max_size=4),
-    ).map(lambda pairs: "&".join(f"{n}={v}" for n, v in pairs))
+    return (
+        st.one_of(
+            _taken(taken).map(lambda pair: [pair]),
+            st.lists(_taken(taken), max_size=2, unique_by=lambda pair: pair[0]),
+            st.lists(_pair(taken), max_size=4),
+        )
+        .map(lambda pairs: "&".join(f"{n}={v}" for n, v in pairs))
+        .filter(
+            lambda query: not query.startswith("?")  # falcon's test client cannot send a leading "?"
+        )
+    )
 
 
 _requests = st.sampled_from(list(ROUTES)).flatmap(
