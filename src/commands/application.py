@@ -902,7 +902,7 @@ class Ledger(Application[UUID]):
         before the save, so a crash loses only unanswered commands, and never part of one.
         """
         for attempt in range(1, self.write_attempts + 1):
-            work = self._work = UnitOfWork(self.events, self.mapper, self.recorder.datastore, self._cache)  # type: ignore[attr-defined]
+            work = self._work = UnitOfWork(self.mapper, self.recorder, self._cache)  # type: ignore[attr-defined]
             outcomes: list[tuple[Ticket, Any, BaseException | None]] = []
             try:
                 work.prefetch(hint for ticket in tickets for hint in ticket.hints)

@@ -1,6 +1,7 @@
 """The event store's recorder: eventsourcing's, plus appends without a version check,
-a hash chain per stream (tamper evidence), checks on streams a command only read, and
-a side table of pending-transfer timeouts written in the same transaction.
+a hash chain per stream (tamper evidence), and one statement that writes a group of
+commands (``write``): the events, checks on streams the commands only read, and the
+side table of pending-transfer timeouts, in one transaction.
 
 System accounts (an asset's issuance account, its fee account) have no limit to
 protect, so their movements need no read-check-write cycle. Their events are saved
@@ -17,8 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -27,9 +29,6 @@ from psycopg.sql import SQL, Identifier
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._table = SQL("{schema}.{table}").format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
-        )
         event_type = SQL("{schema}.{name}").format(
             schema=Identifier(self.datastore.schema), name=Identifier(self.stored_event_type_name)
         )
@@ -39,6 +38,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self.insert_events_statement = SQL(
             "SELECT notification_id FROM {schema}.ledger_append(%s::{event_type}[]) AS notification_id"
         ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
+        self._write_statement = SQL(
+            "SELECT position FROM {schema}.ledger_write(%s::{event_type}[], %s::uuid[], %s::bigint[], "
+            "%s::text[], %s::timestamptz[], %s::text[]) AS position"
+        ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
         # The table lock every insert takes, through the owner's function (migration 0009):
         # the ledger's writer has no right to LOCK the table itself, as it cannot UPDATE it.
         self.lock_table_statements = [
@@ -46,51 +49,40 @@ class LedgerRecorder(PostgresApplicationRecorder):
             SQL("SELECT {schema}.ledger_lock_events()").format(schema=Identifier(self.datastore.schema)),
         ]
 
-    def _insert_stored_events(
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def write(
         self,
-        curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         *,
-        expected_versions: dict[str, int] | None = None,
+        read_versions: dict[str, int],
         timeouts_set: Sequence[tuple[str, datetime]] = (),
         timeouts_cleared: Sequence[str] = (),
-        **kwargs: Any,
-    ) -> None:
-        """Around the events' insert, in the same transaction:
+    ) -> list[int]:
+        """Write a group's events and side tables in one statement (``ledger_write``,
+        migration 0010), its own transaction: the events' positions, in order.
 
-        - before it, refuse the write if a stream the command read (not wrote) has moved
-          since. A transfer reads its asset's fee rule without changing it; checking the
-          rule's version under the table lock puts a rule change and the transfers around
-          it in one order, as if each ran alone. The caller retries on the conflict;
-        - after it, keep ``transfer_timeouts`` in step with the pending transfers saved.
-
-        These statements are never server-prepared: in pipeline mode a statement queued
-        behind a failed one is skipped, and psycopg would then believe it prepared.
-        """
-        extra = curs.connection.cursor()  # the events' cursor keeps its RETURNING rows
-        if expected_versions:
-            self._lock_table(curs)
-            extra.execute(
-                SQL(
-                    "SELECT originator_id::text AS id, max(originator_version) AS version FROM {table} "
-                    "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
-                ).format(table=self._table),
-                (list(expected_versions),),
-                prepare=False,
-            )
-            found = {row["id"]: row["version"] for row in extra.fetchall()}
-            for stream, version in expected_versions.items():
-                if found.get(stream, 0) != version:
-                    raise IntegrityError(f"stream {stream} moved from version {version} while the command ran")
-        super()._insert_stored_events(curs, stored_events, **kwargs)
-        for transfer_id, expires_at in timeouts_set:
-            extra.execute(
-                "INSERT INTO transfer_timeouts (transfer_id, expires_at) VALUES (%s, %s)",
-                (transfer_id, expires_at),
-                prepare=False,
-            )
-        for transfer_id in timeouts_cleared:
-            extra.execute("DELETE FROM transfer_timeouts WHERE transfer_id = %s", (transfer_id,), prepare=False)
+        Run again after a lost connection, a write that did commit collides with itself
+        (IntegrityError), and the writer then finds the group's commands already done."""
+        events = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(
+                self._write_statement,
+                (
+                    events,
+                    list(read_versions),
+                    list(read_versions.values()),
+                    [transfer_id for transfer_id, _ in timeouts_set],
+                    [expires_at for _, expires_at in timeouts_set],
+                    list(timeouts_cleared),
+                ),
+            ).fetchall()
+        positions = [row["position"] for row in rows]
+        if len(positions) != len(stored_events):
+            raise ProgrammingError(f"ledger_write returned {len(positions)} positions for {len(stored_events)} events")
+        return positions
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

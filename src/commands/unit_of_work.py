@@ -25,7 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import EventStore, Mapper, StoredEvent
+from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg.sql import SQL, Identifier
 
 
@@ -105,10 +105,10 @@ class _Scope:
 
 
 class UnitOfWork:
-    def __init__(self, events: EventStore[UUID], mapper: Mapper[UUID], datastore: Any, cache: AggregateCache) -> None:
-        self._store = events
+    def __init__(self, mapper: Mapper[UUID], recorder: Any, cache: AggregateCache) -> None:
         self._mapper = mapper
-        self._datastore = datastore
+        self._recorder = recorder  # commands.recorder.LedgerRecorder
+        self._datastore = datastore = recorder.datastore
         self._cache = cache
         self._table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier("ledger_events"))
         self._known: dict[UUID, Aggregate | None] = {}  # read from the store this group (None: no such stream)
@@ -167,7 +167,11 @@ class UnitOfWork:
             for event in scope.events
             if event.originator_id == aggregate_id and 0 < event.originator_version <= version
         ]
-        stored = self._store.get(aggregate_id, lte=version) if not pending or pending[0].originator_version > 1 else []
+        stored = (
+            map(self._mapper.to_domain_event, self._recorder.select_events(aggregate_id, lte=version))
+            if not pending or pending[0].originator_version > 1
+            else []
+        )
         aggregate: Any = None
         for event in [*stored, *pending]:
             aggregate = event.mutate(aggregate)
@@ -191,14 +195,13 @@ class UnitOfWork:
         return position
 
     def stored_position(self, aggregate_id: UUID, version: int) -> int | None:
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
+        with self._datastore.get_connection() as conn:  # autocommit: one round trip
+            row = conn.execute(
                 SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
                     self._table
                 ),
                 (aggregate_id, version),
-            )
-            row = curs.fetchone()
+            ).fetchone()
         return None if row is None else int(row["notification_id"])
 
     # Writes -----------------------------------------------------------------------
@@ -244,16 +247,16 @@ class UnitOfWork:
         if not group.events:
             return []
         written = {str(event.originator_id) for event in group.events}
-        recordings = self._store.put(
-            group.events,
+        positions = self._recorder.write(
+            [self._mapper.to_stored_event(event) for event in group.events],
+            # A stream this group writes is checked by its own insert's version.
+            read_versions={s: v for s, v in group.expected_versions.items() if s not in written},
             timeouts_set=group.timeouts_set,
             timeouts_cleared=group.timeouts_cleared,
-            # A stream this group writes is checked by its own insert's version.
-            expected_versions={s: v for s, v in group.expected_versions.items() if s not in written},
         )
         for aggregate in group.saved.values():
             self._cache.put(aggregate)
-        return [recording.notification.id for recording in recordings]
+        return list(positions)
 
     # Plumbing ---------------------------------------------------------------------
 
@@ -273,8 +276,8 @@ class UnitOfWork:
             return
         cached = {i: self._cache.get(i) for i in aggregate_ids}
         versions = [0 if a is None else a.version for a in cached.values()]
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
+        with self._datastore.get_connection() as conn:  # autocommit: one round trip
+            rows = conn.execute(
                 SQL(
                     "SELECT e.originator_id, e.originator_version, e.topic, e.state "
                     "FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version) "
@@ -282,8 +285,7 @@ class UnitOfWork:
                     "ORDER BY e.originator_id, e.originator_version"
                 ).format(self._table),
                 (aggregate_ids, versions),
-            )
-            rows = curs.fetchall()
+            ).fetchall()
         for row in rows:
             event = self._mapper.to_domain_event(
                 StoredEvent(

@@ -157,9 +157,9 @@ def test_amounts_up_to_2_pow_127_minus_1_stay_exact(ledger: Ledger, servers: Url
 
 
 def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> None:
-    """The conflict is forced: the event store's insert is replaced by one that always
-    raises IntegrityError, as a concurrent writer's version would (the real conflict path
-    is exercised by the concurrency tests)."""
+    """The conflict is forced: the group's write is replaced by one that always raises
+    IntegrityError, as a concurrent writer's version would (the real conflict path is
+    exercised by the concurrency tests)."""
     ledger = Ledger(event_store_env(servers.settings()), write_attempts=3)
     calls: list[int] = []
 
@@ -167,7 +167,7 @@ def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> Non
         calls.append(1)
         raise IntegrityError("duplicate key")
 
-    ledger.events.put = always_conflicting  # type: ignore[method-assign]
+    ledger.recorder.write = always_conflicting  # type: ignore[attr-defined]
     try:
         with pytest.raises(Busy, match="3 attempts"):
             ledger.open_account(OpenAccount(unique("A"), "USD/2"))
