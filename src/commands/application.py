@@ -145,7 +145,7 @@ class Ledger(Application[UUID]):
         clock: Callable[[], datetime] = utc_now,
         payout_assets: Mapping[str, str] | None = None,
         actor: str | None = None,
-        aggregate_cache_size: int = 100_000,
+        aggregate_cache_size: int = 50_000,
         max_group: int = 256,
     ) -> None:
         self.actor = actor  # who asks when no API key does (a service: "service:chain")
