@@ -26,6 +26,7 @@ import pytest
 
 from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
+from commands.messages import Deposit, OpenAccount
 from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import PROJECT_ROOT, Settings
@@ -67,6 +68,15 @@ def free_port() -> int:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def funded(ledger: Ledger, amount: str = "100.00") -> tuple[str, str]:
+    """Two new USD/2 accounts, the first holding ``amount``."""
+    a, b = unique("A"), unique("B")
+    ledger.open_account(OpenAccount(a, "USD/2"))
+    ledger.open_account(OpenAccount(b, "USD/2"))
+    ledger.deposit(Deposit(unique("d"), a, amount))
+    return a, b
 
 
 @dataclass(frozen=True)

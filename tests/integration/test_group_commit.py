@@ -23,7 +23,7 @@ from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
 from ledger.ids import account_uuid, transfer_uuid
-from tests.conftest import Urls, unique
+from tests.conftest import Urls, funded, unique
 
 
 @pytest.fixture
@@ -80,14 +80,6 @@ def write_positions(servers: Urls, *stream_ids: Any) -> set[int]:
             "SELECT DISTINCT write_position FROM ledger_events WHERE originator_id = ANY(%s)", (list(stream_ids),)
         ).fetchall()
     return {row[0] for row in rows}
-
-
-def funded(ledger: Ledger, amount: str = "100.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, amount))
-    return a, b
 
 
 def test_commands_that_arrive_together_are_saved_in_one_transaction(servers: Urls, writer: Ledger) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from commands.application import Ledger, event_store_env
 from commands.expirer import Expirer
-from commands.messages import Deposit, OpenAccount, PostTransfer, ReverseTransfer, TransferFunds, VoidTransfer
+from commands.messages import PostTransfer, ReverseTransfer, TransferFunds, VoidTransfer
 from ledger.errors import (
     ExceedsPending,
     IdConflict,
@@ -21,7 +21,7 @@ from ledger.errors import (
     TransferNotFound,
     TransferNotPending,
 )
-from tests.conftest import Clock, Urls, unique
+from tests.conftest import Clock, Urls, funded, unique
 
 
 @pytest.fixture
@@ -34,14 +34,6 @@ def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
     app = Ledger(event_store_env(servers.settings()), clock=clock)
     yield app
     app.close()
-
-
-def funded(ledger: Ledger, amount: str = "100.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, amount))
-    return a, b
 
 
 def balances(ledger: Ledger, account_id: str) -> tuple[int, int, int, int, int]:
