@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,18 +47,22 @@ def run_ledger(
     *args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the `ledger` CLI as a user would, with ``env`` on top of this process's (whose
-    own LEDGER_* variables are left out: the test says what the command sees)."""
+    own LEDGER_* variables are left out: the test says what the command sees).
+
+    Without ``cwd`` it runs in an empty folder: in the checkout it would find (and use)
+    a stack a developer happens to be running there with `make run`."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     inherited["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args],
-        env=inherited | env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-    )
+    with tempfile.TemporaryDirectory(prefix="ledger-cli-") as empty:
+        return subprocess.run(
+            [sys.executable, "-m", "runtime.cli", *args],
+            env=inherited | env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=cwd or empty,
+        )
 
 
 def free_port() -> int:

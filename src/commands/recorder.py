@@ -39,9 +39,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT notification_id FROM {schema}.ledger_append(%s::{event_type}[]) AS notification_id"
         ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
         self._write_statement = SQL(
-            "SELECT position FROM {schema}.ledger_write(%s::{event_type}[], %s::uuid[], %s::bigint[], "
-            "%s::text[], %s::timestamptz[], %s::text[]) AS position"
-        ).format(schema=Identifier(self.datastore.schema), event_type=event_type)
+            "SELECT position FROM {schema}.ledger_write(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], "
+            "%s::uuid[], %s::bigint[], %s::text[], %s::timestamptz[], %s::text[]) AS position"
+        ).format(schema=Identifier(self.datastore.schema))
         # The table lock every insert takes, through the owner's function (migration 0009):
         # the ledger's writer has no right to LOCK the table itself, as it cannot UPDATE it.
         self.lock_table_statements = [
@@ -63,15 +63,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
         Run again after a lost connection, a write that did commit collides with itself
         (IntegrityError), and the writer then finds the group's commands already done."""
-        events = [
-            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for e in stored_events
-        ]
         with self.datastore.get_connection() as conn:
             rows = conn.execute(
                 self._write_statement,
                 (
-                    events,
+                    [e.originator_id for e in stored_events],
+                    [e.originator_version for e in stored_events],
+                    [e.topic for e in stored_events],
+                    [e.state for e in stored_events],
                     list(read_versions),
                     list(read_versions.values()),
                     [transfer_id for transfer_id, _ in timeouts_set],
