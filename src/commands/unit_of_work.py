@@ -279,10 +279,12 @@ class UnitOfWork:
         with self._datastore.get_connection() as conn:  # autocommit: one round trip
             rows = conn.execute(
                 SQL(
+                    # One index probe per aggregate (a plain join would scan the table),
+                    # each one's events in version order.
                     "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                    "FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version) "
-                    "JOIN {} e ON e.originator_id = k.id AND e.originator_version > k.version "
-                    "ORDER BY e.originator_id, e.originator_version"
+                    "FROM unnest(%b::uuid[], %b::bigint[]) AS k(id, version) CROSS JOIN LATERAL ("
+                    "SELECT originator_id, originator_version, topic, state FROM {} "
+                    "WHERE originator_id = k.id AND originator_version > k.version ORDER BY originator_version) e"
                 ).format(self._table),
                 (aggregate_ids, versions),
             ).fetchall()
