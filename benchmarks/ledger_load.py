@@ -62,9 +62,13 @@ class Stack:
 
 def find_stack(data_dir: Path, command: str | None = None, query: str | None = None, token: str | None = None) -> Stack:
     """The running `ledger up` on ``data_dir`` (its state file names its URLs, its data
-    directory keeps the admin key), with any of them overridden by what is given."""
+    directory keeps the admin key), with any of them overridden by what is given. A
+    ``command`` URL other than that stack's means another ledger: nothing of the local
+    stack (key, processes, database) is taken for it."""
     live = bool(running_stack(data_dir))
     state: dict[str, Any] = json.loads((data_dir / STATE_FILE).read_text()) if live else {}
+    if command is not None and command.rstrip("/") != state.get("urls", {}).get("command_api"):
+        live, state = False, {}
     urls = state.get("urls", {})
     command = command or urls.get("command_api")
     query = query or urls.get("query_api")

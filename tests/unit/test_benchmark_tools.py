@@ -4,6 +4,7 @@ answers, and the CPU accounting of process trees (on real processes)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -87,6 +88,28 @@ def test_a_stack_given_by_url_and_token_needs_no_state_file(tmp_path: Path) -> N
     assert (stack.command, stack.query, stack.token, stack.database_url) == ("http://127.0.0.1:9", None, "lk_a.b", None)
     with pytest.raises(ledger_load.StackNotFound):
         ledger_load.find_stack(tmp_path, "http://127.0.0.1:9/")
+
+
+def test_a_running_stack_is_found_in_its_data_directory(tmp_path: Path) -> None:
+    """As `ledger up` leaves it: the directory locked, the state file, the admin key."""
+    (tmp_path / "run").mkdir()
+    urls = {"command_api": "http://127.0.0.1:9181", "query_api": "http://127.0.0.1:9182"}
+    settings = {"kafka_topic": "ledger.events"}
+    state = {"supervisor": 1, "urls": urls, "settings": settings, "admin_key_file": str(tmp_path / "admin.key")}
+    (tmp_path / "run" / "state.json").write_text(json.dumps(state))
+    (tmp_path / "admin.key").write_text("lk_k.s\n")
+    lock = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        stack = ledger_load.find_stack(tmp_path)
+        assert (stack.command, stack.query, stack.token, stack.state) == (*urls.values(), "lk_k.s", state)
+        # another ledger by URL: nothing of the local stack is taken for it
+        other = ledger_load.find_stack(tmp_path, "http://127.0.0.1:1", token="lk_o.t")
+        assert (other.query, other.token, other.data_dir, other.state) == (None, "lk_o.t", None, {})
+        with pytest.raises(ledger_load.StackNotFound):
+            ledger_load.find_stack(tmp_path, "http://127.0.0.1:1")
+    finally:
+        os.close(lock)
 
 
 def test_cpu_budget_measures_every_process_the_supervisor_publishes() -> None:
