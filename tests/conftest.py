@@ -7,6 +7,7 @@ start fails the tests that need it; nothing is skipped.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import falcon
@@ -178,3 +180,12 @@ def mongo_db(servers: Urls) -> Iterator[Any]:
 
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """A module of ``benchmarks/``: they are run as scripts and import each other by plain
+    name, so their folder goes on the path (once) for tests of their parts."""
+    folder = str(PROJECT_ROOT / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)
