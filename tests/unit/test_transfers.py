@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,11 @@ def hold(amount: int, payer: str | None = None, fee: int = 0) -> Transfer:
     fee_terms = None
     if payer:
         fee_terms = FeeTerms(basis_points=50, fixed=10, minimum=0, maximum=None, payer=payer).as_dict()
+    return made(amount, pending=True, fee=fee, fee_payer=payer, fee_terms=fee_terms)
+
+
+def made(amount: int, **details: Any) -> Transfer:
+    """Transfer "t1" from alice to bob; posted at once unless ``pending=True``."""
     return Transfer(
         transfer_id="t1",
         kind="transfer",
@@ -27,22 +33,7 @@ def hold(amount: int, payer: str | None = None, fee: int = 0) -> Transfer:
         asset=ASSET,
         amount=amount,
         metadata={},
-        pending=True,
-        fee=fee,
-        fee_payer=payer,
-        fee_terms=fee_terms,
-    )
-
-
-def posted(amount: int) -> Transfer:
-    return Transfer(
-        transfer_id="t1",
-        kind="transfer",
-        debit_account="alice",
-        credit_account="bob",
-        asset=ASSET,
-        amount=amount,
-        metadata={},
+        **details,
     )
 
 
@@ -88,7 +79,7 @@ def test_the_posted_gross_adds_back_the_fee_the_recipient_paid() -> None:
 
 
 def test_a_reversal_sends_the_money_back_the_way_it_came() -> None:
-    original = posted(10_000)
+    original = made(10_000)
     reversal = original.reversed_by("r1", None)
     assert (reversal.debit_account, reversal.credit_account) == ("bob", "alice")
     assert (reversal.kind, reversal.amount, reversal.reverses, reversal.status) == ("reversal", 10_000, "t1", POSTED)
@@ -96,7 +87,7 @@ def test_a_reversal_sends_the_money_back_the_way_it_came() -> None:
 
 
 def test_partial_reversals_never_exceed_what_was_posted() -> None:
-    original = posted(10_000)
+    original = made(10_000)
     assert original.reversed_by("r1", 4_000).amount == 4_000
     assert original.reversed_by("r2", None).amount == 6_000  # what is left
     with pytest.raises(ExceedsReversible):
