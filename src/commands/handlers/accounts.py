@@ -1,8 +1,9 @@
 """Accounts and fee rules: open, change policy, freeze, unfreeze, close, set a fee rule.
 
-Each is idempotent on its id: a retry with the same body is answered as the first run
-was, a different body is an ``IdConflict``, and a change that changes nothing saves
-nothing (it is answered with the position of the account's current state).
+Opening is idempotent on the account's id: a retry with the same body is answered as the
+first run was, a different body is an ``IdConflict``. A change that changes nothing (a
+retry, a freeze of a frozen account, a fee rule set to its own terms) saves nothing and is
+answered with the position of the state it already has.
 """
 
 from __future__ import annotations

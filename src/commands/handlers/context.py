@@ -2,7 +2,8 @@
 
 A ``Writer`` exists for one run of one group (``Ledger._run_group``): every command of the
 group reads and saves through it, one after another, on the writer thread. What the
-writer remembers between groups (``WriterMemory``) is passed in, never kept here.
+writer remembers between groups (``WriterMemory``) belongs to the ``Ledger``, which lends
+it to each group's ``Writer``.
 """
 
 from __future__ import annotations
