@@ -15,8 +15,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import InvalidRequest
+from ledger.errors import FeeExceedsAmount, InvalidRequest
 from ledger.ids import fee_rule_uuid
+from ledger.money import Asset
 
 OPERATIONS = ("transfer", "payout")
 PAYERS = ("sender", "recipient")
@@ -49,6 +50,37 @@ class FeeTerms:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def charge(amount: int, terms: FeeTerms | None, asset: str) -> tuple[int, int]:
+    """What a transfer of ``amount`` moves and what it costs: ``(net, fee)``.
+
+    The sender pays on top, so the transfer moves the whole amount; a fee the recipient
+    pays comes out of what it gets. A fee that leaves the recipient nothing is refused
+    (``FeeExceedsAmount``) rather than recorded as a transfer of zero."""
+    fee = terms.fee(amount) if terms else 0
+    net = amount - fee if terms and terms.payer == "recipient" else amount
+    if net <= 0:
+        unit = Asset.parse(asset)
+        raise FeeExceedsAmount(f"the fee of {unit.format(fee)} leaves nothing of {unit.format(amount)}")
+    return net, fee
+
+
+def charge_on_post(gross: int, terms: FeeTerms, asset: str) -> tuple[int, int]:
+    """Posting ``gross`` of a hold with a fee: ``(net, fee)``, the fee recomputed on what is
+    posted (not on what was held), so a partial post pays the fee a transfer of that
+    size would.
+
+    A fee the recipient pays comes out of the gross and may take all of it (then only the
+    fee leg moves money), never more."""
+    fee = terms.fee(gross)
+    if terms.payer != "recipient":
+        return gross, fee
+    net = gross - fee
+    if net < 0:
+        unit = Asset.parse(asset)
+        raise FeeExceedsAmount(f"the fee of {unit.format(fee)} is more than {unit.format(gross)}")
+    return net, fee
 
 
 class FeeRule(Aggregate):

@@ -8,12 +8,15 @@ other way round, whatever order the worker's retries arrive in.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.accounts import Account, SystemAccount
 from ledger.errors import PayoutResolved
 from ledger.ids import payout_uuid
+from ledger.transfers import VOIDED, Transfer
 
 PENDING, SUBMITTED, CONFIRMED, FAILED = "pending", "submitted", "confirmed", "failed"
 
@@ -127,3 +130,25 @@ class Payout(Aggregate):
     @event(Stuck)
     def _stuck(self, reason: str) -> None:
         self.stuck = reason
+
+
+def settle_hold(
+    payout: Payout, hold: Transfer, debit: Account | SystemAccount, credit: Account | SystemAccount, now: datetime
+) -> None:
+    """Resolve a payout's hold the way its outcome on chain says, on the hold and on both
+    of its sides: confirmed posts the hold in full (the money has left the ledger), failed
+    voids it (the money is back on the account).
+
+    ``debit`` and ``credit`` are the hold's own sides (the paying account and the asset's
+    clearing account)."""
+    if payout.state == CONFIRMED:
+        held = hold.pending_amount
+        posted = hold.post(None, now)
+        debit.post_pending_debit(hold.transfer_id, held, posted)
+        credit.post_pending_credit(hold.transfer_id, held, posted)
+    elif payout.state == FAILED:
+        hold.void(now)
+        debit.void_pending_debit(hold.transfer_id, hold.pending_amount, VOIDED)
+        credit.void_pending_credit(hold.transfer_id, hold.pending_amount, VOIDED)
+    else:
+        raise ValueError(f"payout {payout.payout_id!r} is {payout.state}; only a resolved payout settles its hold")

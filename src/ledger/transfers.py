@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import ExceedsPending, ExceedsReversible, TransferExpired, TransferNotPending, TransferNotPosted
+from ledger.fees import FeeTerms, charge_on_post
 from ledger.ids import transfer_uuid
 from ledger.money import Asset
 
@@ -133,6 +134,22 @@ class Transfer(Aggregate):
         self._pending_posted(amount=amount)
         return amount
 
+    def posting(self, gross: int | None) -> tuple[int | None, int | None]:
+        """What posting ``gross`` of this hold posts on it and on its fee leg: ``(net, fee)``;
+        ``None`` for either posts that leg's whole hold.
+
+        With a fee, a partial post pays the fee on the posted gross
+        (``fees.charge_on_post``), deducted from it when the recipient pays."""
+        if gross is None or not self.fee_terms:
+            return gross, None
+        return charge_on_post(gross, FeeTerms(**self.fee_terms), self.asset)
+
+    def posted_gross(self, fee_leg: Transfer | None) -> int:
+        """What the client posted, as it asked: the transfer's posted amount, with the fee
+        added back when the recipient paid it (so a retried post compares like with like)."""
+        fee = fee_leg.amount if fee_leg is not None and self.fee_payer == "recipient" else 0
+        return self.amount + fee
+
     def check_postable(self, now: datetime) -> None:
         """Raise what ``post`` would about the transfer's state, before any amount is known."""
         self._require_pending("post", now)
@@ -164,6 +181,24 @@ class Transfer(Aggregate):
             )
         self._reversed(reversal_id=reversal_id, amount=amount)
         return amount
+
+    def reversed_by(self, reversal_id: str, amount: int | None) -> Transfer:
+        """Reverse this transfer (what is left of it, or ``amount``) and return the
+        compensating transfer, not yet applied to any account.
+
+        Money goes back the way it came: the original's credit side pays, its debit side
+        is credited."""
+        reversed_amount = self.reverse(reversal_id, amount)
+        return Transfer(
+            transfer_id=reversal_id,
+            kind="reversal",
+            debit_account=self.credit_account,
+            credit_account=self.debit_account,
+            asset=self.asset,
+            amount=reversed_amount,
+            metadata={},
+            reverses=self.transfer_id,
+        )
 
     def _require_pending(self, action: str, now: datetime) -> None:
         if self.status != PENDING:

@@ -9,6 +9,7 @@ import pytest
 
 from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
+from commands.handlers.context import Writer
 from commands.http import create_app
 from commands.messages import (
     Deposit,
@@ -157,7 +158,7 @@ def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_ru
     a, b = pair(ledger, asset)
     set_rule(ledger, asset, "sender")
     other = Ledger(event_store_env(servers.settings()))
-    read = ledger._fee_terms
+    read = Writer.fee_terms
     calls: list[int] = []
 
     def read_then_race(*args: Any) -> Any:
@@ -167,7 +168,7 @@ def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_ru
         calls.append(1)
         return terms
 
-    monkeypatch.setattr(ledger, "_fee_terms", read_then_race)
+    monkeypatch.setattr(Writer, "fee_terms", read_then_race)
     try:
         result = ledger.transfer(TransferFunds(unique("t"), a, b, "50.00"))
     finally:

@@ -1,0 +1,147 @@
+"""The answers to commands: plain dicts, as the HTTP API returns them.
+
+A command that is retried (same id, same body) is answered from what its first run
+recorded, so every builder here takes the aggregate as that run left it and the position
+of that run's events. ``position`` may still be a lazy ``unit_of_work.Position``: the
+group runner resolves it once the group is saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.unit_of_work import Position
+from ledger.accounts import Account
+from ledger.fees import FeeRule
+from ledger.ids import fee_account_id, fee_transfer_id
+from ledger.money import Asset
+from ledger.payouts import Payout
+from ledger.transfers import Transfer
+
+
+def opened_result(account: Account, position: Position | int) -> dict[str, Any]:
+    """The answer to an open, then and on every retry: the account as it was opened."""
+    asset, overdraft_limit, metadata = account.opened_with
+    return account_view(account.account_id, asset, "open", overdraft_limit, metadata, position)
+
+
+def account_result(account: Account, position: Position | int) -> dict[str, Any]:
+    return account_view(
+        account.account_id,
+        account.asset,
+        account.status,
+        account.overdraft_limit,
+        account.metadata,
+        position,
+        (account.daily_limit, account.monthly_limit),
+    )
+
+
+def account_view(
+    account_id: str,
+    asset: str,
+    status: str,
+    overdraft_limit: int,
+    metadata: dict[str, Any],
+    position: Position | int,
+    limits: tuple[int | None, int | None] = (None, None),
+) -> dict[str, Any]:
+    unit = Asset.parse(asset)
+    return {
+        "id": account_id,
+        "asset": asset,
+        "status": status,
+        "overdraft_limit": unit.format(overdraft_limit),
+        "daily_limit": None if limits[0] is None else unit.format(limits[0]),
+        "monthly_limit": None if limits[1] is None else unit.format(limits[1]),
+        "metadata": metadata,
+        "position": position,
+    }
+
+
+def transfer_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
+    asset = Asset.parse(transfer.asset)
+    result: dict[str, Any] = {
+        "id": transfer.transfer_id,
+        "status": transfer.status,
+        "debit_account": transfer.debit_account,
+        "credit_account": transfer.credit_account,
+        "amount": asset.format(transfer.requested_amount),
+        "asset": transfer.asset,
+        "metadata": transfer.metadata,
+    }
+    if transfer.reverses:
+        result["reverses"] = transfer.reverses
+    if transfer.reversed_amount:
+        result["reversed_amount"] = asset.format(transfer.reversed_amount)
+    if transfer.fee:
+        result["fee"] = {
+            "transfer_id": fee_transfer_id(transfer.transfer_id),
+            "amount": asset.format(transfer.fee),
+            "payer": transfer.fee_payer,
+        }
+    if transfer.fee_for:
+        result["fee_for"] = transfer.fee_for
+    if transfer.pending_amount:  # a two-phase transfer
+        result["posted_amount"] = asset.format(transfer.amount)
+        result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None
+    result["position"] = position
+    return result
+
+
+def transaction_result(transaction_id: str, transfers: list[Transfer], position: Position | int) -> dict[str, Any]:
+    """A transaction's legs share its position; they do not repeat it."""
+    return {
+        "id": transaction_id,
+        "transfers": [{k: v for k, v in transfer_result(t, position).items() if k != "position"} for t in transfers],
+        "position": position,
+    }
+
+
+def deposit_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
+    asset = Asset.parse(transfer.asset)
+    return {
+        "id": transfer.transfer_id,
+        "status": transfer.status,
+        "account": transfer.credit_account,
+        "amount": asset.format(transfer.amount),
+        "asset": transfer.asset,
+        "position": position,
+    }
+
+
+def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
+    asset = Asset.parse(rule.asset)
+    terms = rule.terms
+    return {
+        "asset": rule.asset,
+        "operation": rule.operation,
+        "basis_points": terms.basis_points,
+        "fixed": asset.format(terms.fixed),
+        "min": asset.format(terms.minimum),
+        "max": None if terms.maximum is None else asset.format(terms.maximum),
+        "payer": terms.payer,
+        "active": terms.active,
+        "fee_account": fee_account_id(rule.asset),
+        "position": position,
+    }
+
+
+def payout_result(payout: Payout, position: Position | int) -> dict[str, Any]:
+    asset = Asset.parse(payout.asset)
+    return {
+        "id": payout.payout_id,
+        "state": payout.state,
+        "account": payout.account,
+        "amount": asset.format(payout.amount),
+        "asset": payout.asset,
+        "destination": payout.destination,
+        "memo": payout.memo,
+        "hold_id": payout.hold_id,
+        "attempts": payout.attempts,
+        "tx_hash": payout.tx_hash,
+        "ledger": payout.ledger,
+        "reason": payout.reason,
+        "stuck": payout.stuck,
+        "position": position,
+    }
