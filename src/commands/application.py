@@ -134,6 +134,8 @@ class Ledger(Application[UUID]):
         self._writer: Writer | None = None  # the group being run's
         self._groups = GroupCommit(self._run_group, max_group=max_group)
         self.conflicts = 0  # groups saved again after a concurrent writer got there first
+        self.groups = 0  # groups run to their end (saved, or with nothing to save)
+        self.grouped = 0  # commands in them: grouped / groups is the mean group size
 
     def close(self) -> None:
         self._groups.close()
@@ -315,6 +317,9 @@ class Ledger(Application[UUID]):
                 return
             finally:
                 self._writer = None
+            self.groups += 1
+            self.grouped += len(tickets)
+            log.debug("group saved", extra={"commands": len(tickets), "events": len(positions), "attempt": attempt})
             for ticket, result, error in outcomes:
                 if error is not None:
                     ticket.fail(error)

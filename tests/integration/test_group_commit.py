@@ -95,6 +95,7 @@ def test_commands_that_arrive_together_are_saved_in_one_transaction(servers: Url
     )
     assert [answer["id"] for answer in answers] == ids
     assert len(write_positions(servers, *(transfer_uuid(i) for i in ids))) == 1  # one transaction
+    assert writer.grouped - writer.groups >= len(ids) - 1  # and the writer counted one group of them
     positions = [answer["position"] for answer in answers]
     assert len(set(positions)) == len(positions)  # each its own position: that of its own last event
     for (a, b), answer in zip(pairs, answers, strict=True):
