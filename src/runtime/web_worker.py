@@ -167,6 +167,16 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.request_timeout = Settings.from_env().web_request_timeout_seconds
         self.arriving: set[BufferedConn] = set()
         self.lingering: dict[BufferedConn, float] = {}  # connection -> when to close it anyway
+        self._notified_at = 0.0
+
+    def notify(self) -> None:
+        """Tell the arbiter we are alive at most once a second: gthread does it on every
+        turn of its loop (a syscall per event, measurable under load), and the arbiter
+        only acts after ``timeout`` seconds (30) without one."""
+        now = time.monotonic()
+        if now - self._notified_at >= 1.0:
+            self._notified_at = now
+            super().notify()
 
     def init_process(self) -> None:
         if self.cfg.is_ssl or self.cfg.http2_cleartext not in (None, "", "off"):
