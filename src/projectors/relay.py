@@ -100,7 +100,7 @@ class Relay:
         *,
         batch_size: int = 1000,
         retention_ms: int = -1,
-        interval: float = 0.1,
+        interval: float = 0.25,
         save_interval: float = 1.0,
     ) -> None:
         self.ledger = ledger
