@@ -36,6 +36,7 @@ BEYOND_HEAD = "beyond_head"  # a position the event store has not reached
 UNREADABLE = "unreadable"  # passed the checks, yet the writer could not apply it
 # What applying a wrong event raises, as opposed to the read-model store failing.
 UNAPPLICABLE = (KeyError, ValueError, TypeError, OverflowError, InvalidDocument)
+GENERATIONS_EVERY = 0.5  # seconds between looks at the active generation while running
 
 
 def _claim(item: LedgerEvent | Checkpoint) -> int:
@@ -68,6 +69,8 @@ class Projector:
         self.checkpoints: dict[int, int] = {}
         self.store_head = store_head  # the event store's head, read when a message claims more
         self.known_head = 0
+        self._paused = False
+        self._generations_checked = float("-inf")
 
     def check_topic(self) -> None:
         """A broker that restarted empty brings the topic back with a new id: read it
@@ -110,7 +113,16 @@ class Projector:
         Returns False while paused (nothing may be applied)."""
         if self.generations is None:
             return True
+        # Looked at every GENERATIONS_EVERY seconds while running (one read, not one per
+        # batch), at every call while paused. A rebuild waits for the acknowledgement
+        # before it takes the projector's state over, and resumes it only after the
+        # switch, which the paused projector then sees before it applies anything.
+        now = time.monotonic()
+        if not self._paused and now - self._generations_checked < GENERATIONS_EVERY:
+            return True
+        self._generations_checked = now
         generation, paused = self.generations.state()
+        self._paused = paused
         if paused:
             self.generations.acknowledge_pause()
             return False

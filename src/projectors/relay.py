@@ -1,10 +1,21 @@
 """The relay: the event store's notification log, in order, onto Kafka.
 
 The event store is the outbox: nothing is published "after commit" by the writers.
-The relay reads committed notifications after its stored position, publishes them with
-an idempotent producer, waits until the broker confirmed every one, writes a
-checkpoint to every partition, and only then stores the new position. A crash at any
-point republishes at most one batch; consumers deduplicate by position or ``ce_id``.
+The relay reads committed notifications after its position, publishes them with an
+idempotent producer followed by a checkpoint to every partition (in the same flush, so
+each partition's checkpoint lands after the round's events in it), and waits until the
+broker confirmed every one before it moves its position on. Its position is stored (in
+PostgreSQL) only once that confirmation is in, never ahead of it.
+
+Rounds are few and large on purpose. A round starts at most every ``interval`` seconds
+while commits keep coming (at once when the relay was idle, and back to back while it
+is behind by a full batch), so a steady load makes one record batch per partition per
+round instead of one per commit: the embedded broker's fetch cost grows with the
+number of record batches it holds, and every consumer pays it on every fetch. The
+stored position is written at most every ``save_interval`` seconds (and when the relay
+stops), not after every round: a crash republishes what was confirmed since the last
+save (at most ``save_interval`` seconds of rounds) and the round in flight, nothing
+is skipped, and consumers deduplicate by position or ``ce_id``.
 """
 
 from __future__ import annotations
@@ -89,6 +100,8 @@ class Relay:
         *,
         batch_size: int = 1000,
         retention_ms: int = -1,
+        interval: float = 0.25,
+        save_interval: float = 1.0,
     ) -> None:
         self.ledger = ledger
         self.state = state
@@ -98,7 +111,11 @@ class Relay:
         self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions, retention_ms)
         self.producer = Producer(kafka.producer_config(bootstrap))
         self.encoder = StoredEventEncoder(ledger)
+        self.interval = interval
+        self.save_interval = save_interval
         self.position = 0
+        self._saved_position = 0
+        self._saved_at = float("-inf")
 
     def start(self) -> None:
         self.topic_watch.ensure()
@@ -109,7 +126,7 @@ class Relay:
                 extra={"topic": self.topic, "stored_position": position},
             )
             position = 0
-        self.position = position
+        self.position = self._saved_position = position
         log.info("relay starting", extra={"position": position, "topic": self.topic, "partitions": self.partitions})
 
     def check_topic(self) -> None:
@@ -117,7 +134,7 @@ class Relay:
         new id (recreated here if it is missing), and everything is published again."""
         if self.topic_watch.recreated():
             log.warning("the topic was recreated (the broker lost its data); republishing from the start")
-            self.position = 0
+            self.position = self._saved_position = 0
             self.state.save(0, self.topic_id)
 
     @property
@@ -129,7 +146,10 @@ class Relay:
         return self.topic_watch.partitions
 
     def publish_batch(self) -> int:
-        """Publish the next batch; returns how many events it published."""
+        """Publish the next batch (a round); returns how many events it published.
+
+        The position moves on once the broker confirmed the round, and is stored when
+        the last save is ``save_interval`` seconds old (``save_position`` stores it now)."""
         notifications = self.ledger.recorder.select_notifications(
             start=self.position, limit=self.batch_size, inclusive_of_start=False
         )
@@ -143,9 +163,19 @@ class Relay:
             [self.encoder.encode(n) for n in notifications],
             [checkpoint_message(last, head, self.topic_id)] * self.partitions,
         )
-        self.state.save(last, self.topic_id)
         self.position = last
+        self.save_position(force=False)
         return len(notifications)
+
+    def save_position(self, *, force: bool = True) -> None:
+        """Store the confirmed position (unless ``force`` is off and the last save is recent)."""
+        if self.position == self._saved_position:
+            return
+        if not force and time.monotonic() - self._saved_at < self.save_interval:
+            return
+        self.state.save(self.position, self.topic_id)
+        self._saved_position = self.position
+        self._saved_at = time.monotonic()
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.start()
@@ -153,17 +183,26 @@ class Relay:
             listener.execute("LISTEN ledger_events")
             on_ready()
             last_report = time.monotonic()
+            next_round = 0.0
             while not stop.is_set():
                 self.check_topic()
+                # Let commits gather into one round: fewer, larger record batches.
+                if (wait := next_round - time.monotonic()) > 0 and stop.wait(wait):
+                    break
+                started = time.monotonic()
                 published = self.publish_batch()
                 if published == 0:
-                    for _ in listener.notifies(timeout=0.5, stop_after=1):
+                    self.save_position(force=False)
+                    for _ in listener.notifies(timeout=min(0.5, self.save_interval), stop_after=1):
                         pass
+                # A full batch means the relay is behind: the next round goes at once.
+                next_round = started + self.interval if 0 < published < self.batch_size else 0.0
                 if time.monotonic() - last_report > 10:
                     head = self.ledger.head_position()
                     log.info("relay lag", extra={"position": self.position, "head": head, "lag": head - self.position})
                     last_report = time.monotonic()
         self.producer.flush(10)
+        self.save_position()
 
     def _deliver(self, events: list[Message], checkpoints: list[Message]) -> None:
         """Events by key, then checkpoint ``i`` to partition ``i``; all acknowledged, or raise."""

@@ -72,15 +72,45 @@ BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_
 POLICY_EVENT_TYPES = {ACCOUNT_POLICY_CHANGED, ACCOUNT_LIMITS_CHANGED} | {t for t, _ in ACCOUNT_STATUS_TYPES.values()}
 
 
+# How many documents per collection the writer remembers between batches.
+CACHE_LIMIT = 20_000
+# The first event of a stream: its document does not exist before it.
+CREATION_TYPES = {ACCOUNT_OPENED, TRANSFER_POSTED, TRANSFER_PENDING, PAYOUT_REQUESTED}
+
+
+def _stream_of(event: LedgerEvent) -> tuple[str | None, str]:
+    """The read-model collection and document an event changes."""
+    if event.type.startswith("ledger.account."):
+        return ACCOUNTS, event.data["account"]
+    if event.type.startswith("ledger.transfer."):
+        return TRANSFERS, event.data["transfer"]
+    if event.type.startswith("ledger.payout."):
+        return PAYOUTS, event.data["payout"]
+    return None, ""
+
+
 class ReadModelWriter:
     """Applies a batch of events with a handful of round trips, whatever the batch size.
 
     The batch's accounts and transfers are read once, changed in memory event by event,
     and written back with one update each, guarded by the version they were read at.
+
+    The projector is the read models' only writer, so the documents it wrote are
+    remembered (``CACHE_LIMIT`` per collection) and not read again for the next batch:
+    a steady load then costs no reads at all, only one write per collection. The guard
+    still checks every update against the version remembered; should a document have
+    changed underneath (a second writer), the update fails loudly, and any failure
+    forgets everything remembered, so the next attempt reads the store again.
     """
 
     def __init__(self, db: Database[Any]) -> None:
         self.db = db
+        self._cache: dict[str, dict[str, dict[str, Any]]] = {ACCOUNTS: {}, TRANSFERS: {}, PAYOUTS: {}}
+
+    def forget(self) -> None:
+        """Drop every remembered document (the next batch reads what it needs)."""
+        for remembered in self._cache.values():
+            remembered.clear()
 
     def create_indexes(self) -> None:
         self.db[ENTRIES].create_index([("account", ASCENDING), ("version", DESCENDING)])
@@ -93,11 +123,30 @@ class ReadModelWriter:
         self.apply_batch([event])
 
     def apply_batch(self, events: list[LedgerEvent]) -> None:
-        accounts = _Docs(self.db[ACCOUNTS], {e.data["account"] for e in events if e.type.startswith("ledger.account.")})
-        transfers = _Docs(
-            self.db[TRANSFERS], {e.data["transfer"] for e in events if e.type.startswith("ledger.transfer.")}
+        try:
+            try:
+                self._apply_batch(events, assume_new=True)
+            except _NotNew:
+                # A stream the batch creates was there already (a redelivery): what was
+                # built on top of a new document is not what the stored one needs. Again,
+                # reading every document; all that was written is written again or ignored.
+                self.forget()
+                self._apply_batch(events, assume_new=False)
+        except BaseException:
+            self.forget()  # what was written is not known: read it again
+            raise
+
+    def _apply_batch(self, events: list[LedgerEvent], *, assume_new: bool) -> None:
+        """Apply ``events``; with ``assume_new``, a stream whose creating event is in the
+        batch is not looked up (it is new, unless this is a redelivery: ``_NotNew``)."""
+        ids: dict[str, dict[str, bool]] = {ACCOUNTS: {}, TRANSFERS: {}, PAYOUTS: {}}
+        for event in events:
+            name, key = _stream_of(event)
+            if name is not None:
+                ids[name].setdefault(key, assume_new and event.type in CREATION_TYPES)
+        accounts, transfers, payouts = (
+            _Docs(self.db[name], ids[name], self._cache[name]) for name in (ACCOUNTS, TRANSFERS, PAYOUTS)
         )
-        payouts = _Docs(self.db[PAYOUTS], {e.data["payout"] for e in events if e.type.startswith("ledger.payout.")})
         entries: list[dict[str, Any]] = []
         for event in events:
             if event.type == ACCOUNT_OPENED:
@@ -130,6 +179,8 @@ class ReadModelWriter:
         transfers.write()
         payouts.write()
         accounts.write()
+        for docs in (transfers, payouts, accounts):
+            docs.remember()
 
     @staticmethod
     def _payout(event: LedgerEvent) -> dict[str, Any]:
@@ -273,11 +324,20 @@ def watermark_raise(position: int) -> UpdateOne:
 
 
 class _Docs:
-    """One batch's documents of a versioned collection (one document per event stream)."""
+    """One batch's documents of a versioned collection (one document per event stream).
 
-    def __init__(self, collection: Collection[Any], ids: set[str]) -> None:
+    Those in ``cache`` (as the writer last wrote them) are copied from it; only the
+    others are read, in one query."""
+
+    def __init__(self, collection: Collection[Any], ids: dict[str, bool], cache: dict[str, dict[str, Any]]) -> None:
+        """``ids``: each document the batch needs, and whether it is assumed new (not read)."""
         self.collection = collection
-        stored = list(collection.find({"_id": {"$in": sorted(ids)}})) if ids else []
+        self.cache = cache
+        # Shallow copies: applying an event replaces a document's fields, never changes one in place.
+        known = [dict(cache[key]) for key in ids if key in cache]
+        unknown = sorted(key for key, new in ids.items() if key not in cache and not new)
+        stored = known + (list(collection.find({"_id": {"$in": unknown}})) if unknown else [])
+        self.assumed_new = {key for key, new in ids.items() if new and key not in cache}
         self.docs: dict[str, dict[str, Any]] = {doc["_id"]: doc for doc in stored}
         self.read_versions = {doc["_id"]: doc["version"] for doc in stored}
 
@@ -307,7 +367,10 @@ class _Docs:
         return doc
 
     def write(self) -> None:
-        _insert_many(self.collection, [doc for key, doc in self.docs.items() if key not in self.read_versions])
+        created = [doc for key, doc in self.docs.items() if key not in self.read_versions]
+        there = _insert_many(self.collection, created)
+        if any(doc["_id"] in self.assumed_new for doc in there):
+            raise _NotNew(self.collection.name)
         updates = [
             UpdateOne(
                 {"_id": key, "version": version}, {"$set": {k: v for k, v in self.docs[key].items() if k != "_id"}}
@@ -319,6 +382,12 @@ class _Docs:
             result = self.collection.bulk_write(updates, ordered=False)
             if result.matched_count != len(updates):
                 raise RuntimeError(f"{self.collection.name} changed under the projector; is a second one running?")
+
+    def remember(self) -> None:
+        """After ``write``: the documents as they now are in the store."""
+        if len(self.cache) + len(self.docs) > CACHE_LIMIT:
+            self.cache.clear()
+        self.cache.update(self.docs)
 
 
 def _microseconds(iso_time: str) -> int:
@@ -334,12 +403,19 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> None:
-    """Insert, treating documents that are already there (same key) as done."""
+def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert, treating documents that are already there (same key) as done; returns those."""
     if not docs:
-        return
+        return []
     try:
         collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != 11000 for error in errors):
             raise
+        return [docs[error["index"]] for error in errors]
+    return []
+
+
+class _NotNew(Exception):
+    """A document assumed new (its creating event is in the batch) was already stored."""

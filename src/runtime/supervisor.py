@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 ADMIN_KEY_FILE = "admin.key"
 ROLES = (WRITER_ROLE, READER_ROLE)
+# The embedded broker's topic has one partition unless LEDGER_KAFKA_PARTITIONS says
+# otherwise. Tansu lists every record batch of a partition on every fetch that finds new
+# data, and each relay round adds one to every partition (its checkpoints go to all): one
+# partition makes the same load a quarter of the batches and of the listing, so the
+# broker's cost grows that much slower over a long run. Nothing on one machine gains
+# from more (ordering is per account either way).
+EMBEDDED_KAFKA_PARTITIONS = 1
 
 
 class AlreadyRunning(RuntimeError):
@@ -174,6 +181,8 @@ class Stack:
         # The owner's URL stays with the supervisor: no service needs to change the schema.
         env.update({env_name(k): v for k, v in urls.items() if k != "migration_database_url"})
         env[env_name("data_dir")] = str(self.data_dir)
+        if not s.kafka_bootstrap and not os.environ.get(env_name("kafka_partitions")):
+            env[env_name("kafka_partitions")] = str(EMBEDDED_KAFKA_PARTITIONS)
         python = sys.executable
         run_dir = self.data_dir / "run"
 

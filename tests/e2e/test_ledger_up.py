@@ -187,6 +187,15 @@ def test_it_serves_both_apis_within_90_seconds(stack: Stack) -> None:
     print(f"\nledger up served both APIs after {stack.started_in:.1f}s")
 
 
+def test_the_embedded_broker_topic_has_one_partition(stack: Stack) -> None:
+    """Fewer record batches for Tansu to list on every fetch (runtime.supervisor)."""
+    settings = stack.settings()
+    admin = kafka.admin_client(settings.kafka_client())
+    wait_for(lambda: settings.kafka_topic in admin.list_topics(timeout=10).topics, 30, "the topic")
+    _, partitions = kafka.ensure_topic(admin, settings.kafka_topic, 4)
+    assert partitions == 1
+
+
 def test_nothing_answers_without_a_key_and_no_secret_lies_about(stack: Stack) -> None:
     for url in (stack.query + "/v1/status", stack.command + "/v1/keys"):
         reply = requests.get(url, timeout=10)

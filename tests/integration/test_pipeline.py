@@ -57,8 +57,10 @@ def make_relay(ledger: Ledger, servers: Urls, topic: str) -> Relay:
 
 
 def drain_relay(relay: Relay) -> None:
+    """Publish everything, then store the position, as the relay does when it stops."""
     while relay.publish_batch():
         pass
+    relay.save_position()
 
 
 def project_until(projector: Projector, db: Any, position: int, timeout: float = 30) -> None:
