@@ -56,14 +56,14 @@ def stack_state(data_dir: Path) -> dict[str, Any]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its descendants (gunicorn workers, postgres
-    backends), 0 if it is gone."""
+    backends), those that have exited included (as their parent reaped them), 0 if it is gone."""
     try:
         root = psutil.Process(pid)
         total = 0.0
         for proc in [root, *root.children(recursive=True)]:
             try:
                 times = proc.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
             except psutil.NoSuchProcess:
                 pass
         return total
