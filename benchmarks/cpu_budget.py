@@ -27,7 +27,6 @@ The load generator's own CPU (and pgbench's) is shown, not counted: it is the cl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from ledger_load import StackNotFound, find_stack, open_accounts, run_id, run_paced, say, wait_visible
+from ledger_load import StackNotFound, find_stack, open_accounts, run_id, run_paced, say, wait_visible, write_json
 from sql_reference import exit_on_sigterm, reference_parent, reference_server
 
 
@@ -289,11 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "reference": reference,
             "command": " ".join(command),
         }
-        text = json.dumps(document, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(document, args.json)
     return 0
 
 

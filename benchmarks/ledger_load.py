@@ -380,3 +380,12 @@ def run_id() -> str:
 def say(*parts: object) -> None:
     """Progress goes to stderr, so stdout holds only the results."""
     print(*parts, file=sys.stderr, flush=True)
+
+
+def write_json(document: dict[str, Any], target: str) -> None:
+    """``--json``: the figures for other tools, to stdout (``-``) or a file."""
+    text = json.dumps(document, indent=2)
+    if target == "-":
+        print(text)
+    else:
+        Path(target).write_text(text + "\n")

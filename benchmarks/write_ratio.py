@@ -26,7 +26,6 @@ cores with whatever else does, and with each other's idle processes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -45,6 +44,7 @@ from ledger_load import (
     run_id,
     say,
     wait_visible,
+    write_json,
 )
 from sql_reference import (
     PgbenchResult,
@@ -252,11 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 for row in rows
             ],
         }
-        text = json.dumps(document, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(document, args.json)
     return 0
 
 
