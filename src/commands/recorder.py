@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -42,6 +43,20 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT position FROM {schema}.ledger_write(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
             "%b::uuid[], %b::bigint[], %b::text[], %b::timestamptz[], %b::text[]) AS position"
         ).format(schema=Identifier(self.datastore.schema))
+        table = SQL("{schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
+        # One index probe per stream (a plain join would scan the table), each stream's
+        # events in version order.
+        self._select_beyond_statement = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS k(id, version) CROSS JOIN LATERAL ("
+            "SELECT originator_id, originator_version, topic, state FROM {table} "
+            "WHERE originator_id = k.id AND originator_version > k.version ORDER BY originator_version) e"
+        ).format(table=table)
+        self._position_statement = SQL(
+            "SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = %s"
+        ).format(table=table)
         # (Parameters in binary: psycopg's text form of a large array costs five times more.)
         # The table lock every insert takes, through the owner's function (migration 0009):
         # the ledger's writer has no right to LOCK the table itself, as it cannot UPDATE it.
@@ -49,6 +64,26 @@ class LedgerRecorder(PostgresApplicationRecorder):
             SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout),
             SQL("SELECT {schema}.ledger_lock_events()").format(schema=Identifier(self.datastore.schema)),
         ]
+
+    def select_beyond(self, stream_ids: Sequence[UUID], versions: Sequence[int]) -> list[StoredEvent]:
+        """In one query, each stream's events after the version given for it (0: all)."""
+        with self.datastore.get_connection() as conn:  # autocommit: one round trip
+            rows = conn.execute(self._select_beyond_statement, (list(stream_ids), list(versions))).fetchall()
+        return [
+            StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+    def position_of(self, stream_id: UUID, version: int) -> int | None:
+        """The notification id of one stored event, if it is stored."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._position_statement, (stream_id, version)).fetchone()
+        return None if row is None else int(row["notification_id"])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def write(

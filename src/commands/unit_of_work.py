@@ -25,8 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, StoredEvent
-from psycopg.sql import SQL, Identifier
+from eventsourcing.persistence import Mapper
 
 
 class Position:
@@ -108,9 +107,7 @@ class UnitOfWork:
     def __init__(self, mapper: Mapper[UUID], recorder: Any, cache: AggregateCache) -> None:
         self._mapper = mapper
         self._recorder = recorder  # commands.recorder.LedgerRecorder
-        self._datastore = datastore = recorder.datastore
         self._cache = cache
-        self._table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier("ledger_events"))
         self._known: dict[UUID, Aggregate | None] = {}  # read from the store this group (None: no such stream)
         self._scopes: list[_Scope] = [_Scope(base=0)]
         self.actor: str | None = None
@@ -195,14 +192,7 @@ class UnitOfWork:
         return position
 
     def stored_position(self, aggregate_id: UUID, version: int) -> int | None:
-        with self._datastore.get_connection() as conn:  # autocommit: one round trip
-            row = conn.execute(
-                SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(
-                    self._table
-                ),
-                (aggregate_id, version),
-            ).fetchone()
-        return None if row is None else int(row["notification_id"])
+        return self._recorder.position_of(aggregate_id, version)  # type: ignore[no-any-return]
 
     # Writes -----------------------------------------------------------------------
 
@@ -276,28 +266,9 @@ class UnitOfWork:
             return
         cached = {i: self._cache.get(i) for i in aggregate_ids}
         versions = [0 if a is None else a.version for a in cached.values()]
-        with self._datastore.get_connection() as conn:  # autocommit: one round trip
-            rows = conn.execute(
-                SQL(
-                    # One index probe per aggregate (a plain join would scan the table),
-                    # each one's events in version order.
-                    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                    "FROM unnest(%b::uuid[], %b::bigint[]) AS k(id, version) CROSS JOIN LATERAL ("
-                    "SELECT originator_id, originator_version, topic, state FROM {} "
-                    "WHERE originator_id = k.id AND originator_version > k.version ORDER BY originator_version) e"
-                ).format(self._table),
-                (aggregate_ids, versions),
-            ).fetchall()
+        rows = self._recorder.select_beyond(aggregate_ids, versions)
         for row in rows:
-            event = self._mapper.to_domain_event(
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
-                )
-            )
-            cached[row["originator_id"]] = event.mutate(cached[row["originator_id"]])
+            cached[row.originator_id] = self._mapper.to_domain_event(row).mutate(cached[row.originator_id])
         for aggregate_id, aggregate in cached.items():
             self._known[aggregate_id] = aggregate
             if aggregate is not None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
+
+from eventsourcing.domain import Aggregate
 
 from commands.unit_of_work import Position, UnitOfWork
 from ledger.accounts import Account, SystemAccount
@@ -30,6 +32,8 @@ from ledger.ids import (
 from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
+
+A = TypeVar("A", bound=Aggregate)
 
 Sides = dict[str, Account | SystemAccount]
 """The accounts one command moves money on, by id: one object per account for the whole
@@ -88,9 +92,9 @@ class Writer:
             sides[account_id] = self.side(account_id)
         return sides[account_id]
 
-    def as_created(self, transfer: Transfer) -> Transfer:
-        """A transfer as its creating command left it, for answering a retry the same way."""
-        return transfer if transfer.version == 1 else self.work.get_version(transfer.id, 1)
+    def as_created(self, aggregate: A) -> A:
+        """An aggregate as its creating command left it, for answering a retry the same way."""
+        return aggregate if aggregate.version == 1 else self.work.get_version(aggregate.id, 1)  # type: ignore[return-value]
 
     def position_of(self, originator_id: UUID, version: int = 1) -> Position | int:
         """The position of one of an aggregate's events (that of the command that recorded it)."""

@@ -26,7 +26,7 @@ def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
     if existing is not None:
         if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
             raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
-        first = existing if existing.version == 1 else w.work.get_version(existing.id, 1)
+        first = w.as_created(existing)
         return payout_result(first, w.position_of(existing.id))
     if account.asset not in w.payout_assets:
         raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
