@@ -5,8 +5,9 @@ Run against a running stack (`make run` in another terminal; its processes are f
 
     .venv/bin/python benchmarks/cpu_budget.py --rate 50 --seconds 20 --with-reference
 
-It opens 50 funded accounts, sends single transfers (0.01 between random distinct pairs)
-at ``--rate`` a second from 4 paced senders, and reads every process's CPU time (user +
+It opens 50 funded accounts, sends single transfers (0.01 between random distinct pairs;
+with ``--batch N``, ``POST /v1/transfer-batches`` of N) at ``--rate`` transfers a second
+from 4 paced senders, and reads every process's CPU time (user +
 system, with psutil) before and after: each service with all its descendants (the
 command API's gunicorn master and workers, PostgreSQL's postmaster and every backend),
 including descendants that ended in between (their time is in their parent's reaped
@@ -126,6 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=20, help="measured seconds (default 20)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds of load before (default 3)")
     parser.add_argument("--senders", type=int, default=4, help="paced senders; pgbench clients too (default 4)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="send POST /v1/transfer-batches of this many (default 0: single transfers)"
+    )
     parser.add_argument("--with-reference", action="store_true", help="also measure the plain-SQL reference")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("LEDGER_DATA_DIR", ".ledger")))
     parser.add_argument("--token", help="bearer key (default: the running stack's admin key)")
@@ -140,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--warmup must not be negative")
     if args.senders < 1:
         parser.error("--senders must be at least 1")
+    if not 0 <= args.batch <= 100:
+        parser.error("--batch must be between 0 and 100")
     if args.reference_dir is not None and not args.reference_dir.is_dir():
         parser.error(f"--reference-dir {args.reference_dir} is not a directory")
     return args
@@ -204,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"ledger at {stack.command}: {len(processes)} processes; opening and funding 50 accounts")
     accounts = open_accounts(stack, run)
     if args.warmup > 0:
-        warm = run_paced(stack, accounts, args.rate, args.warmup, f"{run}-w", args.senders)
+        warm = run_paced(stack, accounts, args.rate, args.warmup, f"{run}-w", args.senders, batch=args.batch)
         wait_visible(stack, warm.position, timeout=120)
     before = {name: snapshot(pid, descendants=name != "supervisor") for name, pid in processes.items()}
     began = time.monotonic()
-    say(f"ledger: {args.rate:g} transfers/s from {args.senders} senders for {args.seconds} s")
+    sending = f"in batches of {args.batch} " if args.batch else ""
+    say(f"ledger: {args.rate:g} transfers/s {sending}from {args.senders} senders for {args.seconds} s")
     outcome = run_paced(
         stack,
         accounts,
@@ -217,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         run,
         args.senders,
         lambda elapsed, sent: say(f"  {elapsed:4.0f} s, {sent} transfers sent"),
+        batch=args.batch,
     )
     caught_up = wait_visible(stack, outcome.position, timeout=120)
     after = {name: snapshot(pid, descendants=name != "supervisor") for name, pid in processes.items()}
@@ -274,12 +282,17 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds",
         str(args.seconds),
     ]
+    if args.senders != 4:
+        command += ["--senders", str(args.senders)]
+    if args.batch:
+        command += ["--batch", str(args.batch)]
     if args.with_reference:
         command.append("--with-reference")
     print("reproduce: " + " ".join(command))
     if args.json:
         document = {
             "rate": args.rate,
+            "batch": args.batch,
             "seconds": args.seconds,
             "transfers": transfers,
             "wall_seconds": wall,

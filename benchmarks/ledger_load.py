@@ -333,14 +333,15 @@ def run_paced(
     prefix: str,
     senders: int = 4,
     progress: Callable[[float, int], None] | None = None,
+    batch: int = 0,
 ) -> Outcome:
-    """``rate`` single transfers a second in all, from ``senders`` threads on a fixed
-    schedule (an open loop, staggered). A sender that falls behind does not burst to catch
-    up: it sends at once and keeps its interval from there, so the rate reached says
-    whether the stack kept up."""
+    """``rate`` transfers a second in all (single ones, or requests of ``batch``), from
+    ``senders`` threads on a fixed schedule (an open loop, staggered). A sender that falls
+    behind does not burst to catch up: it sends at once and keeps its interval from there,
+    so the rate reached says whether the stack kept up."""
     if rate <= 0:
         raise ValueError("the rate must be more than 0")
-    interval = senders / rate
+    interval = senders * max(batch, 1) / rate
 
     def pace(n: int, began: float) -> Iterator[float]:
         due = began + n * interval / senders
@@ -351,7 +352,7 @@ def run_paced(
     def make(n: int) -> Transfers:
         return Transfers(accounts, f"{prefix}-{n}")
 
-    return _drive(stack, senders, seconds, make, 0, pace, progress)
+    return _drive(stack, senders, seconds, make, batch, pace, progress)
 
 
 def wait_visible(stack: Stack, position: int, timeout: float = 60.0) -> float | None:

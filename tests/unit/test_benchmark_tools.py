@@ -1,14 +1,19 @@
-"""The parts of the write benchmarks (benchmarks/write_ratio.py, cpu_budget.py) that can
-break without a stack to measure: argument handling, the load's transfers, the tally of
-answers, and the CPU accounting of process trees (on real processes)."""
+"""The parts of the write benchmarks (benchmarks/write_ratio.py, cpu_budget.py,
+http_front.py) that can break without a stack to measure: argument handling, the load's
+transfers, the tally of answers, the CPU accounting of process trees (on real
+processes), and the HTTP front's own measurement (on a real gunicorn it starts)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -19,6 +24,7 @@ from tests.conftest import benchmark_module
 write_ratio = benchmark_module("write_ratio")
 cpu_budget = benchmark_module("cpu_budget")
 ledger_load = benchmark_module("ledger_load")
+http_front = benchmark_module("http_front")
 sql_reference = benchmark_module("sql_reference")
 
 
@@ -80,7 +86,44 @@ def test_cpu_budget_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) ->
         assert exit.value.code == 2
     assert "--rate" in capsys.readouterr().err
     args = cpu_budget.parse_args(["--with-reference"])
-    assert (args.rate, args.seconds, args.senders, args.with_reference) == (50.0, 20, 4, True)
+    assert (args.rate, args.seconds, args.senders, args.batch, args.with_reference) == (50.0, 20, 4, 0, True)
+    with pytest.raises(SystemExit):
+        cpu_budget.parse_args(["--batch", "101"])
+    assert "--batch must be between 0 and 100" in capsys.readouterr().err
+
+
+def test_a_paced_load_in_batches_keeps_the_rate_in_transfers() -> None:
+    """40 transfers/s in batches of 10 from 2 senders: one request per sender every 0.5 s,
+    against a server that answers every batch (the transfers it carries are counted)."""
+    with _answering_server() as url:
+        stack = ledger_load.Stack(url, None, "t")
+        outcome = ledger_load.run_paced(stack, ["a", "b"], 40.0, 1.0, "p", senders=2, batch=10)
+    assert outcome.requests == 4
+    assert outcome.transfers == 40
+
+
+def test_http_front_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--clients", "x"], ["--seconds", "0"], ["--rates", "0"], ["--clients", "", "--rates", ""]):
+        with pytest.raises(SystemExit) as exit:
+            http_front.parse_args(argv)
+        assert exit.value.code == 2
+    assert "nothing to run" in capsys.readouterr().err
+
+
+def test_http_front_measures_a_real_server_and_stops_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """One closed-loop client for a second against the empty app under the project's
+    gunicorn config: requests answered 201, CPU on both sides, the server gone after."""
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert http_front.main(["--seconds", "1", "--clients", "1", "--rates", "", "--compare", "1000", "--json", "-"]) == 0
+    out = capsys.readouterr().out
+    document = json.loads(out[out.index("{") :])
+    (row,) = document["rows"]
+    assert row["statuses"] == {"201": row["statuses"]["201"]} and row["rate"] > 10
+    assert row["server_ms"] > 0 and row["client_ms"] > 0
+    assert "the front alone would use" in out
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
 
 
 def test_a_stack_given_by_url_and_token_needs_no_state_file(tmp_path: Path) -> None:
@@ -180,3 +223,33 @@ def test_the_reference_is_warned_off_another_disk(tmp_path: Path) -> None:
     assert sql_reference.reference_parent(tmp_path, tmp_path) == (tmp_path, None)
     parent, warning = sql_reference.reference_parent(None, Path("/proc"))
     assert parent.is_dir() and warning is not None and "--reference-dir" in warning
+
+
+@contextlib.contextmanager
+def _answering_server() -> Iterator[str]:
+    """A stand-in for the command API that answers every request 201 with a position: the
+    load's pacing and tally are what is under test here, not the ledger."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"position": 1}'
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
