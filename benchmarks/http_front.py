@@ -22,6 +22,7 @@ stops it by PID.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -89,11 +90,16 @@ def front(port: int, log: Path) -> Iterator[int]:
 
 
 def _answers(port: int) -> bool:
+    """A worker answers HTTP (the master listens before its worker has booted)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

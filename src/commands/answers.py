@@ -19,6 +19,11 @@ from ledger.payouts import Payout
 from ledger.transfers import Transfer
 
 
+class Replayed(dict[str, Any]):
+    """An answer given again from what the command's first run recorded: a retry with the
+    same id and body, which wrote nothing. The HTTP API says so (``Idempotent-Replayed``)."""
+
+
 def opened_result(account: Account, position: Position | int) -> dict[str, Any]:
     """The answer to an open, then and on every retry: the account as it was opened."""
     asset, overdraft_limit, metadata = account.opened_with

@@ -15,6 +15,7 @@ from auth import keys as scopes
 from auth.http import Authenticate, KeyRevocation, Keys, forbidden, request_key, require_accounts
 from auth.store import KeyStore
 from commands import access, requests
+from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
 from ledger.errors import InvalidRequest, LedgerError
 from runtime import logs, web
@@ -36,6 +37,14 @@ def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
     if media_type != "application/json":
         raise web.Problem(415, "unsupported_media_type", "send the body as application/json (Content-Type header)")
     return web.parse_json(raw)
+
+
+def answer(resp: falcon.Response, result: dict[str, Any], status: int) -> None:
+    """The command's answer; a retry answered from the first run says so, as payment APIs
+    do, so a client can tell "done now" from "done before"."""
+    if isinstance(result, Replayed):
+        resp.set_header("Idempotent-Replayed", "true")
+    web.json_response(resp, result, status=status)
 
 
 class Authorized:
@@ -76,7 +85,7 @@ class CreateResource(Authorized):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         command = self.parse(read_body(req))
         self.authorize(req, command)
-        web.json_response(resp, self.handle(command), status=self.status)
+        answer(resp, self.handle(command), self.status)
 
 
 class ActionResource(Authorized):
@@ -102,12 +111,13 @@ class ActionResource(Authorized):
     def on_post(self, req: falcon.Request, resp: falcon.Response, subject: str) -> None:
         command = self.parse(subject, read_body(req, optional=not self.body_required))
         self.authorize(req, command)
-        web.json_response(resp, self.handle(command), status=self.status)
+        answer(resp, self.handle(command), self.status)
 
 
 class TransferBatchResource(Authorized):
     """POST of independent transfers: 200 with one result per transfer, in order, each the
-    status and body that POST /v1/transfers would have answered for it."""
+    status and body that POST /v1/transfers would have answered for it (and
+    ``"replayed": true`` where that answer would have carried ``Idempotent-Replayed``)."""
 
     scope = scopes.TRANSFERS
 
@@ -120,6 +130,8 @@ class TransferBatchResource(Authorized):
         results = [
             {"status": web.status_for(r), "body": web.error_problem(r)}
             if isinstance(r, LedgerError)
+            else {"status": 201, "body": r, "replayed": True}
+            if isinstance(r, Replayed)
             else {"status": 201, "body": r}
             for r in self.ledger.transfer_batch(batch)
         ]

@@ -201,10 +201,12 @@ class Transfer(Aggregate):
         )
 
     def _require_pending(self, action: str, now: datetime) -> None:
+        """A hold past its timeout is refused as expired whether or not the expirer has
+        voided it yet: the answer must not depend on when a background process ran."""
+        if self.status == EXPIRED or self.is_expired(now):
+            raise TransferExpired(f"transfer {self.transfer_id!r} expired at {self.expires_at}; cannot {action} it")
         if self.status != PENDING:
             raise TransferNotPending(f"transfer {self.transfer_id!r} is {self.status}; cannot {action} it")
-        if self.is_expired(now):
-            raise TransferExpired(f"transfer {self.transfer_id!r} expired at {self.expires_at}; cannot {action} it")
 
     @event(PendingPosted)
     def _pending_posted(self, amount: int) -> None:

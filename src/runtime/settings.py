@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from runtime import logs
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -61,7 +63,7 @@ class Settings:
     read_wait_max_waiters: int | None = None
     write_attempts: int = 20
     log_level: str = "INFO"
-    log_format: str = "json"
+    log_format: str = "auto"  # json, text, or auto: text on a terminal, JSON otherwise
     # Stellar: which ledger assets pay out on chain ("ASSET=native" or "ASSET=CODE:ISSUER",
     # comma-separated; chain amounts have 7 decimals, so each asset must have scale 7).
     stellar_assets: str = "XLM/7=native"
@@ -147,6 +149,8 @@ class Settings:
             raise SettingsError("LEDGER_READ_WAIT_MAX_WAITERS must be 0 (never wait) or more")
         if not self.web_request_timeout_seconds > 0:
             raise SettingsError("LEDGER_WEB_REQUEST_TIMEOUT_SECONDS must be more than 0")
+        if self.log_format not in logs.FORMATS:
+            raise SettingsError(f"LEDGER_LOG_FORMAT must be auto, json or text, not {_shown(self.log_format)}")
 
     @property
     def read_waiters(self) -> int:

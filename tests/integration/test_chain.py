@@ -322,7 +322,9 @@ def test_payout_requests_are_checked(chain: Chain, event_count: Any, keys: KeySt
     assert event_count() == before
     created = client.simulate_post("/v1/payouts", json=body)
     assert created.status_code == 201 and created.json["state"] == "pending"
-    assert client.simulate_post("/v1/payouts", json=body).json == created.json
+    assert "idempotent-replayed" not in created.headers
+    again = client.simulate_post("/v1/payouts", json=body)
+    assert (again.json, again.headers.get("idempotent-replayed")) == (created.json, "true")
     assert client.simulate_post("/v1/payouts", json={**body, "amount": "2"}).status_code == 409
     euro = unique("eur")
     chain.ledger.open_account(OpenAccount(euro, "EUR/2"))

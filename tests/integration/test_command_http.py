@@ -81,10 +81,56 @@ def test_a_retry_gets_the_same_answer_and_a_changed_retry_gets_409(
     before = event_count()
     again = client.simulate_post("/v1/transfers", json=body)
     assert (again.status_code, again.json) == (201, first.json)
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
     assert_problem(
         client.simulate_post("/v1/transfers", json=body | {"amount": "31.00"}), 409, "id_conflict", body["id"]
     )
     assert event_count() == before
+
+
+def test_every_kind_of_retried_write_says_it_was_replayed(
+    client: falcon.testing.TestClient, funded: tuple[str, str], event_count: Any
+) -> None:
+    """Each write a client retries by its id: the first answer carries no header, the
+    retry the same body with ``Idempotent-Replayed: true``, and writes nothing."""
+    a, b = funded
+    held, voided = hold(client, funded, "1.00"), hold(client, funded, "2.00")
+    posted = unique("t")
+    client.simulate_post("/v1/transfers", json={"id": posted, "debit_account": a, "credit_account": b, "amount": "3"})
+    leg = {"debit_account": a, "credit_account": b, "amount": "1.00"}
+    writes = [
+        ("/v1/accounts", {"id": unique("A"), "asset": "USD/2"}),
+        ("/v1/deposits", {"id": unique("d"), "account": a, "amount": "1.00"}),
+        ("/v1/transactions", {"id": unique("x"), "transfers": [leg | {"id": unique("l")}]}),
+        (f"/v1/transfers/{held}/post", None),
+        (f"/v1/transfers/{voided}/void", None),
+        (f"/v1/transfers/{posted}/reverse", {"id": unique("r"), "amount": "1.00"}),
+    ]
+    for path, body in writes:
+        first = client.simulate_post(path, json=body) if body is not None else client.simulate_post(path)
+        assert first.status_code in (200, 201), (path, first.text)
+        assert "idempotent-replayed" not in first.headers, path
+        before = event_count()
+        again = client.simulate_post(path, json=body) if body is not None else client.simulate_post(path)
+        assert (again.status_code, again.json) == (first.status_code, first.json), path
+        assert again.headers.get("idempotent-replayed") == "true", path
+        assert event_count() == before, path
+
+
+def test_a_batch_marks_the_transfers_it_answers_again(
+    client: falcon.testing.TestClient, funded: tuple[str, str]
+) -> None:
+    a, b = funded
+    known = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1.00"}
+    client.simulate_post("/v1/transfers", json=known)
+    new = known | {"id": unique("t")}
+    result = client.simulate_post("/v1/transfer-batches", json={"transfers": [known, new]})
+    assert result.status_code == 200
+    first, second = result.json["results"]
+    assert (first["status"], first.get("replayed")) == (201, True)
+    assert (second["status"], "replayed" in second) == (201, False)
+    assert "idempotent-replayed" not in result.headers
 
 
 BAD_TRANSFERS = [

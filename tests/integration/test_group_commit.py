@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
@@ -132,6 +133,7 @@ def test_idempotency_holds_inside_one_group(servers: Urls, writer: Ledger) -> No
     )
     first, retried, other, again = answers
     assert isinstance(first, dict) and first == retried == again
+    assert not isinstance(first, Replayed) and isinstance(retried, Replayed) and isinstance(again, Replayed)
     assert isinstance(other, IdConflict)
     assert (writer.account(a).available, writer.account(b).available) == (9800, 200)  # moved once
 
@@ -142,7 +144,8 @@ def test_idempotency_holds_across_groups_and_writers(servers: Urls, writer: Ledg
     first = writer.transfer(TransferFunds(same := unique("t"), a, b, "2.00"))
     other = Ledger(event_store_env(servers.settings()))
     try:
-        assert other.transfer(TransferFunds(same, a, b, "2.00")) == first
+        replayed = other.transfer(TransferFunds(same, a, b, "2.00"))
+        assert replayed == first and isinstance(replayed, Replayed) and not isinstance(first, Replayed)
         with pytest.raises(IdConflict):
             other.transfer(TransferFunds(same, a, b, "2.50"))
     finally:

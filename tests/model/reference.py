@@ -331,10 +331,10 @@ class ReferenceLedger:
             if gross not in (None, posted_gross):
                 raise Refused("transfer_not_pending")
             return
+        if t.status == "expired" or (t.status == "pending" and t.expires_at is not None and now >= t.expires_at):
+            raise Refused("transfer_expired")
         if t.status != "pending":
             raise Refused("transfer_not_pending")
-        if t.expires_at is not None and now >= t.expires_at:
-            raise Refused("transfer_expired")
         if gross is None:
             net, fee = t.net, t.fee
         else:
@@ -363,10 +363,10 @@ class ReferenceLedger:
         assert t is not None
         if t.status == "voided":
             return
+        if t.status == "expired" or (t.status == "pending" and t.expires_at is not None and now >= t.expires_at):
+            raise Refused("transfer_expired")
         if t.status != "pending":
             raise Refused("transfer_not_pending")
-        if t.expires_at is not None and now >= t.expires_at:
-            raise Refused("transfer_expired")
         self._release(t, "voided")
 
     def expire_due(self, now: datetime) -> set[str]:

@@ -120,7 +120,7 @@ def test_http_front_measures_a_real_server_and_stops_it(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     document = json.loads(out[out.index("{") :])
     (row,) = document["rows"]
-    assert row["statuses"] == {"201": row["statuses"]["201"]} and row["rate"] > 10
+    assert row["statuses"] == {"201": row["statuses"]["201"]} and row["rate"] > 0
     assert row["server_ms"] > 0 and row["client_ms"] > 0
     assert "the front alone would use" in out
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before

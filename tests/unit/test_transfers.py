@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ledger.errors import ExceedsReversible, FeeExceedsAmount, TransferNotPosted
+from ledger.errors import ExceedsReversible, FeeExceedsAmount, TransferExpired, TransferNotPending, TransferNotPosted
 from ledger.fees import FeeTerms
-from ledger.transfers import PENDING, POSTED, Transfer
+from ledger.transfers import EXPIRED, PENDING, POSTED, Transfer
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ASSET = "USD/2"
@@ -99,3 +99,23 @@ def test_only_a_posted_transfer_reverses() -> None:
     assert pending.status == PENDING
     with pytest.raises(TransferNotPosted):
         pending.reversed_by("r1", None)
+
+
+def test_a_hold_past_its_timeout_is_expired_before_and_after_the_expirer_voids_it() -> None:
+    held = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
+    later = NOW + timedelta(seconds=61)
+    for refuse in (lambda: held.post(None, later), lambda: held.void(later)):
+        with pytest.raises(TransferExpired, match="expired at"):
+            refuse()
+    held.expire(later)
+    assert held.status == EXPIRED
+    for refuse in (lambda: held.post(None, later), lambda: held.void(later), lambda: held.check_postable(later)):
+        with pytest.raises(TransferExpired, match="expired at"):
+            refuse()
+
+
+def test_a_voided_hold_is_not_pending_any_more() -> None:
+    held = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
+    held.void(NOW)
+    with pytest.raises(TransferNotPending, match="is voided"):
+        held.post(None, NOW)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands.answers import account_result, fee_rule_result, opened_result
+from commands.answers import Replayed, account_result, fee_rule_result, opened_result
 from commands.handlers.context import Writer
 from commands.messages import AccountAction, ChangePolicy, OpenAccount, SetFeeRule
 from ledger.accounts import Account
@@ -38,7 +38,7 @@ def open_account(w: Writer, cmd: OpenAccount) -> dict[str, Any]:
     if existing is not None:
         if existing.opened_with != (str(asset), cmd.overdraft_limit, cmd.metadata):
             raise IdConflict(f"account {cmd.id!r} already exists with a different body")
-        return opened_result(existing, w.position_of(existing.id))
+        return Replayed(opened_result(existing, w.position_of(existing.id)))
 
     account = Account(
         account_id=cmd.id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.answers import deposit_result
+from commands.answers import Replayed, deposit_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import Deposit
 from ledger.accounts import Account
@@ -31,7 +31,7 @@ def deposit(w: Writer, cmd: Deposit) -> dict[str, Any]:
     if existing is not None:
         if not existing.same_request("deposit", issuance_id, account.account_id, amount, {}):
             raise IdConflict(f"deposit id {cmd.id!r} was already used with a different body")
-        return deposit_result(w.as_created(existing), w.position_of(existing.id))
+        return Replayed(deposit_result(w.as_created(existing), w.position_of(existing.id)))
     made = Transfer(
         transfer_id=cmd.id,
         kind="deposit",

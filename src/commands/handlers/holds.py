@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from commands.answers import transfer_result
+from commands.answers import Replayed, transfer_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import PostTransfer, ReverseTransfer, VoidTransfer
 from ledger.errors import IdConflict, PayoutHold, TransferNotFound, TransferNotPending
@@ -35,7 +35,7 @@ def post_transfer(w: Writer, cmd: PostTransfer) -> dict[str, Any]:
         posted = transfer.posted_gross(fee_leg)
         if gross not in (None, posted):
             raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(posted)}")
-        return transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2))
+        return Replayed(transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2)))
     now = w.clock()
     transfer.check_postable(now)
     net, fee = transfer.posting(gross)
@@ -54,7 +54,7 @@ def post_transfer(w: Writer, cmd: PostTransfer) -> dict[str, Any]:
 def void_transfer(w: Writer, cmd: VoidTransfer) -> dict[str, Any]:
     transfer = _pending_transfer(w, cmd.id)
     if transfer.status == VOIDED:
-        return transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2))
+        return Replayed(transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2)))
     transfer.void(w.clock())
     return _release(w, transfer, VOIDED)
 
@@ -82,7 +82,7 @@ def reverse_transfer(w: Writer, cmd: ReverseTransfer) -> dict[str, Any]:
     if existing is not None:
         if existing.reverses != cmd.transfer or (amount is not None and amount != existing.amount):
             raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-        return transfer_result(w.as_created(existing), w.position_of(existing.id))
+        return Replayed(transfer_result(w.as_created(existing), w.position_of(existing.id)))
     reversal = original.reversed_by(cmd.id, amount)
     debit, credit = w.side(reversal.debit_account), w.side(reversal.credit_account)
     debit.require_open()

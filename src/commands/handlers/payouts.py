@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands.answers import payout_result
+from commands.answers import Replayed, payout_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import RequestPayout
 from ledger.errors import AssetNotOnChain, IdConflict, PayoutNotFound
@@ -27,7 +27,7 @@ def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
         if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
             raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
         first = w.as_created(existing)
-        return payout_result(first, w.position_of(existing.id))
+        return Replayed(payout_result(first, w.position_of(existing.id)))
     if account.asset not in w.payout_assets:
         raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
     account.require_open()

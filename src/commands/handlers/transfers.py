@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from commands.answers import transaction_result, transfer_result
+from commands.answers import Replayed, transaction_result, transfer_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import ExecuteTransaction, TransferBatch, TransferFunds
 from ledger.accounts import Account
@@ -58,7 +58,7 @@ def _transfer_retried(w: Writer, cmd: TransferFunds, existing: Transfer) -> dict
         expires_in=cmd.timeout_seconds,
     ):
         raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-    return transfer_result(w.as_created(existing), w.position_of(existing.id))
+    return Replayed(transfer_result(w.as_created(existing), w.position_of(existing.id)))
 
 
 def transfer_batch(w: Writer, cmd: TransferBatch) -> list[dict[str, Any] | LedgerError]:
@@ -86,7 +86,7 @@ def transaction(w: Writer, cmd: ExecuteTransaction) -> dict[str, Any]:
             raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
         recorded = [w.transfer(t) for t in existing.transfer_ids]
         originals = [w.as_created(t) for t in recorded if t]
-        return transaction_result(cmd.id, originals, w.position_of(existing.id))
+        return Replayed(transaction_result(cmd.id, originals, w.position_of(existing.id)))
     sides: Sides = {}
     rules: dict[str, int] = {}
     transfers: list[Transfer] = []
