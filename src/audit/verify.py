@@ -34,7 +34,7 @@ import orjson
 from eventsourcing.utils import get_topic
 
 from audit.hashes import StreamHeads, hash_prefix
-from ledger.accounts import Account
+from ledger.accounts import BALANCE_FIELDS, Account
 from ledger.fees import FeeRule
 from ledger.money import Asset
 from ledger.payouts import Payout
@@ -370,6 +370,14 @@ class BookCheck(_Fold):
                     assets_add(asset)
                     leg = (transfer_id, kind, stream, amount, pending_amount)
                     moved[leg] = moved.get(leg, 0) + 1
+                    after = data.get("balance_after")
+                    if after is not None and (
+                        after.get("posted_debits") != account[1]
+                        or after.get("posted_credits") != account[2]
+                        or after.get("pending_debits") != account[3]
+                        or after.get("pending_credits") != account[4]
+                    ):
+                        self._balance_after_differs(account, json.loads(state)["balance_after"], position, stream)
                 elif kind == TRANSFER_CREATED:
                     transfer_id = data["transfer_id"]
                     if transfer_id in transfer_ids or version != 1:
@@ -466,6 +474,17 @@ class BookCheck(_Fold):
         if key in holds:
             self._finding("id_reused", at, key[0], f"holds for transfer {key[1]!r} twice")
         holds[key] = amount
+
+    def _balance_after_differs(self, account: list[Any], after: Any, position: int, stream: bytes) -> None:
+        """What subscribers were told about the balance (``balance_after``, on Kafka and in
+        answers) must be what the replay gives. ``after`` is read exactly (beyond 64 bits,
+        orjson's first reading gave floats, which never equal the replay's integers)."""
+        replayed = dict(zip(BALANCE_FIELDS, account[1:5], strict=True))
+        if after == replayed:
+            return
+        self._finding(
+            "balance_after_mismatch", position, stream, f"records {after} after it; the replay gives {replayed}"
+        )
 
     def _below_limit(self, account: list[Any], position: int, stream: bytes) -> None:
         unit = Asset.parse(account[ASSET])

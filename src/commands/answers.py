@@ -8,10 +8,11 @@ group runner resolves it once the group is saved.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from commands.unit_of_work import Position
-from ledger.accounts import Account
+from ledger.accounts import BALANCE_FIELDS, Account, Balance
 from ledger.fees import FeeRule
 from ledger.ids import fee_account_id, fee_transfer_id
 from ledger.money import Asset
@@ -64,7 +65,23 @@ def account_view(
     }
 
 
-def transfer_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
+def balances_view(balances: Mapping[str, Balance], asset: str) -> dict[str, dict[str, str]]:
+    """Each client account's totals after the command, and what is available, by account id."""
+    unit = Asset.parse(asset)
+    return {
+        account_id: {
+            **{name: unit.format(balance[name]) for name in BALANCE_FIELDS},
+            "available": unit.format(balance["posted_credits"] - balance["posted_debits"] - balance["pending_debits"]),
+        }
+        for account_id, balance in sorted(balances.items())
+    }
+
+
+def transfer_result(
+    transfer: Transfer, position: Position | int, balances: Mapping[str, Balance] | None = None
+) -> dict[str, Any]:
+    """``balances``: the moved client accounts' balances after the command (none for the
+    legs of a transaction, whose answer gives them once for all legs)."""
     asset = Asset.parse(transfer.asset)
     result: dict[str, Any] = {
         "id": transfer.transfer_id,
@@ -90,29 +107,41 @@ def transfer_result(transfer: Transfer, position: Position | int) -> dict[str, A
     if transfer.pending_amount:  # a two-phase transfer
         result["posted_amount"] = asset.format(transfer.amount)
         result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None
+    if balances:
+        result["balances"] = balances_view(balances, transfer.asset)
     result["position"] = position
     return result
 
 
-def transaction_result(transaction_id: str, transfers: list[Transfer], position: Position | int) -> dict[str, Any]:
-    """A transaction's legs share its position; they do not repeat it."""
-    return {
+def transaction_result(
+    transaction_id: str, transfers: list[Transfer], position: Position | int, balances: Mapping[str, Balance]
+) -> dict[str, Any]:
+    """A transaction's legs share its position and its balances; they do not repeat them."""
+    result: dict[str, Any] = {
         "id": transaction_id,
         "transfers": [{k: v for k, v in transfer_result(t, position).items() if k != "position"} for t in transfers],
-        "position": position,
     }
+    if balances and transfers:
+        result["balances"] = balances_view(balances, transfers[0].asset)
+    result["position"] = position
+    return result
 
 
-def deposit_result(transfer: Transfer, position: Position | int) -> dict[str, Any]:
+def deposit_result(
+    transfer: Transfer, position: Position | int, balances: Mapping[str, Balance] | None = None
+) -> dict[str, Any]:
     asset = Asset.parse(transfer.asset)
-    return {
+    result: dict[str, Any] = {
         "id": transfer.transfer_id,
         "status": transfer.status,
         "account": transfer.credit_account,
         "amount": asset.format(transfer.amount),
         "asset": transfer.asset,
-        "position": position,
     }
+    if balances:
+        result["balances"] = balances_view(balances, transfer.asset)
+    result["position"] = position
+    return result
 
 
 def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
@@ -132,9 +161,11 @@ def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
     }
 
 
-def payout_result(payout: Payout, position: Position | int) -> dict[str, Any]:
+def payout_result(
+    payout: Payout, position: Position | int, balances: Mapping[str, Balance] | None = None
+) -> dict[str, Any]:
     asset = Asset.parse(payout.asset)
-    return {
+    result: dict[str, Any] = {
         "id": payout.payout_id,
         "state": payout.state,
         "account": payout.account,
@@ -148,5 +179,8 @@ def payout_result(payout: Payout, position: Position | int) -> dict[str, Any]:
         "ledger": payout.ledger,
         "reason": payout.reason,
         "stuck": payout.stuck,
-        "position": position,
     }
+    if balances:
+        result["balances"] = balances_view(balances, payout.asset)
+    result["position"] = position
+    return result

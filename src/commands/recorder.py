@@ -54,6 +54,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM {table} "
             "WHERE originator_id = k.id AND originator_version > k.version ORDER BY originator_version) e"
         ).format(table=table)
+        self._range_statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {table} "
+            "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
+        ).format(table=table)
         self._position_statement = SQL(
             "SELECT notification_id FROM {table} WHERE originator_id = %s AND originator_version = %s"
         ).format(table=table)
@@ -69,6 +73,20 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """In one query, each stream's events after the version given for it (0: all)."""
         with self.datastore.get_connection() as conn:  # autocommit: one round trip
             rows = conn.execute(self._select_beyond_statement, (list(stream_ids), list(versions))).fetchall()
+        return [
+            StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+    def select_range(self, first: int, last: int) -> list[StoredEvent]:
+        """The events at positions ``first`` to ``last``, in order."""
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(self._range_statement, (first, last)).fetchall()
         return [
             StoredEvent(
                 originator_id=row["originator_id"],

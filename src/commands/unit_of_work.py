@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,6 +190,25 @@ class UnitOfWork:
         if position is None:
             raise LookupError(f"aggregate {aggregate_id} has no event at version {version}")
         return position
+
+    def recorded_balances(
+        self, position: Position | int, transfer_ids: Collection[str], accounts: Collection[UUID], lookback: int
+    ) -> dict[UUID, dict[str, int]]:
+        """The balances that the movements of ``accounts`` for ``transfer_ids`` recorded
+        (``balance_after``), the latest per account, among the ``lookback`` events up to
+        ``position``: the command that made them ends there (its events are saved
+        together, in order), in this group or in the store."""
+        if isinstance(position, Position):
+            group = [event for scope in self._scopes for event in scope.events]
+            events: Iterable[Any] = group[max(position.last - lookback, 0) : position.last + 1]
+        else:
+            events = map(self._mapper.to_domain_event, self._recorder.select_range(position - lookback, position))
+        found: dict[UUID, dict[str, int]] = {}
+        for event in events:
+            after = getattr(event, "balance_after", None)
+            if after is not None and event.originator_id in accounts and event.transfer_id in transfer_ids:
+                found[event.originator_id] = after
+        return found
 
     def stored_position(self, aggregate_id: UUID, version: int) -> int | None:
         return self._recorder.position_of(aggregate_id, version)  # type: ignore[no-any-return]

@@ -18,6 +18,10 @@ from ledger.money import Asset
 
 OPEN, FROZEN, CLOSED = "open", "frozen", "closed"
 
+Balance = dict[str, int]
+"""An account's four totals by name (``BALANCE_FIELDS``), in minor units."""
+BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
+
 APPEND_VERSION = 0
 """The version of an event appended to a system account without a version check; the
 event store gives it the stream's next version when it is inserted."""
@@ -35,39 +39,47 @@ class Account(Aggregate):
         transfer_id: str
         amount: int
         window: str | None = None  # the UTC day it counts toward the outgoing limits, if it does
+        balance_after: Balance | None = None  # see Account._after
 
     class Credited(Aggregate.Event):
         transfer_id: str
         amount: int
+        balance_after: Balance | None = None  # see Account._after
 
     class DebitPending(Aggregate.Event):
         transfer_id: str
         amount: int
         window: str | None = None
+        balance_after: Balance | None = None  # see Account._after
 
     class CreditPending(Aggregate.Event):
         transfer_id: str
         amount: int
+        balance_after: Balance | None = None  # see Account._after
 
     class PendingDebitPosted(Aggregate.Event):
         transfer_id: str
         pending_amount: int
         amount: int
+        balance_after: Balance | None = None  # see Account._after
 
     class PendingCreditPosted(Aggregate.Event):
         transfer_id: str
         pending_amount: int
         amount: int
+        balance_after: Balance | None = None  # see Account._after
 
     class PendingDebitVoided(Aggregate.Event):
         transfer_id: str
         amount: int
         reason: str
+        balance_after: Balance | None = None  # see Account._after
 
     class PendingCreditVoided(Aggregate.Event):
         transfer_id: str
         amount: int
         reason: str
+        balance_after: Balance | None = None  # see Account._after
 
     class OverdraftLimitChanged(Aggregate.Event):
         overdraft_limit: int
@@ -119,6 +131,32 @@ class Account(Aggregate):
     def available(self) -> int:
         return self.posted_credits - self.posted_debits - self.pending_debits
 
+    @property
+    def balance(self) -> Balance:
+        """The four totals, as a movement event records them after it (``balance_after``)."""
+        return {
+            "posted_debits": self.posted_debits,
+            "posted_credits": self.posted_credits,
+            "pending_debits": self.pending_debits,
+            "pending_credits": self.pending_credits,
+        }
+
+    def _after(
+        self, *, debits: int = 0, credits: int = 0, pending_debits: int = 0, pending_credits: int = 0
+    ) -> Balance | None:
+        """The balance a movement leaves, for its event to carry: a subscriber then knows an
+        account's balance from its latest movement without replaying the stream, and an
+        auditor can check every one against the replay. None on system accounts, whose
+        movements are mostly appended without reading them (``system_event``)."""
+        if self.system:
+            return None
+        return {
+            "posted_debits": self.posted_debits + debits,
+            "posted_credits": self.posted_credits + credits,
+            "pending_debits": self.pending_debits + pending_debits,
+            "pending_credits": self.pending_credits + pending_credits,
+        }
+
     def debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         """``window`` (a UTC date) makes the debit count toward the daily and monthly
         outgoing limits; compensating debits (reversals) pass none."""
@@ -126,11 +164,11 @@ class Account(Aggregate):
         self._require_funds(amount)
         window = self._forward(window)
         self._require_within_limits(amount, window)
-        self._debited(transfer_id=transfer_id, amount=amount, window=window)
+        self._debited(transfer_id=transfer_id, amount=amount, window=window, balance_after=self._after(debits=amount))
 
     def credit(self, transfer_id: str, amount: int) -> None:
         self.require_open()
-        self._credited(transfer_id=transfer_id, amount=amount)
+        self._credited(transfer_id=transfer_id, amount=amount, balance_after=self._after(credits=amount))
 
     def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         """Reserve funds for a pending transfer: they stop being available now, and count
@@ -139,27 +177,36 @@ class Account(Aggregate):
         self._require_funds(amount)
         window = self._forward(window)
         self._require_within_limits(amount, window)
-        self._debit_pending(transfer_id=transfer_id, amount=amount, window=window)
+        after = self._after(pending_debits=amount)
+        self._debit_pending(transfer_id=transfer_id, amount=amount, window=window, balance_after=after)
 
     def hold_credit(self, transfer_id: str, amount: int) -> None:
         self.require_open()
-        self._credit_pending(transfer_id=transfer_id, amount=amount)
+        self._credit_pending(transfer_id=transfer_id, amount=amount, balance_after=self._after(pending_credits=amount))
 
     def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
         """Settle a hold, for its full amount or less; the rest becomes available again."""
         self.require_open()
-        self._pending_debit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+        after = self._after(pending_debits=-pending_amount, debits=amount)
+        self._pending_debit_posted(
+            transfer_id=transfer_id, pending_amount=pending_amount, amount=amount, balance_after=after
+        )
 
     def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
         self.require_open()
-        self._pending_credit_posted(transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
+        after = self._after(pending_credits=-pending_amount, credits=amount)
+        self._pending_credit_posted(
+            transfer_id=transfer_id, pending_amount=pending_amount, amount=amount, balance_after=after
+        )
 
     def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
         """Release a hold. Allowed whatever the account's status: releasing never hurts."""
-        self._pending_debit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
+        after = self._after(pending_debits=-amount)
+        self._pending_debit_voided(transfer_id=transfer_id, amount=amount, reason=reason, balance_after=after)
 
     def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
-        self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason)
+        after = self._after(pending_credits=-amount)
+        self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason, balance_after=after)
 
     def change_overdraft_limit(self, overdraft_limit: int) -> bool:
         """Returns False when the limit is already that (nothing to record).
@@ -286,40 +333,47 @@ class Account(Aggregate):
         self.daily_limit = daily_limit
         self.monthly_limit = monthly_limit
 
+    # The events' ``balance_after`` is for readers who do not replay (see ``balance_after``);
+    # replaying never reads it: each body below computes the balance from the amounts.
+
     @event(Debited)
-    def _debited(self, transfer_id: str, amount: int, window: str | None) -> None:
+    def _debited(self, transfer_id: str, amount: int, window: str | None, balance_after: Balance | None) -> None:
         self.posted_debits += amount
         self._count(amount, window)
 
     @event(Credited)
-    def _credited(self, transfer_id: str, amount: int) -> None:
+    def _credited(self, transfer_id: str, amount: int, balance_after: Balance | None) -> None:
         self.posted_credits += amount
 
     @event(DebitPending)
-    def _debit_pending(self, transfer_id: str, amount: int, window: str | None) -> None:
+    def _debit_pending(self, transfer_id: str, amount: int, window: str | None, balance_after: Balance | None) -> None:
         self.pending_debits += amount
         self._count(amount, window)
 
     @event(CreditPending)
-    def _credit_pending(self, transfer_id: str, amount: int) -> None:
+    def _credit_pending(self, transfer_id: str, amount: int, balance_after: Balance | None) -> None:
         self.pending_credits += amount
 
     @event(PendingDebitPosted)
-    def _pending_debit_posted(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+    def _pending_debit_posted(
+        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None
+    ) -> None:
         self.pending_debits -= pending_amount
         self.posted_debits += amount
 
     @event(PendingCreditPosted)
-    def _pending_credit_posted(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+    def _pending_credit_posted(
+        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None
+    ) -> None:
         self.pending_credits -= pending_amount
         self.posted_credits += amount
 
     @event(PendingDebitVoided)
-    def _pending_debit_voided(self, transfer_id: str, amount: int, reason: str) -> None:
+    def _pending_debit_voided(self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None) -> None:
         self.pending_debits -= amount
 
     @event(PendingCreditVoided)
-    def _pending_credit_voided(self, transfer_id: str, amount: int, reason: str) -> None:
+    def _pending_credit_voided(self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None) -> None:
         self.pending_credits -= amount
 
     @classmethod

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from ledger.accounts import Account
+from ledger.accounts import BALANCE_FIELDS, Account
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
 from ledger.payouts import Payout
@@ -202,6 +202,8 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
             data["pending_amount"] = str(event.pending_amount)
         if hasattr(event, "reason"):
             data["reason"] = event.reason
+        if event.balance_after is not None:
+            data["balance_after"] = balance_data(event.balance_after)
         return MOVEMENT_TYPES[type(event)], ref.subject, data
     if isinstance(event, Account.OverdraftLimitChanged):
         return (
@@ -250,6 +252,13 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
     if isinstance(event, Transfer.Voided):
         return TRANSFER_VOIDED, ref.subject, {"transfer": ref.subject, "reason": event.reason}
     raise TypeError(f"no message type for {type(event).__qualname__}")
+
+
+def balance_data(balance: dict[str, int]) -> dict[str, str]:
+    """An account's totals as messages carry them (strings of minor units), with what is
+    available, so a subscriber needs no arithmetic of its own."""
+    available = balance["posted_credits"] - balance["posted_debits"] - balance["pending_debits"]
+    return {**{name: str(balance[name]) for name in BALANCE_FIELDS}, "available": str(available)}
 
 
 def _terms(terms: dict[str, Any]) -> dict[str, Any]:

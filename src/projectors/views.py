@@ -19,6 +19,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from ledger.accounts import BALANCE_FIELDS
 from projectors.messages import (
     ACCOUNT_LIMITS_CHANGED,
     ACCOUNT_OPENED,
@@ -67,7 +68,6 @@ BALANCE_CHANGES: dict[str, list[tuple[str, int, str]]] = {
     "ledger.account.pending_debit_voided.v1": [("pending_debits", -1, "amount")],
     "ledger.account.pending_credit_voided.v1": [("pending_credits", -1, "amount")],
 }
-BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
 # Events that set account fields to the values they carry (status, limits).
 POLICY_EVENT_TYPES = {ACCOUNT_POLICY_CHANGED, ACCOUNT_LIMITS_CHANGED} | {t for t, _ in ACCOUNT_STATUS_TYPES.values()}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from ledger.accounts import BALANCE_FIELDS
 from ledger.errors import AccountNotFound, InvalidRequest, PayoutNotFound, TransferNotFound
 from ledger.ids import fee_account_id
 from ledger.money import Asset
@@ -25,7 +26,6 @@ PAYOUTS = "payouts"
 PROJECTOR_STATE = "projector_state"
 DEAD_LETTERS = "dead_letters"  # messages the projector set aside (projectors.dead_letters)
 WATERMARK_ID = "watermark"
-BALANCE_FIELDS = ("posted_debits", "posted_credits", "pending_debits", "pending_credits")
 RELAY_ID = "relay"
 
 

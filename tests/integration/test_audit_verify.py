@@ -273,6 +273,34 @@ def test_an_edited_amount_is_named(store: Store) -> None:
     assert {("hash_mismatch", "account bob", garbled), ("unreadable", "account bob", garbled)} <= kinds(found)
 
 
+def test_a_balance_after_other_than_the_replays_is_named(store: Store) -> None:
+    """What a movement told subscribers about the balance is checked, not just carried."""
+    history(store)
+    assert not replay(store.url).findings
+    position, _ = store.event("bob", "Account.Credited", 0)
+    (state,) = store.sql(
+        "SELECT convert_from(state, 'UTF8') FROM ledger_events WHERE notification_id = %s", (position,)
+    )[0]
+    assert json.loads(state)["balance_after"] == {
+        "posted_debits": 0,
+        "posted_credits": 1000,
+        "pending_debits": 0,
+        "pending_credits": 0,
+    }
+    store.sql(
+        "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+        "'\"posted_credits\":', '\"posted_credits\":9'), 'UTF8') WHERE notification_id = %s",
+        (position,),
+    )
+    found = replay(store.url)
+    assert {("hash_mismatch", "account bob", position), ("balance_after_mismatch", "account bob", position)} <= kinds(
+        found
+    )
+    (finding,) = [f for f in found.findings if f.kind == "balance_after_mismatch"]
+    assert "'posted_credits': 91000" in finding.detail  # what it says
+    assert "the replay gives {'posted_debits': 0, 'posted_credits': 1000," in finding.detail
+
+
 def test_a_deleted_event_is_named(store: Store) -> None:
     history(store)
     position, version = store.event("bob", "Account.Credited", 0)  # t1's credit; bob moved after

@@ -133,6 +133,66 @@ def test_a_batch_marks_the_transfers_it_answers_again(
     assert "idempotent-replayed" not in result.headers
 
 
+def totals(posted_debits: str, posted_credits: str, pending_debits: str, available: str) -> dict[str, str]:
+    return {
+        "posted_debits": posted_debits,
+        "posted_credits": posted_credits,
+        "pending_debits": pending_debits,
+        "pending_credits": "0.00",
+        "available": available,
+    }
+
+
+def test_answers_carry_the_balances_they_leave_and_a_retry_the_same_ones(
+    client: falcon.testing.TestClient, funded: tuple[str, str]
+) -> None:
+    """A client knows its balance from the answer; a retry answers as the first time
+    even after the accounts moved on."""
+    a, b = funded  # a holds 100.00
+    body = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"}
+    first = client.simulate_post("/v1/transfers", json=body).json
+    assert first["balances"] == {
+        a: totals("30.00", "100.00", "0.00", "70.00"),
+        b: totals("0.00", "30.00", "0.00", "30.00"),
+    }
+    held = client.simulate_post(
+        "/v1/transfers", json=body | {"id": unique("h"), "amount": "20.00", "pending": True, "timeout_seconds": 60}
+    ).json
+    assert held["balances"][a] == totals("30.00", "100.00", "20.00", "50.00")
+    assert held["balances"][b]["pending_credits"] == "20.00"
+    posted = client.simulate_post(f"/v1/transfers/{held['id']}/post", json={"amount": "15.00"}).json
+    assert posted["balances"][a] == totals("45.00", "100.00", "0.00", "55.00")
+    deposit = {"id": unique("d"), "account": a, "amount": "1.00"}
+    deposited = client.simulate_post("/v1/deposits", json=deposit).json
+    assert deposited["balances"] == {a: totals("45.00", "101.00", "0.00", "56.00")}  # the issuance side is the ledger's
+
+    # Later retries: the balances the first runs left, not today's.
+    for path, sent, answer in [
+        ("/v1/transfers", body, first),
+        (f"/v1/transfers/{held['id']}/post", {"amount": "15.00"}, posted),
+        ("/v1/deposits", deposit, deposited),
+    ]:
+        again = client.simulate_post(path, json=sent)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json == answer, path
+
+    batch = client.simulate_post(
+        "/v1/transfer-batches", json={"transfers": [body, body | {"id": unique("t"), "amount": "6.00"}]}
+    ).json["results"]
+    assert batch[0]["body"] == first
+    assert batch[1]["body"]["balances"][a] == totals("51.00", "101.00", "0.00", "50.00")
+
+    leg = {"debit_account": a, "credit_account": b}
+    transaction = {
+        "id": unique("x"),
+        "transfers": [leg | {"id": unique("l"), "amount": "1.00"}, leg | {"id": unique("l"), "amount": "2.00"}],
+    }
+    made = client.simulate_post("/v1/transactions", json=transaction).json
+    assert made["balances"][a] == totals("54.00", "101.00", "0.00", "47.00")
+    assert all("balances" not in t for t in made["transfers"])
+    assert client.simulate_post("/v1/transactions", json=transaction).json == made
+
+
 BAD_TRANSFERS = [
     (b'{"id": "x", ', 400, "invalid_request", "not valid JSON"),
     (b"[]", 400, "invalid_request", "JSON object"),

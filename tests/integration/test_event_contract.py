@@ -31,6 +31,7 @@ from commands.messages import (
 )
 from ledger.fees import FeeTerms
 from projectors import kafka
+from projectors.messages import MOVEMENT_TYPES
 from projectors.relay import Relay, RelayState
 from tests.conftest import Clock, Urls, unique
 
@@ -116,6 +117,7 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
     seen: set[str] = set()
     last_sequence: dict[str, int] = {}
     ids: set[str] = set()
+    balances_seen = 0
     for message, headers in messages:
         ce_type = headers["ce_type"]
         assert ce_type in schemas, f"no schema for {ce_type}"
@@ -136,5 +138,16 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
         assert sequence == last_sequence.get(subject, sequence - 1) + 1, f"{subject} out of order"
         last_sequence[subject] = sequence
         ids.add(headers["ce_id"])
+        data = json.loads(message.value())
+        if ce_type in MOVEMENT_TYPES.values():  # a client account's movements say its balance
+            after = data.get("balance_after")
+            assert (after is None) == data["account"].startswith("$"), (ce_type, data)
+            if after is not None:
+                totals = {name: int(value) for name, value in after.items()}
+                assert (
+                    totals["available"] == totals["posted_credits"] - totals["posted_debits"] - totals["pending_debits"]
+                )
+                balances_seen += 1
     assert seen == set(schemas), f"never produced: {set(schemas) - seen}"
     assert len(ids) == recorded  # one message per event, each id once
+    assert balances_seen > 10

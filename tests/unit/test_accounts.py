@@ -43,3 +43,34 @@ def test_replaying_the_events_rebuilds_the_same_balances() -> None:
         rebuilt = event.mutate(rebuilt)
     assert rebuilt is not None
     assert (rebuilt.posted_credits, rebuilt.posted_debits, rebuilt.version) == (10_000, 3_000, 3)
+
+
+def test_every_movement_records_the_balance_it_leaves() -> None:
+    """What a subscriber reads from the latest movement is what a replay gives."""
+    account = open_account(limit=500)
+    account.credit("t1", 1000)
+    account.hold_debit("h1", 300)
+    account.hold_credit("h2", 50)
+    account.post_pending_debit("h1", 300, 200)
+    account.post_pending_credit("h2", 50, 50)
+    account.hold_debit("h3", 100)
+    account.void_pending_debit("h3", 100, "voided")
+    account.hold_credit("h4", 70)
+    account.void_pending_credit("h4", 70, "expired")
+    account.debit("t2", 1200)  # into the overdraft
+    replayed = None
+    for event in account.collect_events():
+        replayed = event.mutate(replayed)
+        if not isinstance(event, Account.Opened):
+            assert event.balance_after == replayed.balance, type(event).__name__
+    assert account.balance == {"posted_debits": 1400, "posted_credits": 1050, "pending_debits": 0, "pending_credits": 0}
+    assert account.available == -350
+
+
+def test_system_accounts_record_no_balance() -> None:
+    """Most of their movements are appended without reading them: none can say a balance."""
+    account = open_account(system=True)
+    account.debit("t1", 100)
+    assert account.collect_events()[-1].balance_after is None
+    appended = Account.system_event("$fees.USD", Account.Credited, transfer_id="t1", amount=100)
+    assert appended.balance_after is None

@@ -8,7 +8,7 @@ it to each group's ``Writer``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from commands.unit_of_work import Position, UnitOfWork
-from ledger.accounts import Account, SystemAccount
+from ledger.accounts import Account, Balance, SystemAccount
 from ledger.errors import AccountNotFound
 from ledger.fees import FeeRule, FeeTerms
 from ledger.ids import (
@@ -99,6 +99,21 @@ class Writer:
     def position_of(self, originator_id: UUID, version: int = 1) -> Position | int:
         """The position of one of an aggregate's events (that of the command that recorded it)."""
         return self.work.position_of(originator_id, version)
+
+    def balances(self, sides: Mapping[str, Account | SystemAccount]) -> dict[str, Balance]:
+        """The client accounts' balances as the command leaves them, for its answer."""
+        return {i: side.balance for i, side in sides.items() if isinstance(side, Account) and not side.system}
+
+    def recorded_balances(
+        self, position: Position | int, transfer_ids: Sequence[str], account_ids: Sequence[str]
+    ) -> dict[str, Balance]:
+        """The balances a command's movements recorded, to answer its retry as the first
+        time: the client accounts among ``account_ids`` that it moved for ``transfer_ids``.
+        (A command saves at most eight events per transfer it moves money for.)"""
+        streams = {account_uuid(account_id): account_id for account_id in account_ids}
+        lookback = 8 * len(transfer_ids) + 16
+        found = self.work.recorded_balances(position, set(transfer_ids), streams.keys(), lookback)
+        return {streams[stream]: balance for stream, balance in found.items()}
 
     def fee_terms(self, asset: str, operation: str, read: dict[str, int]) -> FeeTerms | None:
         """The active fee terms, noting in ``read`` the rule's version (0: no rule).

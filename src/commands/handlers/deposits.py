@@ -31,7 +31,9 @@ def deposit(w: Writer, cmd: Deposit) -> dict[str, Any]:
     if existing is not None:
         if not existing.same_request("deposit", issuance_id, account.account_id, amount, {}):
             raise IdConflict(f"deposit id {cmd.id!r} was already used with a different body")
-        return Replayed(deposit_result(w.as_created(existing), w.position_of(existing.id)))
+        position = w.position_of(existing.id)
+        moved = w.recorded_balances(position, [cmd.id], [account.account_id])
+        return Replayed(deposit_result(w.as_created(existing), position, moved))
     made = Transfer(
         transfer_id=cmd.id,
         kind="deposit",
@@ -44,7 +46,7 @@ def deposit(w: Writer, cmd: Deposit) -> dict[str, Any]:
     account.credit(cmd.id, amount)
     issuance = Account.system_event(issuance_id, Account.Debited, transfer_id=cmd.id, amount=amount)
     position = w.save(issuance, account, made)
-    return deposit_result(made, position)
+    return deposit_result(made, position, w.balances({account.account_id: account}))
 
 
 def credit_from_chain(w: Writer, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:

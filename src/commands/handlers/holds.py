@@ -35,7 +35,7 @@ def post_transfer(w: Writer, cmd: PostTransfer) -> dict[str, Any]:
         posted = transfer.posted_gross(fee_leg)
         if gross not in (None, posted):
             raise TransferNotPending(f"transfer {cmd.id!r} was already posted for {asset.format(posted)}")
-        return Replayed(transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2)))
+        return _resolution_replayed(w, transfer)
     now = w.clock()
     transfer.check_postable(now)
     net, fee = transfer.posting(gross)
@@ -48,13 +48,13 @@ def post_transfer(w: Writer, cmd: PostTransfer) -> dict[str, Any]:
         w.side(leg.debit_account, sides).post_pending_debit(leg.transfer_id, leg.pending_amount, posted_amount)
         w.side(leg.credit_account, sides).post_pending_credit(leg.transfer_id, leg.pending_amount, posted_amount)
     position = w.save(*saveable(*sides.values()), *(leg for leg, _ in legs), timeouts_cleared=[cmd.id])
-    return transfer_result(transfer, position)
+    return transfer_result(transfer, position, w.balances(sides))
 
 
 def void_transfer(w: Writer, cmd: VoidTransfer) -> dict[str, Any]:
     transfer = _pending_transfer(w, cmd.id)
     if transfer.status == VOIDED:
-        return Replayed(transfer_result(w.work.get_version(transfer.id, 2), w.position_of(transfer.id, 2)))
+        return _resolution_replayed(w, transfer)
     transfer.void(w.clock())
     return _release(w, transfer, VOIDED)
 
@@ -82,7 +82,9 @@ def reverse_transfer(w: Writer, cmd: ReverseTransfer) -> dict[str, Any]:
     if existing is not None:
         if existing.reverses != cmd.transfer or (amount is not None and amount != existing.amount):
             raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-        return Replayed(transfer_result(w.as_created(existing), w.position_of(existing.id)))
+        position = w.position_of(existing.id)
+        moved = w.recorded_balances(position, [cmd.id], [existing.debit_account, existing.credit_account])
+        return Replayed(transfer_result(w.as_created(existing), position, moved))
     reversal = original.reversed_by(cmd.id, amount)
     debit, credit = w.side(reversal.debit_account), w.side(reversal.credit_account)
     debit.require_open()
@@ -90,7 +92,9 @@ def reverse_transfer(w: Writer, cmd: ReverseTransfer) -> dict[str, Any]:
     debit.debit(cmd.id, reversal.amount)
     credit.credit(cmd.id, reversal.amount)
     position = w.save(*saveable(debit, credit), original, reversal)
-    return transfer_result(reversal, position)
+    return transfer_result(
+        reversal, position, w.balances({reversal.debit_account: debit, reversal.credit_account: credit})
+    )
 
 
 def _release(w: Writer, transfer: Transfer, reason: str) -> dict[str, Any]:
@@ -109,7 +113,15 @@ def _release(w: Writer, transfer: Transfer, reason: str) -> dict[str, Any]:
         w.side(leg.debit_account, sides).void_pending_debit(leg.transfer_id, leg.pending_amount, reason)
         w.side(leg.credit_account, sides).void_pending_credit(leg.transfer_id, leg.pending_amount, reason)
     position = w.save(*saveable(*sides.values()), *legs, timeouts_cleared=[transfer.transfer_id])
-    return transfer_result(transfer, position)
+    return transfer_result(transfer, position, w.balances(sides))
+
+
+def _resolution_replayed(w: Writer, transfer: Transfer) -> dict[str, Any]:
+    """The answer to a post or a void sent again: the transfer and balances as the first left them."""
+    position = w.position_of(transfer.id, 2)
+    ids = [transfer.transfer_id, fee_transfer_id(transfer.transfer_id)]
+    moved = w.recorded_balances(position, ids, [transfer.debit_account, transfer.credit_account])
+    return Replayed(transfer_result(w.work.get_version(transfer.id, 2), position, moved))
 
 
 def _pending_transfer(w: Writer, transfer_id: str) -> Transfer:

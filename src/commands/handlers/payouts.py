@@ -26,8 +26,9 @@ def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
     if existing is not None:
         if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
             raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
-        first = w.as_created(existing)
-        return Replayed(payout_result(first, w.position_of(existing.id)))
+        first, position = w.as_created(existing), w.position_of(existing.id)
+        moved = w.recorded_balances(position, [first.hold_id], [first.account])
+        return Replayed(payout_result(first, position, moved))
     if account.asset not in w.payout_assets:
         raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
     account.require_open()
@@ -56,7 +57,7 @@ def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
         memo=cmd.memo,
         hold_id=hold.transfer_id,
     )
-    return payout_result(payout, w.save(*saveable(*sides.values()), hold, payout))
+    return payout_result(payout, w.save(*saveable(*sides.values()), hold, payout), w.balances(sides))
 
 
 def resolve_payout(

@@ -41,7 +41,7 @@ def transfer(w: Writer, cmd: TransferFunds) -> dict[str, Any]:
     made, fee_legs, timeouts = _charged_leg(w, cmd, sides, None, rules)
     # The transfer is saved last, so its first event carries the command's position.
     position = w.save(*saveable(*sides.values()), *fee_legs, made, timeouts_set=timeouts, expected_versions=rules)
-    return transfer_result(made, position)
+    return transfer_result(made, position, w.balances(sides))
 
 
 def _transfer_retried(w: Writer, cmd: TransferFunds, existing: Transfer) -> dict[str, Any]:
@@ -58,7 +58,9 @@ def _transfer_retried(w: Writer, cmd: TransferFunds, existing: Transfer) -> dict
         expires_in=cmd.timeout_seconds,
     ):
         raise IdConflict(f"transfer id {cmd.id!r} was already used with a different body")
-    return Replayed(transfer_result(w.as_created(existing), w.position_of(existing.id)))
+    position = w.position_of(existing.id)
+    moved = w.recorded_balances(position, _leg_ids(existing), [existing.debit_account, existing.credit_account])
+    return Replayed(transfer_result(w.as_created(existing), position, moved))
 
 
 def transfer_batch(w: Writer, cmd: TransferBatch) -> list[dict[str, Any] | LedgerError]:
@@ -86,7 +88,10 @@ def transaction(w: Writer, cmd: ExecuteTransaction) -> dict[str, Any]:
             raise IdConflict(f"transaction id {cmd.id!r} was already used with a different body")
         recorded = [w.transfer(t) for t in existing.transfer_ids]
         originals = [w.as_created(t) for t in recorded if t]
-        return Replayed(transaction_result(cmd.id, originals, w.position_of(existing.id)))
+        position = w.position_of(existing.id)
+        ids = [i for t in originals for i in _leg_ids(t)]
+        accounts = [a for t in originals for a in (t.debit_account, t.credit_account)]
+        return Replayed(transaction_result(cmd.id, originals, position, w.recorded_balances(position, ids, accounts)))
     sides: Sides = {}
     rules: dict[str, int] = {}
     transfers: list[Transfer] = []
@@ -106,7 +111,7 @@ def transaction(w: Writer, cmd: ExecuteTransaction) -> dict[str, Any]:
         transaction_id=cmd.id, transfer_ids=[t.transfer_id for t in transfers], fingerprint=fingerprint
     )
     position = w.save(*saveable(*sides.values()), *to_save, record, timeouts_set=timeouts, expected_versions=rules)
-    return transaction_result(cmd.id, transfers, position)
+    return transaction_result(cmd.id, transfers, position, w.balances(sides))
 
 
 def transaction_fingerprint(cmd: ExecuteTransaction) -> str:
@@ -124,6 +129,11 @@ def transaction_fingerprint(cmd: ExecuteTransaction) -> str:
         for leg in cmd.transfers
     ]
     return hashlib.sha256(json.dumps(legs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _leg_ids(transfer: Transfer) -> list[str]:
+    """The transfer ids a leg's movements carry: its own, and its fee leg's."""
+    return [transfer.transfer_id, fee_transfer_id(transfer.transfer_id)]
 
 
 def _charged_leg(
