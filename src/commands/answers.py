@@ -9,15 +9,22 @@ group runner resolves it once the group is saved.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from commands.unit_of_work import Position
-from ledger.accounts import BALANCE_FIELDS, Account, Balance
+from ledger.accounts import Account, Balance
 from ledger.fees import FeeRule
 from ledger.ids import fee_account_id, fee_transfer_id
 from ledger.money import Asset
 from ledger.payouts import Payout
 from ledger.transfers import Transfer
+
+
+@lru_cache(maxsize=1024)
+def _unit(asset: str) -> Asset:
+    """An asset as stored (always well formed), parsed once: answers format many amounts."""
+    return Asset.parse(asset)
 
 
 class Replayed(dict[str, Any]):
@@ -52,7 +59,7 @@ def account_view(
     position: Position | int,
     limits: tuple[int | None, int | None] = (None, None),
 ) -> dict[str, Any]:
-    unit = Asset.parse(asset)
+    unit = _unit(asset)
     return {
         "id": account_id,
         "asset": asset,
@@ -67,14 +74,18 @@ def account_view(
 
 def balances_view(balances: Mapping[str, Balance], asset: str) -> dict[str, dict[str, str]]:
     """Each client account's totals after the command, and what is available, by account id."""
-    unit = Asset.parse(asset)
-    return {
-        account_id: {
-            **{name: unit.format(balance[name]) for name in BALANCE_FIELDS},
-            "available": unit.format(balance["posted_credits"] - balance["posted_debits"] - balance["pending_debits"]),
+    fmt = _unit(asset).format
+    view = {}
+    for account_id, balance in sorted(balances.items()):
+        debits, credits, held = balance["posted_debits"], balance["posted_credits"], balance["pending_debits"]
+        view[account_id] = {
+            "posted_debits": fmt(debits),
+            "posted_credits": fmt(credits),
+            "pending_debits": fmt(held),
+            "pending_credits": fmt(balance["pending_credits"]),
+            "available": fmt(credits - debits - held),
         }
-        for account_id, balance in sorted(balances.items())
-    }
+    return view
 
 
 def transfer_result(
@@ -82,7 +93,7 @@ def transfer_result(
 ) -> dict[str, Any]:
     """``balances``: the moved client accounts' balances after the command (none for the
     legs of a transaction, whose answer gives them once for all legs)."""
-    asset = Asset.parse(transfer.asset)
+    asset = _unit(transfer.asset)
     result: dict[str, Any] = {
         "id": transfer.transfer_id,
         "status": transfer.status,
@@ -130,7 +141,7 @@ def transaction_result(
 def deposit_result(
     transfer: Transfer, position: Position | int, balances: Mapping[str, Balance] | None = None
 ) -> dict[str, Any]:
-    asset = Asset.parse(transfer.asset)
+    asset = _unit(transfer.asset)
     result: dict[str, Any] = {
         "id": transfer.transfer_id,
         "status": transfer.status,
@@ -145,7 +156,7 @@ def deposit_result(
 
 
 def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
-    asset = Asset.parse(rule.asset)
+    asset = _unit(rule.asset)
     terms = rule.terms
     return {
         "asset": rule.asset,
@@ -164,7 +175,7 @@ def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
 def payout_result(
     payout: Payout, position: Position | int, balances: Mapping[str, Balance] | None = None
 ) -> dict[str, Any]:
-    asset = Asset.parse(payout.asset)
+    asset = _unit(payout.asset)
     result: dict[str, Any] = {
         "id": payout.payout_id,
         "state": payout.state,
