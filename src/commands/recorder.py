@@ -73,29 +73,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """In one query, each stream's events after the version given for it (0: all)."""
         with self.datastore.get_connection() as conn:  # autocommit: one round trip
             rows = conn.execute(self._select_beyond_statement, (list(stream_ids), list(versions))).fetchall()
-        return [
-            StoredEvent(
-                originator_id=row["originator_id"],
-                originator_version=row["originator_version"],
-                topic=row["topic"],
-                state=bytes(row["state"]),
-            )
-            for row in rows
-        ]
+        return _stored(rows)
 
     def select_range(self, first: int, last: int) -> list[StoredEvent]:
         """The events at positions ``first`` to ``last``, in order."""
         with self.datastore.get_connection() as conn:
             rows = conn.execute(self._range_statement, (first, last)).fetchall()
-        return [
-            StoredEvent(
-                originator_id=row["originator_id"],
-                originator_version=row["originator_version"],
-                topic=row["topic"],
-                state=bytes(row["state"]),
-            )
-            for row in rows
-        ]
+        return _stored(rows)
 
     def position_of(self, stream_id: UUID, version: int) -> int | None:
         """The notification id of one stored event, if it is stored."""
@@ -144,3 +128,15 @@ class LedgerRecorder(PostgresApplicationRecorder):
         if len(ids) != len(stored_events):
             raise ProgrammingError(f"ledger_append returned {len(ids)} positions for {len(stored_events)} events")
         return ids
+
+
+def _stored(rows: Sequence[DictRow]) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        for row in rows
+    ]
