@@ -1,0 +1,84 @@
+"""The command side's own CPU per transfer, without HTTP: the application in this process.
+
+Against a running stack's event store (`make run` in another terminal; found from
+`.ledger` like every `ledger` command), it opens and funds 50 accounts, then sends
+``--singles`` transfers one after another (each its own group and save) and ``--batches``
+batches of 100, and prints this process's CPU time per transfer for each: the handlers,
+the unit of work, event encoding and psycopg, with no web server and no load generator
+in the figure. PostgreSQL's share is not in it (see ``cpu_budget.py`` for every process).
+
+    .venv/bin/python benchmarks/command_cpu.py --singles 2000 --batches 40
+
+A change on the write path can be compared before and after with it more closely than
+with rates over HTTP, which move with whatever else the machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from commands.application import Ledger, event_store_env
+from commands.messages import Deposit, OpenAccount, TransferBatch, TransferFunds
+from runtime.settings import Settings
+
+ACCOUNTS = 50
+WARM_UP = 200
+
+
+def measure(label: str, transfers: int, send: Callable[[], None]) -> None:
+    cpu, wall = time.process_time(), time.monotonic()
+    send()
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    print(
+        f"{label}: {1000 * cpu / transfers:.3f} ms CPU per transfer ({transfers} in {wall:.1f} s, {transfers / wall:,.0f}/s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The command side's CPU per transfer, in-process.")
+    parser.add_argument("--singles", type=int, default=2000, help="transfers sent one by one (default 2000)")
+    parser.add_argument("--batches", type=int, default=40, help="batches of 100 (default 40)")
+    args = parser.parse_args(argv)
+    if args.singles < 1 or args.batches < 0:
+        parser.error("--singles must be at least 1 and --batches at least 0")
+    ledger = Ledger(event_store_env(Settings.from_env()))
+    run = uuid.uuid4().hex[:8]
+    accounts = [f"cpu-{run}-{n}" for n in range(ACCOUNTS)]
+    pick = random.Random(run)
+    count = 0
+
+    def leg() -> TransferFunds:
+        nonlocal count
+        count += 1
+        debit = pick.randrange(ACCOUNTS)
+        credit = (debit + 1 + pick.randrange(ACCOUNTS - 1)) % ACCOUNTS
+        return TransferFunds(f"t-{run}-{count}", accounts[debit], accounts[credit], "0.01")
+
+    try:
+        for account in accounts:
+            ledger.open_account(OpenAccount(account, "USD/2"))
+            ledger.deposit(Deposit(f"d-{account}", account, "1000000.00"))
+        for _ in range(WARM_UP):
+            ledger.transfer(leg())
+        measure("singles", args.singles, lambda: [ledger.transfer(leg()) for _ in range(args.singles)])
+        if args.batches:
+            measure(
+                "batches of 100",
+                100 * args.batches,
+                lambda: [
+                    ledger.transfer_batch(TransferBatch([leg() for _ in range(100)])) for _ in range(args.batches)
+                ],
+            )
+    finally:
+        ledger.close()
+    print(f"reproduce: .venv/bin/python benchmarks/command_cpu.py --singles {args.singles} --batches {args.batches}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
