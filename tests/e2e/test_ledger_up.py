@@ -327,7 +327,7 @@ def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack)
 
     wait_for(lambda: status() == "expired", 30, "the hold to expire")
     refused = stack.post(f"/v1/transfers/{hold['id']}/post", {})
-    assert (refused.status_code, refused.json()["code"]) == (409, "transfer_not_pending")
+    assert (refused.status_code, refused.json()["code"]) == (409, "transfer_expired")  # as before it expired
 
 
 def test_a_broker_that_restarts_empty_loses_nothing(stack: Stack) -> None:
