@@ -333,47 +333,56 @@ class Account(Aggregate):
         self.daily_limit = daily_limit
         self.monthly_limit = monthly_limit
 
-    # The events' ``balance_after`` is for readers who do not replay (see ``balance_after``);
+    # The events' ``balance_after`` is for readers who do not replay (see ``_after``);
     # replaying never reads it: each body below computes the balance from the amounts.
+    # It defaults to None: events stored before it existed are replayed without it.
 
     @event(Debited)
-    def _debited(self, transfer_id: str, amount: int, window: str | None, balance_after: Balance | None) -> None:
+    def _debited(
+        self, transfer_id: str, amount: int, window: str | None = None, balance_after: Balance | None = None
+    ) -> None:
         self.posted_debits += amount
         self._count(amount, window)
 
     @event(Credited)
-    def _credited(self, transfer_id: str, amount: int, balance_after: Balance | None) -> None:
+    def _credited(self, transfer_id: str, amount: int, balance_after: Balance | None = None) -> None:
         self.posted_credits += amount
 
     @event(DebitPending)
-    def _debit_pending(self, transfer_id: str, amount: int, window: str | None, balance_after: Balance | None) -> None:
+    def _debit_pending(
+        self, transfer_id: str, amount: int, window: str | None = None, balance_after: Balance | None = None
+    ) -> None:
         self.pending_debits += amount
         self._count(amount, window)
 
     @event(CreditPending)
-    def _credit_pending(self, transfer_id: str, amount: int, balance_after: Balance | None) -> None:
+    def _credit_pending(self, transfer_id: str, amount: int, balance_after: Balance | None = None) -> None:
         self.pending_credits += amount
 
     @event(PendingDebitPosted)
     def _pending_debit_posted(
-        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None
+        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None = None
     ) -> None:
         self.pending_debits -= pending_amount
         self.posted_debits += amount
 
     @event(PendingCreditPosted)
     def _pending_credit_posted(
-        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None
+        self, transfer_id: str, pending_amount: int, amount: int, balance_after: Balance | None = None
     ) -> None:
         self.pending_credits -= pending_amount
         self.posted_credits += amount
 
     @event(PendingDebitVoided)
-    def _pending_debit_voided(self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None) -> None:
+    def _pending_debit_voided(
+        self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None = None
+    ) -> None:
         self.pending_debits -= amount
 
     @event(PendingCreditVoided)
-    def _pending_credit_voided(self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None) -> None:
+    def _pending_credit_voided(
+        self, transfer_id: str, amount: int, reason: str, balance_after: Balance | None = None
+    ) -> None:
         self.pending_credits -= amount
 
     @classmethod

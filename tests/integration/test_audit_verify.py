@@ -301,6 +301,32 @@ def test_a_balance_after_other_than_the_replays_is_named(store: Store) -> None:
     assert "the replay gives {'posted_debits': 0, 'posted_credits': 1000," in finding.detail
 
 
+def test_a_balance_after_is_compared_exactly(store: Store) -> None:
+    """Beyond 64 bits a float reading rounds (2^70 + 1 would pass for 2^70), and JSON's
+    true equals 1 in Python: neither may pass for the replay's whole number."""
+    ledger = store.ledger
+    for account in ("whale", "minnow"):
+        ledger.open_account(OpenAccount(account, "USD/2"))
+    ledger.deposit(Deposit("big", "whale", "11805916207174113034.24"))  # 2^70 minor units
+    ledger.deposit(Deposit("small", "minnow", "0.01"))
+    assert not replay(store.url).findings
+    edits = {
+        "whale": ('"posted_credits":1180591620717411303424', '"posted_credits":1180591620717411303425'),
+        "minnow": ('"posted_credits":1,', '"posted_credits":true,'),
+    }
+    positions = {}
+    for account, (before, after) in edits.items():
+        positions[account], _ = store.event(account, "Account.Credited", 0)
+        store.sql(
+            "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'), %s, %s), 'UTF8') "
+            "WHERE notification_id = %s",
+            (before, after, positions[account]),
+        )
+    found = kinds(replay(store.url))
+    for account, position in positions.items():
+        assert ("balance_after_mismatch", f"account {account}", position) in found
+
+
 def test_a_deleted_event_is_named(store: Store) -> None:
     history(store)
     position, version = store.event("bob", "Account.Credited", 0)  # t1's credit; bob moved after

@@ -74,3 +74,24 @@ def test_system_accounts_record_no_balance() -> None:
     assert account.collect_events()[-1].balance_after is None
     appended = Account.system_event("$fees.USD", Account.Credited, transfer_id="t1", amount=100)
     assert appended.balance_after is None
+
+
+def test_movements_stored_before_balance_after_existed_still_replay() -> None:
+    """An upgraded ledger reads history written before the field: such an event has no
+    ``balance_after`` (nor, older still, ``window``) and must replay as before."""
+    account = open_account()
+    account.credit("t1", 1000)
+    account.debit("t2", 300, "2026-01-01")
+    account.hold_debit("h1", 100, "2026-01-01")
+    account.void_pending_debit("h1", 100, "voided")
+    events = account.collect_events()
+    for event in events[1:]:
+        for name in ("balance_after", "window"):
+            if name in vars(event):
+                object.__delattr__(event, name)
+    replayed = None
+    for event in events:
+        replayed = event.mutate(replayed)
+    assert replayed is not None
+    assert replayed.balance == account.balance
+    assert replayed.available == 700
