@@ -1,9 +1,9 @@
 """The command side's own CPU per transfer, without HTTP: the application in this process.
 
 Against a running stack's event store (`make run` in another terminal; found from
-`.ledger` like every `ledger` command), it opens and funds 50 accounts, then sends
+`.ledger` like every `ledger` command), it opens and funds ``--accounts`` accounts (50), then sends
 ``--singles`` transfers one after another (each its own group and save) and ``--batches``
-batches of 100, and prints this process's CPU time per transfer for each: the handlers,
+batches of ``--batch-size`` (100), and prints this process's CPU time per transfer for each: the handlers,
 the unit of work, event encoding and psycopg, with no web server and no load generator
 in the figure. PostgreSQL's share is not in it (see ``cpu_budget.py`` for every process).
 
@@ -26,9 +26,6 @@ from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, TransferBatch, TransferFunds
 from runtime.settings import Settings
 
-ACCOUNTS = 50
-WARM_UP = 200
-
 
 def measure(label: str, transfers: int, send: Callable[[], None]) -> None:
     cpu, wall = time.process_time(), time.monotonic()
@@ -42,41 +39,50 @@ def measure(label: str, transfers: int, send: Callable[[], None]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The command side's CPU per transfer, in-process.")
     parser.add_argument("--singles", type=int, default=2000, help="transfers sent one by one (default 2000)")
-    parser.add_argument("--batches", type=int, default=40, help="batches of 100 (default 40)")
+    parser.add_argument("--batches", type=int, default=40, help="batches (default 40)")
+    parser.add_argument("--batch-size", type=int, default=100, help="transfers per batch (default 100)")
+    parser.add_argument("--accounts", type=int, default=50, help="accounts the transfers go between (default 50)")
+    parser.add_argument("--warm-up", type=int, default=200, help="unmeasured transfers first (default 200)")
     args = parser.parse_args(argv)
-    if args.singles < 1 or args.batches < 0:
-        parser.error("--singles must be at least 1 and --batches at least 0")
+    if args.singles < 1 or args.batches < 0 or not 1 <= args.batch_size <= 100 or args.accounts < 2 or args.warm_up < 0:
+        parser.error(
+            "--singles, --batch-size (up to 100) and --accounts (2 or more) count; --batches, --warm-up may be 0"
+        )
     ledger = Ledger(event_store_env(Settings.from_env()))
     run = uuid.uuid4().hex[:8]
-    accounts = [f"cpu-{run}-{n}" for n in range(ACCOUNTS)]
+    accounts = [f"cpu-{run}-{n}" for n in range(args.accounts)]
     pick = random.Random(run)
     count = 0
 
     def leg() -> TransferFunds:
         nonlocal count
         count += 1
-        debit = pick.randrange(ACCOUNTS)
-        credit = (debit + 1 + pick.randrange(ACCOUNTS - 1)) % ACCOUNTS
+        debit = pick.randrange(args.accounts)
+        credit = (debit + 1 + pick.randrange(args.accounts - 1)) % args.accounts
         return TransferFunds(f"t-{run}-{count}", accounts[debit], accounts[credit], "0.01")
 
     try:
         for account in accounts:
             ledger.open_account(OpenAccount(account, "USD/2"))
             ledger.deposit(Deposit(f"d-{account}", account, "1000000.00"))
-        for _ in range(WARM_UP):
+        for _ in range(args.warm_up):
             ledger.transfer(leg())
         measure("singles", args.singles, lambda: [ledger.transfer(leg()) for _ in range(args.singles)])
         if args.batches:
+            size = args.batch_size
             measure(
-                "batches of 100",
-                100 * args.batches,
+                f"batches of {size}",
+                size * args.batches,
                 lambda: [
-                    ledger.transfer_batch(TransferBatch([leg() for _ in range(100)])) for _ in range(args.batches)
+                    ledger.transfer_batch(TransferBatch([leg() for _ in range(size)])) for _ in range(args.batches)
                 ],
             )
     finally:
         ledger.close()
-    print(f"reproduce: .venv/bin/python benchmarks/command_cpu.py --singles {args.singles} --batches {args.batches}")
+    print(
+        f"reproduce: .venv/bin/python benchmarks/command_cpu.py --singles {args.singles} --batches {args.batches} "
+        f"--batch-size {args.batch_size} --accounts {args.accounts} --warm-up {args.warm_up}"
+    )
     return 0
 
 
