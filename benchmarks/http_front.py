@@ -25,11 +25,8 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -37,6 +34,8 @@ from pathlib import Path
 import falcon
 from cpu_budget import cpu_between, snapshot
 from ledger_load import Load, Stack, run_closed, run_paced, say, write_json
+
+from runtime.processes import ManagedProcess, ProcessExited, wait_until
 
 HERE = Path(__file__).resolve().parent
 SERVER_WORKERS, SERVER_THREADS = "1", "32"  # what the supervisor gives the command API
@@ -71,26 +70,20 @@ def front(port: int, log: Path) -> Iterator[int]:
     src = str(HERE.parent / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), src, env.get("PYTHONPATH", "")) if p)
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:runtime.gunicorn_conf", "--bind", f"127.0.0.1:{port}"]
-    with log.open("wb") as out:
-        process = subprocess.Popen([*argv, "http_front:make_app()"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = ManagedProcess("http-front", [*argv, "http_front:make_app()"], env=env, grace_seconds=15, log_file=log)
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start:\n" + log.read_text())
-            time.sleep(0.1)
-        yield process.pid
+        wait_until(lambda: _answers(port, server), 30, "the server (see " + str(log) + ")")
+        assert server.pid is not None
+        yield server.pid
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, server: ManagedProcess) -> bool:
     """A worker answers HTTP (the master listens before its worker has booted)."""
+    if not server.alive():
+        raise ProcessExited(f"the server exited with code {server.poll()}")
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.request("GET", "/")

@@ -46,8 +46,10 @@ def resolved(answer: Any, positions: Sequence[int]) -> Any:
     positions the group's save returned (one per event, in order)."""
     if isinstance(answer, Position):
         return positions[answer.last]
-    if isinstance(answer, dict):  # keeps what kind of answer it is (``answers.Replayed``)
-        return type(answer)({key: resolved(value, positions) for key, value in answer.items()})
+    if isinstance(answer, dict):
+        items = {key: resolved(value, positions) for key, value in answer.items()}
+        # A subclass says what kind of answer it is (``answers.Replayed``): keep it.
+        return items if type(answer) is dict else type(answer)(items)
     if isinstance(answer, list):
         return [resolved(item, positions) for item in answer]
     return answer
