@@ -11,17 +11,38 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import falcon
+import msgspec
 
 from auth import signing
-from auth.keys import ADMIN, ApiKey, KeyDefinitionError, acting_key
+from auth.keys import ADMIN, NAME_MAX, SCOPES, ApiKey, KeyDefinitionError, acting_key
 from auth.store import KeyStore
-from runtime import web
+from runtime import bodies, web
 
 CHALLENGE = f"Bearer, {signing.SCHEME}"
 _REJECTED = "the key id or secret is wrong, or the key was revoked"
+
+# How a request shows its key, as the OpenAPI document describes it.
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <key_id>.<secret>`, the token `POST /v1/keys` answers once.",
+    },
+    "signed": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": (
+            f"`Authorization: {signing.SCHEME} key=<key_id>, ts=<unix seconds>, nonce=<random>, sig=<hex>`: "
+            "HMAC-SHA256, keyed by SHA-256 of the secret, over the scheme, ts, nonce, method, path with query "
+            f"and SHA-256 of the body, joined by newlines; ts within {signing.WINDOW_SECONDS} s, each nonce once "
+            "(README: signed requests)."
+        ),
+    },
+}
 
 
 def unauthenticated(detail: str) -> web.Problem:
@@ -110,11 +131,48 @@ class Authenticate:
             raise unauthenticated("this nonce was already used; every signed request needs a new one")
 
 
+class NewKeyBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, examples=["shop-42 backend"])]
+    scopes: Annotated[list[str], msgspec.Meta(description=f"At least one of {', '.join(SCOPES)}")]
+    accounts: Annotated[
+        list[str], msgspec.Meta(description="Account-id patterns the key is limited to ('*': any run of characters)")
+    ] = []
+    credits_within_accounts: Annotated[
+        bool, msgspec.Meta(description="A limited key may credit only the accounts it covers, too")
+    ] = False
+    signed_only: Annotated[bool, msgspec.Meta(description="Refuse the bearer token; accept signed requests only")] = (
+        False
+    )
+
+
+class KeyView(msgspec.Struct):
+    """A key as an operator sees it: never its secret."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    accounts: list[str]
+    credits_within_accounts: bool
+    signed_only: bool
+    created_at: str | None
+    revoked_at: str | None
+
+
+class NewKey(KeyView):
+    """The secret and the bearer token appear in this answer only."""
+
+    secret: str
+    token: str
+
+
+class KeyList(msgspec.Struct):
+    keys: list[KeyView]
+
+
 class Keys:
     """``POST /v1/keys`` makes a key (its secret is in this answer only); ``GET`` lists them."""
 
     scope = ADMIN
-    FIELDS = frozenset({"name", "scopes", "accounts", "credits_within_accounts", "signed_only"})
 
     def __init__(self, keys: KeyStore, max_body_bytes: int = 64 * 1024) -> None:
         self.keys = keys
@@ -124,20 +182,15 @@ class Keys:
         web.json_response(resp, {"keys": [key.describe() for key in self.keys.list()]})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = web.json_body(req, self.max_body_bytes)
-        if not isinstance(body, dict):
-            raise web.Problem(400, "invalid_request", "body must be a JSON object")
-        unknown = sorted(set(body) - self.FIELDS)
-        if unknown:
-            raise web.Problem(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
-        scopes, accounts = body.get("scopes"), body.get("accounts", [])
-        flags = {name: body.get(name, False) for name in ("credits_within_accounts", "signed_only")}
-        if not isinstance(scopes, list) or not isinstance(accounts, list):
-            raise web.Problem(400, "invalid_request", "scopes and accounts must be lists of strings")
-        if not all(isinstance(value, bool) for value in flags.values()):
-            raise web.Problem(400, "invalid_request", "credits_within_accounts and signed_only must be true or false")
+        body = bodies.convert(NewKeyBody, web.json_body(req, self.max_body_bytes))
         try:
-            key, secret = self.keys.create(body.get("name"), scopes, accounts, **flags)  # type: ignore[arg-type]
+            key, secret = self.keys.create(
+                body.name,
+                body.scopes,
+                body.accounts,
+                credits_within_accounts=body.credits_within_accounts,
+                signed_only=body.signed_only,
+            )
         except KeyDefinitionError as exc:
             raise web.Problem(400, "invalid_request", str(exc)) from None
         web.json_response(resp, key.describe() | {"secret": secret, "token": f"{key.key_id}.{secret}"}, status=201)

@@ -12,13 +12,26 @@ from typing import Any
 import falcon
 
 from auth import keys as scopes
-from auth.http import Authenticate, KeyRevocation, Keys, forbidden, request_key, require_accounts
+from auth.http import (
+    SECURITY_SCHEMES,
+    Authenticate,
+    KeyList,
+    KeyRevocation,
+    Keys,
+    KeyView,
+    NewKey,
+    NewKeyBody,
+    forbidden,
+    request_key,
+    require_accounts,
+)
 from auth.store import KeyStore
-from commands import access, requests
+from commands import access, requests, responses
 from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
 from ledger.errors import InvalidRequest, LedgerError
-from runtime import logs, web
+from ledger.ids import CLIENT_ID
+from runtime import logs, openapi, web
 from runtime.settings import Settings
 
 
@@ -108,7 +121,8 @@ class ActionResource(Authorized):
         self.body_required = body
         self.status = status
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, subject: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
+        (subject,) = path.values()  # the route's one field: the transfer's or the account's id
         command = self.parse(subject, read_body(req, optional=not self.body_required))
         self.authorize(req, command)
         answer(resp, self.handle(command), self.status)
@@ -140,6 +154,7 @@ class TransferBatchResource(Authorized):
 
 def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
     app = web.create_base_app(Authenticate(keys, max_body_bytes=requests.MAX_BODY_BYTES))
+    api = openapi.Routes(app, "ledger command API", DESCRIPTION, SECURITY_SCHEMES)
 
     def create(scope: str, parse: Callable[[Any], Any], handle: Callable[[Any], Any], **kw: Any) -> CreateResource:
         return CreateResource(ledger, scope, parse, handle, **kw)
@@ -147,35 +162,171 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
     def action(scope: str, parse: Callable[[str, Any], Any], handle: Callable[[Any], Any], **kw: Any) -> ActionResource:
         return ActionResource(ledger, scope, parse, handle, **kw)
 
-    app.add_route("/v1/accounts", create(scopes.ACCOUNTS, requests.open_account, ledger.open_account))
-    app.add_route("/v1/deposits", create(scopes.DEPOSITS, requests.deposit, ledger.deposit))
-    app.add_route("/v1/transfers", create(scopes.TRANSFERS, requests.transfer, ledger.transfer))
-    app.add_route("/v1/transfer-batches", TransferBatchResource(ledger))
-    app.add_route("/v1/transactions", create(scopes.TRANSFERS, requests.transaction, ledger.transaction))
-    app.add_route("/v1/payouts", create(scopes.PAYOUTS, requests.payout, ledger.request_payout))
-    app.add_route("/v1/fee-rules", create(scopes.ADMIN, requests.fee_rule, ledger.set_fee_rule, status=200))
-    app.add_route(
-        "/v1/transfers/{subject}/post", action(scopes.TRANSFERS, requests.post_transfer, ledger.post_transfer)
+    def write(summary: str, scope: str, body: Any, answer: Any, **kw: Any) -> openapi.Operation:
+        return openapi.Operation(summary, scope, answer, body=body, problems=kw.pop("problems", WRITE_PROBLEMS), **kw)
+
+    transfer_id = (openapi.Param("transfer_id", CLIENT_ID_SCHEMA, "The transfer's id", where="path"),)
+    account_id = (openapi.Param("account_id", CLIENT_ID_SCHEMA, "The account's id", where="path"),)
+    api.add(
+        "/v1/accounts",
+        create(scopes.ACCOUNTS, requests.open_account, ledger.open_account),
+        post=write("Open an account", scopes.ACCOUNTS, requests.OpenAccountBody, responses.AccountAnswer, status=201),
     )
-    app.add_route(
-        "/v1/transfers/{subject}/void", action(scopes.TRANSFERS, requests.void_transfer, ledger.void_transfer)
+    api.add(
+        "/v1/deposits",
+        create(scopes.DEPOSITS, requests.deposit, ledger.deposit),
+        post=write(
+            "Deposit: money in, from the asset's issuance account",
+            scopes.DEPOSITS,
+            requests.DepositBody,
+            responses.DepositAnswer,
+            status=201,
+        ),
     )
-    app.add_route(
-        "/v1/transfers/{subject}/reverse",
+    api.add(
+        "/v1/transfers",
+        create(scopes.TRANSFERS, requests.transfer, ledger.transfer),
+        post=write(
+            "Transfer between two accounts of one asset (pending: a hold, posted or voided later)",
+            scopes.TRANSFERS,
+            requests.TransferBody,
+            responses.TransferAnswer,
+            status=201,
+            example={"id": "t-1001", "debit_account": "alice", "credit_account": "bob", "amount": "12.34"},
+        ),
+    )
+    api.add(
+        "/v1/transfer-batches",
+        TransferBatchResource(ledger),
+        post=write(
+            "Up to 100 independent transfers: each stands or fails alone",
+            scopes.TRANSFERS,
+            requests.TransferBatchBody,
+            responses.BatchAnswer,
+            problems=(413, 415, 503),
+        ),
+    )
+    api.add(
+        "/v1/transactions",
+        create(scopes.TRANSFERS, requests.transaction, ledger.transaction),
+        post=write(
+            "Up to 100 transfers that all happen or none does",
+            scopes.TRANSFERS,
+            requests.TransactionBody,
+            responses.TransactionAnswer,
+            status=201,
+        ),
+    )
+    api.add(
+        "/v1/payouts",
+        create(scopes.PAYOUTS, requests.payout, ledger.request_payout),
+        post=write(
+            "Pay out to a Stellar account: holds the amount until the chain settles it",
+            scopes.PAYOUTS,
+            requests.PayoutBody,
+            responses.PayoutAnswer,
+            status=201,
+        ),
+    )
+    api.add(
+        "/v1/fee-rules",
+        create(scopes.ADMIN, requests.fee_rule, ledger.set_fee_rule, status=200),
+        post=write(
+            "Set the fee rule of an asset and operation", scopes.ADMIN, requests.FeeRuleBody, responses.FeeRuleAnswer
+        ),
+    )
+    api.add(
+        "/v1/transfers/{transfer_id}/post",
+        action(scopes.TRANSFERS, requests.post_transfer, ledger.post_transfer),
+        post=write(
+            "Post a pending transfer, all of it or less",
+            scopes.TRANSFERS,
+            requests.PostBody,
+            responses.TransferAnswer,
+            body_required=False,
+            params=transfer_id,
+        ),
+    )
+    api.add(
+        "/v1/transfers/{transfer_id}/void",
+        action(scopes.TRANSFERS, requests.void_transfer, ledger.void_transfer),
+        post=write(
+            "Void a pending transfer: the hold is released",
+            scopes.TRANSFERS,
+            requests.EmptyBody,
+            responses.TransferAnswer,
+            body_required=False,
+            params=transfer_id,
+        ),
+    )
+    api.add(
+        "/v1/transfers/{transfer_id}/reverse",
         action(scopes.TRANSFERS, requests.reverse_transfer, ledger.reverse_transfer, body=True, status=201),
+        post=write(
+            "Reverse a posted transfer, all that is left or part of it, as a new transfer",
+            scopes.TRANSFERS,
+            requests.ReverseBody,
+            responses.TransferAnswer,
+            status=201,
+            params=transfer_id,
+        ),
     )
-    app.add_route(
-        "/v1/accounts/{subject}/policy",
+    api.add(
+        "/v1/accounts/{account_id}/policy",
         action(scopes.ADMIN, requests.change_policy, ledger.change_policy, body=True),
+        post=write(
+            "Change an account's overdraft, daily or monthly limit",
+            scopes.ADMIN,
+            requests.PolicyBody,
+            responses.AccountAnswer,
+            params=account_id,
+        ),
     )
     for name in ("freeze", "unfreeze", "close"):
-        app.add_route(
-            f"/v1/accounts/{{subject}}/{name}",
+        api.add(
+            f"/v1/accounts/{{account_id}}/{name}",
             action(scopes.ADMIN, requests.account_action(name), ledger.account_action),
+            post=write(
+                f"{name.capitalize()} an account",
+                scopes.ADMIN,
+                requests.EmptyBody,
+                responses.AccountAnswer,
+                body_required=False,
+                params=account_id,
+            ),
         )
-    app.add_route("/v1/keys", Keys(keys, requests.MAX_BODY_BYTES))
-    app.add_route("/v1/keys/{key_id}/revoke", KeyRevocation(keys))
+    api.add(
+        "/v1/keys",
+        Keys(keys, requests.MAX_BODY_BYTES),
+        get=openapi.Operation("List the API keys (never their secrets)", scopes.ADMIN, KeyList),
+        post=openapi.Operation(
+            "Make an API key: its secret is in this answer only",
+            scopes.ADMIN,
+            NewKey,
+            status=201,
+            body=NewKeyBody,
+            problems=(413, 415),
+            example={"name": "shop-42 backend", "scopes": ["transfers", "read"], "accounts": ["shop-42:*"]},
+        ),
+    )
+    api.add(
+        "/v1/keys/{key_id}/revoke",
+        KeyRevocation(keys),
+        post=openapi.Operation(
+            "Revoke a key: every API process refuses it within seconds", scopes.ADMIN, KeyView, problems=(404,)
+        ),
+    )
+    api.publish()
     return app
+
+
+DESCRIPTION = (
+    "Commands that move money: every write is idempotent by its id (a retry with the same body gets the first "
+    "answer, marked `Idempotent-Replayed: true`; another body under a used id is 409 `id_conflict`). "
+    "Amounts are decimal strings in major units. Errors are RFC 9457 problem documents with a stable `code`."
+)
+WRITE_PROBLEMS = (404, 409, 413, 415, 422, 503)
+CLIENT_ID_SCHEMA = {"type": "string", "pattern": CLIENT_ID.pattern}
 
 
 def get_app() -> falcon.App:

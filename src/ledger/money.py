@@ -14,9 +14,12 @@ from ledger.errors import InvalidAmount, InvalidAsset
 MAX_AMOUNT = 2**127 - 1
 MAX_SCALE = 18
 
-_ASSET = re.compile(r"^([A-Z][A-Z0-9]{0,11})/(0|[1-9][0-9]?)$")
+# The patterns are also the API's published schema (JSON Schema, so ECMA-262 compatible).
+ASSET_PATTERN = r"^([A-Z][A-Z0-9]{0,11})/(0|[1-9][0-9]?)$"
 # 39 whole digits hold 2^127-1; longer input is refused before any int() conversion.
-_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,38})(?:\.([0-9]{1,18}))?$")
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,38})(?:\.([0-9]{1,18}))?$"
+_ASSET = re.compile(ASSET_PATTERN)
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
 @dataclass(frozen=True)

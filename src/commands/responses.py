@@ -1,0 +1,142 @@
+"""The command API's answers, described for its OpenAPI document.
+
+``commands.answers`` builds them as plain dicts (the write path's speed); these structs
+say what they hold, and the contract tests (schemathesis, on the running stack) check
+every answer against them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+Amount = Annotated[str, msgspec.Meta(description="A decimal string in major units", examples=["12.34"])]
+Position = Annotated[
+    int, msgspec.Meta(ge=0, description="The event-store position of the command's events (for min_position)")
+]
+
+
+class Balance(msgspec.Struct):
+    """An account's totals after the command, and what it has available."""
+
+    posted_debits: Amount
+    posted_credits: Amount
+    pending_debits: Amount
+    pending_credits: Amount
+    available: Amount
+
+
+Balances = Annotated[
+    dict[str, Balance], msgspec.Meta(description="The moved client accounts' balances after it, by account id")
+]
+
+
+class AccountAnswer(msgspec.Struct):
+    id: str
+    asset: str
+    status: str
+    overdraft_limit: Amount
+    daily_limit: Amount | None
+    monthly_limit: Amount | None
+    metadata: dict[str, Any]
+    position: Position
+
+
+class FeeLeg(msgspec.Struct):
+    transfer_id: str
+    amount: Amount
+    payer: str
+
+
+class TransferAnswer(msgspec.Struct):
+    id: str
+    status: str
+    debit_account: str
+    credit_account: str
+    amount: Amount
+    asset: str
+    metadata: dict[str, Any]
+    position: Position
+    reverses: str | None = None
+    reversed_amount: Amount | None = None
+    fee: FeeLeg | None = None
+    fee_for: str | None = None
+    posted_amount: Amount | None = None
+    expires_at: str | None = None
+    balances: Balances | None = None
+
+
+class Leg(msgspec.Struct):
+    """A transaction's leg: a transfer, without the position the transaction gives once."""
+
+    id: str
+    status: str
+    debit_account: str
+    credit_account: str
+    amount: Amount
+    asset: str
+    metadata: dict[str, Any]
+    fee: FeeLeg | None = None
+    posted_amount: Amount | None = None
+    expires_at: str | None = None
+
+
+class TransactionAnswer(msgspec.Struct):
+    id: str
+    transfers: list[Leg]
+    position: Position
+    balances: Balances | None = None
+
+
+class BatchResult(msgspec.Struct):
+    """What ``POST /v1/transfers`` would have answered for this transfer."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class BatchAnswer(msgspec.Struct):
+    results: list[BatchResult]
+
+
+class DepositAnswer(msgspec.Struct):
+    id: str
+    status: str
+    account: str
+    amount: Amount
+    asset: str
+    position: Position
+    balances: Balances | None = None
+
+
+class FeeRuleAnswer(msgspec.Struct):
+    asset: str
+    operation: str
+    basis_points: int
+    fixed: Amount
+    min: Amount
+    max: Amount | None
+    payer: str
+    active: bool
+    fee_account: str
+    position: Position
+
+
+class PayoutAnswer(msgspec.Struct):
+    id: str
+    state: str
+    account: str
+    amount: Amount
+    asset: str
+    destination: str
+    memo: str | None
+    hold_id: str
+    attempts: int
+    tx_hash: str | None
+    ledger: int | None
+    reason: str | None
+    stuck: bool
+    position: Position
+    balances: Balances | None = None
