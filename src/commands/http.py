@@ -49,7 +49,10 @@ def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise web.Problem(415, "unsupported_media_type", "send the body as application/json (Content-Type header)")
-    return web.parse_json(raw)
+    body = web.parse_json(raw)
+    if body is None:  # a JSON null is not "no body"
+        raise InvalidRequest("body must be a JSON object")
+    return body
 
 
 def answer(resp: falcon.Response, result: dict[str, Any], status: int) -> None:

@@ -137,6 +137,6 @@ class PayoutAnswer(msgspec.Struct):
     tx_hash: str | None
     ledger: int | None
     reason: str | None
-    stuck: bool
+    stuck: str | None  # why the chain worker cannot finish it, for an operator
     position: Position
     balances: Balances | None = None

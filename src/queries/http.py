@@ -12,15 +12,16 @@ from typing import Any
 
 import falcon
 import pymongo
+from psycopg_pool import ConnectionPool
 from pymongo.database import Database
 
 from auth import keys as scopes
-from auth.http import Authenticate, forbidden, request_key, require_accounts
+from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, require_accounts
 from auth.store import KeyStore
 from ledger.errors import InvalidRequest
-from queries import readmodel
+from queries import readmodel, responses
 from queries.generations import Generations
-from runtime import logs, web
+from runtime import logs, openapi, web
 from runtime.settings import Settings
 
 MAX_PAGE = 500
@@ -64,7 +65,43 @@ def _time_param(req: falcon.Request, name: str) -> datetime | None:
         raise InvalidRequest(f"{name} must fall between 0001-01-01 and 9999-12-31 in UTC") from None
 
 
-Source = Callable[[], Database[Any]]  # the active read-model database, resolved per request
+def _integer(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+WAIT = openapi.Param(
+    MIN_POSITION,
+    _integer(0, MAX_POSITION),
+    "Wait (bounded) until the read models have applied this position, from a write's answer: read your writes",
+)
+AT_POSITION = openapi.Param("at_position", _integer(0, MAX_POSITION), "The balance as it was at this position")
+AT = openapi.Param(
+    "at", {"type": "string", "pattern": f"^{_RFC3339.pattern}$"}, "The balance as it was at this time (RFC 3339)"
+)
+LIMIT = openapi.Param("limit", _integer(1, MAX_PAGE), f"Page size (default {DEFAULT_PAGE})")
+CURSOR = openapi.Param(
+    "cursor", {"type": "string", "maxLength": readmodel.MAX_CURSOR_CHARS}, "From the previous page's next_cursor"
+)
+DESCRIPTION = (
+    "Balances, entries, transfers and payouts from the read models, which trail the event store by the "
+    "pipeline's lag: pass a write's `position` as `min_position` to read your own writes. "
+    "Errors are RFC 9457 problem documents with a stable `code`."
+)
+
+Source = Callable[[], Database[Any]]
+
+
+def event_store_head(pool: ConnectionPool) -> Callable[[], int]:
+    """The event store's last position, read through the key store's connections (the
+    same database, rows as dicts); asked only when a ``min_position`` is not yet in the
+    read model."""
+
+    def head() -> int:
+        with pool.connection() as conn:
+            row = conn.execute("SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events").fetchone()
+        return int(row["head"]) if row else 0
+
+    return head  # the active read-model database, resolved per request
 
 
 class QueryParameters:
@@ -95,8 +132,9 @@ class ReadYourWrites:
     thread); one more that would have to wait is answered 503 ``busy`` at once. A request
     whose position is already applied never waits and needs no slot."""
 
-    def __init__(self, source: Source, wait_seconds: float, max_waiters: int) -> None:
+    def __init__(self, source: Source, wait_seconds: float, max_waiters: int, head: Callable[[], int]) -> None:
         self.source = source
+        self.head = head
         self.wait_seconds = wait_seconds
         self.max_waiters = max_waiters
         self._waiters = threading.BoundedSemaphore(max_waiters) if max_waiters > 0 else None
@@ -112,6 +150,12 @@ class ReadYourWrites:
         db = self.source()
         if readmodel.watermark(db) >= position:
             return
+        head = self.head()
+        if position > head:  # no write has it: waiting could only end in a 503
+            raise InvalidRequest(
+                f"{MIN_POSITION} {position} is beyond the event store's last position ({head}); "
+                "use the position a write answered"
+            )
         if self._waiters is None or not self._waiters.acquire(blocking=False):
             raise web.Problem(
                 503,
@@ -213,19 +257,66 @@ def create_app(
     wait_seconds: float,
     keys: KeyStore,
     max_waiters: int = DEFAULT_MAX_WAITERS,
+    head: Callable[[], int] | None = None,
 ) -> falcon.App:
     """Serve one database, or whichever generation is active at each request.
 
-    ``max_waiters``: how many ``min_position`` waits this process holds at once."""
+    ``max_waiters``: how many ``min_position`` waits this process holds at once; ``head``:
+    the event store's last position (read from the keys' database unless given)."""
     source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
     app = web.create_base_app(Authenticate(keys))
     app.add_middleware(QueryParameters())  # before any wait: a bad request answers at once
-    app.add_middleware(ReadYourWrites(source, wait_seconds, max_waiters))
-    app.add_route("/v1/accounts/{account_id}", Account(source))
-    app.add_route("/v1/accounts/{account_id}/entries", Entries(source))
-    app.add_route("/v1/transfers/{transfer_id}", Transfer(source))
-    app.add_route("/v1/payouts/{payout_id}", Payout(source))
-    app.add_route("/v1/status", Status(source))
+    app.add_middleware(ReadYourWrites(source, wait_seconds, max_waiters, head or event_store_head(keys.pool)))
+    api = openapi.Routes(app, "ledger query API", DESCRIPTION, SECURITY_SCHEMES)
+    read = scopes.READ
+    api.add(
+        "/v1/accounts/{account_id}",
+        Account(source),
+        get=openapi.Operation(
+            "An account and its balance, now or as it was",
+            read,
+            responses.AccountView,
+            params=(WAIT, AT_POSITION, AT),
+            problems=(404, 503),
+        ),
+    )
+    api.add(
+        "/v1/accounts/{account_id}/entries",
+        Entries(source),
+        get=openapi.Operation(
+            "An account's entries, newest first, a page at a time",
+            read,
+            responses.EntryPage,
+            params=(WAIT, LIMIT, CURSOR),
+            problems=(404, 503),
+        ),
+    )
+    api.add(
+        "/v1/transfers/{transfer_id}",
+        Transfer(source),
+        get=openapi.Operation(
+            "A transfer and its legs", read, responses.TransferView, params=(WAIT,), problems=(404, 503)
+        ),
+    )
+    api.add(
+        "/v1/payouts/{payout_id}",
+        Payout(source),
+        get=openapi.Operation(
+            "A payout on its way to the chain", read, responses.PayoutView, params=(WAIT,), problems=(404, 503)
+        ),
+    )
+    api.add(
+        "/v1/status",
+        Status(source),
+        get=openapi.Operation(
+            "How far the pipeline has got (not for a key limited to accounts)",
+            read,
+            responses.StatusView,
+            params=(WAIT,),
+            problems=(503,),
+        ),
+    )
+    api.publish()
     return app
 
 
@@ -234,6 +325,4 @@ def get_app() -> falcon.App:
     logs.configure(settings.log_level, settings.log_format)
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
     keys = KeyStore(settings.require("database_url"), pool_size=settings.web_threads)
-    return create_app(
-        Generations(client, settings.mongo_db), settings.read_wait_seconds, keys, settings.read_waiters
-    )
+    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds, keys, settings.read_waiters)

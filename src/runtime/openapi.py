@@ -12,6 +12,7 @@ import inspect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import falcon
@@ -56,7 +57,8 @@ class Problem(msgspec.Struct):
     status: int
     code: str
     detail: str
-    request_id: str
+    # absent where the HTTP server refused the request before the app saw it (runtime.web_worker)
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 # Codes that HTTP plumbing answers, beside the ledger's own errors (web, auth).
@@ -66,12 +68,19 @@ _PLUMBING_CODES = {
     403: ("forbidden",),
     404: ("not_found", "key_not_found"),
     405: ("method_not_allowed",),
+    408: ("request_timeout",),  # these four, and 414, 417, 431: runtime.web_worker
+    411: ("length_required",),
     413: ("body_too_large",),
+    414: ("uri_too_long",),
     415: ("unsupported_media_type",),
+    417: ("expectation_failed",),
+    431: ("headers_too_large",),
+    500: ("internal_error",),
     503: ("busy", "not_yet_visible", "unavailable"),
 }
 
 
+@cache
 def problem_codes() -> dict[int, list[str]]:
     """Every problem code either API can answer, by status."""
     codes: dict[int, set[str]] = {status: set(names) for status, names in _PLUMBING_CODES.items()}
@@ -117,7 +126,9 @@ class Routes:
             path: {method: self._operation(path, method, op, schema_of) for method, op in ops.items()}
             for path, ops in self.operations.items()
         }
-        used = sorted({int(s) for ops in paths.values() for op in ops.values() for s in op["responses"] if s[0] in "45"})
+        used = sorted(
+            {int(s) for ops in paths.values() for op in ops.values() for s in op["responses"] if s[0] in "45"}
+        )
         problems = {f"problem_{status}": _problem_response(status, schema_of[Problem]) for status in used}
         return {
             "openapi": "3.1.0",
@@ -136,8 +147,9 @@ class Routes:
         public = op.scope is PUBLIC
         for status in sorted({400, *op.problems} | (set() if public else {401, 403})):
             responses[str(status)] = {"$ref": f"#/components/responses/problem_{status}"}
+        others = [code for status, codes in problem_codes().items() if str(status) not in responses for code in codes]
         responses["default"] = {
-            "description": "Any other problem",
+            "description": "Any other problem: " + ", ".join(f"`{code}`" for code in others),
             "content": {"application/problem+json": {"schema": schema_of[Problem]}},
         }
         described: dict[str, Any] = {

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from runtime.settings import Settings
@@ -118,26 +119,53 @@ def arrival(
     return Arrival(expects_continue=expects_continue, needed=end + 4 + length)
 
 
-_REASONS = {408: "Request Timeout", 411: "Length Required", 431: "Request Header Fields Too Large"}
-_PROBLEMS = {
-    408: ("request_timeout", "the request did not arrive in time"),
-    411: ("length_required", "send the body with a Content-Length (at most 64 KiB), not a Transfer-Encoding"),
-    431: ("headers_too_large", f"the request line and headers are over {MAX_HEAD_BYTES} bytes"),
+_PROBLEMS = {  # status: (title, code, detail)
+    400: ("Bad Request", "invalid_request", "the request line or a header is malformed"),
+    403: ("Forbidden", "forbidden", "the request was refused"),
+    408: ("Request Timeout", "request_timeout", "the request did not arrive in time"),
+    411: (
+        "Length Required",
+        "length_required",
+        "send the body with a Content-Length (at most 64 KiB), not a Transfer-Encoding",
+    ),
+    414: ("URI Too Long", "uri_too_long", "the request line is over gunicorn's limit (limit_request_line)"),
+    417: ("Expectation Failed", "expectation_failed", "only 'Expect: 100-continue' is understood"),
+    431: (
+        "Request Header Fields Too Large",
+        "headers_too_large",
+        f"the request line and headers are over {MAX_HEAD_BYTES} bytes",
+    ),
+    500: ("Internal Server Error", "internal_error", "the server failed to read this request; it was logged"),
 }
+# What gunicorn's parser refusals answer (as in its ``Worker.handle_error``); any other is 400.
+_PARSER_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (http_errors.LimitRequestLine, 414),
+    (http_errors.LimitRequestHeaders, 431),
+    (http_errors.ExpectationFailed, 417),
+    (http_errors.ForbiddenProxyRequest, 403),
+)
 
 
-def problem_response(status: int) -> bytes:
+def problem_response(status: int, detail: str | None = None) -> bytes:
     """A whole HTTP/1.1 answer in the APIs' problem+json format, closing the connection."""
-    code, detail = _PROBLEMS[status]
-    title = _REASONS[status]
+    title, code, default = _PROBLEMS[status]
     body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "code": code, "detail": detail}
+        {"type": "about:blank", "title": title, "status": status, "code": code, "detail": detail or default}
     ).encode()
     head = (
         f"HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def parser_refusal(exc: BaseException) -> tuple[int, str] | None:
+    """The status and detail for a request gunicorn's parser refused; None for any other error."""
+    if not isinstance(exc, http_errors.ParseException) or isinstance(exc, http_errors.ConfigurationProblem):
+        return None
+    status = next((status for kind, status in _PARSER_STATUS if isinstance(exc, kind)), 400)
+    shown = str(exc)
+    return status, f"{_PROBLEMS[status][2]}: {shown[:200]}{'...' if len(shown) > 200 else ''}"
 
 
 class BufferedConn(TConn):  # type: ignore[misc]
@@ -309,6 +337,21 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
                     self._refuse(conn, 408)
                 else:
                     self._drop(conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn answers a request its parser refuses (a request line over its limit, a
+        malformed header) with an HTML page; here it is a problem+json, as every other
+        refusal, with gunicorn's own status. Any other error is gunicorn's to handle."""
+        refusal = parser_refusal(exc)
+        if refusal is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        status, detail = refusal
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], str(exc)[:200])
+        try:
+            client.sendall(problem_response(status, detail))
+        except OSError:
+            pass
 
     def _keepalive_after(self, conn: BufferedConn, keepalive: bool) -> bool:
         """A body left unread (over the limit) is not drained: the connection closes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -589,7 +590,9 @@ def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "generation 2 is active" in rebuilt.stdout
     paid = stack.post("/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "2.00"})
-    reply = stack.http.get(f"{stack.query}/v1/accounts/{b}", params={"min_position": paid.json()["position"]}, timeout=30)
+    reply = stack.http.get(
+        f"{stack.query}/v1/accounts/{b}", params={"min_position": paid.json()["position"]}, timeout=30
+    )
     assert (reply.status_code, reply.json()["balance"]["available"]) == (200, "2.00")
     assert (
         stack.http.get(f"{stack.query}/v1/status", timeout=10).json()["read_model_position"]
@@ -618,6 +621,61 @@ def test_the_auditor_finds_nothing_wrong_with_the_running_stack(stack: Stack, tm
         time.sleep(1)
     assert report["read_model_compared"] and report["findings"] == []
     assert report["events"] > 0 and report["totals"]["USD/2"] == {"posted": "0.00", "pending": "0.00"}
+
+
+CONTRACT_CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+def schemathesis(url: str, token: str, report: Path, *select: str) -> subprocess.CompletedProcess[str]:
+    """The schemathesis CLI, as a user runs it (README: the contract), kept short for CI."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONTRACT_CONFIG),
+        "run",
+        f"{url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        os.environ.get("LEDGER_CONTRACT_EXAMPLES", "25"),
+        "--seed",
+        "13",
+        "--workers",
+        "1",  # Python 3.11's ast is not thread-safe, and hypothesis parses lambdas with it
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(report),
+        *select,
+    ]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, cwd=report.parent)
+
+
+def test_both_apis_keep_their_published_contract(stack: Stack, tmp_path: Path) -> None:
+    """Schemathesis generates requests from each API's /openapi.json, valid and not, and
+    finds no 5xx, no answer outside the schema and no accepted request that the schema
+    calls invalid. It runs last but one: it sets fee rules and opens accounts at random.
+    It learns key ids from GET /v1/keys and would revoke its own key, so the revocation
+    route gets its own run, with a key of its own."""
+    made = [stack.post("/v1/keys", {"name": f"contract {i}", "scopes": ["admin"]}) for i in range(2)]
+    assert [m.status_code for m in made] == [201, 201]
+    token, revoker = (m.json()["token"] for m in made)
+    revoke = "/v1/keys/{key_id}/revoke"
+    runs = [
+        (stack.command, token, ("--exclude-path", revoke)),
+        (stack.command, revoker, ("--include-path", revoke)),
+        (stack.query, token, ()),
+    ]
+    for number, (url, key, select) in enumerate(runs):
+        done = schemathesis(url, key, tmp_path / f"contract-{number}.xml", *select)
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+        tested = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+        assert tested and int(tested.group(1)) > 50 and tested.group(1) == tested.group(2), done.stdout[-3000:]
+        print(f"\nschemathesis {url} {' '.join(select)}: {tested.group(0)}")
+    verified = run_ledger("audit", "verify", env=stack.cli_env(), cwd=stack.checkout)
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
 
 
 def test_stopping_leaves_no_child_process_running(stack: Stack) -> None:

@@ -266,6 +266,12 @@ def test_answers_the_worker_gives_before_the_app(server: Server) -> None:
     huge_head = _exchange(server, b"GET /v1/status HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
     assert huge_head.startswith(b"HTTP/1.1 431 ") and b'"code": "headers_too_large"' in huge_head
 
+    # What gunicorn's own parser refuses is a problem+json too, with gunicorn's status.
+    long_line = _exchange(server, b"GET /v1/status?x=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert long_line.startswith(b"HTTP/1.1 414 ") and b'"code": "uri_too_long"' in long_line
+    bad_header = _exchange(server, b"GET /v1/status HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n")
+    assert bad_header.startswith(b"HTTP/1.1 400 ") and b"application/problem+json" in bad_header
+
     # A body over the limit is not waited for: the app answers from the head (the query API
     # takes no POST), and the connection closes rather than read 10 MB.
     started = time.monotonic()

@@ -12,15 +12,21 @@ import falcon.testing
 import pytest
 
 from auth.store import KeyStore
+from commands.application import Ledger
 from projectors.messages import LedgerEvent
 from projectors.views import ReadModelWriter
-from queries.http import create_app
+from queries.http import MAX_POSITION, create_app
 from queries.readmodel import watermark
 from tests.conftest import api_client, unique
 
 
 def event(kind: str, subject: str, sequence: int, position: int, **data: Any) -> LedgerEvent:
     return LedgerEvent(unique("e"), f"ledger.{kind}.v1", subject, sequence, position, "2026-01-01T00:00:00+00:00", data)
+
+
+def unbounded_head() -> int:
+    """The read models here are written by hand, not from the event store: no position is beyond it."""
+    return MAX_POSITION
 
 
 @pytest.fixture
@@ -32,7 +38,7 @@ def writer(mongo_db: Any) -> ReadModelWriter:
 
 @pytest.fixture
 def client(mongo_db: Any, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(mongo_db, wait_seconds=0.3, keys=keys), admin_token)
+    return api_client(create_app(mongo_db, wait_seconds=0.3, keys=keys, head=unbounded_head), admin_token)
 
 
 def open_account(writer: ReadModelWriter, account: str, position: int) -> None:
@@ -133,7 +139,7 @@ def test_min_position_answers_as_soon_as_the_watermark_arrives(
     client: falcon.testing.TestClient, writer: ReadModelWriter, mongo_db: Any, keys: KeyStore, admin_token: str
 ) -> None:
     open_account(writer, "A", 7)
-    slow = api_client(create_app(mongo_db, wait_seconds=5, keys=keys), admin_token)
+    slow = api_client(create_app(mongo_db, wait_seconds=5, keys=keys, head=unbounded_head), admin_token)
     timer = threading.Timer(0.3, writer.raise_watermark, args=(7,))
     timer.start()
     started = time.monotonic()
@@ -278,7 +284,7 @@ def test_min_position_waits_are_capped_and_the_next_one_is_told_to_retry(
     request whose position is already applied needs no slot."""
     open_account(writer, "A", 1)
     writer.raise_watermark(1)
-    app = create_app(mongo_db, wait_seconds=2, keys=keys, max_waiters=2)
+    app = create_app(mongo_db, wait_seconds=2, keys=keys, max_waiters=2, head=unbounded_head)
 
     def get(min_position: int) -> falcon.testing.Result:
         return api_client(app, admin_token).simulate_get("/v1/accounts/A", params={"min_position": min_position})
@@ -311,9 +317,25 @@ def test_no_waiters_means_min_position_never_waits(
 ) -> None:
     open_account(writer, "A", 1)
     writer.raise_watermark(1)
-    client = api_client(create_app(mongo_db, wait_seconds=5, keys=keys, max_waiters=0), admin_token)
+    client = api_client(
+        create_app(mongo_db, wait_seconds=5, keys=keys, max_waiters=0, head=unbounded_head), admin_token
+    )
     started = time.monotonic()
     result = client.simulate_get("/v1/accounts/A", params={"min_position": "2"})
     assert (result.status_code, result.json["code"]) == (503, "busy")
     assert time.monotonic() - started < 2
     assert client.simulate_get("/v1/accounts/A", params={"min_position": "1"}).status_code == 200
+
+
+def test_a_min_position_no_write_has_reached_is_refused_at_once(
+    mongo_db: Any, keys: KeyStore, admin_token: str, writer: ReadModelWriter, ledger: Ledger
+) -> None:
+    """Waiting for it could only end in a 503; the event store's head says so at once."""
+    open_account(writer, "A", 1)
+    client = api_client(create_app(mongo_db, wait_seconds=5, keys=keys), admin_token)
+    beyond = ledger.head_position() + 1_000_000
+    started = time.monotonic()
+    result = client.simulate_get("/v1/accounts/A", params={"min_position": str(beyond)})
+    assert (result.status_code, result.json["code"]) == (400, "invalid_request")
+    assert "beyond the event store's last position" in result.json["detail"]
+    assert time.monotonic() - started < 2

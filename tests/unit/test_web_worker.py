@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from gunicorn.http import errors as http_errors
 
 from commands import requests
-from runtime.web_worker import MAX_BODY_BYTES, MAX_HEAD_BYTES, Arrival, arrival, problem_response
+from runtime.web_worker import MAX_BODY_BYTES, MAX_HEAD_BYTES, Arrival, arrival, parser_refusal, problem_response
 
 GET = b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -60,7 +61,8 @@ def test_the_body_limit_is_the_command_apis() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(408, "request_timeout"), (411, "length_required"), (431, "headers_too_large")]
+    ("status", "code"),
+    [(408, "request_timeout"), (411, "length_required"), (414, "uri_too_long"), (431, "headers_too_large")],
 )
 def test_answers_given_by_the_worker_are_problems_that_close(status: int, code: str) -> None:
     head, _, body = problem_response(status).partition(b"\r\n\r\n")
@@ -69,3 +71,12 @@ def test_answers_given_by_the_worker_are_problems_that_close(status: int, code: 
     assert "Connection: close" in lines and "Content-Type: application/problem+json" in lines
     assert f"Content-Length: {len(body)}" in lines
     assert json.loads(body)["code"] == code and json.loads(body)["status"] == status
+
+
+def test_gunicorns_parser_refusals_keep_their_status_and_other_errors_are_left_to_gunicorn() -> None:
+    assert parser_refusal(http_errors.LimitRequestLine(9000, 4094)) is not None
+    assert parser_refusal(http_errors.LimitRequestLine(9000, 4094))[0] == 414  # type: ignore[index]
+    assert parser_refusal(http_errors.InvalidHeaderName("Bad Header"))[0] == 400  # type: ignore[index]
+    assert parser_refusal(http_errors.LimitRequestHeaders("too many"))[0] == 431  # type: ignore[index]
+    assert parser_refusal(http_errors.InvalidRequestLine("x" * 1000))[1].endswith("...")  # type: ignore[index]
+    assert parser_refusal(RuntimeError("app")) is None

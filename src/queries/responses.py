@@ -1,0 +1,111 @@
+"""The query API's answers, described for its OpenAPI document (``queries.readmodel``
+builds them as plain dicts; the contract tests check each against these)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+Amount = Annotated[str, msgspec.Meta(description="A decimal string in major units", examples=["12.34"])]
+Position = Annotated[int, msgspec.Meta(ge=0, description="An event-store position")]
+
+
+class Balance(msgspec.Struct):
+    posted_debits: Amount
+    posted_credits: Amount
+    pending_debits: Amount
+    pending_credits: Amount
+    available: Amount
+
+
+class AccountView(msgspec.Struct):
+    """An account now, or its balance as it was (``at_position``, ``at``)."""
+
+    id: str
+    asset: str
+    status: str
+    system: bool
+    overdraft_limit: Amount
+    daily_limit: Amount | None
+    monthly_limit: Amount | None
+    metadata: dict[str, Any]
+    balance: Balance
+    position: Position
+
+
+class Entry(msgspec.Struct):
+    transfer_id: str
+    kind: str
+    side: str
+    amount: Amount
+    balance_after: Amount
+    available_after: Amount
+    position: Position
+    time: str
+
+
+class EntryPage(msgspec.Struct):
+    account: str
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+class FeeLeg(msgspec.Struct):
+    transfer_id: str
+    amount: Amount
+    payer: str
+
+
+class Leg(msgspec.Struct):
+    debit_account: str
+    credit_account: str
+    amount: Amount
+
+
+class TransferView(msgspec.Struct):
+    id: str
+    kind: str
+    status: str
+    debit_account: str
+    credit_account: str
+    asset: str
+    amount: Amount
+    metadata: dict[str, Any]
+    time: str
+    position: Position
+    legs: list[Leg]
+    transaction: str | None = None
+    fee: FeeLeg | None = None
+    fee_for: str | None = None
+    reverses: str | None = None
+    reversed_amount: Amount | None = None
+    posted_amount: Amount | None = None
+    expires_at: str | None = None
+
+
+class PayoutView(msgspec.Struct):
+    id: str
+    state: str
+    account: str
+    asset: str
+    destination: str
+    memo: str | None
+    hold: str
+    attempts: int
+    tx_hash: str | None
+    ledger: int | None
+    reason: str | None
+    amount: Amount
+    stuck: str | None  # why the chain worker cannot finish it, for an operator
+    created_at: str
+    updated_at: str
+    position: Position
+
+
+class StatusView(msgspec.Struct):
+    event_store_head: Position
+    relay_position: Position
+    read_model_position: Position
+    lag: int
+    reported_at: str | None
