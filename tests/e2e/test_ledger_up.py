@@ -672,7 +672,7 @@ def test_both_apis_keep_their_published_contract(stack: Stack, tmp_path: Path) -
         done = schemathesis(url, key, tmp_path / f"contract-{number}.xml", *select)
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
         tested = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
-        assert tested and int(tested.group(1)) > 50 and tested.group(1) == tested.group(2), done.stdout[-3000:]
+        assert tested and int(tested.group(1)) >= 20 and tested.group(1) == tested.group(2), done.stdout[-3000:]
         print(f"\nschemathesis {url} {' '.join(select)}: {tested.group(0)}")
     verified = run_ledger("audit", "verify", env=stack.cli_env(), cwd=stack.checkout)
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
