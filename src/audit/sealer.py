@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -20,6 +21,7 @@ from psycopg.rows import tuple_row
 from audit.hashes import StreamHeads
 from commands.application import Ledger
 from ledger.seals import SEAL_STREAM, Seal
+from runtime import metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Sealer:
         self.position = 0  # every event up to here is in ``heads``
         self.last_seal = 0  # the position of the last seal seen
         self._loaded = False
+        self.sealed_at = time.monotonic()  # when the store was last known sealed up to its head
+        metrics.seal_age().set_function(lambda: time.monotonic() - self.sealed_at)
 
     def load(self) -> None:
         """Every stream's head, and the position they are current at, from one snapshot.
@@ -133,6 +137,7 @@ class Sealer:
         while True:
             try:
                 self.seal()
+                self.sealed_at = time.monotonic()
             except SealBroken as exc:
                 log.error("not sealing", extra={"reason": str(exc)})
             except psycopg.Error as exc:  # a lock not granted in time, a restarting database: next time

@@ -22,8 +22,9 @@ ACCOUNTS = "accounts"  # open accounts
 TRANSFERS = "transfers"  # transfers, transactions, batches, post / void / reverse
 DEPOSITS = "deposits"  # mints money
 PAYOUTS = "payouts"
+METRICS = "metrics"  # GET /metrics of every service, and nothing else: a scraper's key
 ADMIN = "admin"  # everything: fee rules, policy, freeze / unfreeze / close, keys
-SCOPES = (READ, ACCOUNTS, TRANSFERS, DEPOSITS, PAYOUTS, ADMIN)
+SCOPES = (READ, ACCOUNTS, TRANSFERS, DEPOSITS, PAYOUTS, METRICS, ADMIN)
 
 KEY_ID = re.compile(r"^lk_[0-9a-f]{20}$")
 PATTERN = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:*-]{0,127}$")

@@ -50,6 +50,7 @@ from projectors import kafka
 from projectors.dead_letters import DeadLetter
 from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
 from projectors.validation import BadMessage, decode_headers, message_type, read_checked
+from runtime import metrics
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,14 @@ class ChainStore:
             .fetchone()
         )
 
+    def stuck_count(self) -> int:
+        """Payouts reported stuck and not yet resolved (read when metrics are scraped)."""
+        with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM chain_payouts WHERE stuck AND state NOT IN ('confirmed', 'failed')"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def hold_channel(self, channel: str) -> bool:
         """Whether this thread's session holds the channel's advisory lock (taken if free):
         two workers started on the same keys must not drive one channel."""
@@ -330,12 +339,13 @@ class Intake:
         payouts: list[dict[str, Any]] = []
         dead_letters: list[DeadLetter] = []
         offsets: dict[str, str] = {}
-        for message in kafka.take_batch(self.consumer, timeout, 500):
+        for message in kafka.take_batch(self.consumer, timeout, 500, service="chain"):
             try:
                 payout = self._payout_named(message)
             except BadMessage as exc:
                 letter = DeadLetter.of(message, self.topic_watch.topic_id, exc)
                 letter.log(log, INTAKE_CONSUMER)
+                metrics.DEAD_LETTERS.labels("chain").inc()
                 dead_letters.append(letter)
             else:
                 if payout is not None:
@@ -440,6 +450,7 @@ class DepositFollower:
                 if not self.poll():
                     stop.wait(1.0)
             except Exception:
+                metrics.HORIZON_ERRORS.labels("deposits").inc()
                 log.exception("following deposits failed; retrying")
                 stop.wait(2.0)
 
@@ -535,6 +546,8 @@ class ChannelWorker:
             # Horizon or a database unreachable, a channel missing on chain: the payout
             # waits and counts the attempt, so one that never moves is reported stuck.
             log.exception("payout step failed", extra={"payout": payout["payout_id"]})
+            if isinstance(exc, BaseRequestError):
+                metrics.HORIZON_ERRORS.labels("payout").inc()
             fresh = self.store.open_payout(self.channel.public_key)
             if fresh is not None and fresh["payout_id"] == payout["payout_id"]:
                 self._retry_later(fresh, fresh["attempts"] + 1, f"{type(exc).__name__}: {exc}"[:200])
@@ -649,6 +662,7 @@ class ChannelWorker:
         attempts = payout["attempts"] + 1
         payout = self.store.update(payout["payout_id"], attempts=attempts)
         self._note(lambda: self.ledger.note_payout_attempt(payout["payout_id"], attempts, current["tx_hash"], None))
+        metrics.PAYOUTS.labels("submitted").inc()
         error: str
         try:
             result = self.horizon.submit_transaction(
@@ -735,6 +749,7 @@ class ChannelWorker:
             # Reported first, flagged after: a crash in between reports it again.
             reason = f"unresolved after {attempts} attempts (last: {error})"
             stuck = self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
+            metrics.PAYOUTS.labels("stuck").inc()
         self.store.update(
             payout["payout_id"],
             attempts=attempts,
@@ -758,10 +773,12 @@ class ChannelWorker:
         if payout["state"] == "applied":
             self.ledger.confirm_payout(payout["payout_id"], payout["tx_hash"], int(payout["ledger"]))
             self.store.update(payout["payout_id"], state="confirmed")
+            metrics.PAYOUTS.labels("confirmed").inc()
             log.info("payout confirmed", extra={"payout": payout["payout_id"], "tx_hash": payout["tx_hash"]})
         else:
             self.ledger.fail_payout(payout["payout_id"], payout["reason"] or "rejected")
             self.store.update(payout["payout_id"], state="failed")
+            metrics.PAYOUTS.labels("failed").inc()
             log.info("payout failed", extra={"payout": payout["payout_id"], "reason": payout["reason"]})
 
     @staticmethod
@@ -785,6 +802,7 @@ class ChainWorker:
     ) -> None:
         self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
         self.store = ChainStore(database_url)
+        metrics.payouts_stuck().set_function(self.store.stuck_count)
         self.intake = Intake(self.store, ledger, bootstrap, topic, partitions, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
         self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]

@@ -52,6 +52,7 @@ from ledger.ids import account_uuid, chain_deposit_id, payout_uuid, transaction_
 from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
+from runtime import metrics
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ class Ledger(Application[UUID]):
                 positions = work.commit()
             except IntegrityError:
                 self.conflicts += 1
+                metrics.write_conflicts().inc()
                 log.debug("write conflict, running the group again", extra={"attempt": attempt})
                 self._memory.fee_rules.clear()  # it may have been a rule that changed
                 time.sleep(random.uniform(0, 0.002 * attempt))
@@ -319,6 +321,7 @@ class Ledger(Application[UUID]):
                 self._writer = None
             self.groups += 1
             self.grouped += len(tickets)
+            metrics.group_size().observe(len(tickets))
             log.debug("group saved", extra={"commands": len(tickets), "events": len(positions), "attempt": attempt})
             for ticket, result, error in outcomes:
                 if error is not None:

@@ -31,7 +31,7 @@ from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.ids import CLIENT_ID
-from runtime import logs, openapi, web
+from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
 
 
@@ -61,6 +61,18 @@ def answer(resp: falcon.Response, result: dict[str, Any], status: int) -> None:
     if isinstance(result, Replayed):
         resp.set_header("Idempotent-Replayed", "true")
     web.json_response(resp, result, status=status)
+
+
+def perform(handle: Callable[[Any], Any], command: Any) -> Any:
+    """Run a command, counting it by type and outcome (``ledger_commands_total``)."""
+    name = getattr(handle, "__name__", "command")
+    try:
+        result = handle(command)
+    except LedgerError as exc:
+        metrics.COMMANDS.labels(name, exc.code).inc()
+        raise
+    metrics.COMMANDS.labels(name, "replayed" if isinstance(result, Replayed) else "ok").inc()
+    return result
 
 
 class Authorized:
@@ -101,7 +113,7 @@ class CreateResource(Authorized):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         command = self.parse(read_body(req))
         self.authorize(req, command)
-        answer(resp, self.handle(command), self.status)
+        answer(resp, perform(self.handle, command), self.status)
 
 
 class ActionResource(Authorized):
@@ -128,7 +140,7 @@ class ActionResource(Authorized):
         (subject,) = path.values()  # the route's one field: the transfer's or the account's id
         command = self.parse(subject, read_body(req, optional=not self.body_required))
         self.authorize(req, command)
-        answer(resp, self.handle(command), self.status)
+        answer(resp, perform(self.handle, command), self.status)
 
 
 class TransferBatchResource(Authorized):
@@ -150,13 +162,18 @@ class TransferBatchResource(Authorized):
             else {"status": 201, "body": r, "replayed": True}
             if isinstance(r, Replayed)
             else {"status": 201, "body": r}
-            for r in self.ledger.transfer_batch(batch)
+            for r in perform(self.ledger.transfer_batch, batch)
         ]
+        for result in results:
+            outcome = (
+                "replayed" if result.get("replayed") else "ok" if result["status"] == 201 else result["body"]["code"]
+            )
+            metrics.COMMANDS.labels("transfer", outcome).inc()
         web.json_response(resp, {"results": results})
 
 
 def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
-    app = web.create_base_app(Authenticate(keys, max_body_bytes=requests.MAX_BODY_BYTES))
+    app = web.create_base_app(Authenticate(keys, max_body_bytes=requests.MAX_BODY_BYTES), api="command")
     api = openapi.Routes(app, "ledger command API", DESCRIPTION, SECURITY_SCHEMES)
 
     def create(scope: str, parse: Callable[[Any], Any], handle: Callable[[Any], Any], **kw: Any) -> CreateResource:
@@ -319,7 +336,7 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
             "Revoke a key: every API process refuses it within seconds", scopes.ADMIN, KeyView, problems=(404,)
         ),
     )
-    api.publish()
+    api.publish({"postgres": metrics.postgres_check(keys.pool.conninfo)})
     return app
 
 

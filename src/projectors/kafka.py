@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from runtime import metrics
+
 log = logging.getLogger(__name__)
 
 # Where the broker is: its address, or a client config with the security settings too
@@ -47,7 +49,7 @@ def consumer_config(bootstrap: Broker, group: str) -> dict[str, object]:
     }
 
 
-def take_batch(consumer: Consumer, timeout: float, size: int) -> list[Message]:
+def take_batch(consumer: Consumer, timeout: float, size: int, *, service: str = "consumer") -> list[Message]:
     """Wait up to ``timeout`` for a first message, then take what else is already here
     (``size`` in all at most), so a quiet topic adds no delay; partition-end markers are
     dropped and any other error raised."""
@@ -60,6 +62,7 @@ def take_batch(consumer: Consumer, timeout: float, size: int) -> list[Message]:
         if error is None:
             batch.append(message)
         elif error.code() != KafkaError._PARTITION_EOF:
+            metrics.CONSUMER_ERRORS.labels(service).inc()
             raise KafkaException(error)
     return batch
 

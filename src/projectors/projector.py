@@ -28,6 +28,7 @@ from projectors.validation import BadMessage, Checkpoint, read_message
 from projectors.views import ReadModelWriter, relay_report, watermark_raise
 from queries.generations import Generations
 from queries.readmodel import PROJECTOR_STATE, watermark
+from runtime import metrics
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Projector:
 
     def process_batch(self, timeout: float = 0.5) -> int:
         """Apply the next batch of messages; returns how many were read (set aside ones included)."""
-        messages = kafka.take_batch(self.consumer, timeout, self.batch_size)
+        messages = kafka.take_batch(self.consumer, timeout, self.batch_size, service="projector")
         if not messages:
             return 0
         touched: set[int] = set()
@@ -178,7 +179,10 @@ class Projector:
         if relay_seen[0]:
             progress.append(relay_report(*relay_seen))
         if touched and len(self.checkpoints) >= self.partitions:
-            progress.append(watermark_raise(min(self.checkpoints[p] for p in range(self.partitions))))
+            applied = min(self.checkpoints[p] for p in range(self.partitions))
+            progress.append(watermark_raise(applied))
+            metrics.projector_watermark().set(applied)
+            metrics.projector_lag().set(max(max(relay_seen[1], self.known_head) - applied, 0))
         if progress:
             self.db[PROJECTOR_STATE].bulk_write(progress, ordered=False)
         return len(messages)
@@ -224,6 +228,7 @@ class Projector:
         records them again: keyed by topic, partition and offset, they are kept once)."""
         if not rejected:
             return
+        metrics.DEAD_LETTERS.labels("projector").inc(len(rejected))
         for letter in rejected:
             letter.log(log, CONSUMER)
         now = datetime.now(UTC).isoformat()

@@ -33,6 +33,7 @@ from confluent_kafka import KafkaError, Producer
 from commands.application import Ledger
 from projectors import kafka
 from projectors.messages import Message, SubjectRef, checkpoint_message, creation_ref, to_message
+from runtime import metrics
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Relay:
             [checkpoint_message(last, head, self.topic_id)] * self.partitions,
         )
         self.position = last
+        metrics.relay_position().set(last)
+        metrics.relay_lag().set(max(head - last, 0))
         self.save_position(force=False)
         return len(notifications)
 
@@ -200,6 +203,8 @@ class Relay:
                 if time.monotonic() - last_report > 10:
                     head = self.ledger.head_position()
                     log.info("relay lag", extra={"position": self.position, "head": head, "lag": head - self.position})
+                    metrics.relay_position().set(self.position)
+                    metrics.relay_lag().set(max(head - self.position, 0))
                     last_report = time.monotonic()
         self.producer.flush(10)
         self.save_position()

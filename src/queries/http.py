@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from auth.store import KeyStore
 from ledger.errors import InvalidRequest
 from queries import readmodel, responses
 from queries.generations import Generations
-from runtime import logs, openapi, web
+from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
 
 MAX_PAGE = 500
@@ -258,13 +258,14 @@ def create_app(
     keys: KeyStore,
     max_waiters: int = DEFAULT_MAX_WAITERS,
     head: Callable[[], int] | None = None,
+    readiness: Mapping[str, metrics.Check] | None = None,
 ) -> falcon.App:
     """Serve one database, or whichever generation is active at each request.
 
     ``max_waiters``: how many ``min_position`` waits this process holds at once; ``head``:
     the event store's last position (read from the keys' database unless given)."""
     source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
-    app = web.create_base_app(Authenticate(keys))
+    app = web.create_base_app(Authenticate(keys), api="query")
     app.add_middleware(QueryParameters())  # before any wait: a bad request answers at once
     app.add_middleware(ReadYourWrites(source, wait_seconds, max_waiters, head or event_store_head(keys.pool)))
     api = openapi.Routes(app, "ledger query API", DESCRIPTION, SECURITY_SCHEMES)
@@ -316,13 +317,24 @@ def create_app(
             problems=(503,),
         ),
     )
-    api.publish()
+    api.publish(
+        readiness
+        or {"postgres": metrics.postgres_check(keys.pool.conninfo), "mongodb": lambda: source().command("ping")}
+    )
     return app
 
 
 def get_app() -> falcon.App:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
-    keys = KeyStore(settings.require("database_url"), pool_size=settings.web_threads)
-    return create_app(Generations(client, settings.mongo_db), settings.read_wait_seconds, keys, settings.read_waiters)
+    mongo_url, database_url = settings.require("mongo_url"), settings.require("database_url")
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(mongo_url)
+    keys = KeyStore(database_url, pool_size=settings.web_threads)
+    readiness = {"postgres": metrics.postgres_check(database_url), "mongodb": metrics.mongodb_check(mongo_url)}
+    return create_app(
+        Generations(client, settings.mongo_db),
+        settings.read_wait_seconds,
+        keys,
+        settings.read_waiters,
+        readiness=readiness,
+    )

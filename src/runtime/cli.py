@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 import psycopg
 
-from runtime import logs
+from runtime import logs, metrics, web
 from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("ledger")
@@ -52,10 +53,34 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _ready(settings: Settings) -> None:
+def _ready(settings: Settings, operations_url: str | None = None) -> None:
+    """Tell ``ledger up`` the service is ready: its ready file, holding the URL of its
+    /metrics and /readyz (if it serves them), which the supervisor publishes."""
     if settings.ready_file is not None:
         settings.ready_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.ready_file.touch()
+        settings.ready_file.write_text(operations_url or "")
+
+
+@contextmanager
+def _operations(settings: Settings, service: str, readiness: dict[str, metrics.Check]) -> Iterator[str | None]:
+    """A worker service's /metrics (needs a key with the metrics scope), /readyz and
+    /healthz on LEDGER_METRICS_PORT; yields their URL, or None when the port is unset."""
+    if settings.metrics_port is None:
+        yield None
+        return
+    from auth.http import Authenticate
+    from auth.store import KeyStore
+
+    keys = KeyStore(_require(settings, "database_url"), pool_size=1)
+    app = web.create_base_app(Authenticate(keys), api=service)
+    app.add_route("/metrics", metrics.MetricsResource())
+    app.add_route("/readyz", metrics.Readiness(readiness))
+    server, url = metrics.serve(app, settings.host, settings.metrics_port)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        keys.close()
 
 
 def _require(settings: Settings, name: str) -> str:
@@ -63,6 +88,12 @@ def _require(settings: Settings, name: str) -> str:
         return settings.require(name)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _kafka_check(settings: Settings) -> metrics.Check:
+    from projectors import kafka
+
+    return metrics.kafka_check(kafka.admin_client(_kafka(settings)))
 
 
 def _kafka(settings: Settings) -> dict[str, str]:
@@ -149,8 +180,19 @@ def _key_store(settings: Settings) -> Any:
 
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what the key is for.")
-@click.option("--scope", "scopes", multiple=True, required=True, help="read, accounts, transfers, deposits, payouts or admin; repeatable.")
-@click.option("--accounts", "accounts", multiple=True, help="Limit the key to accounts matching this pattern ('shop-42:*'); repeatable.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="read, accounts, transfers, deposits, payouts, metrics or admin; repeatable.",
+)
+@click.option(
+    "--accounts",
+    "accounts",
+    multiple=True,
+    help="Limit the key to accounts matching this pattern ('shop-42:*'); repeatable.",
+)
 @click.option("--credits-within-accounts", is_flag=True, help="A limited key may credit only its own accounts too.")
 @click.option("--signed-only", is_flag=True, help="Refuse bearer use: only LEDGER-HMAC-SHA256 signed requests.")
 def keys_create(
@@ -220,16 +262,18 @@ def relay() -> None:
     stop = _stop_on_signals()
     ledger = Ledger(event_store_env(settings))
     state = RelayState(database_url, settings.kafka_topic)
+    readiness = {"postgres": metrics.postgres_check(database_url), "kafka": _kafka_check(settings)}
     try:
-        Relay(
-            ledger,
-            state,
-            database_url,
-            _kafka(settings),
-            settings.kafka_topic,
-            settings.kafka_partitions,
-            retention_ms=settings.kafka_retention_ms,
-        ).run(stop, on_ready=lambda: _ready(settings))
+        with _operations(settings, "relay", readiness) as url:
+            Relay(
+                ledger,
+                state,
+                database_url,
+                _kafka(settings),
+                settings.kafka_topic,
+                settings.kafka_partitions,
+                retention_ms=settings.kafka_retention_ms,
+            ).run(stop, on_ready=lambda: _ready(settings, url))
     finally:
         state.close()
         ledger.close()
@@ -244,9 +288,11 @@ def expire() -> None:
     settings = _settings()
     stop = _stop_on_signals()
     ledger = Ledger(event_store_env(settings), actor="service:expirer")
-    expirer = Expirer(ledger, _require(settings, "database_url"))
+    database_url = _require(settings, "database_url")
+    expirer = Expirer(ledger, database_url)
     try:
-        expirer.run(stop, on_ready=lambda: _ready(settings))
+        with _operations(settings, "expirer", {"postgres": metrics.postgres_check(database_url)}) as url:
+            expirer.run(stop, on_ready=lambda: _ready(settings, url))
     finally:
         expirer.close()
         ledger.close()
@@ -266,16 +312,22 @@ def project() -> None:
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(_require(settings, "mongo_url"))
     generations = Generations(client, settings.mongo_db)
     store_head = StoreHead(_require(settings, "database_url"))
+    readiness = {
+        "kafka": _kafka_check(settings),
+        "mongodb": metrics.mongodb_check(_require(settings, "mongo_url")),
+        "postgres": metrics.postgres_check(_require(settings, "database_url")),
+    }
     try:
-        Projector(
-            generations.active_database(),
-            _kafka(settings),
-            settings.kafka_topic,
-            settings.kafka_partitions,
-            store_head=store_head,
-            retention_ms=settings.kafka_retention_ms,
-            generations=generations,
-        ).run(stop, on_ready=lambda: _ready(settings))
+        with _operations(settings, "projector", readiness) as url:
+            Projector(
+                generations.active_database(),
+                _kafka(settings),
+                settings.kafka_topic,
+                settings.kafka_partitions,
+                store_head=store_head,
+                retention_ms=settings.kafka_retention_ms,
+                generations=generations,
+            ).run(stop, on_ready=lambda: _ready(settings, url))
     finally:
         store_head.close()
         client.close()
@@ -298,15 +350,23 @@ def chain() -> None:
     prepare_simulator(config)
     stop = _stop_on_signals()
     ledger = Ledger(event_store_env(settings), payout_assets=settings.payout_assets, actor="service:chain")
+    import requests
+
+    readiness = {
+        "postgres": metrics.postgres_check(database_url),
+        "kafka": _kafka_check(settings),
+        "horizon": lambda: requests.get(config.horizon_url, timeout=2).raise_for_status(),
+    }
     try:
-        ChainWorker(
-            config,
-            database_url,
-            ledger,
-            _kafka(settings),
-            settings.kafka_topic,
-            settings.kafka_partitions,
-        ).run(stop, on_ready=lambda: _ready(settings))
+        with _operations(settings, "chain", readiness) as url:
+            ChainWorker(
+                config,
+                database_url,
+                ledger,
+                _kafka(settings),
+                settings.kafka_topic,
+                settings.kafka_partitions,
+            ).run(stop, on_ready=lambda: _ready(settings, url))
     finally:
         ledger.close()
 
@@ -579,10 +639,12 @@ def sealer() -> None:
     settings = _settings()
     stop = _stop_on_signals()
     ledger = Ledger(event_store_env(settings), actor="service:sealer")
+    database_url = _require(settings, "database_url")
     try:
-        Sealer(ledger, _require(settings, "database_url")).run(
-            stop, settings.seal_interval_seconds, on_ready=lambda: _ready(settings)
-        )
+        with _operations(settings, "sealer", {"postgres": metrics.postgres_check(database_url)}) as url:
+            Sealer(ledger, database_url).run(
+                stop, settings.seal_interval_seconds, on_ready=lambda: _ready(settings, url)
+            )
     finally:
         ledger.close()
 

@@ -8,6 +8,11 @@ Timeouts, and what they protect (README, "Slow clients"):
 - ``graceful_timeout``: how long a stopping worker finishes what it has.
 """
 
+import os
+import shutil
+import tempfile
+from typing import Any
+
 from runtime.settings import Settings
 
 _settings = Settings.from_env()
@@ -23,3 +28,21 @@ errorlog = "-"
 loglevel = _settings.log_level.lower()
 # Two gunicorn masters run side by side; the default control socket path would collide.
 control_socket_disable = True
+
+# Prometheus multi-process mode (runtime.metrics): a fresh directory per master, set
+# before any worker imports prometheus_client, files of dead workers marked, removed on exit.
+_metrics_dir_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_is_ours:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ledger-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_is_ours:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

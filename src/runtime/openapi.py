@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,7 +20,7 @@ import msgspec
 import orjson
 
 from ledger import errors
-from runtime import web
+from runtime import metrics, web
 
 REF = "#/components/schemas/{name}"
 PUBLIC: None = None  # an Operation's scope when no key is needed
@@ -76,7 +76,7 @@ _PLUMBING_CODES = {
     417: ("expectation_failed",),
     431: ("headers_too_large",),
     500: ("internal_error",),
-    503: ("busy", "not_yet_visible", "unavailable"),
+    503: ("busy", "not_ready", "not_yet_visible", "unavailable"),
 }
 
 
@@ -112,9 +112,29 @@ class Routes:
         self.app.add_route(path, resource)
         self.operations[path] = operations
 
-    def publish(self) -> None:
-        """Serve the document and the docs page (and describe them, and ``/healthz``)."""
+    def publish(self, readiness: Mapping[str, metrics.Check]) -> None:
+        """Serve what operators and tools read: metrics, readiness (``readiness``: each
+        dependency's check), this document and its docs page (and describe ``/healthz``)."""
         self.operations["/healthz"] = {"get": Operation("Liveness: the process answers", PUBLIC, answer=dict[str, str])}
+        self.add(
+            "/metrics",
+            metrics.MetricsResource(),
+            get=Operation(
+                "Prometheus metrics (text exposition format; docs/metrics.md)",
+                metrics.MetricsResource.scope,
+                media_type="text/plain",
+            ),
+        )
+        self.add(
+            "/readyz",
+            metrics.Readiness(readiness),
+            get=Operation(
+                "Readiness: every dependency answers (503 problem naming the ones that do not)",
+                PUBLIC,
+                answer=metrics.ReadinessView,
+                problems=(503,),
+            ),
+        )
         self.add("/openapi.json", _Document(self), get=Operation("This document", PUBLIC, answer=dict[str, Any]))
         self.add("/docs", _DocsPage(self), get=Operation("This API's docs page", PUBLIC, media_type="text/html"))
 

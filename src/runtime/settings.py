@@ -89,6 +89,12 @@ class Settings:
     seal_interval_seconds: float = 60.0  # the sealer seals what was written since its last seal
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     ready_file: Path | None = None
+    # A worker service (relay, projector, chain, expirer, sealer) serves /metrics, /readyz
+    # and /healthz on this port (0: any free one); unset: none. `ledger up` sets it.
+    metrics_port: int | None = None
+    # `ledger up`: the first worker's metrics port, the next ones follow in the order
+    # relay, projector, expirer, sealer, chain; 0: free ports (run/state.json lists them).
+    metrics_base_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, discover: bool | None = None) -> Settings:

@@ -43,6 +43,8 @@ ROLES = (WRITER_ROLE, READER_ROLE)
 # broker's cost grows that much slower over a long run. Nothing on one machine gains
 # from more (ordering is per account either way).
 EMBEDDED_KAFKA_PARTITIONS = 1
+# The worker services, in the order LEDGER_METRICS_BASE_PORT numbers their metrics ports.
+WORKERS = ("relay", "projector", "expirer", "sealer", "chain")
 
 
 class AlreadyRunning(RuntimeError):
@@ -197,7 +199,11 @@ class Stack:
 
         def worker(name: str, subcommand: str, *, reads_only: bool = False) -> Service:
             ready_file = run_dir / f"{name}.ready"
-            child_env = dict(reader_env if reads_only else env, **{env_name("ready_file"): str(ready_file)})
+            port = s.metrics_base_port + WORKERS.index(name) if s.metrics_base_port else 0
+            child_env = dict(
+                reader_env if reads_only else env,
+                **{env_name("ready_file"): str(ready_file), env_name("metrics_port"): str(port)},
+            )
             return Service(
                 ManagedProcess(name, [python, "-m", "runtime.cli", subcommand], env=child_env, grace_seconds=15),
                 ready_file.exists,
@@ -262,6 +268,16 @@ class Stack:
         if self.stop_requested.is_set():
             raise KeyboardInterrupt
 
+    def operations_urls(self) -> dict[str, str]:
+        """Each worker service's /metrics and /readyz, as its ready file says."""
+        found = {}
+        for service in self.services:
+            ready_file = service.process.env.get(env_name("ready_file"))
+            url = Path(ready_file).read_text().strip() if ready_file and Path(ready_file).exists() else ""
+            if url:
+                found[f"{service.process.name}_metrics"] = url
+        return found
+
     def _write_state(self, urls: dict[str, str]) -> None:
         """What runs where, for tests, benchmarks and the ``ledger`` CLI run beside the stack
         (``runtime.settings.running_stack``): never a password (those go to a 0600 file)."""
@@ -279,7 +295,8 @@ class Stack:
             | {
                 "command_api": f"http://{s.host}:{s.command_port}",
                 "query_api": f"http://{s.host}:{s.query_port}",
-            },
+            }
+            | self.operations_urls(),
             "settings": bare,
             "admin_key_file": str(self.data_dir / ADMIN_KEY_FILE),
             "children": {p.name: p.pid for p in self._processes()},
@@ -301,9 +318,8 @@ class Stack:
             f"  mongodb      {redact(urls['mongo_url'])}",
             f"  horizon      {redact(urls['horizon_url'])}" + ("  (SIMULATOR)" if not s.horizon_url else ""),
             f"  data         {self.data_dir}",
-            f"  admin key    {token}  (shown once; kept in {key_file})"
-            if token
-            else f"  admin key    in {key_file}",
+            "  metrics      GET /metrics of each API and worker (a key with the metrics scope; URLs: run/state.json)",
+            f"  admin key    {token}  (shown once; kept in {key_file})" if token else f"  admin key    in {key_file}",
             "Press Ctrl-C to stop.",
         ]
         print("\n".join(lines), file=self.out, flush=True)

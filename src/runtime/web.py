@@ -18,6 +18,7 @@ from typing import Any
 import falcon
 
 from ledger import errors
+from runtime import metrics
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -88,7 +89,9 @@ def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPErr
     status = int(error.status_code)
     code = getattr(error, "problem_code", None) or _CODE_BY_STATUS.get(status, f"http_{status}")
     resp.content_type = "application/problem+json"
-    resp.data = json.dumps(problem(status, code, error.description or error.title)).encode()
+    resp.data = json.dumps(
+        problem(status, code, error.description or error.title) | getattr(error, "extra", {})
+    ).encode()
 
 
 class RequestIdMiddleware:
@@ -182,9 +185,10 @@ class Health:
         resp.media = {"status": "ok"}
 
 
-def create_base_app(*middleware: object) -> falcon.App:
-    """The app with request ids, the access log and then ``middleware`` (authentication first)."""
-    app = falcon.App(middleware=[RequestIdMiddleware(), AccessLog(), *middleware])
+def create_base_app(*middleware: object, api: str = "http") -> falcon.App:
+    """The app with request ids, the access log, request metrics (labelled ``api``) and
+    then ``middleware`` (authentication first)."""
+    app = falcon.App(middleware=[RequestIdMiddleware(), AccessLog(), metrics.RequestMetrics(api), *middleware])
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(errors.LedgerError, _ledger_error)
     app.set_error_serializer(_serialize)

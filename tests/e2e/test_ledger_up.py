@@ -7,6 +7,7 @@ process it started is left behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import pymongo
 import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from auth import signing
 from commands.application import Ledger, event_store_env
@@ -301,6 +303,95 @@ def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
     assert too_much.status_code == 422
     assert too_much.json()["code"] == "insufficient_funds"
     assert before == after
+
+
+def scrape(url: str, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One /metrics page, as Prometheus reads it: sample name and labels to value."""
+    page = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain"), page.text[:500]
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+    }
+
+
+def test_every_service_has_metrics_that_move_under_load(stack: Stack) -> None:
+    made = stack.post("/v1/keys", {"name": "prometheus", "scopes": ["metrics"]})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    urls = stack.state["urls"]
+    workers = {name: urls[f"{name}_metrics"] for name in ("relay", "projector", "expirer", "sealer", "chain")}
+    assert (
+        requests.get(f"{stack.query}/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+        == 403
+    )
+    assert requests.get(f"{stack.command}/metrics", timeout=10).status_code == 401
+    before = scrape(stack.command, token)
+    relay_before = scrape(workers["relay"], token)[("ledger_relay_position", ())]
+
+    a, b = unique("A"), unique("B")
+    for account in (a, b):
+        stack.post("/v1/accounts", {"id": account, "asset": "USD/2"})
+    stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "10.00"})
+    bodies = [{"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "0.10"} for _ in range(30)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda body: stack.post("/v1/transfers", body).status_code, bodies))
+    assert answers == [201] * 30
+    assert [stack.post("/v1/transfers", body).status_code for body in bodies[:3]] == [201] * 3  # replays
+    broke = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "99.00"}
+    assert stack.post("/v1/transfers", broke).status_code == 422
+
+    after = scrape(stack.command, token)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert moved("ledger_commands_total", command="transfer", outcome="ok") == 30
+    assert moved("ledger_commands_total", command="transfer", outcome="replayed") == 3
+    assert moved("ledger_commands_total", command="transfer", outcome="insufficient_funds") == 1
+    assert moved("ledger_http_requests_total", api="command", route="/v1/transfers", method="POST", status="201") == 33
+    assert moved("ledger_http_request_seconds_count", api="command", route="/v1/transfers", method="POST") == 34
+    assert moved("ledger_group_commit_size_count") >= 1 and moved("ledger_group_commit_size_sum") >= 30
+
+    def relay_moved() -> bool:
+        return scrape(workers["relay"], token)[("ledger_relay_position", ())] > relay_before
+
+    wait_for(relay_moved, 30, "the relay's position to move")
+    head = Ledger(event_store_env(stack.settings()))
+    try:
+        position = head.head_position()
+    finally:
+        head.close()
+    wait_for(
+        lambda: scrape(workers["projector"], token)[("ledger_projector_watermark", ())] >= position,
+        60,
+        "the projector's watermark to reach the head",
+    )
+    assert ("ledger_seal_age_seconds", ()) in scrape(workers["sealer"], token)
+    assert ("ledger_payouts_stuck", ()) in scrape(workers["chain"], token)
+    for url in [stack.command, stack.query, *workers.values()]:
+        ready = requests.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 200 and set(ready.json()["checks"].values()) == {"ok"}, (url, ready.text)
+
+    # A stopped broker (frozen, so the supervisor does not restart it) makes the services
+    # that need it not ready, and they say which dependency is down.
+    broker = stack.state["children"]["kafka"]
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        answers = {
+            name: requests.get(f"{workers[name]}/readyz", timeout=15) for name in ("relay", "projector", "sealer")
+        }
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    for name in ("relay", "projector"):
+        problem = answers[name].json()
+        assert answers[name].status_code == 503 and problem["code"] == "not_ready", answers[name].text
+        assert problem["checks"]["kafka"] != "ok" and "kafka" in problem["detail"]
+        assert problem["checks"]["postgres"] == "ok"
+    assert answers["sealer"].status_code == 200  # it needs no broker
+    wait_for(lambda: requests.get(f"{workers['relay']}/readyz", timeout=15).status_code == 200, 30, "the broker back")
 
 
 def test_the_expirer_that_ledger_up_runs_releases_a_timed_out_hold(stack: Stack) -> None:

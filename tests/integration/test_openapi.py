@@ -82,7 +82,7 @@ def test_every_route_but_the_public_ones_needs_a_key_and_says_which_scope(
 ) -> None:
     doc = document(apps[name])
     assert set(doc["components"]["securitySchemes"]) == {"bearer", "signed"}
-    public = {"/healthz", "/openapi.json", "/docs"}
+    public = {"/healthz", "/readyz", "/openapi.json", "/docs"}
     for path, methods in doc["paths"].items():
         for op in methods.values():
             if path in public:
