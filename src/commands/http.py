@@ -6,7 +6,9 @@ limited to some accounts is checked against the accounts the command acts on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -172,149 +174,181 @@ class TransferBatchResource(Authorized):
         web.json_response(resp, {"results": results})
 
 
+@dataclass(frozen=True)
+class Write:
+    """One kind of command over HTTP: where it is sent, what key it needs, how its body
+    reads, which ``Ledger`` method runs it and what it answers (for the OpenAPI document)."""
+
+    path: str
+    summary: str
+    scope: str
+    parse: Callable[..., Any]
+    handler: str
+    body: Any
+    answer: Any
+    status: int = 201
+    body_required: bool = True
+    example: dict[str, Any] | None = None
+
+    @property
+    def action(self) -> bool:
+        """A POST to a sub-resource of an account or transfer: ``/v1/.../{id}/name``."""
+        return "{" in self.path
+
+
+R = responses
+WRITES = (
+    Write(
+        "/v1/accounts",
+        "Open an account",
+        scopes.ACCOUNTS,
+        requests.open_account,
+        "open_account",
+        requests.OpenAccountBody,
+        R.AccountAnswer,
+    ),
+    Write(
+        "/v1/deposits",
+        "Deposit: money in, from the asset's issuance account",
+        scopes.DEPOSITS,
+        requests.deposit,
+        "deposit",
+        requests.DepositBody,
+        R.DepositAnswer,
+    ),
+    Write(
+        "/v1/transfers",
+        "Transfer between two accounts of one asset (pending: a hold, posted or voided later)",
+        scopes.TRANSFERS,
+        requests.transfer,
+        "transfer",
+        requests.TransferBody,
+        R.TransferAnswer,
+        example={"id": "t-1001", "debit_account": "alice", "credit_account": "bob", "amount": "12.34"},
+    ),
+    Write(
+        "/v1/transactions",
+        "Up to 100 transfers that all happen or none does",
+        scopes.TRANSFERS,
+        requests.transaction,
+        "transaction",
+        requests.TransactionBody,
+        R.TransactionAnswer,
+    ),
+    Write(
+        "/v1/payouts",
+        "Pay out to a Stellar account: holds the amount until the chain settles it",
+        scopes.PAYOUTS,
+        requests.payout,
+        "request_payout",
+        requests.PayoutBody,
+        R.PayoutAnswer,
+    ),
+    Write(
+        "/v1/fee-rules",
+        "Set the fee rule of an asset and operation",
+        scopes.ADMIN,
+        requests.fee_rule,
+        "set_fee_rule",
+        requests.FeeRuleBody,
+        R.FeeRuleAnswer,
+        status=200,
+    ),
+    Write(
+        "/v1/transfers/{transfer_id}/post",
+        "Post a pending transfer, all of it or less",
+        scopes.TRANSFERS,
+        requests.post_transfer,
+        "post_transfer",
+        requests.PostBody,
+        R.TransferAnswer,
+        status=200,
+        body_required=False,
+    ),
+    Write(
+        "/v1/transfers/{transfer_id}/void",
+        "Void a pending transfer: the hold is released",
+        scopes.TRANSFERS,
+        requests.void_transfer,
+        "void_transfer",
+        requests.EmptyBody,
+        R.TransferAnswer,
+        status=200,
+        body_required=False,
+    ),
+    Write(
+        "/v1/transfers/{transfer_id}/reverse",
+        "Reverse a posted transfer, all that is left or part of it, as a new transfer",
+        scopes.TRANSFERS,
+        requests.reverse_transfer,
+        "reverse_transfer",
+        requests.ReverseBody,
+        R.TransferAnswer,
+    ),
+    Write(
+        "/v1/accounts/{account_id}/policy",
+        "Change an account's overdraft, daily or monthly limit",
+        scopes.ADMIN,
+        requests.change_policy,
+        "change_policy",
+        requests.PolicyBody,
+        R.AccountAnswer,
+        status=200,
+    ),
+    *(
+        Write(
+            f"/v1/accounts/{{account_id}}/{name}",
+            f"{name.capitalize()} an account",
+            scopes.ADMIN,
+            requests.account_action(name),
+            "account_action",
+            requests.EmptyBody,
+            R.AccountAnswer,
+            status=200,
+            body_required=False,
+        )
+        for name in ("freeze", "unfreeze", "close")
+    ),
+)
+
+
 def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
     app = web.create_base_app(Authenticate(keys, max_body_bytes=requests.MAX_BODY_BYTES), api="command")
     api = openapi.Routes(app, "ledger command API", DESCRIPTION, SECURITY_SCHEMES)
-
-    def create(scope: str, parse: Callable[[Any], Any], handle: Callable[[Any], Any], **kw: Any) -> CreateResource:
-        return CreateResource(ledger, scope, parse, handle, **kw)
-
-    def action(scope: str, parse: Callable[[str, Any], Any], handle: Callable[[Any], Any], **kw: Any) -> ActionResource:
-        return ActionResource(ledger, scope, parse, handle, **kw)
-
-    def write(summary: str, scope: str, body: Any, answer: Any, **kw: Any) -> openapi.Operation:
-        return openapi.Operation(summary, scope, answer, body=body, problems=kw.pop("problems", WRITE_PROBLEMS), **kw)
-
-    transfer_id = (openapi.Param("transfer_id", CLIENT_ID_SCHEMA, "The transfer's id", where="path"),)
-    account_id = (openapi.Param("account_id", CLIENT_ID_SCHEMA, "The account's id", where="path"),)
-    api.add(
-        "/v1/accounts",
-        create(scopes.ACCOUNTS, requests.open_account, ledger.open_account),
-        post=write("Open an account", scopes.ACCOUNTS, requests.OpenAccountBody, responses.AccountAnswer, status=201),
-    )
-    api.add(
-        "/v1/deposits",
-        create(scopes.DEPOSITS, requests.deposit, ledger.deposit),
-        post=write(
-            "Deposit: money in, from the asset's issuance account",
-            scopes.DEPOSITS,
-            requests.DepositBody,
-            responses.DepositAnswer,
-            status=201,
-        ),
-    )
-    api.add(
-        "/v1/transfers",
-        create(scopes.TRANSFERS, requests.transfer, ledger.transfer),
-        post=write(
-            "Transfer between two accounts of one asset (pending: a hold, posted or voided later)",
-            scopes.TRANSFERS,
-            requests.TransferBody,
-            responses.TransferAnswer,
-            status=201,
-            example={"id": "t-1001", "debit_account": "alice", "credit_account": "bob", "amount": "12.34"},
-        ),
-    )
+    for write in WRITES:
+        handle = getattr(ledger, write.handler)
+        resource: CreateResource | ActionResource = (
+            ActionResource(ledger, write.scope, write.parse, handle, body=write.body_required, status=write.status)
+            if write.action
+            else CreateResource(ledger, write.scope, write.parse, handle, status=write.status)
+        )
+        ids = tuple(
+            openapi.Param(name, CLIENT_ID_SCHEMA, f"The {name.removesuffix('_id')}'s id", where="path")
+            for name in re.findall(r"{(\w+)}", write.path)
+        )
+        operation = openapi.Operation(
+            write.summary,
+            write.scope,
+            write.answer,
+            status=write.status,
+            body=write.body,
+            body_required=write.body_required,
+            params=ids,
+            problems=WRITE_PROBLEMS,
+            example=write.example,
+        )
+        api.add(write.path, resource, post=operation)
     api.add(
         "/v1/transfer-batches",
         TransferBatchResource(ledger),
-        post=write(
+        post=openapi.Operation(
             "Up to 100 independent transfers: each stands or fails alone",
             scopes.TRANSFERS,
-            requests.TransferBatchBody,
-            responses.BatchAnswer,
+            R.BatchAnswer,
+            body=requests.TransferBatchBody,
             problems=(413, 415, 503),
         ),
     )
-    api.add(
-        "/v1/transactions",
-        create(scopes.TRANSFERS, requests.transaction, ledger.transaction),
-        post=write(
-            "Up to 100 transfers that all happen or none does",
-            scopes.TRANSFERS,
-            requests.TransactionBody,
-            responses.TransactionAnswer,
-            status=201,
-        ),
-    )
-    api.add(
-        "/v1/payouts",
-        create(scopes.PAYOUTS, requests.payout, ledger.request_payout),
-        post=write(
-            "Pay out to a Stellar account: holds the amount until the chain settles it",
-            scopes.PAYOUTS,
-            requests.PayoutBody,
-            responses.PayoutAnswer,
-            status=201,
-        ),
-    )
-    api.add(
-        "/v1/fee-rules",
-        create(scopes.ADMIN, requests.fee_rule, ledger.set_fee_rule, status=200),
-        post=write(
-            "Set the fee rule of an asset and operation", scopes.ADMIN, requests.FeeRuleBody, responses.FeeRuleAnswer
-        ),
-    )
-    api.add(
-        "/v1/transfers/{transfer_id}/post",
-        action(scopes.TRANSFERS, requests.post_transfer, ledger.post_transfer),
-        post=write(
-            "Post a pending transfer, all of it or less",
-            scopes.TRANSFERS,
-            requests.PostBody,
-            responses.TransferAnswer,
-            body_required=False,
-            params=transfer_id,
-        ),
-    )
-    api.add(
-        "/v1/transfers/{transfer_id}/void",
-        action(scopes.TRANSFERS, requests.void_transfer, ledger.void_transfer),
-        post=write(
-            "Void a pending transfer: the hold is released",
-            scopes.TRANSFERS,
-            requests.EmptyBody,
-            responses.TransferAnswer,
-            body_required=False,
-            params=transfer_id,
-        ),
-    )
-    api.add(
-        "/v1/transfers/{transfer_id}/reverse",
-        action(scopes.TRANSFERS, requests.reverse_transfer, ledger.reverse_transfer, body=True, status=201),
-        post=write(
-            "Reverse a posted transfer, all that is left or part of it, as a new transfer",
-            scopes.TRANSFERS,
-            requests.ReverseBody,
-            responses.TransferAnswer,
-            status=201,
-            params=transfer_id,
-        ),
-    )
-    api.add(
-        "/v1/accounts/{account_id}/policy",
-        action(scopes.ADMIN, requests.change_policy, ledger.change_policy, body=True),
-        post=write(
-            "Change an account's overdraft, daily or monthly limit",
-            scopes.ADMIN,
-            requests.PolicyBody,
-            responses.AccountAnswer,
-            params=account_id,
-        ),
-    )
-    for name in ("freeze", "unfreeze", "close"):
-        api.add(
-            f"/v1/accounts/{{account_id}}/{name}",
-            action(scopes.ADMIN, requests.account_action(name), ledger.account_action),
-            post=write(
-                f"{name.capitalize()} an account",
-                scopes.ADMIN,
-                requests.EmptyBody,
-                responses.AccountAnswer,
-                body_required=False,
-                params=account_id,
-            ),
-        )
     api.add(
         "/v1/keys",
         Keys(keys, requests.MAX_BODY_BYTES),

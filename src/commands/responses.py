@@ -11,21 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-Amount = Annotated[str, msgspec.Meta(description="A decimal string in major units", examples=["12.34"])]
-Position = Annotated[
-    int, msgspec.Meta(ge=0, description="The event-store position of the command's events (for min_position)")
-]
-
-
-class Balance(msgspec.Struct):
-    """An account's totals after the command, and what it has available."""
-
-    posted_debits: Amount
-    posted_credits: Amount
-    pending_debits: Amount
-    pending_credits: Amount
-    available: Amount
-
+from ledger.wire import Amount, Balance, FeeLeg, Position
 
 Balances = Annotated[
     dict[str, Balance], msgspec.Meta(description="The moved client accounts' balances after it, by account id")
@@ -43,31 +29,7 @@ class AccountAnswer(msgspec.Struct):
     position: Position
 
 
-class FeeLeg(msgspec.Struct):
-    transfer_id: str
-    amount: Amount
-    payer: str
-
-
-class TransferAnswer(msgspec.Struct):
-    id: str
-    status: str
-    debit_account: str
-    credit_account: str
-    amount: Amount
-    asset: str
-    metadata: dict[str, Any]
-    position: Position
-    reverses: str | None = None
-    reversed_amount: Amount | None = None
-    fee: FeeLeg | None = None
-    fee_for: str | None = None
-    posted_amount: Amount | None = None
-    expires_at: str | None = None
-    balances: Balances | None = None
-
-
-class Leg(msgspec.Struct):
+class Leg(msgspec.Struct, kw_only=True):
     """A transaction's leg: a transfer, without the position the transaction gives once."""
 
     id: str
@@ -80,6 +42,14 @@ class Leg(msgspec.Struct):
     fee: FeeLeg | None = None
     posted_amount: Amount | None = None
     expires_at: str | None = None
+
+
+class TransferAnswer(Leg, kw_only=True):
+    position: Position
+    reverses: str | None = None
+    reversed_amount: Amount | None = None
+    fee_for: str | None = None
+    balances: Balances | None = None
 
 
 class TransactionAnswer(msgspec.Struct):

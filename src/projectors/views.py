@@ -46,6 +46,8 @@ from queries.readmodel import (
     RELAY_ID,
     TRANSFERS,
     WATERMARK_ID,
+    amount_key,
+    metadata_pairs,
 )
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,15 @@ class ReadModelWriter:
             remembered.clear()
 
     def create_indexes(self) -> None:
+        """What the query API's lists search by (``queries.readmodel``). Single-field
+        indexes: the embedded MongoDB-protocol server (nx-27017, on SQLite) uses those for
+        equality and ranges, and a compound index only for its first field's ranges."""
         self.db[ENTRIES].create_index([("account", ASCENDING), ("version", DESCENDING)])
+        self.db[ENTRIES].create_index([("account", ASCENDING)])
+        for field in ("created", "debit_account", "credit_account", "status"):
+            self.db[TRANSFERS].create_index([(field, ASCENDING)])
+        for field in ("opened_position", "asset", "status", "id_key"):
+            self.db[ACCOUNTS].create_index([(field, ASCENDING)])
         try:
             self.db[PROJECTOR_STATE].insert_one({"_id": WATERMARK_ID, "position": 0})
         except DuplicateKeyError:
@@ -229,6 +239,8 @@ class ReadModelWriter:
             "daily_limit": None,
             "monthly_limit": None,
             "metadata": _json_text(data["metadata"]),
+            "metadata_pairs": metadata_pairs(data["metadata"]),
+            "id_key": data["account"],  # the id again: an indexed field serves prefix ranges, _id does not
             **{field: "0" for field in BALANCE_FIELDS},
             "version": event.sequence,
             "position": event.position,
@@ -284,8 +296,11 @@ class ReadModelWriter:
             "fee_for": data.get("fee_for"),
             "metadata": _json_text(data["metadata"]),
             "time": event.time,
+            "ts": _microseconds(event.time),
+            "amount_key": amount_key(int(data["amount"])),
             "version": event.sequence,
             "position": event.position,
+            "created": event.position,  # the position it was made at: lists page by it
             "updated_at": event.time,
         }
 

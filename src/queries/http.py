@@ -18,8 +18,11 @@ from pymongo.database import Database
 from auth import keys as scopes
 from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, require_accounts
 from auth.store import KeyStore
+from ledger.accounts import CLOSED, FROZEN, OPEN
 from ledger.errors import InvalidRequest
-from queries import readmodel, responses
+from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
+from ledger.transfers import EXPIRED, PENDING, POSTED, VOIDED
+from queries import lists, readmodel, responses
 from queries.generations import Generations
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
@@ -75,9 +78,12 @@ WAIT = openapi.Param(
     "Wait (bounded) until the read models have applied this position, from a write's answer: read your writes",
 )
 AT_POSITION = openapi.Param("at_position", _integer(0, MAX_POSITION), "The balance as it was at this position")
-AT = openapi.Param(
-    "at", {"type": "string", "pattern": f"^{_RFC3339.pattern}$"}, "The balance as it was at this time (RFC 3339)"
-)
+TIME_SCHEMA = {"type": "string", "pattern": f"^{_RFC3339.pattern}$"}
+AT = openapi.Param("at", TIME_SCHEMA, "The balance as it was at this time (RFC 3339)")
+FROM = openapi.Param("from", TIME_SCHEMA, "The period's start (RFC 3339, inclusive)")
+TO = openapi.Param("to", TIME_SCHEMA, "The period's end (RFC 3339, exclusive)")
+ASSET = openapi.Param("asset", {"type": "string", "pattern": ASSET_PATTERN}, "Only this asset (CODE/SCALE)")
+AMOUNT_SCHEMA = {"type": "string", "pattern": AMOUNT_PATTERN}
 LIMIT = openapi.Param("limit", _integer(1, MAX_PAGE), f"Page size (default {DEFAULT_PAGE})")
 CURSOR = openapi.Param(
     "cursor", {"type": "string", "maxLength": readmodel.MAX_CURSOR_CHARS}, "From the previous page's next_cursor"
@@ -89,6 +95,9 @@ DESCRIPTION = (
 )
 
 Source = Callable[[], Database[Any]]
+METADATA_PREFIX = "metadata."
+TRANSFER_STATUSES = (PENDING, POSTED, VOIDED, EXPIRED)
+ACCOUNT_STATUSES = (OPEN, FROZEN, CLOSED)
 
 
 def event_store_head(pool: ConnectionPool) -> Callable[[], int]:
@@ -115,8 +124,9 @@ class QueryParameters:
         allowed: frozenset[str] | None = getattr(resource, "query_params", None)
         if allowed is None:
             return
+        prefixes: tuple[str, ...] = getattr(resource, "query_param_prefixes", ())
         for name, value in req.params.items():
-            if name not in allowed:
+            if name not in allowed and not any(name.startswith(p) and len(name) > len(p) for p in prefixes):
                 shown = name if len(name) <= 40 else name[:40] + "..."
                 takes = ", ".join(sorted(allowed))
                 raise InvalidRequest(f"unknown query parameter {shown!r}; this route takes {takes}")
@@ -195,17 +205,127 @@ class Account:
 
 
 class Entries:
+    """An account's statement: its entries in ``[from, to)``, newest first, with the
+    balances before and at the end of the period."""
+
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION, "limit", "cursor"})
+    query_params = frozenset({MIN_POSITION, "limit", "cursor", "from", "to"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
         require_accounts(req, debited=(account_id,))
-        limit = _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        assert limit is not None
-        web.json_response(resp, readmodel.entries(self.source(), account_id, limit, req.get_param("cursor")))
+        since, until = _period(req)
+        statement = readmodel.entries(self.source(), account_id, _limit(req), req.get_param("cursor"), since, until)
+        web.json_response(resp, statement)
+
+
+def _limit(req: falcon.Request) -> int:
+    return _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
+
+
+def _period(req: falcon.Request) -> tuple[datetime | None, datetime | None]:
+    since, until = _time_param(req, "from"), _time_param(req, "to")
+    if since is not None and until is not None and until < since:
+        raise InvalidRequest("to must not be before from")
+    return since, until
+
+
+def _choice(req: falcon.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    value = req.get_param(name)
+    if value is not None and value not in choices:
+        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _asset(req: falcon.Request) -> str | None:
+    value = req.get_param("asset")
+    return None if value is None else str(Asset.parse(value))
+
+
+def _amount(req: falcon.Request, name: str) -> str | None:
+    value = req.get_param(name)
+    if value is not None:
+        split_amount(value)
+    return value
+
+
+class Transfers:
+    """Transfers, newest first; a key limited to accounts must name one of its own."""
+
+    scope = scopes.READ
+    query_params = frozenset(
+        {MIN_POSITION, "limit", "cursor", "account", "status", "asset", "from", "to", "min_amount", "max_amount"}
+    )
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        account = req.get_param("account")
+        if account is None and request_key(req).limited:
+            raise forbidden(f"key {request_key(req).key_id} is limited to some accounts: name one (account=)")
+        if account is not None:
+            require_accounts(req, debited=(account,))
+        since, until = _period(req)
+        wanted = lists.TransferFilter(
+            account=account,
+            status=_choice(req, "status", TRANSFER_STATUSES),
+            asset=_asset(req),
+            since=since,
+            until=until,
+            min_amount=_amount(req, "min_amount"),
+            max_amount=_amount(req, "max_amount"),
+        )
+        web.json_response(resp, lists.transfers(self.source(), wanted, _limit(req), req.get_param("cursor")))
+
+
+class Accounts:
+    """Accounts, newest opened first, by asset, status and ``metadata.KEY=VALUE`` (each
+    top-level metadata value, as text); a limited key sees only the accounts it covers."""
+
+    scope = scopes.READ
+    query_params = frozenset({MIN_POSITION, "limit", "cursor", "asset", "status"})
+    query_param_prefixes = (METADATA_PREFIX,)
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        metadata = tuple(
+            (name.removeprefix(METADATA_PREFIX), value)
+            for name, value in sorted(req.params.items())
+            if name.startswith(METADATA_PREFIX)
+        )
+        wanted = lists.AccountFilter(
+            asset=_asset(req),
+            status=_choice(req, "status", ACCOUNT_STATUSES),
+            metadata=metadata,
+            patterns=request_key(req).accounts,
+        )
+        web.json_response(resp, lists.accounts(self.source(), wanted, _limit(req), req.get_param("cursor")))
+
+
+class Balances:
+    """Totals over the accounts whose ids start with ``prefix`` (``shop-42:``), by asset,
+    now or at ``at_position``; a limited key must cover every id the prefix can start."""
+
+    scope = scopes.READ
+    query_params = frozenset({MIN_POSITION, "prefix", "asset", "at_position"})
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        prefix = req.get_param("prefix") or ""
+        if len(prefix) > 128:
+            raise InvalidRequest("prefix must be at most 128 characters")
+        key = request_key(req)
+        if not key.covers(prefix + "*"):  # every id starting with the prefix, whatever follows
+            raise forbidden(f"key {key.key_id} does not cover every account starting with {prefix!r}")
+        at_position = _int_param(req, "at_position", None, 0)
+        web.json_response(resp, lists.balances(self.source(), prefix, _asset(req), at_position))
 
 
 class Transfer:
@@ -285,11 +405,74 @@ def create_app(
         "/v1/accounts/{account_id}/entries",
         Entries(source),
         get=openapi.Operation(
-            "An account's entries, newest first, a page at a time",
+            "An account's statement: its entries in [from, to), newest first, with the opening and closing balances",
             read,
             responses.EntryPage,
-            params=(WAIT, LIMIT, CURSOR),
+            params=(WAIT, LIMIT, CURSOR, FROM, TO),
             problems=(404, 503),
+        ),
+    )
+    api.add(
+        "/v1/transfers",
+        Transfers(source),
+        get=openapi.Operation(
+            "Transfers made in [from, to), newest first, by account, status, asset and amount",
+            read,
+            responses.TransferPage,
+            params=(
+                WAIT,
+                LIMIT,
+                CURSOR,
+                openapi.Param("account", {"type": "string"}, "Transfers that debit or credit this account"),
+                openapi.Param("status", {"enum": list(TRANSFER_STATUSES)}, "Only transfers in this state"),
+                ASSET,
+                FROM,
+                TO,
+                openapi.Param("min_amount", AMOUNT_SCHEMA, "At least this amount (needs asset or account)"),
+                openapi.Param("max_amount", AMOUNT_SCHEMA, "At most this amount (needs asset or account)"),
+            ),
+            problems=(403, 503),
+            description="A key limited to accounts must name one of its accounts.",
+        ),
+    )
+    api.add(
+        "/v1/accounts",
+        Accounts(source),
+        get=openapi.Operation(
+            "Accounts, newest opened first, by asset, status and metadata",
+            read,
+            responses.AccountPage,
+            params=(
+                WAIT,
+                LIMIT,
+                CURSOR,
+                ASSET,
+                openapi.Param("status", {"enum": list(ACCOUNT_STATUSES)}, "Only accounts in this state"),
+            ),
+            problems=(503,),
+            description=(
+                "`metadata.KEY=VALUE` (repeatable, for different keys) keeps accounts whose metadata has that "
+                "top-level value (a number or boolean as its JSON text). A key limited to accounts sees only those."
+            ),
+        ),
+    )
+    api.add(
+        "/v1/balances",
+        Balances(source),
+        get=openapi.Operation(
+            "Totals over the accounts whose ids start with a prefix, by asset, now or at a position",
+            read,
+            responses.BalanceTotals,
+            params=(
+                WAIT,
+                openapi.Param(
+                    "prefix", {"type": "string", "maxLength": 128}, "An account-id prefix (`shop-42:`); empty: all"
+                ),
+                ASSET,
+                AT_POSITION,
+            ),
+            problems=(403, 422, 503),
+            description="System accounts ($...) count only when the prefix starts with `$`.",
         ),
     )
     api.add(

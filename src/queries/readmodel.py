@@ -29,6 +29,29 @@ WATERMARK_ID = "watermark"
 RELAY_ID = "relay"
 
 
+def amount_key(minor: int) -> str:
+    """Minor units as 39 digits (2^127-1 has 39): string order is number order, so a range
+    of amounts is a range of strings (the store has no integer wide enough)."""
+    return f"{minor:039d}"
+
+
+def metadata_pairs(metadata: Any) -> list[str]:
+    """The top-level scalar values of an account's metadata, each as the JSON text of
+    ``[key, value as text]``, for ``GET /v1/accounts?metadata.KEY=VALUE`` (ASCII-escaped
+    like the projector's other client JSON: nothing in it can be refused by the store)."""
+    if not isinstance(metadata, dict):
+        return []
+    return sorted(
+        metadata_pair(key, value if isinstance(value, str) else json.dumps(value))
+        for key, value in metadata.items()
+        if isinstance(value, (str, int, float, bool))
+    )
+
+
+def metadata_pair(key: str, value: str) -> str:
+    return json.dumps([key, value])
+
+
 def watermark(db: Database[Any]) -> int:
     """Every event at or below this position is reflected in the read models."""
     doc = db[PROJECTOR_STATE].find_one({"_id": WATERMARK_ID})
@@ -66,11 +89,16 @@ def account(
     doc = db[ACCOUNTS].find_one({"_id": account_id})
     if doc is None:
         raise AccountNotFound(f"account {account_id!r} does not exist")
-    asset = Asset.parse(doc["asset"])
-    balances = {field: int(doc[field]) for field in BALANCE_FIELDS}
-    position = doc["position"]
     if at_position is not None or at_time is not None:
-        position, balances = _as_of(db, doc, at_position, at_time)
+        return account_view(doc, _as_of(db, doc, at_position, at_time))
+    return account_view(doc)
+
+
+def account_view(doc: dict[str, Any], as_of: tuple[int, dict[str, int]] | None = None) -> dict[str, Any]:
+    """An account document as the API shows it; ``as_of``: the position and balances to
+    show instead of today's."""
+    asset = Asset.parse(doc["asset"])
+    position, balances = as_of or (doc["position"], {field: int(doc[field]) for field in BALANCE_FIELDS})
     return {
         "id": doc["_id"],
         "asset": doc["asset"],
@@ -80,14 +108,15 @@ def account(
         "daily_limit": _optional_amount(asset, doc.get("daily_limit")),
         "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),
         "metadata": json.loads(doc["metadata"]),
-        "balance": {field: asset.format(value) for field, value in balances.items()}
-        | {
-            "available": asset.format(
-                balances["posted_credits"] - balances["posted_debits"] - balances["pending_debits"]
-            )
-        },
+        "balance": balance_view(asset, balances),
         "position": position,
     }
+
+
+def balance_view(asset: Asset, balances: dict[str, int]) -> dict[str, str]:
+    """Totals in major units, and what is available (posted credits less posted and pending debits)."""
+    available = balances["posted_credits"] - balances["posted_debits"] - balances["pending_debits"]
+    return {field: asset.format(balances[field]) for field in BALANCE_FIELDS} | {"available": asset.format(available)}
 
 
 def _as_of(
@@ -101,7 +130,7 @@ def _as_of(
         what = f"position {at_position}"
     else:
         assert at_time is not None
-        opened, point, key = doc.get("opened_ts", 0), _microseconds(at_time), "ts"
+        opened, point, key = doc.get("opened_ts", 0), microseconds(at_time), "ts"
         what = at_time.isoformat()
     if opened > point:
         raise AccountNotFound(f"account {doc['_id']!r} did not exist yet at {what}")
@@ -111,23 +140,42 @@ def _as_of(
     return rows[0]["position"], {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
 
 
-def _microseconds(moment: datetime) -> int:
+def microseconds(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    """One page of an account's entries, newest first."""
+def entries(
+    db: Database[Any],
+    account_id: str,
+    limit: int,
+    cursor: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """One page of an account's statement for ``[since, until)``, newest first, with the
+    balances before the period (opening) and at its end (closing)."""
     doc = db[ACCOUNTS].find_one({"_id": account_id}, {"asset": 1})
     if doc is None:
         raise AccountNotFound(f"account {account_id!r} does not exist")
     asset = Asset.parse(doc["asset"])
-    query: dict[str, Any] = {"account": account_id}
+    period: dict[str, int] = {}
+    if since is not None:
+        period["$gte"] = microseconds(since)
+    if until is not None:
+        period["$lt"] = microseconds(until)
+    query: dict[str, Any] = {"account": account_id} | ({"ts": period} if period else {})
     if cursor is not None:
-        query["version"] = {"$lt": _decode_cursor(cursor)}
+        query["version"] = {"$lt": decode_cursor(cursor)}
     rows = list(db[ENTRIES].find(query).sort("version", -1).limit(limit + 1))
     page = rows[:limit]
     return {
         "account": account_id,
+        "from": None if since is None else since.isoformat(),
+        "to": None if until is None else until.isoformat(),
+        "opening_balance": balance_view(
+            asset, dict.fromkeys(BALANCE_FIELDS, 0) if since is None else _balances_before(db, account_id, since)
+        ),
+        "closing_balance": balance_view(asset, _balances_before(db, account_id, until)),
         "entries": [
             {
                 "transfer_id": row["transfer"],
@@ -141,8 +189,19 @@ def entries(db: Database[Any], account_id: str, limit: int, cursor: str | None) 
             }
             for row in page
         ],
-        "next_cursor": _encode_cursor(page[-1]["version"]) if len(rows) > limit else None,
+        "next_cursor": encode_cursor(page[-1]["version"]) if len(rows) > limit else None,
     }
+
+
+def _balances_before(db: Database[Any], account_id: str, moment: datetime | None) -> dict[str, int]:
+    """The account's totals after its last entry before ``moment`` (or its last of all)."""
+    query: dict[str, Any] = {"account": account_id}
+    if moment is not None:
+        query["ts"] = {"$lt": microseconds(moment)}
+    rows = list(db[ENTRIES].find(query).sort("version", -1).limit(1))
+    if not rows:
+        return dict.fromkeys(BALANCE_FIELDS, 0)
+    return {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
 
 
 def payout(db: Database[Any], payout_id: str) -> dict[str, Any]:
@@ -167,6 +226,10 @@ def transfer(db: Database[Any], transfer_id: str) -> dict[str, Any]:
     doc = db[TRANSFERS].find_one({"_id": transfer_id})
     if doc is None:
         raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
+    return transfer_view(doc)
+
+
+def transfer_view(doc: dict[str, Any]) -> dict[str, Any]:
     asset = Asset.parse(doc["asset"])
     result = {
         "id": doc["_id"],
@@ -215,7 +278,7 @@ def _optional_amount(asset: Asset, minor: str | None) -> str | None:
     return None if minor is None else asset.format(int(minor))
 
 
-def _encode_cursor(version: int) -> str:
+def encode_cursor(version: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"v": version}).encode()).decode().rstrip("=")
 
 
@@ -223,7 +286,7 @@ MAX_VERSION = 2**63 - 1  # versions are stored as MongoDB int64
 MAX_CURSOR_CHARS = 64  # the longest cursor this API returns is 36 characters
 
 
-def _decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str) -> int:
     """The version a cursor names; anything else, however odd, is a 400 (never sent to MongoDB)."""
     try:
         if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():

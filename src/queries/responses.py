@@ -3,20 +3,11 @@ builds them as plain dicts; the contract tests check each against these)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
-Amount = Annotated[str, msgspec.Meta(description="A decimal string in major units", examples=["12.34"])]
-Position = Annotated[int, msgspec.Meta(ge=0, description="An event-store position")]
-
-
-class Balance(msgspec.Struct):
-    posted_debits: Amount
-    posted_credits: Amount
-    pending_debits: Amount
-    pending_credits: Amount
-    available: Amount
+from ledger.wire import Amount, Balance, FeeLeg, Position
 
 
 class AccountView(msgspec.Struct):
@@ -46,15 +37,15 @@ class Entry(msgspec.Struct):
 
 
 class EntryPage(msgspec.Struct):
+    """A statement: entries in [from, to), newest first; balances before and at its end."""
+
     account: str
     entries: list[Entry]
     next_cursor: str | None
-
-
-class FeeLeg(msgspec.Struct):
-    transfer_id: str
-    amount: Amount
-    payer: str
+    opening_balance: Balance
+    closing_balance: Balance
+    from_: str | None = msgspec.field(name="from", default=None)
+    to: str | None = None
 
 
 class Leg(msgspec.Struct):
@@ -109,3 +100,20 @@ class StatusView(msgspec.Struct):
     read_model_position: Position
     lag: int
     reported_at: str | None
+
+
+class TransferPage(msgspec.Struct):
+    transfers: list[TransferView]
+    next_cursor: str | None
+
+
+class AccountPage(msgspec.Struct):
+    accounts: list[AccountView]
+    next_cursor: str | None
+
+
+class BalanceTotals(msgspec.Struct):
+    prefix: str
+    accounts: int
+    totals: dict[str, Balance]  # by asset
+    at_position: Position | None

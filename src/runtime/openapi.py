@@ -176,7 +176,11 @@ class Routes:
             "operationId": _operation_id(method, path),
             "summary": op.summary,
             "description": (op.description + "\n\n" if op.description else "")
-            + ("No key needed." if public else f"Needs a key with the `{op.scope}` scope (or `admin`)."),
+            + (
+                "No key needed."
+                if public
+                else f"Needs a key with the `{op.scope}` scope" + (" (or `admin`)." if op.scope != "admin" else ".")
+            ),
             "parameters": [_parameter(p) for p in (*_path_params(path, op), *op.params)],
             "responses": responses,
             "security": [] if public else [{name: []} for name in self.security_schemes],
