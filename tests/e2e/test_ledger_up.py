@@ -29,6 +29,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from stellar_sdk import Keypair
 
 from auth import signing
 from commands.application import Ledger, event_store_env
@@ -96,6 +97,15 @@ class Stack:
 
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
         return self.http.post(self.command + path, json=body, timeout=30)
+
+    def payee(self) -> str:
+        """A new account on the stack's Horizon simulator, to pay out to (README: the walk-through)."""
+        account = Keypair.random().public_key
+        made = requests.post(
+            f"{self.state['urls']['horizon_url']}/_sim/accounts", json={"account_id": account}, timeout=10
+        )
+        assert made.status_code < 300, made.text
+        return account
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
@@ -370,7 +380,25 @@ def test_every_service_has_metrics_that_move_under_load(stack: Stack) -> None:
         "the projector's watermark to reach the head",
     )
     assert ("ledger_seal_age_seconds", ()) in scrape(workers["sealer"], token)
-    assert ("ledger_payouts_stuck", ()) in scrape(workers["chain"], token)
+    chain_before = scrape(workers["chain"], token)
+    assert chain_before[("ledger_payouts_stuck", ())] == 0
+    payer = unique("P")
+    stack.post("/v1/accounts", {"id": payer, "asset": "XLM/7"})
+    stack.post("/v1/deposits", {"id": unique("d"), "account": payer, "amount": "5"})
+    paid = stack.post(
+        "/v1/payouts", {"id": unique("p"), "account": payer, "amount": "1.5", "destination": stack.payee()}
+    )
+    assert paid.status_code == 201, paid.text
+
+    def confirmed() -> float:
+        return scrape(workers["chain"], token).get(("ledger_payouts_total", (("state", "confirmed"),)), 0.0)
+
+    wait_for(
+        lambda: confirmed() > chain_before.get(("ledger_payouts_total", (("state", "confirmed"),)), 0.0),
+        60,
+        "a payout confirmed",
+    )
+    assert scrape(workers["chain"], token)[("ledger_payouts_total", (("state", "submitted"),))] >= 1
     for url in [stack.command, stack.query, *workers.values()]:
         ready = requests.get(f"{url}/readyz", timeout=10)
         assert ready.status_code == 200 and set(ready.json()["checks"].values()) == {"ok"}, (url, ready.text)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
@@ -290,6 +291,8 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     chain.take_in(payout_id)
     # A channel that does not exist on chain: every step fails before any envelope.
     lost = ChannelWorker(chain.settings, chain.store, chain.ledger, Keypair.random(), KillSwitch(None))
+    horizon_errors = REGISTRY.get_sample_value("ledger_horizon_errors_total", {"operation": "payout"}) or 0.0
+    stuck = REGISTRY.get_sample_value("ledger_payouts_total", {"state": "stuck"}) or 0.0
     deadline = time.monotonic() + 30
     while (record := chain.ledger.payout_record(payout_id)) is None or not record.stuck:
         assert time.monotonic() < deadline, chain.row(payout_id)
@@ -297,6 +300,8 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     row = chain.row(payout_id)
     assert row is not None and row["state"] == "bound" and row["stuck"] and row["attempts"] >= 4
     assert "NotFoundError" in (record.stuck or "")
+    assert REGISTRY.get_sample_value("ledger_horizon_errors_total", {"operation": "payout"}) >= horizon_errors + 4
+    assert REGISTRY.get_sample_value("ledger_payouts_total", {"state": "stuck"}) == stuck + 1
     # A second worker (its own database session) on the same channel waits its turn.
     other_store = ChainStore(servers.database_url)
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
@@ -207,3 +208,26 @@ def test_a_batch_and_single_transfers_share_a_group(servers: Urls, writer: Ledge
     assert isinstance(batch[3], InsufficientFunds)
     assert len({r["position"] for r in batch[:3]}) == 3
     assert (writer.account(a).available, writer.account(b).available) == (150, 850)
+
+
+def test_two_writers_racing_on_one_account_count_their_retries(servers: Urls, writer: Ledger) -> None:
+    """Each group run again after another writer saved first is a retry, counted in
+    ``ledger_write_conflicts_total``; every transfer still goes through exactly once."""
+    a, b = funded(writer, "1000.00")
+    other = Ledger(event_store_env(servers.settings()))
+    counted = REGISTRY.get_sample_value("ledger_write_conflicts_total") or 0.0
+    try:
+
+        def spend(ledger: Ledger) -> None:
+            for _ in range(15):
+                ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
+
+        racers = [threading.Thread(target=spend, args=(ledger,)) for ledger in (writer, other, writer, other)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        assert REGISTRY.get_sample_value("ledger_write_conflicts_total") == counted + writer.conflicts + other.conflicts
+    finally:
+        other.close()
+    assert writer.account(a).available == 100_000 - 60 * 100

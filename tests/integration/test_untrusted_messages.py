@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from commands.application import Ledger
 from commands.messages import TransferFunds
@@ -86,6 +87,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
     p = pipeline
     head = p.ledger.head_position()
     before = p.available(p.payer)
+    counted = REGISTRY.get_sample_value("ledger_dead_letters_total", {"service": "projector"}) or 0.0
     good = p.debit_data()
     forged = [
         Forged([], good, label="missing_header"),  # no headers at all
@@ -122,6 +124,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
     nested = next(letter for letter in letters if letter["value_size"] == 100_000)
     assert (nested["reason"], len(nested["value"])) == ("bad_json", 64 * 1024)  # a bounded copy
     assert p.available(p.payer) == before  # none of them moved anything
+    assert REGISTRY.get_sample_value("ledger_dead_letters_total", {"service": "projector"}) == counted + len(letters)
     assert readmodel.watermark(p.db) <= p.ledger.head_position()
 
     # The projector goes on: the next real events apply, on top of the same versions.
