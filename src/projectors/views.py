@@ -120,9 +120,12 @@ class ReadModelWriter:
         equality and ranges, and a compound index only for its first field's ranges."""
         self.db[ENTRIES].create_index([("account", ASCENDING), ("version", DESCENDING)])
         self.db[ENTRIES].create_index([("account", ASCENDING)])
-        for field in ("created", "debit_account", "credit_account", "status"):
+        # No index on status: every list also ranges over the order it is sorted by, so that
+        # index leads, and each index costs every insert (with one on status too, the lists'
+        # indexes took the embedded server from 0.50 to 0.68 ms of CPU per transfer).
+        for field in ("created", "debit_account", "credit_account"):
             self.db[TRANSFERS].create_index([(field, ASCENDING)])
-        for field in ("opened_position", "asset", "status", "id_key"):
+        for field in ("opened_position", "asset", "id_key"):
             self.db[ACCOUNTS].create_index([(field, ASCENDING)])
         try:
             self.db[PROJECTOR_STATE].insert_one({"_id": WATERMARK_ID, "position": 0})
