@@ -56,7 +56,7 @@ def new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
+def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
 
 
@@ -74,7 +74,7 @@ class ApiKey:
     _regexes: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_regexes", tuple(_pattern_regex(p) for p in self.accounts))
+        object.__setattr__(self, "_regexes", tuple(pattern_regex(p) for p in self.accounts))
 
     @property
     def revoked(self) -> bool:

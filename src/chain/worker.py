@@ -20,6 +20,7 @@ its sequence number from Horizon; each channel has its own thread.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -216,13 +217,17 @@ class ChainStore:
             .fetchone()
         )
 
-    def stuck_count(self) -> int:
-        """Payouts reported stuck and not yet resolved (read when metrics are scraped)."""
-        with psycopg.connect(self.database_url, connect_timeout=2) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM chain_payouts WHERE stuck AND state NOT IN ('confirmed', 'failed')"
-            ).fetchone()
-        return int(row[0]) if row else 0
+    def stuck_count(self) -> float:
+        """Payouts reported stuck and not yet resolved (read when metrics are scraped); NaN
+        while the database cannot say, so the rest of /metrics is still served."""
+        try:
+            with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM chain_payouts WHERE stuck AND state NOT IN ('confirmed', 'failed')"
+                ).fetchone()
+        except psycopg.Error:
+            return math.nan
+        return float(row[0]) if row else 0.0
 
     def hold_channel(self, channel: str) -> bool:
         """Whether this thread's session holds the channel's advisory lock (taken if free):

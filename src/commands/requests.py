@@ -307,10 +307,11 @@ def void_transfer(transfer_id: str, body: Any) -> VoidTransfer:
 def change_policy(account_id: str, body: Any) -> ChangePolicy:
     parsed = decode(PolicyBody, body)
     changes = {
-        name: value
-        for name in PolicyBody.__struct_fields__
-        if (value := getattr(parsed, name)) is not msgspec.UNSET  # shape checked; the scale is the account's
+        name: value for name in PolicyBody.__struct_fields__ if (value := getattr(parsed, name)) is not msgspec.UNSET
     }
+    for value in changes.values():
+        if value is not None:
+            split_amount(value)  # the shape, fully (a pattern lets a trailing newline by); the scale is the account's
     if not changes:
         raise InvalidRequest(f"send at least one of {', '.join(PolicyBody.__struct_fields__)}")
     return ChangePolicy(account=validate_client_id("account id", account_id), changes=changes)

@@ -96,6 +96,7 @@ DESCRIPTION = (
 
 Source = Callable[[], Database[Any]]
 METADATA_PREFIX = "metadata."
+_PREFIX = re.compile(r"\$?[A-Za-z0-9._:-]{0,127}")  # the start of a client id, or of a system one
 TRANSFER_STATUSES = (PENDING, POSTED, VOIDED, EXPIRED)
 ACCOUNT_STATUSES = (OPEN, FROZEN, CLOSED)
 
@@ -319,8 +320,8 @@ class Balances:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         prefix = req.get_param("prefix") or ""
-        if len(prefix) > 128:
-            raise InvalidRequest("prefix must be at most 128 characters")
+        if _PREFIX.fullmatch(prefix) is None:
+            raise InvalidRequest("prefix must be at most 128 characters from [A-Za-z0-9._:-], or '$' and those")
         key = request_key(req)
         if not key.covers(prefix + "*"):  # every id starting with the prefix, whatever follows
             raise forbidden(f"key {key.key_id} does not cover every account starting with {prefix!r}")
@@ -466,7 +467,9 @@ def create_app(
             params=(
                 WAIT,
                 openapi.Param(
-                    "prefix", {"type": "string", "maxLength": 128}, "An account-id prefix (`shop-42:`); empty: all"
+                    "prefix",
+                    {"type": "string", "pattern": f"^{_PREFIX.pattern}$"},
+                    "An account-id prefix (`shop-42:`); empty: all",
                 ),
                 ASSET,
                 AT_POSITION,

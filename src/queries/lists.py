@@ -6,23 +6,23 @@ by an index the projector creates (``projectors.views.ReadModelWriter.create_ind
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pymongo.database import Database
 
+from auth.keys import pattern_regex
 from ledger.accounts import BALANCE_FIELDS
 from ledger.errors import InvalidRequest, RuleViolation
 from ledger.money import Asset
 from queries.readmodel import (
     ACCOUNTS,
-    ENTRIES,
     TRANSFERS,
     account_view,
     amount_key,
     balance_view,
+    balances_after,
     decode_cursor,
     encode_cursor,
     metadata_pair,
@@ -60,7 +60,9 @@ def transfers(db: Database[Any], wanted: TransferFilter, limit: int, cursor: str
     if amounts:
         query["amount_key"] = amounts
     query["created"] = {"$lt": decode_cursor(cursor)} if cursor is not None else {"$gte": 0}
-    sides = [{"debit_account": wanted.account}, {"credit_account": wanted.account}] if wanted.account is not None else [{}]
+    sides = (
+        [{"debit_account": wanted.account}, {"credit_account": wanted.account}] if wanted.account is not None else [{}]
+    )
     found: dict[str, dict[str, Any]] = {}
     for side in sides:
         for doc in db[TRANSFERS].find(query | side).sort("created", -1).limit(limit + 1):
@@ -128,7 +130,7 @@ def accounts(db: Database[Any], wanted: AccountFilter, limit: int, cursor: str |
     else:
         found: dict[str, dict[str, Any]] = {}
         for pattern in wanted.patterns:
-            matches = re.compile(_pattern_regex(pattern)).fullmatch
+            matches = pattern_regex(pattern).fullmatch
             ranged = query | _id_range(pattern.split("*", 1)[0])
             taken = 0
             for doc in db[ACCOUNTS].find(ranged).sort("opened_position", -1):
@@ -154,11 +156,6 @@ def _id_range(prefix: str) -> dict[str, Any]:
     return {"id_key": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}}
 
 
-def _pattern_regex(pattern: str) -> str:
-    """An API key's account pattern (``*``: any run of characters) as an anchored regex."""
-    return "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
-
-
 def balances(db: Database[Any], prefix: str, asset: str | None, at_position: int | None) -> dict[str, Any]:
     """Totals over the accounts whose ids start with ``prefix``, by asset: now, or after
     each account's last entry at or before ``at_position``. System accounts ($...) count
@@ -168,22 +165,23 @@ def balances(db: Database[Any], prefix: str, asset: str | None, at_position: int
         query["asset"] = asset
     if not prefix.startswith("$"):
         query["system"] = {"$ne": True}
-    fields = {"asset": 1, "opened_position": 1, **dict.fromkeys(BALANCE_FIELDS, 1)}
-    docs = [doc for doc in db[ACCOUNTS].find(query, fields) if doc["_id"].startswith(prefix)]
-    if at_position is not None and len(docs) > MAX_AT_POSITION_ACCOUNTS:
+    if at_position is not None and (many := db[ACCOUNTS].count_documents(query)) > MAX_AT_POSITION_ACCOUNTS:
         raise RuleViolation(
-            f"{len(docs)} accounts share the prefix {prefix!r}; totals at a position are read account by account, "
+            f"{many} accounts share the prefix {prefix!r}; totals at a position are read account by account, "
             f"at most {MAX_AT_POSITION_ACCOUNTS}: give a longer prefix"
         )
+    fields = {"asset": 1, "opened_position": 1, **dict.fromkeys(BALANCE_FIELDS, 1)}
     totals: dict[str, dict[str, int]] = {}
     counted = 0
-    for doc in docs:
+    for doc in db[ACCOUNTS].find(query, fields):  # read as it comes: the sums are all that is kept
+        if not doc["_id"].startswith(prefix):
+            continue
         if at_position is None:
             amounts = {f: int(doc[f]) for f in BALANCE_FIELDS}
         elif doc.get("opened_position", 0) > at_position:
             continue  # not opened yet then
         else:
-            amounts = _balances_at(db, doc["_id"], at_position)
+            amounts = balances_after(db, doc["_id"], {"position": {"$lte": at_position}})[1]
         counted += 1
         into = totals.setdefault(doc["asset"], dict.fromkeys(BALANCE_FIELDS, 0))
         for f in BALANCE_FIELDS:
@@ -194,10 +192,3 @@ def balances(db: Database[Any], prefix: str, asset: str | None, at_position: int
         "totals": {name: balance_view(Asset.parse(name), sums) for name, sums in sorted(totals.items())},
         "at_position": at_position,
     }
-
-
-def _balances_at(db: Database[Any], account_id: str, position: int) -> dict[str, int]:
-    rows = list(db[ENTRIES].find({"account": account_id, "position": {"$lte": position}}).sort("version", -1).limit(1))
-    if not rows:
-        return dict.fromkeys(BALANCE_FIELDS, 0)
-    return {f: int(rows[0]["balances_after"][f]) for f in BALANCE_FIELDS}

@@ -134,9 +134,16 @@ def _as_of(
         what = at_time.isoformat()
     if opened > point:
         raise AccountNotFound(f"account {doc['_id']!r} did not exist yet at {what}")
-    rows = list(db[ENTRIES].find({"account": doc["_id"], key: {"$lte": point}}).sort("version", -1).limit(1))
+    position, balances = balances_after(db, doc["_id"], {key: {"$lte": point}})
+    return doc.get("opened_position", 0) if position is None else position, balances
+
+
+def balances_after(db: Database[Any], account_id: str, within: dict[str, Any]) -> tuple[int | None, dict[str, int]]:
+    """The account's totals after its last entry that meets ``within`` (a condition on
+    entries; ``{}``: its last of all), and that entry's position (None: no entry, zeros)."""
+    rows = list(db[ENTRIES].find({"account": account_id, **within}).sort("version", -1).limit(1))
     if not rows:
-        return doc.get("opened_position", 0), dict.fromkeys(BALANCE_FIELDS, 0)
+        return None, dict.fromkeys(BALANCE_FIELDS, 0)
     return rows[0]["position"], {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
 
 
@@ -195,13 +202,7 @@ def entries(
 
 def _balances_before(db: Database[Any], account_id: str, moment: datetime | None) -> dict[str, int]:
     """The account's totals after its last entry before ``moment`` (or its last of all)."""
-    query: dict[str, Any] = {"account": account_id}
-    if moment is not None:
-        query["ts"] = {"$lt": microseconds(moment)}
-    rows = list(db[ENTRIES].find(query).sort("version", -1).limit(1))
-    if not rows:
-        return dict.fromkeys(BALANCE_FIELDS, 0)
-    return {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
+    return balances_after(db, account_id, {} if moment is None else {"ts": {"$lt": microseconds(moment)}})[1]
 
 
 def payout(db: Database[Any], payout_id: str) -> dict[str, Any]:

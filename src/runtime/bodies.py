@@ -29,11 +29,17 @@ def convert(kind: type[T], body: Any, explain: Explain | None = None) -> T:
     try:
         return msgspec.convert(body, kind)
     except msgspec.ValidationError as exc:
-        raise _refusal(kind, body, str(exc), explain) from None
+        try:
+            refusal = _refusal(kind, body, str(exc), explain)
+        except (LookupError, TypeError, ValueError):  # a message we could not follow back to the body
+            refusal = InvalidRequest(f"body does not fit the schema: {str(exc)[:300]}")
+        raise refusal from None
 
 
 def _refusal(kind: type, body: Any, error: str, explain: Explain | None) -> InvalidRequest:
-    message, _, where = error.partition(" - at `")
+    # The path comes last; what comes before may quote the client's own field names.
+    head, found, where = error.rpartition(" - at `")
+    message = head if found else error
     steps: list[str | int] = [name or int(index) for name, index in _STEP.findall(where.rstrip("`"))]
     about_object = message.startswith("Object ")  # unknown or missing fields: the path is the object's
     container = steps if about_object else steps[:-1]

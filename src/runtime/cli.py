@@ -58,7 +58,9 @@ def _ready(settings: Settings, operations_url: str | None = None) -> None:
     /metrics and /readyz (if it serves them), which the supervisor publishes."""
     if settings.ready_file is not None:
         settings.ready_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.ready_file.write_text(operations_url or "")
+        written = settings.ready_file.with_suffix(".tmp")
+        written.write_text(operations_url or "")
+        written.replace(settings.ready_file)  # whole, or not there: the supervisor reads it once it exists
 
 
 @contextmanager

@@ -29,12 +29,12 @@ loglevel = _settings.log_level.lower()
 # Two gunicorn masters run side by side; the default control socket path would collide.
 control_socket_disable = True
 
-# Prometheus multi-process mode (runtime.metrics): a fresh directory per master, set
-# before any worker imports prometheus_client, files of dead workers marked, removed on exit.
-_metrics_dir_is_ours = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _metrics_dir_is_ours:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ledger-metrics-")
-_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+# Prometheus multi-process mode (runtime.metrics): a fresh directory per master (inside
+# PROMETHEUS_MULTIPROC_DIR if one is given, so two masters never share one and no old
+# files are read), set before any worker imports prometheus_client; files of dead
+# workers marked, the directory removed on exit.
+_metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -44,5 +44,4 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if _metrics_dir_is_ours:
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

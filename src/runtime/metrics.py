@@ -161,21 +161,37 @@ Check = Callable[[], None]  # raises (anything) when the dependency cannot be us
 
 class Readiness:
     """``GET /readyz``: 200 when every dependency answers, else 503 naming what is down.
-    Each check brings its own short timeout; they run one after another."""
+
+    It needs no key, so it must be cheap whoever asks: one request at a time runs the
+    checks (each with its own short timeout), and the answer serves for ``fresh_for``
+    seconds. A failure is named by its kind only (``OperationalError``): its message may
+    carry hosts and user names."""
 
     public = True
 
-    def __init__(self, checks: Mapping[str, Check]) -> None:
+    def __init__(self, checks: Mapping[str, Check], fresh_for: float = 1.0) -> None:
         self.checks = dict(checks)
+        self.fresh_for = fresh_for
+        self._lock = threading.Lock()
+        self._last: tuple[float, dict[str, str]] | None = None
+
+    def _results(self) -> dict[str, str]:
+        with self._lock:
+            if self._last is not None and time.monotonic() - self._last[0] < self.fresh_for:
+                return self._last[1]
+            results = {}
+            for name, check in self.checks.items():
+                try:
+                    check()
+                    results[name] = "ok"
+                except Exception as exc:  # noqa: BLE001  # any failure means "not ready"
+                    results[name] = f"down ({type(exc).__name__})"
+            self._last = (time.monotonic(), results)
+            return results
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        down = {}
-        for name, check in self.checks.items():
-            try:
-                check()
-            except Exception as exc:  # noqa: BLE001  # any failure means "not ready", and says why
-                down[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        checks = {name: down.get(name, "ok") for name in self.checks}
+        checks = self._results()
+        down = {name: why for name, why in checks.items() if why != "ok"}
         if down:
             detail = "; ".join(f"{name}: {why}" for name, why in down.items())
             raise ReadinessProblem(detail, checks)
@@ -219,7 +235,8 @@ def postgres_check(url: str, timeout: float = 2.0) -> Check:
     def check() -> None:
         import psycopg
 
-        with psycopg.connect(url, connect_timeout=max(int(timeout), 1)) as conn:
+        limit = max(int(timeout), 1)
+        with psycopg.connect(url, connect_timeout=limit, options=f"-c statement_timeout={limit * 1000}") as conn:
             conn.execute("SELECT 1")
 
     return check

@@ -76,6 +76,7 @@ _PLUMBING_CODES = {
     417: ("expectation_failed",),
     431: ("headers_too_large",),
     500: ("internal_error",),
+    501: ("not_implemented",),
     503: ("busy", "not_ready", "not_yet_visible", "unavailable"),
 }
 

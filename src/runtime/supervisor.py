@@ -183,6 +183,9 @@ class Stack:
         # The owner's URL stays with the supervisor: no service needs to change the schema.
         env.update({env_name(k): v for k, v in urls.items() if k != "migration_database_url"})
         env[env_name("data_dir")] = str(self.data_dir)
+        # The workers are single processes with metrics of their own (runtime.metrics); each
+        # gunicorn master makes its own multi-process directory.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if not s.kafka_bootstrap and not os.environ.get(env_name("kafka_partitions")):
             env[env_name("kafka_partitions")] = str(EMBEDDED_KAFKA_PARTITIONS)
         python = sys.executable

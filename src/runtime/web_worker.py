@@ -136,9 +136,17 @@ _PROBLEMS = {  # status: (title, code, detail)
         f"the request line and headers are over {MAX_HEAD_BYTES} bytes",
     ),
     500: ("Internal Server Error", "internal_error", "the server failed to read this request; it was logged"),
+    501: ("Not Implemented", "not_implemented", "this transfer coding is not supported"),
 }
+# Errors of ours (a bad header the app set, a configuration problem): gunicorn answers 500.
+_NOT_THE_CLIENTS = (
+    http_errors.ConfigurationProblem,
+    http_errors.InvalidResponseHeader,
+    http_errors.InvalidResponseHeaderName,
+)
 # What gunicorn's parser refusals answer (as in its ``Worker.handle_error``); any other is 400.
 _PARSER_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (http_errors.UnsupportedTransferCoding, 501),
     (http_errors.LimitRequestLine, 414),
     (http_errors.LimitRequestHeaders, 431),
     (http_errors.ExpectationFailed, 417),
@@ -161,7 +169,7 @@ def problem_response(status: int, detail: str | None = None) -> bytes:
 
 def parser_refusal(exc: BaseException) -> tuple[int, str] | None:
     """The status and detail for a request gunicorn's parser refused; None for any other error."""
-    if not isinstance(exc, http_errors.ParseException) or isinstance(exc, http_errors.ConfigurationProblem):
+    if not isinstance(exc, http_errors.ParseException) or isinstance(exc, _NOT_THE_CLIENTS):
         return None
     status = next((status for kind, status in _PARSER_STATUS if isinstance(exc, kind)), 400)
     shown = str(exc)

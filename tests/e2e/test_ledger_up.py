@@ -407,6 +407,7 @@ def test_every_service_has_metrics_that_move_under_load(stack: Stack) -> None:
     # that need it not ready, and they say which dependency is down.
     broker = stack.state["children"]["kafka"]
     os.kill(broker, signal.SIGSTOP)
+    time.sleep(1.2)  # past the second for which a readiness answer serves
     try:
         answers = {
             name: requests.get(f"{workers[name]}/readyz", timeout=15) for name in ("relay", "projector", "sealer")

@@ -197,6 +197,8 @@ def test_totals_over_a_prefix_now_and_at_a_position(shop: Shop) -> None:
     assert "$" not in "".join(shop.get("/v1/balances", prefix="").json["totals"])  # client accounts only
     system = shop.get("/v1/balances", prefix="$issuance.USD").json
     assert system["accounts"] >= 1
+    for odd in ("a\ud7ff", "a b", "x" * 200, "a$"):  # outside the id alphabet: refused, never sent to the store
+        assert shop.get("/v1/balances", prefix=odd).status_code == 400
 
 
 def test_each_list_is_led_by_an_index(shop: Shop) -> None:

@@ -56,3 +56,24 @@ def test_amount_shape_is_checked_before_any_account_is_read() -> None:
         requests.deposit({"id": "d1", "account": "A", "amount": "-5"})
     with pytest.raises(InvalidAmount):
         requests.deposit({"id": "d1", "account": "A", "amount": "0.000"})
+
+
+@pytest.mark.parametrize(
+    "name", ["x - at `$.id`", "x - at `$.nope`", "x - at `$.metadata`", "x - at `$.transfers[9]`", "` - at `"]
+)
+def test_a_field_name_that_looks_like_a_path_is_refused_by_name(name: str) -> None:
+    """msgspec quotes an unknown field's name before the path; the path is the last one."""
+    body = {"id": "t", "debit_account": "a", "credit_account": "b", "amount": "1", name: 1}
+    with pytest.raises(InvalidRequest, match="unknown field"):
+        requests.transfer(body)
+    with pytest.raises(InvalidRequest):
+        requests.transaction({"id": "x", "transfers": [body]})
+
+
+def test_policy_limits_are_shape_checked_before_any_account_is_read() -> None:
+    with pytest.raises(InvalidAmount):
+        requests.change_policy("a", {"daily_limit": "1\n"})
+    assert requests.change_policy("a", {"daily_limit": None, "monthly_limit": "5.00"}).changes == {
+        "daily_limit": None,
+        "monthly_limit": "5.00",
+    }

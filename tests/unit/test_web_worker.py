@@ -80,3 +80,6 @@ def test_gunicorns_parser_refusals_keep_their_status_and_other_errors_are_left_t
     assert parser_refusal(http_errors.LimitRequestHeaders("too many"))[0] == 431  # type: ignore[index]
     assert parser_refusal(http_errors.InvalidRequestLine("x" * 1000))[1].endswith("...")  # type: ignore[index]
     assert parser_refusal(RuntimeError("app")) is None
+    # a header the app set is the app's fault: gunicorn's 500, not a client's 400
+    assert parser_refusal(http_errors.InvalidResponseHeader("bad\r\nvalue")) is None
+    assert parser_refusal(http_errors.UnsupportedTransferCoding("gzip"))[0] == 501  # type: ignore[index]
