@@ -71,11 +71,22 @@ class Chain:
         while self.relay.publish_batch():
             pass
         deadline = time.monotonic() + timeout
-        while self.intake.poll(0.3):
+        # Read to the topic's end, not just until one poll comes back empty: a poll that
+        # waited on a fetch ended settling early once the store grew (CI, 504 tests).
+        while self.intake.poll(0.3) or not self.intake_at_end():
             assert time.monotonic() < deadline, "the intake kept finding messages"
         worker = self.worker()
         while worker.work_once():
             assert time.monotonic() < deadline, "other tests' payouts kept the worker busy"
+
+    def intake_at_end(self) -> bool:
+        """Whether the intake has read every partition of its topic to the end."""
+        consumer = self.intake.consumer
+        for position in consumer.position(consumer.assignment()):
+            _, high = consumer.get_watermark_offsets(position, timeout=10)
+            if high > 0 and position.offset < high:  # a negative offset: nothing read there yet
+                return False
+        return True
 
     def take_in(self, payout_id: str) -> None:
         """Relay (all of it: the store may hold more than a batch) and take in until the
