@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -20,74 +19,13 @@ from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, re
 from auth.store import KeyStore
 from ledger.accounts import CLOSED, FROZEN, OPEN
 from ledger.errors import InvalidRequest
-from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
 from ledger.transfers import EXPIRED, PENDING, POSTED, VOIDED
-from queries import lists, readmodel, responses
+from queries import lists, parameters, readmodel, responses
 from queries.generations import Generations
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
 
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
-MAX_POSITION = 2**63 - 1  # positions are stored as MongoDB int64
-MIN_POSITION = "min_position"
 DEFAULT_MAX_WAITERS = Settings().read_waiters
-
-# RFC 3339 (section 5.6), ASCII digits only; a space may stand for "T" (section 5.6, NOTE),
-# and an unencoded "+" in a query string arrives as a space.
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+ -][0-9]{2}:[0-9]{2})"
-)
-
-
-def _int_param(req: falcon.Request, name: str, default: int | None, low: int, high: int = MAX_POSITION) -> int | None:
-    raw = req.get_param(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
-        raise InvalidRequest(f"{name} must be an integer {low}..{high}")
-    return int(raw)
-
-
-def _time_param(req: falcon.Request, name: str) -> datetime | None:
-    """An RFC 3339 time with its offset, as UTC; years 0001 to 9999 once in UTC, as Python holds them."""
-    raw = req.get_param(name)
-    if raw is None:
-        return None
-    example = "2026-01-31T23:59:59Z"
-    if _RFC3339.fullmatch(raw) is None:
-        if _RFC3339.fullmatch(raw + "Z") is not None:
-            raise InvalidRequest(f"{name} must say its time zone (Z or an offset), like {example}")
-        raise InvalidRequest(f"{name} must be an RFC 3339 time like {example}")
-    text = raw[:-6] + "+" + raw[-5:] if raw[-6] == " " else raw  # an unencoded "+" offset
-    try:
-        return datetime.fromisoformat(f"{text[:10]}T{text[11:].upper()}").astimezone(UTC)
-    except ValueError as exc:  # e.g. month 13, second 60, offset 24:00
-        raise InvalidRequest(f"{name} is not a valid time: {exc}") from None
-    except OverflowError:
-        raise InvalidRequest(f"{name} must fall between 0001-01-01 and 9999-12-31 in UTC") from None
-
-
-def _integer(low: int, high: int) -> dict[str, Any]:
-    return {"type": "integer", "minimum": low, "maximum": high}
-
-
-WAIT = openapi.Param(
-    MIN_POSITION,
-    _integer(0, MAX_POSITION),
-    "Wait (bounded) until the read models have applied this position, from a write's answer: read your writes",
-)
-AT_POSITION = openapi.Param("at_position", _integer(0, MAX_POSITION), "The balance as it was at this position")
-TIME_SCHEMA = {"type": "string", "pattern": f"^{_RFC3339.pattern}$"}
-AT = openapi.Param("at", TIME_SCHEMA, "The balance as it was at this time (RFC 3339)")
-FROM = openapi.Param("from", TIME_SCHEMA, "The period's start (RFC 3339, inclusive)")
-TO = openapi.Param("to", TIME_SCHEMA, "The period's end (RFC 3339, exclusive)")
-ASSET = openapi.Param("asset", {"type": "string", "pattern": ASSET_PATTERN}, "Only this asset (CODE/SCALE)")
-AMOUNT_SCHEMA = {"type": "string", "pattern": AMOUNT_PATTERN}
-LIMIT = openapi.Param("limit", _integer(1, MAX_PAGE), f"Page size (default {DEFAULT_PAGE})")
-CURSOR = openapi.Param(
-    "cursor", {"type": "string", "maxLength": readmodel.MAX_CURSOR_CHARS}, "From the previous page's next_cursor"
-)
 DESCRIPTION = (
     "Balances, entries, transfers and payouts from the read models, which trail the event store by the "
     "pipeline's lag: pass a write's `position` as `min_position` to read your own writes. "
@@ -108,31 +46,12 @@ def event_store_head(pool: ConnectionPool) -> Callable[[], int]:
 
     def head() -> int:
         with pool.connection() as conn:
-            row = conn.execute("SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events").fetchone()
+            row = conn.execute(
+                "SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events"
+            ).fetchone()
         return int(row["head"]) if row else 0
 
     return head  # the active read-model database, resolved per request
-
-
-class QueryParameters:
-    """Each resource names the query parameters it takes (``query_params``); any other
-    parameter, or one given twice, is a 400 naming it: a misspelt parameter must not
-    be silently ignored (the same rule as unknown body fields on the command API)."""
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
-    ) -> None:
-        allowed: frozenset[str] | None = getattr(resource, "query_params", None)
-        if allowed is None:
-            return
-        prefixes: tuple[str, ...] = getattr(resource, "query_param_prefixes", ())
-        for name, value in req.params.items():
-            if name not in allowed and not any(name.startswith(p) and len(name) > len(p) for p in prefixes):
-                shown = name if len(name) <= 40 else name[:40] + "..."
-                takes = ", ".join(sorted(allowed))
-                raise InvalidRequest(f"unknown query parameter {shown!r}; this route takes {takes}")
-            if isinstance(value, list):
-                raise InvalidRequest(f"{name} is given more than once")
 
 
 class ReadYourWrites:
@@ -153,9 +72,9 @@ class ReadYourWrites:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
     ) -> None:
-        if MIN_POSITION not in getattr(resource, "query_params", ()):
+        if parameters.MIN_POSITION not in getattr(resource, "query_params", ()):
             return
-        position = _int_param(req, MIN_POSITION, None, 0)
+        position = parameters.int_param(req, parameters.MIN_POSITION, None, 0)
         if position is None:
             return
         db = self.source()
@@ -164,7 +83,7 @@ class ReadYourWrites:
         head = self.head()
         if position > head:  # no write has it: waiting could only end in a 503
             raise InvalidRequest(
-                f"{MIN_POSITION} {position} is beyond the event store's last position ({head}); "
+                f"{parameters.MIN_POSITION} {position} is beyond the event store's last position ({head}); "
                 "use the position a write answered"
             )
         if self._waiters is None or not self._waiters.acquire(blocking=False):
@@ -191,15 +110,15 @@ class ReadYourWrites:
 
 class Account:
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION, "at_position", "at"})
+    query_params = frozenset({parameters.MIN_POSITION, "at_position", "at"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
         require_accounts(req, debited=(account_id,))
-        at_position = _int_param(req, "at_position", None, 0)
-        at_time = _time_param(req, "at")
+        at_position = parameters.int_param(req, "at_position", None, 0)
+        at_time = parameters.time_param(req, "at")
         if at_position is not None and at_time is not None:
             raise InvalidRequest("ask for at_position or at, not both")
         web.json_response(resp, readmodel.account(self.source(), account_id, at_position=at_position, at_time=at_time))
@@ -210,46 +129,18 @@ class Entries:
     balances before and at the end of the period."""
 
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION, "limit", "cursor", "from", "to"})
+    query_params = frozenset({parameters.MIN_POSITION, "limit", "cursor", "from", "to"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
         require_accounts(req, debited=(account_id,))
-        since, until = _period(req)
-        statement = readmodel.entries(self.source(), account_id, _limit(req), req.get_param("cursor"), since, until)
+        since, until = parameters.period(req)
+        statement = readmodel.entries(
+            self.source(), account_id, parameters.limit(req), req.get_param("cursor"), since, until
+        )
         web.json_response(resp, statement)
-
-
-def _limit(req: falcon.Request) -> int:
-    return _int_param(req, "limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
-
-
-def _period(req: falcon.Request) -> tuple[datetime | None, datetime | None]:
-    since, until = _time_param(req, "from"), _time_param(req, "to")
-    if since is not None and until is not None and until < since:
-        raise InvalidRequest("to must not be before from")
-    return since, until
-
-
-def _choice(req: falcon.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    value = req.get_param(name)
-    if value is not None and value not in choices:
-        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}")
-    return value
-
-
-def _asset(req: falcon.Request) -> str | None:
-    value = req.get_param("asset")
-    return None if value is None else str(Asset.parse(value))
-
-
-def _amount(req: falcon.Request, name: str) -> str | None:
-    value = req.get_param(name)
-    if value is not None:
-        split_amount(value)
-    return value
 
 
 class Transfers:
@@ -257,7 +148,18 @@ class Transfers:
 
     scope = scopes.READ
     query_params = frozenset(
-        {MIN_POSITION, "limit", "cursor", "account", "status", "asset", "from", "to", "min_amount", "max_amount"}
+        {
+            parameters.MIN_POSITION,
+            "limit",
+            "cursor",
+            "account",
+            "status",
+            "asset",
+            "from",
+            "to",
+            "min_amount",
+            "max_amount",
+        }
     )
 
     def __init__(self, source: Source) -> None:
@@ -269,17 +171,17 @@ class Transfers:
             raise forbidden(f"key {request_key(req).key_id} is limited to some accounts: name one (account=)")
         if account is not None:
             require_accounts(req, debited=(account,))
-        since, until = _period(req)
+        since, until = parameters.period(req)
         wanted = lists.TransferFilter(
             account=account,
-            status=_choice(req, "status", TRANSFER_STATUSES),
-            asset=_asset(req),
+            status=parameters.choice(req, "status", TRANSFER_STATUSES),
+            asset=parameters.asset(req),
             since=since,
             until=until,
-            min_amount=_amount(req, "min_amount"),
-            max_amount=_amount(req, "max_amount"),
+            min_amount=parameters.amount(req, "min_amount"),
+            max_amount=parameters.amount(req, "max_amount"),
         )
-        web.json_response(resp, lists.transfers(self.source(), wanted, _limit(req), req.get_param("cursor")))
+        web.json_response(resp, lists.transfers(self.source(), wanted, parameters.limit(req), req.get_param("cursor")))
 
 
 class Accounts:
@@ -287,7 +189,7 @@ class Accounts:
     top-level metadata value, as text); a limited key sees only the accounts it covers."""
 
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION, "limit", "cursor", "asset", "status"})
+    query_params = frozenset({parameters.MIN_POSITION, "limit", "cursor", "asset", "status"})
     query_param_prefixes = (METADATA_PREFIX,)
 
     def __init__(self, source: Source) -> None:
@@ -300,12 +202,12 @@ class Accounts:
             if name.startswith(METADATA_PREFIX)
         )
         wanted = lists.AccountFilter(
-            asset=_asset(req),
-            status=_choice(req, "status", ACCOUNT_STATUSES),
+            asset=parameters.asset(req),
+            status=parameters.choice(req, "status", ACCOUNT_STATUSES),
             metadata=metadata,
             patterns=request_key(req).accounts,
         )
-        web.json_response(resp, lists.accounts(self.source(), wanted, _limit(req), req.get_param("cursor")))
+        web.json_response(resp, lists.accounts(self.source(), wanted, parameters.limit(req), req.get_param("cursor")))
 
 
 class Balances:
@@ -313,7 +215,7 @@ class Balances:
     now or at ``at_position``; a limited key must cover every id the prefix can start."""
 
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION, "prefix", "asset", "at_position"})
+    query_params = frozenset({parameters.MIN_POSITION, "prefix", "asset", "at_position"})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -325,13 +227,13 @@ class Balances:
         key = request_key(req)
         if not key.covers(prefix + "*"):  # every id starting with the prefix, whatever follows
             raise forbidden(f"key {key.key_id} does not cover every account starting with {prefix!r}")
-        at_position = _int_param(req, "at_position", None, 0)
-        web.json_response(resp, lists.balances(self.source(), prefix, _asset(req), at_position))
+        at_position = parameters.int_param(req, "at_position", None, 0)
+        web.json_response(resp, lists.balances(self.source(), prefix, parameters.asset(req), at_position))
 
 
 class Transfer:
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION})
+    query_params = frozenset({parameters.MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -346,7 +248,7 @@ class Transfer:
 
 class Payout:
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION})
+    query_params = frozenset({parameters.MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -361,7 +263,7 @@ class Status:
     """The pipeline's positions: about the whole ledger, so not for a key limited to accounts."""
 
     scope = scopes.READ
-    query_params = frozenset({MIN_POSITION})
+    query_params = frozenset({parameters.MIN_POSITION})
 
     def __init__(self, source: Source) -> None:
         self.source = source
@@ -387,7 +289,7 @@ def create_app(
     the event store's last position (read from the keys' database unless given)."""
     source: Source = read_models.active_database if isinstance(read_models, Generations) else (lambda: read_models)
     app = web.create_base_app(Authenticate(keys), api="query")
-    app.add_middleware(QueryParameters())  # before any wait: a bad request answers at once
+    app.add_middleware(parameters.QueryParameters())  # before any wait: a bad request answers at once
     app.add_middleware(ReadYourWrites(source, wait_seconds, max_waiters, head or event_store_head(keys.pool)))
     api = openapi.Routes(app, "ledger query API", DESCRIPTION, SECURITY_SCHEMES)
     read = scopes.READ
@@ -398,7 +300,7 @@ def create_app(
             "An account and its balance, now or as it was",
             read,
             responses.AccountView,
-            params=(WAIT, AT_POSITION, AT),
+            params=(parameters.WAIT, parameters.AT_POSITION, parameters.AT),
             problems=(404, 503),
         ),
     )
@@ -409,7 +311,7 @@ def create_app(
             "An account's statement: its entries in [from, to), newest first, with the opening and closing balances",
             read,
             responses.EntryPage,
-            params=(WAIT, LIMIT, CURSOR, FROM, TO),
+            params=(parameters.WAIT, parameters.LIMIT, parameters.CURSOR, parameters.FROM, parameters.TO),
             problems=(404, 503),
         ),
     )
@@ -421,16 +323,16 @@ def create_app(
             read,
             responses.TransferPage,
             params=(
-                WAIT,
-                LIMIT,
-                CURSOR,
+                parameters.WAIT,
+                parameters.LIMIT,
+                parameters.CURSOR,
                 openapi.Param("account", {"type": "string"}, "Transfers that debit or credit this account"),
                 openapi.Param("status", {"enum": list(TRANSFER_STATUSES)}, "Only transfers in this state"),
-                ASSET,
-                FROM,
-                TO,
-                openapi.Param("min_amount", AMOUNT_SCHEMA, "At least this amount (needs asset or account)"),
-                openapi.Param("max_amount", AMOUNT_SCHEMA, "At most this amount (needs asset or account)"),
+                parameters.ASSET,
+                parameters.FROM,
+                parameters.TO,
+                openapi.Param("min_amount", parameters.AMOUNT_SCHEMA, "At least this amount (needs asset or account)"),
+                openapi.Param("max_amount", parameters.AMOUNT_SCHEMA, "At most this amount (needs asset or account)"),
             ),
             problems=(403, 503),
             description="A key limited to accounts must name one of its accounts.",
@@ -444,10 +346,10 @@ def create_app(
             read,
             responses.AccountPage,
             params=(
-                WAIT,
-                LIMIT,
-                CURSOR,
-                ASSET,
+                parameters.WAIT,
+                parameters.LIMIT,
+                parameters.CURSOR,
+                parameters.ASSET,
                 openapi.Param("status", {"enum": list(ACCOUNT_STATUSES)}, "Only accounts in this state"),
             ),
             problems=(503,),
@@ -465,14 +367,14 @@ def create_app(
             read,
             responses.BalanceTotals,
             params=(
-                WAIT,
+                parameters.WAIT,
                 openapi.Param(
                     "prefix",
                     {"type": "string", "pattern": f"^{_PREFIX.pattern}$"},
                     "An account-id prefix (`shop-42:`); empty: all",
                 ),
-                ASSET,
-                AT_POSITION,
+                parameters.ASSET,
+                parameters.AT_POSITION,
             ),
             problems=(403, 422, 503),
             description="System accounts ($...) count only when the prefix starts with `$`.",
@@ -482,14 +384,18 @@ def create_app(
         "/v1/transfers/{transfer_id}",
         Transfer(source),
         get=openapi.Operation(
-            "A transfer and its legs", read, responses.TransferView, params=(WAIT,), problems=(404, 503)
+            "A transfer and its legs", read, responses.TransferView, params=(parameters.WAIT,), problems=(404, 503)
         ),
     )
     api.add(
         "/v1/payouts/{payout_id}",
         Payout(source),
         get=openapi.Operation(
-            "A payout on its way to the chain", read, responses.PayoutView, params=(WAIT,), problems=(404, 503)
+            "A payout on its way to the chain",
+            read,
+            responses.PayoutView,
+            params=(parameters.WAIT,),
+            problems=(404, 503),
         ),
     )
     api.add(
@@ -499,7 +405,7 @@ def create_app(
             "How far the pipeline has got (not for a key limited to accounts)",
             read,
             responses.StatusView,
-            params=(WAIT,),
+            params=(parameters.WAIT,),
             problems=(503,),
         ),
     )

@@ -15,7 +15,8 @@ from auth.store import KeyStore
 from commands.application import Ledger
 from projectors.messages import LedgerEvent
 from projectors.views import ReadModelWriter
-from queries.http import MAX_POSITION, create_app
+from queries.http import create_app
+from queries.parameters import MAX_POSITION
 from queries.readmodel import watermark
 from tests.conftest import api_client, unique
 
