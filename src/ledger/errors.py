@@ -117,6 +117,12 @@ class AssetNotOnChain(RuleViolation):
     code = "asset_not_on_chain"
 
 
+class AmountExceedsChainLimit(RuleViolation):
+    """A payout larger than one Stellar payment can carry."""
+
+    code = "amount_exceeds_chain_limit"
+
+
 class PayoutNotFound(NotFound):
     code = "payout_not_found"
 

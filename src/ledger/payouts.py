@@ -21,6 +21,11 @@ from ledger.transfers import VOIDED, Transfer
 PENDING, SUBMITTED, CONFIRMED, FAILED = "pending", "submitted", "confirmed", "failed"
 
 
+# A Stellar amount is a signed 64-bit count of stroops (10^-7), and chain assets have
+# scale 7: no payment can carry more minor units than this.
+MAX_CHAIN_AMOUNT = 2**63 - 1
+
+
 class Payout(Aggregate):
     class Requested(Aggregate.Created):
         payout_id: str

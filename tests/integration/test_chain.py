@@ -335,6 +335,10 @@ def test_payout_requests_are_checked(chain: Chain, event_count: Any, keys: KeySt
     ]:
         reply = client.simulate_post("/v1/payouts", json=bad)
         assert reply.status_code == 400 and detail in reply.json["detail"], reply.json
+    # One stroop over a signed 64-bit amount: the worker could never pay it nor release it.
+    too_big = client.simulate_post("/v1/payouts", json={**body, "amount": "922337203685.4775808"})
+    assert (too_big.status_code, too_big.json["code"]) == (422, "amount_exceeds_chain_limit"), too_big.json
+    assert "922337203685.4775807" in too_big.json["detail"]
     assert event_count() == before
     created = client.simulate_post("/v1/payouts", json=body)
     assert created.status_code == 201 and created.json["state"] == "pending"

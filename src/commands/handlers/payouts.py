@@ -13,10 +13,10 @@ from typing import Any
 from commands.answers import Replayed, payout_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import RequestPayout
-from ledger.errors import AssetNotOnChain, IdConflict, PayoutNotFound
+from ledger.errors import AmountExceedsChainLimit, AssetNotOnChain, IdConflict, PayoutNotFound
 from ledger.ids import clearing_account_id, payout_hold_id
 from ledger.money import Asset
-from ledger.payouts import Payout, settle_hold
+from ledger.payouts import MAX_CHAIN_AMOUNT, Payout, settle_hold
 
 
 def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
@@ -31,6 +31,11 @@ def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
         return Replayed(payout_result(first, position, moved))
     if account.asset not in w.payout_assets:
         raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
+    if amount > MAX_CHAIN_AMOUNT:  # refused here: the worker could never pay it, nor let the hold go
+        unit = Asset.parse(account.asset)
+        raise AmountExceedsChainLimit(
+            f"{unit.format(amount)} is more than one Stellar payment carries ({unit.format(MAX_CHAIN_AMOUNT)})"
+        )
     account.require_open()
     sides: Sides = {cmd.account: account}
     hold = w.move(
