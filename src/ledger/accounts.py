@@ -184,9 +184,13 @@ class Account(Aggregate):
         self.require_open()
         self._credit_pending(transfer_id=transfer_id, amount=amount, balance_after=self._after(pending_credits=amount))
 
-    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
-        """Settle a hold, for its full amount or less; the rest becomes available again."""
-        self.require_open()
+    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int, *, gone: bool = False) -> None:
+        """Settle a hold, for its full amount or less; the rest becomes available again.
+
+        ``gone``: the money has already left the ledger (a payout the chain confirmed), so
+        the account's status since (frozen) cannot stop the books from saying so."""
+        if not gone:
+            self.require_open()
         after = self._after(pending_debits=-pending_amount, debits=amount)
         self._pending_debit_posted(
             transfer_id=transfer_id, pending_amount=pending_amount, amount=amount, balance_after=after
@@ -427,7 +431,7 @@ class SystemAccount:
     def hold_credit(self, transfer_id: str, amount: int) -> None:
         self._append(Account.CreditPending, transfer_id=transfer_id, amount=amount)
 
-    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
+    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int, *, gone: bool = False) -> None:
         self._append(Account.PendingDebitPosted, transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
 
     def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:

@@ -146,10 +146,10 @@ def settle_hold(
 
     ``debit`` and ``credit`` are the hold's own sides (the paying account and the asset's
     clearing account)."""
-    if payout.state == CONFIRMED:
+    if payout.state == CONFIRMED:  # whatever happened to the account since: the money is gone
         held = hold.pending_amount
         posted = hold.post(None, now)
-        debit.post_pending_debit(hold.transfer_id, held, posted)
+        debit.post_pending_debit(hold.transfer_id, held, posted, gone=True)
         credit.post_pending_credit(hold.transfer_id, held, posted)
     elif payout.state == FAILED:
         hold.void(now)

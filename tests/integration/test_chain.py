@@ -26,7 +26,7 @@ from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollow
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, VoidTransfer
-from ledger.errors import AssetNotOnChain, PayoutHold
+from ledger.errors import AccountNotOpen, AssetNotOnChain, PayoutHold
 from ledger.ids import account_uuid, clearing_account_id, suspense_account_id
 from projectors.messages import PAYOUT_REQUESTED
 from projectors.relay import Relay, RelayState
@@ -197,6 +197,23 @@ def test_a_payout_is_held_then_paid_and_posted(chain: Chain) -> None:
     # The hold is the chain's to resolve, not a client's.
     with pytest.raises(PayoutHold):
         chain.ledger.void_transfer(VoidTransfer(record.hold_id))
+
+
+def test_an_account_frozen_after_its_payout_was_submitted_still_settles_it(chain: Chain) -> None:
+    """Freezing stops new payouts, not the settlement of one the chain may already have
+    paid: confirm_payout used to fail for ever on a frozen account, and the channel stayed
+    taken."""
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "3", destination)
+    chain.ledger.account_action(AccountAction(account, "freeze"))
+    with pytest.raises(AccountNotOpen):  # no new payout from a frozen account
+        chain.ledger.request_payout(RequestPayout(unique("p"), account, "1", destination))
+    row = chain.pump(payout_id)
+    assert row["state"] == "confirmed"
+    settled = chain.ledger.account(account)
+    assert (settled.status, settled.pending_debits, settled.posted_debits) == ("frozen", 0, 30_000_000)
+    assert chain.ledger.payout_record(payout_id).state == "confirmed"  # type: ignore[union-attr]
+    assert [p["amount"] for p in chain.payments_to(destination)] == ["3.0000000"]
 
 
 def test_no_trustline_fails_the_payout_and_the_money_comes_back(chain: Chain) -> None:
