@@ -232,12 +232,18 @@ class Stack:
         else:
             env[env_name("stellar_secrets_file")] = str(secrets)
             self.services.append(worker("chain", "chain"))
-        for service in self.services:
-            self._check_stop()
-            self._start_service(service)
-        for service in self.services:
-            wait_until(lambda svc=service: self._healthy(svc), 90, service.process.name)
-            log.info("service ready", extra={"service": service.process.name, "pid": service.process.pid})
+        # The APIs first, until they answer: the workers then serve their metrics on ports
+        # the kernel picks (LEDGER_METRICS_BASE_PORT unset), which must not be ones the APIs
+        # were given and have not bound yet (seen: the command API's port taken that way).
+        apis = [service for service in self.services if service.process.name.endswith("-api")]
+        workers = [service for service in self.services if service not in apis]
+        for batch in (apis, workers):
+            for service in batch:
+                self._check_stop()
+                self._start_service(service)
+            for service in batch:
+                wait_until(lambda svc=service: self._healthy(svc), 90, service.process.name)
+                log.info("service ready", extra={"service": service.process.name, "pid": service.process.pid})
 
     def _stellar_secrets(self, *, embedded_horizon: bool) -> Path | None:
         """The chain worker's keys: the configured file, or (on the simulator only) keys
