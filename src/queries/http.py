@@ -46,9 +46,7 @@ def event_store_head(pool: ConnectionPool) -> Callable[[], int]:
 
     def head() -> int:
         with pool.connection() as conn:
-            row = conn.execute(
-                "SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events"
-            ).fetchone()
+            row = conn.execute("SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events").fetchone()
         return int(row["head"]) if row else 0
 
     return head  # the active read-model database, resolved per request

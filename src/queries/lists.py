@@ -26,8 +26,8 @@ from queries.readmodel import (
     decode_cursor,
     encode_cursor,
     metadata_pair,
-    microseconds,
     transfer_view,
+    within_period,
 )
 
 MAX_AT_POSITION_ACCOUNTS = 1000  # balances as of a position read each account's entries
@@ -53,9 +53,7 @@ def transfers(db: Database[Any], wanted: TransferFilter, limit: int, cursor: str
         query["status"] = wanted.status
     if wanted.asset is not None:
         query["asset"] = wanted.asset
-    period = _range(wanted.since and microseconds(wanted.since), wanted.until and microseconds(wanted.until))
-    if period:
-        query["ts"] = period
+    query |= within_period(wanted.since, wanted.until)
     amounts = _amount_range(db, wanted)
     if amounts:
         query["amount_key"] = amounts
@@ -73,15 +71,6 @@ def transfers(db: Database[Any], wanted: TransferFilter, limit: int, cursor: str
         "transfers": [transfer_view(doc) for doc in page],
         "next_cursor": encode_cursor(page[-1]["created"]) if len(rows) > limit else None,
     }
-
-
-def _range(low: Any, high: Any) -> dict[str, Any]:
-    bounds = {}
-    if low is not None:
-        bounds["$gte"] = low
-    if high is not None:
-        bounds["$lt"] = high
-    return bounds
 
 
 def _amount_range(db: Database[Any], wanted: TransferFilter) -> dict[str, str]:

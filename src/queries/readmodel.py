@@ -147,6 +147,16 @@ def balances_after(db: Database[Any], account_id: str, within: dict[str, Any]) -
     return rows[0]["position"], {field: int(rows[0]["balances_after"][field]) for field in BALANCE_FIELDS}
 
 
+def within_period(since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    """The condition on a document's ``ts`` for ``[since, until)`` (``{}`` for all time)."""
+    bounds = {}
+    if since is not None:
+        bounds["$gte"] = microseconds(since)
+    if until is not None:
+        bounds["$lt"] = microseconds(until)
+    return {"ts": bounds} if bounds else {}
+
+
 def microseconds(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
@@ -165,12 +175,7 @@ def entries(
     if doc is None:
         raise AccountNotFound(f"account {account_id!r} does not exist")
     asset = Asset.parse(doc["asset"])
-    period: dict[str, int] = {}
-    if since is not None:
-        period["$gte"] = microseconds(since)
-    if until is not None:
-        period["$lt"] = microseconds(until)
-    query: dict[str, Any] = {"account": account_id} | ({"ts": period} if period else {})
+    query: dict[str, Any] = {"account": account_id} | within_period(since, until)
     if cursor is not None:
         query["version"] = {"$lt": decode_cursor(cursor)}
     rows = list(db[ENTRIES].find(query).sort("version", -1).limit(limit + 1))
