@@ -14,6 +14,12 @@ reset before or after the transaction applies), ``bad_seq``, ``no_trust``,
 ``underfunded`` (forced results, nothing applied but the fee and the sequence for the op
 failures), and ``slow`` (applies, then answers after ``delay`` seconds). Each applies to
 the next ``count`` submissions.
+
+Two modes (``POST /_sim/modes``) make it answer as a Horizon behind a load balancer with
+a lagging node, or with pruned history, would: ``lookup_404`` answers 404 for every
+transaction looked up by hash, applied or not (and a resubmitted one gets
+``tx_bad_seq``, as stellar-core answers when Horizon has not ingested it), and
+``history_pruned`` leaves transactions out of an account's transaction list.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ STROOPS = 10_000_000
 BASE_FEE = 100
 NATIVE = "native"
 FAULTS = ("applied_then_504", "reset_before", "reset_after", "bad_seq", "no_trust", "underfunded", "slow")
+MODES = ("lookup_404", "history_pruned")
 
 
 def asset_key(asset: Asset) -> str:
@@ -95,6 +102,7 @@ class Network:
         self.transactions: dict[str, dict[str, Any]] = {}
         self.payments: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.modes: set[str] = set()
         self.submissions = 0
 
     # The ledger clock ---------------------------------------------------------------
@@ -146,6 +154,14 @@ class Network:
         with self.lock:
             self.faults.append(Fault(kind, count, delay))
 
+    def set_modes(self, modes: dict[str, bool]) -> None:
+        unknown = set(modes) - set(MODES)
+        if unknown:
+            raise ValueError(f"unknown mode {min(unknown)!r}; one of {', '.join(MODES)}")
+        with self.lock:
+            self.modes |= {m for m, on in modes.items() if on}
+            self.modes -= {m for m, on in modes.items() if not on}
+
     def next_fault(self) -> Fault | None:
         with self.lock:
             self.submissions += 1
@@ -174,6 +190,8 @@ class Network:
         tx = envelope.transaction
         tx_hash = envelope.hash_hex()
         with self.lock:
+            if tx_hash in self.transactions and "lookup_404" in self.modes:
+                raise Rejected("tx_bad_seq", detail="stellar-core: the sequence number is used")
             if tx_hash in self.transactions:  # Horizon answers an included transaction from history
                 record = self.transactions[tx_hash]
                 if not record["successful"]:
@@ -226,6 +244,7 @@ class Network:
                 "memo": memo,
                 "created_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "op_codes": op_codes,
+                "participants": _participants(tx),
             }
             self.transactions[tx_hash] = record
             if op_codes:
@@ -328,6 +347,31 @@ class Network:
                 "thresholds": {"low_threshold": 0, "med_threshold": 0, "high_threshold": 0},
             }
 
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        with self.lock:
+            record = None if "lookup_404" in self.modes else self.transactions.get(tx_hash)
+            return None if record is None else _public(record)
+
+    def transactions_of(self, account_id: str, cursor: int | None, limit: int, desc: bool) -> list[dict[str, Any]]:
+        """The transactions an account took part in (as source or in an operation),
+        paged by ``paging_token`` like Horizon's ``/accounts/{id}/transactions``."""
+        with self.lock:
+            if "history_pruned" in self.modes:
+                return []
+            records = list(self.transactions.values())
+            if desc:
+                records.reverse()
+            found = []
+            for record in records:
+                token = int(record["paging_token"])
+                if cursor is not None and (token >= cursor if desc else token <= cursor):
+                    continue
+                if account_id in record["participants"]:
+                    found.append(_public(record))
+                    if len(found) >= limit:
+                        break
+            return found
+
     def payments_of(self, account_id: str, cursor: int, limit: int, join: bool) -> list[dict[str, Any]]:
         with self.lock:
             found = []
@@ -335,13 +379,26 @@ class Network:
                 if account_id in (payment["from"], payment["to"]):
                     record = dict(payment)
                     if join:
-                        transaction = dict(self.transactions[payment["transaction_hash"]])
-                        transaction.pop("op_codes", None)
-                        record["transaction"] = transaction
+                        record["transaction"] = _public(self.transactions[payment["transaction_hash"]])
                     found.append(record)
                     if len(found) >= limit:
                         break
             return found
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A transaction record as Horizon shows it (without the simulator's own fields)."""
+    return {k: v for k, v in record.items() if k not in ("op_codes", "participants")}
+
+
+def _participants(tx: Any) -> set[str]:
+    accounts = {tx.source.account_id}
+    for op in tx.operations:
+        if op.source:
+            accounts.add(op.source.account_id)
+        if isinstance(op, Payment):
+            accounts.add(op.destination.account_id)
+    return accounts
 
 
 def _asset_fields(asset: Asset) -> dict[str, Any]:
@@ -404,12 +461,18 @@ class Handler(BaseHTTPRequestHandler):
             limit = min(int(query.get("limit") or 10), 200)
             records = net.payments_of(parts[1], cursor, limit, query.get("join") == "transactions")
             return self._send(200, {"_links": {}, "_embedded": {"records": records}})
+        if parts[0] == "accounts" and len(parts) == 3 and parts[2] == "transactions":
+            cursor = query.get("cursor")
+            limit = min(int(query.get("limit") or 10), 200)
+            records = net.transactions_of(
+                parts[1], int(cursor) if cursor else None, limit, query.get("order") == "desc"
+            )
+            return self._send(200, {"_links": {}, "_embedded": {"records": records}})
         if parts[0] == "transactions" and len(parts) == 2:
-            with net.lock:
-                record = net.transactions.get(parts[1])
+            record = net.transaction(parts[1])
             if record is None:
                 return self._send(404, _problem(404, "not_found", "Resource Missing"))
-            return self._send(200, {k: v for k, v in record.items() if k != "op_codes"})
+            return self._send(200, record)
         if parts == ["_sim", "state"]:
             with net.lock:
                 return self._send(
@@ -443,6 +506,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_sim/faults":
                 net.inject(body["kind"], int(body.get("count", 1)), float(body.get("delay", 0)))
                 return self._send(200, {"faults": [vars(f) for f in net.faults]})
+            if path == "/_sim/modes":
+                net.set_modes({str(k): bool(v) for k, v in body.items()})
+                return self._send(200, {"modes": sorted(net.modes)})
         except (KeyError, ValueError, Rejected) as exc:
             return self._send(400, _problem(400, "bad_request", "Bad Request", str(exc)))
         return self._send(404, _problem(404, "not_found", "Resource Missing"))
@@ -468,7 +534,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(504, _problem(504, "timeout", "Timeout", "the transaction may still apply"))
         if kind == "slow" and fault is not None:
             time.sleep(fault.delay)
-        self._send(200, {k: v for k, v in record.items() if k != "op_codes"})
+        self._send(200, _public(record))
 
 
 class Simulator:

@@ -8,10 +8,15 @@ The rule that keeps a payout from being paid twice: all envelopes of a payout us
 same source account (its channel) and the same sequence number, so at most one of
 them can ever apply; a new envelope is built only when Horizon's latest ledger and
 close time are past the bounds of every earlier one and none of their hashes is known
-(then none of them can apply any more). A payout is failed (its hold voided) only on
-an answer that proves no envelope of it applied: a transaction that failed on chain
-(it used the sequence number), or one refused before applying while the others are
-dead too.
+(then none of them can apply any more). A look-up by hash that answers 404 proves
+nothing on its own (a lagging node behind a load balancer, pruned history): before a
+new envelope is built, the channel's sequence number is read, and once it has passed
+the payout's number, the channel's own transaction history must show which
+transaction used it. Ours settles the payout; another's frees it to take a new
+number; none found leaves the payout stuck for an operator, never rebuilt. A payout
+is failed (its hold voided) only on an answer that proves no envelope of it applied:
+a transaction that failed on chain (it used the sequence number), or one refused
+before applying while the others are dead too and their number unused by them.
 
 A channel serves one payout at a time, from binding to the end, and then re-reads
 its sequence number from Horizon; each channel has its own thread.
@@ -45,7 +50,7 @@ from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseReques
 from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
 from commands.application import Ledger
 from ledger.errors import LedgerError
-from ledger.payouts import Payout
+from ledger.payouts import MAX_CHAIN_AMOUNT, Payout
 from ledger.transfers import PENDING
 from projectors import kafka
 from projectors.dead_letters import DeadLetter
@@ -76,6 +81,7 @@ INTAKE_CONSUMER = "chain-intake"
 NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
 DIFFERS_FROM_STORE = "differs_from_store"
 STEPS = ("intake", "stored", "submitted", "recorded")
+HISTORY_PAGES = 20  # of 200 transactions: how far back a channel's history is searched for a sequence number
 
 
 @dataclass(frozen=True)
@@ -494,6 +500,11 @@ class Refused(Outcome):
         self.reason = reason
 
 
+class Unresolved(Exception):
+    """The chain cannot say how a payout ended (its sequence number is used, the channel's
+    history does not show by what): the payout is stuck for an operator, not rebuilt."""
+
+
 class NotPayable(Exception):
     """The event store does not vouch for the payout as the worker holds it: nothing is
     signed, and the payout is refused for good."""
@@ -566,6 +577,8 @@ class ChannelWorker:
             return self._tell_ledger(payout)
         try:
             if state == "bound":
+                if int(payout["stroops"]) > MAX_CHAIN_AMOUNT:  # taken in before requests were checked
+                    raise Refused("amount_exceeds_chain_limit")  # nothing was ever signed
                 payout = self._new_envelope(payout, sequence=None)
             self._submit(payout)
         except Applied as applied:
@@ -693,24 +706,71 @@ class ChannelWorker:
         latest = self._settled(versions)
         renewed = all(self._dead(v, latest) for v in versions)
         if renewed:
-            self._new_envelope(payout, sequence=self._renewal_sequence(int(current["sequence"])))
+            try:
+                sequence = self._renewal_sequence(versions)
+            except Unresolved as unresolved:
+                return self._retry_later(payout, attempts, str(unresolved), stuck_now=True)
+            self._new_envelope(payout, sequence=sequence)
         self._retry_later(payout, attempts, error, at_once=renewed)
 
-    def _renewal_sequence(self, ours: int) -> int:
-        """The sequence number for a payout's next envelope: its own, unless the channel
-        is already past it. The caller proved every earlier version dead and absent from
-        history; the channel's number moved past ours, so none of them can ever use it,
-        and the channel's next number is then as safe (else the payout would retry a used
-        number for ever)."""
+    def _renewal_sequence(self, versions: list[dict[str, Any]]) -> int:
+        """The sequence number for a payout's next envelope, once every earlier version is
+        dead and unknown by hash: its own while the channel has not used it; the channel's
+        next when another transaction used it (then none of ours can ever apply). Raises
+        Applied or Refused when the transaction that used it is ours (its look-up by hash
+        answered 404 all the same), Unresolved when the history does not show it."""
+        ours = int(versions[-1]["sequence"])
         chain_sequence = self.horizon.load_account(self.channel.public_key).sequence
-        return ours if chain_sequence < ours else chain_sequence + 1
+        if chain_sequence < ours:
+            return ours
+        self._raise_if_ours(self._user_of_sequence(ours), versions)
+        return chain_sequence + 1
 
     def _refuse_if_all_dead(self, versions: list[dict[str, Any]], reason: str) -> None:
         """A refusal before applying proves nothing about earlier versions: fail only when
-        none of them is on chain or still able to apply."""
+        none of them is on chain or still able to apply, and their sequence number was
+        not used by one of them."""
         latest = self._settled(versions)
-        if all(self._dead(v, latest) for v in versions[:-1]):
-            raise Refused(reason)
+        if not all(self._dead(v, latest) for v in versions[:-1]):
+            return
+        if len(versions) > 1:
+            ours = int(versions[-1]["sequence"])
+            if self.horizon.load_account(self.channel.public_key).sequence >= ours:
+                self._raise_if_ours(self._user_of_sequence(ours), versions)
+        raise Refused(reason)
+
+    def _user_of_sequence(self, sequence: int) -> dict[str, Any]:
+        """The channel's transaction that used ``sequence``, from the channel's own history
+        (newest first); Unresolved if the history does not hold it."""
+        channel = self.channel.public_key
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            call = self.horizon.transactions().for_account(channel).include_failed(True).order(desc=True).limit(200)
+            records = (call.cursor(cursor) if cursor else call).call()["_embedded"]["records"]
+            for record in records:
+                if record.get("source_account") != channel:
+                    continue
+                used = int(record["source_account_sequence"])
+                if used == sequence:
+                    return record
+                if used < sequence:  # newest first: it would have been here
+                    break
+            else:
+                if len(records) == 200:
+                    cursor = records[-1]["paging_token"]
+                    continue
+            break
+        raise Unresolved(f"sequence number {sequence} of channel {channel} is used; its history does not show by what")
+
+    @staticmethod
+    def _raise_if_ours(record: dict[str, Any], versions: list[dict[str, Any]]) -> None:
+        """Applied or Refused when the transaction that used the sequence number is one of
+        the payout's envelopes; returns when it is another's."""
+        if record["hash"] not in {v["tx_hash"] for v in versions}:
+            return
+        if record.get("successful"):
+            raise Applied(record["hash"], int(record["ledger"]))
+        raise Refused("tx_failed")  # applied as failed: the sequence number is used
 
     def _settled(self, versions: list[dict[str, Any]]) -> tuple[int, int]:
         """Raise Applied or Refused if any version is in the chain's history; otherwise
@@ -743,16 +803,20 @@ class ChannelWorker:
         ledger, close_time = latest
         return ledger >= int(version["max_ledger"]) and close_time > int(version["max_time"])
 
-    def _retry_later(self, payout: dict[str, Any], attempts: int, error: str, *, at_once: bool = False) -> None:
+    def _retry_later(
+        self, payout: dict[str, Any], attempts: int, error: str, *, at_once: bool = False, stuck_now: bool = False
+    ) -> None:
         """Back off before the next attempt, but never so long that an envelope would
-        die waiting (a new one goes out at once)."""
+        die waiting (a new one goes out at once). ``stuck_now`` reports the payout stuck
+        at once, with ``error`` as the reason (the chain cannot say how it ended; it is
+        looked at again all the same; the ledger keeps a repeated reason once)."""
         ceiling = min(self.settings.max_backoff_seconds, self.settings.tx_timeout_seconds / 4)
         delay = 0.0 if at_once else min(ceiling, self.settings.backoff_seconds * 2 ** min(attempts, 10))
         delay *= random.uniform(0.5, 1.0)
         stuck = bool(payout["stuck"])
-        if attempts >= self.settings.stuck_after_attempts and not stuck:
+        if stuck_now or (attempts >= self.settings.stuck_after_attempts and not stuck):
             # Reported first, flagged after: a crash in between reports it again.
-            reason = f"unresolved after {attempts} attempts (last: {error})"
+            reason = error if stuck_now else f"unresolved after {attempts} attempts (last: {error})"
             stuck = self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
             metrics.PAYOUTS.labels("stuck").inc()
         self.store.update(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,6 +278,91 @@ def test_an_applied_transaction_whose_answer_was_lost_is_found_by_its_hash(chain
     assert row["state"] == "confirmed"
     assert len(chain.store.envelopes(payout_id)) == 1
     assert len(chain.payments_to(destination)) == 1
+
+
+def work_until(chain: Chain, worker: ChannelWorker, done: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, [
+            chain.row(p["payout_id"])
+            for p in chain.store.conn().execute(
+                "SELECT payout_id FROM chain_payouts WHERE channel = %s AND state NOT IN ('confirmed', 'failed')",
+                (worker.channel.public_key,),
+            )
+        ]
+        chain.relay.publish_batch()
+        chain.intake.poll(0.05)
+        worker.work_once()
+
+
+def test_a_payout_whose_lookup_answers_404_though_it_applied_is_found_in_the_channel_history(chain: Chain) -> None:
+    """A lagging Horizon node: the look-up by hash says 404 for a transaction that applied.
+    The worker used to take that for absence and rebuild the payout on the channel's next
+    sequence number, paying it twice."""
+    account, destination = chain.funded_account(), chain.destination()
+    payout_id = payout(chain, account, "1", destination)
+    chain.take_in(payout_id)
+    first = chain.worker()
+    bound = chain.store.bind_next(first.channel.public_key)
+    assert bound is not None
+    first._new_envelope(bound, sequence=None)
+    # The envelope applies, the worker dies before it hears, and Horizon's node lags.
+    chain.sim.network.submit(chain.store.envelopes(payout_id)[0]["envelope_xdr"])
+    chain.sim.network.set_modes({"lookup_404": True})
+    row = chain.pump(payout_id, chain.worker())
+    assert len(chain.payments_to(destination)) == 1, "paid twice"
+    [envelope] = chain.store.envelopes(payout_id)
+    assert row["state"] == "confirmed" and chain.payments_to(destination)[0]["transaction_hash"] == envelope["tx_hash"]
+    assert chain.ledger.account(account).posted_debits == 10_000_000
+
+
+def test_a_payout_the_chain_cannot_account_for_is_stuck_not_rebuilt(chain: Chain) -> None:
+    """The look-up says 404 and the channel's history does not reach the sequence number
+    it used (pruned): nothing proves the payout unpaid, so it is reported stuck and keeps
+    its one envelope; once the history shows the transaction, it is confirmed."""
+    account, destination = chain.funded_account(), chain.destination()
+    chain.sim.network.set_modes({"lookup_404": True, "history_pruned": True})
+    chain.sim.network.inject("applied_then_504", count=1)
+    chain.sim.network.inject("reset_before", count=1000)
+    payout_id = payout(chain, account, "1", destination)
+    worker = chain.worker()
+
+    def stuck() -> bool:
+        record = chain.ledger.payout_record(payout_id)
+        return record is not None and "its history does not show by what" in (record.stuck or "")
+
+    work_until(chain, worker, stuck)
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and record.state == "submitted"
+    for _ in range(5):  # looked at again, never rebuilt
+        worker.work_once()
+        time.sleep(0.1)
+    assert len(chain.store.envelopes(payout_id)) == 1 and len(chain.payments_to(destination)) == 1
+    assert chain.ledger.account(account).pending_debits == 10_000_000
+    chain.sim.network.set_modes({"history_pruned": False})
+    work_until(chain, worker, lambda: (row := chain.row(payout_id)) is not None and row["state"] == "confirmed")
+    assert len(chain.store.envelopes(payout_id)) == 1 and len(chain.payments_to(destination)) == 1
+    assert chain.ledger.account(account).posted_debits == 10_000_000
+
+
+def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_fails_and_lets_go(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a payout used to raise in the worker every second for ever, its hold never
+    released. Requests are refused now; one stored before that is failed, nothing signed."""
+    account = unique("payer")
+    chain.ledger.open_account(OpenAccount(account, "XLM/7"))
+    chain.ledger.deposit(Deposit(unique("d"), account, "2000000000000"))  # 2^64 stroops and more
+    monkeypatch.setattr("commands.handlers.payouts.MAX_CHAIN_AMOUNT", 2**70)
+    payout_id = payout(chain, account, "1844674407370.9551616", chain.destination())  # 2^64 stroops
+    monkeypatch.undo()
+    row = chain.pump(payout_id)
+    assert (row["state"], row["reason"]) == ("failed", "amount_exceeds_chain_limit")
+    assert chain.store.envelopes(payout_id) == []
+    after = chain.ledger.account(account)
+    assert (after.pending_debits, after.posted_debits, after.available) == (0, 0, 20_000_000_000_000_000_000)
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and (record.state, record.reason) == ("failed", "amount_exceeds_chain_limit")
 
 
 def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:
