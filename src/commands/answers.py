@@ -173,7 +173,7 @@ def fee_rule_result(rule: FeeRule, position: Position | int) -> dict[str, Any]:
 
 
 def payout_result(
-    payout: Payout, position: Position | int, balances: Mapping[str, Balance] | None = None
+    payout: Payout, position: Position | int, balances: Mapping[str, Balance] | None = None, *, fee: int
 ) -> dict[str, Any]:
     asset = _unit(payout.asset)
     result: dict[str, Any] = {
@@ -181,6 +181,7 @@ def payout_result(
         "state": payout.state,
         "account": payout.account,
         "amount": asset.format(payout.amount),
+        "fee": asset.format(fee),
         "asset": payout.asset,
         "destination": payout.destination,
         "memo": payout.memo,

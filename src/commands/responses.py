@@ -99,6 +99,7 @@ class PayoutAnswer(msgspec.Struct):
     state: str
     account: str
     amount: Amount
+    fee: Amount  # held with it and charged when the chain confirms (a recipient's fee comes out of amount)
     asset: str
     destination: str
     memo: str | None

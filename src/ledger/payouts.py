@@ -8,6 +8,7 @@ other way round, whatever order the worker's retries arrive in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -73,8 +74,10 @@ class Payout(Aggregate):
         self.reason: str | None = None
         self.stuck: str | None = None
 
-    def same_request(self, account: str, amount: int, destination: str, memo: str | None) -> bool:
-        return (self.account, self.amount, self.destination, self.memo) == (account, amount, destination, memo)
+    def same_request(self, account: str, amount: int, destination: str, memo: str | None, *, asked: int) -> bool:
+        """Whether a request is this payout's: ``asked`` is the amount its request named
+        (what the chain pays, plus a fee the recipient pays)."""
+        return (self.account, asked, self.destination, self.memo) == (account, amount, destination, memo)
 
     @property
     def resolved(self) -> bool:
@@ -138,22 +141,22 @@ class Payout(Aggregate):
 
 
 def settle_hold(
-    payout: Payout, hold: Transfer, debit: Account | SystemAccount, credit: Account | SystemAccount, now: datetime
+    payout: Payout, legs: list[Transfer], side: Callable[[str], Account | SystemAccount], now: datetime
 ) -> None:
-    """Resolve a payout's hold the way its outcome on chain says, on the hold and on both
-    of its sides: confirmed posts the hold in full (the money has left the ledger), failed
-    voids it (the money is back on the account).
-
-    ``debit`` and ``credit`` are the hold's own sides (the paying account and the asset's
-    clearing account)."""
-    if payout.state == CONFIRMED:  # whatever happened to the account since: the money is gone
-        held = hold.pending_amount
-        posted = hold.post(None, now)
-        debit.post_pending_debit(hold.transfer_id, held, posted, gone=True)
-        credit.post_pending_credit(hold.transfer_id, held, posted)
-    elif payout.state == FAILED:
-        hold.void(now)
-        debit.void_pending_debit(hold.transfer_id, hold.pending_amount, VOIDED)
-        credit.void_pending_credit(hold.transfer_id, hold.pending_amount, VOIDED)
-    else:
-        raise ValueError(f"payout {payout.payout_id!r} is {payout.state}; only a resolved payout settles its hold")
+    """Resolve a payout's hold (and its fee leg, if any) the way its outcome on chain
+    says, on each leg and on both of its sides (``side`` gives the account object for an
+    id): confirmed posts the legs in full (the money has left the ledger, the fee is
+    earned), failed voids them (the money, fee included, is back on the account)."""
+    for leg in legs:
+        held = leg.pending_amount
+        debit, credit = side(leg.debit_account), side(leg.credit_account)
+        if payout.state == CONFIRMED:  # whatever happened to the account since: the money is gone
+            posted = leg.post(None, now)
+            debit.post_pending_debit(leg.transfer_id, held, posted, gone=True)
+            credit.post_pending_credit(leg.transfer_id, held, posted)
+        elif payout.state == FAILED:
+            leg.void(now)
+            debit.void_pending_debit(leg.transfer_id, held, VOIDED)
+            credit.void_pending_credit(leg.transfer_id, held, VOIDED)
+        else:
+            raise ValueError(f"payout {payout.payout_id!r} is {payout.state}; only a resolved payout settles its hold")

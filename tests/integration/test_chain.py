@@ -25,9 +25,10 @@ from chain.stellar import Keys
 from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollower, Intake, KillSwitch
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
-from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, VoidTransfer
+from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, SetFeeRule, VoidTransfer
 from ledger.errors import AccountNotOpen, AssetNotOnChain, PayoutHold
-from ledger.ids import account_uuid, clearing_account_id, suspense_account_id
+from ledger.fees import FeeTerms
+from ledger.ids import account_uuid, clearing_account_id, fee_account_id, fee_transfer_id, suspense_account_id
 from projectors.messages import PAYOUT_REQUESTED
 from projectors.relay import Relay, RelayState
 from tests.conftest import Urls, api_client, free_port, unique
@@ -363,6 +364,49 @@ def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_
     assert (after.pending_debits, after.posted_debits, after.available) == (0, 0, 20_000_000_000_000_000_000)
     record = chain.ledger.payout_record(payout_id)
     assert record is not None and (record.state, record.reason) == ("failed", "amount_exceeds_chain_limit")
+
+
+@pytest.mark.parametrize("payer", ["sender", "recipient"])
+def test_a_payout_fee_is_held_with_it_charged_on_confirmation_and_given_back_on_failure(
+    chain: Chain, payer: str
+) -> None:
+    """Fee rules for payouts used to be accepted and never charged."""
+    asset = f"F{unique('x')[-8:].upper()}/7"  # its own asset: the rule applies to this test only
+    chain.ledger.payout_assets[asset] = "native"
+    chain.settings.assets[asset] = Asset.native()
+    try:
+        terms = FeeTerms(basis_points=100, fixed=5_000_000, minimum=0, maximum=None, payer=payer)
+        chain.ledger.set_fee_rule(SetFeeRule(asset, "payout", terms))
+        account = chain.funded_account(asset, "100")
+        fee, on_chain = 6_000_000, (100_000_000 if payer == "sender" else 94_000_000)  # 0.5 + 1% of 10
+        payout_id = unique("p")
+        answer = chain.ledger.request_payout(RequestPayout(payout_id, account, "10", chain.destination()))
+        assert (answer["amount"], answer["fee"]) == (f"{on_chain / 10**7:.7f}", "0.6000000")
+        assert chain.ledger.account(account).pending_debits == on_chain + fee
+        row = chain.pump(payout_id)
+        assert row["state"] == "confirmed" and int(row["stroops"]) == on_chain
+        [paid] = [p for p in chain.sim.network.payments if p["transaction_hash"] == row["tx_hash"]]
+        assert paid["amount"] == f"{on_chain / 10**7:.7f}"
+        after = chain.ledger.account(account)
+        assert (after.pending_debits, after.posted_debits) == (0, on_chain + fee)
+        record = chain.ledger.payout_record(payout_id)
+        assert record is not None
+        fee_leg = chain.ledger.transfer_record(fee_transfer_id(record.hold_id))
+        assert fee_leg is not None
+        assert (fee_leg.status, fee_leg.amount, fee_leg.credit_account) == ("posted", fee, fee_account_id(asset))
+
+        failing = unique("p")  # to an account that does not exist on chain
+        chain.ledger.request_payout(RequestPayout(failing, account, "10", Keypair.random().public_key))
+        assert chain.ledger.account(account).available == 1_000_000_000 - on_chain - fee - (on_chain + fee)
+        row = chain.pump(failing)
+        assert (row["state"], row["reason"]) == ("failed", "op_no_destination")
+        assert chain.ledger.account(account).available == 1_000_000_000 - on_chain - fee
+        record = chain.ledger.payout_record(failing)
+        assert record is not None
+        fee_leg = chain.ledger.transfer_record(fee_transfer_id(record.hold_id))
+        assert fee_leg is not None and fee_leg.status == "voided"
+    finally:
+        del chain.ledger.payout_assets[asset], chain.settings.assets[asset]
 
 
 def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:

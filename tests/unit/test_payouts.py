@@ -45,10 +45,15 @@ def payout_with_hold(amount: int = 2_500) -> tuple[Payout, Transfer, Account, Sy
     return payout, hold, account, clearing
 
 
+def settle(payout: Payout, hold: Transfer, account: Account, clearing: SystemAccount) -> None:
+    sides = {account.account_id: account, CLEARING: clearing}
+    settle_hold(payout, [hold], sides.__getitem__, NOW)
+
+
 def test_a_confirmed_payout_posts_its_hold_in_full() -> None:
     payout, hold, account, clearing = payout_with_hold()
     payout.confirm("abc", 7)
-    settle_hold(payout, hold, account, clearing, NOW)
+    settle(payout, hold, account, clearing)
     assert (hold.status, hold.amount) == (POSTED, 2_500)
     assert account.available == 7_500
     assert type(clearing.events[-1]).__name__ == "PendingCreditPosted"
@@ -58,7 +63,7 @@ def test_a_confirmed_payout_posts_its_hold_in_full() -> None:
 def test_a_failed_payout_voids_its_hold_and_the_money_is_back() -> None:
     payout, hold, account, clearing = payout_with_hold()
     payout.fail("destination has no trustline")
-    settle_hold(payout, hold, account, clearing, NOW)
+    settle(payout, hold, account, clearing)
     assert hold.status == VOIDED
     assert account.available == 10_000
     assert type(clearing.events[-1]).__name__ == "PendingCreditVoided"
@@ -67,7 +72,7 @@ def test_a_failed_payout_voids_its_hold_and_the_money_is_back() -> None:
 def test_an_unresolved_payout_settles_nothing() -> None:
     payout, hold, account, clearing = payout_with_hold()
     with pytest.raises(ValueError):
-        settle_hold(payout, hold, account, clearing, NOW)
+        settle(payout, hold, account, clearing)
     assert hold.pending_amount == 2_500 and hold.status != POSTED
 
 

@@ -14,55 +14,84 @@ from commands.answers import Replayed, payout_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import RequestPayout
 from ledger.errors import AmountExceedsChainLimit, AssetNotOnChain, IdConflict, PayoutNotFound
-from ledger.ids import clearing_account_id, payout_hold_id
+from ledger.fees import charge
+from ledger.ids import clearing_account_id, fee_account_id, fee_transfer_id, payout_hold_id
 from ledger.money import Asset
 from ledger.payouts import MAX_CHAIN_AMOUNT, Payout, settle_hold
 
 
 def request_payout(w: Writer, cmd: RequestPayout) -> dict[str, Any]:
+    """Hold what the chain will pay and, if the asset has a payout fee rule, the fee as a
+    pending leg to the fee account: both post when the chain confirms, both are voided
+    when it fails. A fee the recipient pays comes out of what is paid on chain."""
     account = w.account(cmd.account)
-    amount = Asset.parse(account.asset).parse_amount(cmd.amount)
+    unit = Asset.parse(account.asset)
+    amount = unit.parse_amount(cmd.amount)
     existing = w.payout(cmd.id)
     if existing is not None:
-        if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo):
-            raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
-        first, position = w.as_created(existing), w.position_of(existing.id)
-        moved = w.recorded_balances(position, [first.hold_id], [first.account])
-        return Replayed(payout_result(first, position, moved))
+        return _payout_retried(w, cmd, existing, amount)
     if account.asset not in w.payout_assets:
         raise AssetNotOnChain(f"{account.asset} is not mapped to a Stellar asset (LEDGER_STELLAR_ASSETS)")
-    if amount > MAX_CHAIN_AMOUNT:  # refused here: the worker could never pay it, nor let the hold go
-        unit = Asset.parse(account.asset)
+    rules: dict[str, int] = {}
+    terms = w.fee_terms(account.asset, "payout", rules)
+    paid, fee = charge(amount, terms, account.asset)
+    if paid > MAX_CHAIN_AMOUNT:  # refused here: the worker could never pay it, nor let the hold go
         raise AmountExceedsChainLimit(
-            f"{unit.format(amount)} is more than one Stellar payment carries ({unit.format(MAX_CHAIN_AMOUNT)})"
+            f"{unit.format(paid)} is more than one Stellar payment carries ({unit.format(MAX_CHAIN_AMOUNT)})"
         )
     account.require_open()
     sides: Sides = {cmd.account: account}
+    hold_id = payout_hold_id(cmd.id)
     hold = w.move(
         sides,
-        payout_hold_id(cmd.id),
+        hold_id,
         "payout",
         cmd.account,
         clearing_account_id(account.asset),
-        amount,
+        paid,
         pending=True,
         metadata={"payout": cmd.id, "destination": cmd.destination},
+        fee=fee,
+        fee_payer=terms.payer if fee and terms else None,
+        fee_terms=terms.as_dict() if fee and terms else None,
     )
-    # The clearing account is opened before the asset's first payout, in a save of its
-    # own: its movements are appended at the stream's end, which must exist by then.
-    opened = w.missing_system_accounts(account.asset, clearing_account_id(account.asset))
+    fee_legs = []
+    if fee:
+        fee_id = fee_transfer_id(hold_id)
+        fee_legs.append(
+            w.move(sides, fee_id, "fee", cmd.account, fee_account_id(account.asset), fee, pending=True, fee_for=hold_id)
+        )
+    # The clearing and fee accounts are opened before the asset's first payout, in a save
+    # of their own: their movements are appended at the streams' end, which must exist by then.
+    opened = w.missing_system_accounts(account.asset, clearing_account_id(account.asset), fee_account_id(account.asset))
     if opened:
         w.save(*opened)
     payout = Payout(
         payout_id=cmd.id,
         account=cmd.account,
         asset=account.asset,
-        amount=amount,
+        amount=paid,
         destination=cmd.destination,
         memo=cmd.memo,
         hold_id=hold.transfer_id,
     )
-    return payout_result(payout, w.save(*saveable(*sides.values()), hold, payout), w.balances(sides))
+    position = w.save(*saveable(*sides.values()), *fee_legs, hold, payout, expected_versions=rules)
+    return payout_result(payout, position, w.balances(sides), fee=fee)
+
+
+def _payout_retried(w: Writer, cmd: RequestPayout, existing: Payout, amount: int) -> dict[str, Any]:
+    """The first answer to a payout sent again with the same body (the amount asked for
+    includes a fee the recipient pays)."""
+    first = w.as_created(existing)
+    hold = w.transfer(first.hold_id)
+    fee = hold.fee if hold else 0
+    asked = first.amount + fee if hold and hold.fee_payer == "recipient" else first.amount
+    if not existing.same_request(cmd.account, amount, cmd.destination, cmd.memo, asked=asked):
+        raise IdConflict(f"payout id {cmd.id!r} was already used with a different body")
+    position = w.position_of(existing.id)
+    ids = [first.hold_id, fee_transfer_id(first.hold_id)]
+    moved = w.recorded_balances(position, ids, [first.account])
+    return Replayed(payout_result(first, position, moved, fee=fee))
 
 
 def resolve_payout(
@@ -72,22 +101,26 @@ def resolve_payout(
     a ``failure``) and settle the hold the same way, in one save."""
     payout = _payout(w, payout_id)
     changed = payout.confirm(*confirmed) if confirmed else payout.fail(failure or "failed")
-    if not changed:
-        return payout_result(payout, w.position_of(payout.id, payout.version))
     hold = w.transfer(payout.hold_id)
-    assert hold is not None
+    if hold is None:
+        raise RuntimeError(f"payout {payout_id!r} has no hold {payout.hold_id!r}")
+    if not changed:
+        return payout_result(payout, w.position_of(payout.id, payout.version), fee=hold.fee)
+    fee_leg = w.transfer(fee_transfer_id(hold.transfer_id)) if hold.fee else None
+    legs = [leg for leg in (fee_leg, hold) if leg is not None]
     sides: Sides = {}
-    debit, credit = w.side(hold.debit_account, sides), w.side(hold.credit_account, sides)
-    settle_hold(payout, hold, debit, credit, w.clock())
-    return payout_result(payout, w.save(*saveable(*sides.values()), hold, payout))
+    settle_hold(payout, legs, lambda account_id: w.side(account_id, sides), w.clock())
+    return payout_result(payout, w.save(*saveable(*sides.values()), *legs, payout), fee=hold.fee)
 
 
 def note_payout(w: Writer, payout_id: str, note: Callable[[Payout], bool]) -> dict[str, Any]:
     """Record what the chain worker noticed (an attempt, a payout stuck); a repeat saves nothing."""
     payout = _payout(w, payout_id)
+    hold = w.transfer(payout.hold_id)
+    fee = hold.fee if hold else 0
     if not note(payout):
-        return payout_result(payout, w.position_of(payout.id, payout.version))
-    return payout_result(payout, w.save(payout))
+        return payout_result(payout, w.position_of(payout.id, payout.version), fee=fee)
+    return payout_result(payout, w.save(payout), fee=fee)
 
 
 def _payout(w: Writer, payout_id: str) -> Payout:
