@@ -571,15 +571,19 @@ class ChannelWorker:
 
     def advance(self, payout: dict[str, Any]) -> None:
         state = payout["state"]
-        if state == "applied":
-            return self._tell_ledger(payout)
-        if state == "rejected":
+        if state in ("applied", "rejected"):
             return self._tell_ledger(payout)
         try:
+            cancel = self._cancel_reason(payout)
             if state == "bound":
                 if int(payout["stroops"]) > MAX_CHAIN_AMOUNT:  # taken in before requests were checked
                     raise Refused("amount_exceeds_chain_limit")  # nothing was ever signed
+                if cancel is not None:
+                    raise Refused(cancel)  # nothing was ever signed
                 payout = self._new_envelope(payout, sequence=None)
+            if cancel is not None:  # never submitted again: it ends when the chain shows how
+                self._refuse_if_never_paid(self.store.envelopes(payout["payout_id"]), cancel, latest_refused=False)
+                return self._retry_later(payout, payout["attempts"], "cancel requested; its envelopes may still apply")
             self._submit(payout)
         except Applied as applied:
             payout = self.store.update(
@@ -593,6 +597,16 @@ class ChannelWorker:
             self._tell_ledger(payout)
         except NotPayable as refused:
             self._refuse(payout, refused.reason)
+        except Unresolved as unresolved:
+            fresh = self.store.open_payout(self.channel.public_key) or payout
+            self._retry_later(fresh, fresh["attempts"], str(unresolved), stuck_now=True)
+
+    def _cancel_reason(self, payout: dict[str, Any]) -> str | None:
+        """The failure reason for a payout an operator asked to cancel, if one did."""
+        record = self.ledger.payout_record(payout["payout_id"])
+        if record is None or record.cancel_requested is None:
+            return None
+        return f"cancelled: {record.cancel_requested}"[:500]
 
     # Steps ---------------------------------------------------------------------------
 
@@ -696,8 +710,8 @@ class ChannelWorker:
             permanent_op = next((c for c in op_codes if c in PERMANENT_OP_CODES), None)
             if tx_code == "tx_failed" and permanent_op:
                 raise Refused(permanent_op) from None  # applied as failed: the sequence number is used
-            if tx_code in PERMANENT_TX_CODES:
-                self._refuse_if_all_dead(versions, tx_code)
+            if tx_code in PERMANENT_TX_CODES:  # a refusal before applying proves nothing about earlier versions
+                self._refuse_if_never_paid(versions, tx_code, latest_refused=True)
             error = tx_code or f"http {exc.status}"
         except (BadResponseError, BaseRequestError) as exc:
             self.kill.passed("submitted")
@@ -706,11 +720,7 @@ class ChannelWorker:
         latest = self._settled(versions)
         renewed = all(self._dead(v, latest) for v in versions)
         if renewed:
-            try:
-                sequence = self._renewal_sequence(versions)
-            except Unresolved as unresolved:
-                return self._retry_later(payout, attempts, str(unresolved), stuck_now=True)
-            self._new_envelope(payout, sequence=sequence)
+            self._new_envelope(payout, sequence=self._renewal_sequence(versions))
         self._retry_later(payout, attempts, error, at_once=renewed)
 
     def _renewal_sequence(self, versions: list[dict[str, Any]]) -> int:
@@ -726,14 +736,16 @@ class ChannelWorker:
         self._raise_if_ours(self._user_of_sequence(ours), versions)
         return chain_sequence + 1
 
-    def _refuse_if_all_dead(self, versions: list[dict[str, Any]], reason: str) -> None:
-        """A refusal before applying proves nothing about earlier versions: fail only when
-        none of them is on chain or still able to apply, and their sequence number was
-        not used by one of them."""
+    def _refuse_if_never_paid(self, versions: list[dict[str, Any]], reason: str, *, latest_refused: bool) -> None:
+        """Raise Refused when the chain shows that no version applied nor ever can: none
+        is known by hash, all are past their bounds (but the latest, when it was just
+        refused before applying), and their sequence number was not used by one of
+        them. Returns while that cannot be told yet."""
         latest = self._settled(versions)
-        if not all(self._dead(v, latest) for v in versions[:-1]):
+        waiting = versions[:-1] if latest_refused else versions
+        if not all(self._dead(v, latest) for v in waiting):
             return
-        if len(versions) > 1:
+        if waiting:
             ours = int(versions[-1]["sequence"])
             if self.horizon.load_account(self.channel.public_key).sequence >= ours:
                 self._raise_if_ours(self._user_of_sequence(ours), versions)

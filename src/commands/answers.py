@@ -191,6 +191,7 @@ def payout_result(
         "ledger": payout.ledger,
         "reason": payout.reason,
         "stuck": payout.stuck,
+        "cancel_requested": payout.cancel_requested,
     }
     if balances:
         result["balances"] = balances_view(balances, payout.asset)

@@ -27,20 +27,23 @@ from eventsourcing.utils import Environment
 
 from auth.keys import acting_key
 from commands.group_commit import GroupCommit, Ticket
-from commands.handlers import accounts, deposits, holds, payouts, transfers
+from commands.handlers import accounts, deposits, holds, operator, payouts, transfers
 from commands.handlers.context import Writer, WriterMemory
 from commands.handlers.holds import hold_hints
 from commands.handlers.transfers import leg_hints
 from commands.messages import (
     AccountAction,
+    CancelPayout,
     ChangePolicy,
     Deposit,
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReassignSuspense,
     RequestPayout,
     ReverseTransfer,
     SetFeeRule,
+    SweepFees,
     TransferBatch,
     TransferFunds,
     VoidTransfer,
@@ -236,6 +239,21 @@ class Ledger(Application[UUID]):
         return self._submit(
             lambda w: payouts.note_payout(w, payout_id, lambda p: p.report_stuck(reason)), payout_uuid(payout_id)
         )
+
+    # An operator's corrections (admin keys) ----------------------------------------------
+
+    def cancel_payout(self, cmd: CancelPayout) -> dict[str, Any]:
+        """Ask the chain worker to end a payout unpaid; it does once the chain shows that
+        none of its envelopes applied or can (and confirms it if one did)."""
+        return self._submit(
+            lambda w: payouts.note_payout(w, cmd.id, lambda p: p.request_cancel(cmd.reason)), payout_uuid(cmd.id)
+        )
+
+    def reassign_suspense(self, cmd: ReassignSuspense) -> dict[str, Any]:
+        return self._submit(lambda w: operator.reassign_suspense(w, cmd), transfer_uuid(cmd.deposit))
+
+    def sweep_fees(self, cmd: SweepFees) -> dict[str, Any]:
+        return self._submit(lambda w: operator.sweep_fees(w, cmd), transfer_uuid(cmd.id), account_uuid(cmd.account))
 
     # Reads outside commands: for tests, the HTTP tenant checks and the chain worker ---
 

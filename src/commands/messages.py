@@ -100,3 +100,31 @@ class RequestPayout:
     amount: str  # major units
     destination: str
     memo: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelPayout:
+    """An operator's request to end a payout unpaid (one the chain worker reports stuck);
+    the worker ends it only once the chain shows that no envelope of it applied or can."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReassignSuspense:
+    """Credit a chain deposit that landed in the asset's suspense account (its memo named
+    no open account) to the account it was meant for."""
+
+    deposit: str  # the chain deposit's transfer id
+    account: str
+
+
+@dataclass(frozen=True)
+class SweepFees:
+    """Move what an asset's fee account has collected to a named account."""
+
+    id: str
+    asset: str
+    account: str
+    amount: str | None = None  # major units; None sweeps all that is available

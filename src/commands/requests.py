@@ -19,21 +19,24 @@ from stellar_sdk import StrKey
 
 from commands.messages import (
     AccountAction,
+    CancelPayout,
     ChangePolicy,
     Deposit,
     ExecuteTransaction,
     OpenAccount,
     PostTransfer,
+    ReassignSuspense,
     RequestPayout,
     ReverseTransfer,
     SetFeeRule,
+    SweepFees,
     TransferBatch,
     TransferFunds,
     VoidTransfer,
 )
 from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, PAYERS, FeeTerms
-from ledger.ids import CLIENT_ID, validate_client_id
+from ledger.ids import CHAIN_DEPOSIT_ID, CLIENT_ID, validate_client_id
 from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
 from ledger.transactions import MAX_LEGS
 from runtime import bodies
@@ -122,6 +125,31 @@ class PostBody(Body):
     amount: (
         Annotated[AmountText, msgspec.Meta(description="Post less than was held; leave out to post it all")] | None
     ) = None
+
+
+class CancelPayoutBody(Body):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Why, for the audit trail")] = (
+        "cancelled by an operator"
+    )
+
+
+class ReassignBody(Body):
+    deposit: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=CHAIN_DEPOSIT_ID.pattern,
+            description="The chain deposit's transfer id ($stellar.<Stellar payment id>), credited to suspense",
+            examples=["$stellar.4294971393"],
+        ),
+    ]
+    account: ClientId
+
+
+class SweepBody(Body):
+    id: ClientId
+    asset: AssetText
+    account: ClientId
+    amount: Annotated[AmountText, msgspec.Meta(description="Omitted: all the fee account has available")] | None = None
 
 
 class EmptyBody(Body):
@@ -315,6 +343,28 @@ def change_policy(account_id: str, body: Any) -> ChangePolicy:
     if not changes:
         raise InvalidRequest(f"send at least one of {', '.join(PolicyBody.__struct_fields__)}")
     return ChangePolicy(account=validate_client_id("account id", account_id), changes=changes)
+
+
+def cancel_payout(payout_id: str, body: Any) -> CancelPayout:
+    parsed = decode(CancelPayoutBody, {} if body is None else body)
+    return CancelPayout(id=validate_client_id("payout id", payout_id), reason=parsed.reason)
+
+
+def reassign_suspense(body: Any) -> ReassignSuspense:
+    parsed = decode(ReassignBody, body)
+    if not CHAIN_DEPOSIT_ID.fullmatch(parsed.deposit):
+        raise InvalidRequest("deposit must be a chain deposit's transfer id ($stellar.<payment id>)")
+    return ReassignSuspense(deposit=parsed.deposit, account=validate_client_id("account", parsed.account))
+
+
+def sweep_fees(body: Any) -> SweepFees:
+    parsed = decode(SweepBody, body)
+    return SweepFees(
+        id=validate_client_id("id", parsed.id),
+        asset=str(Asset.parse(parsed.asset)),
+        account=validate_client_id("account", parsed.account),
+        amount=None if parsed.amount is None else _amount_text(parsed.amount),
+    )
 
 
 def account_action(action: str) -> Callable[[str, Any], AccountAction]:

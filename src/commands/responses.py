@@ -109,5 +109,6 @@ class PayoutAnswer(msgspec.Struct):
     ledger: int | None
     reason: str | None
     stuck: str | None  # why the chain worker cannot finish it, for an operator
+    cancel_requested: str | None  # an operator's reason; the chain worker ends it
     position: Position
     balances: Balances | None = None

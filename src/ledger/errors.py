@@ -139,6 +139,12 @@ class PayoutResolved(Conflict):
     code = "payout_resolved"
 
 
+class NotInSuspense(Conflict):
+    """Only a chain deposit credited to the asset's suspense account can be reassigned."""
+
+    code = "not_in_suspense"
+
+
 class Busy(LedgerError):
     """Optimistic concurrency retries ran out; the client may retry the same request."""
 

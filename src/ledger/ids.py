@@ -82,9 +82,17 @@ def payout_hold_id(payout_id: str) -> str:
     return f"{payout_id}$payout"
 
 
+def reassignment_id(deposit_id: str) -> str:
+    """The transfer moving a chain deposit out of suspense: one per deposit, ever."""
+    return f"{deposit_id}$reassigned"
+
+
 def suspense_account_id(asset: str) -> str:
     """The per-asset system account for money from the chain that names no account of ours."""
     return _system_account_id("suspense", asset)
+
+
+CHAIN_DEPOSIT_ID = re.compile(r"\$stellar\.[0-9]{1,30}")  # Horizon's operation ids are numbers
 
 
 def chain_deposit_id(payment_id: str) -> str:

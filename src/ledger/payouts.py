@@ -52,6 +52,9 @@ class Payout(Aggregate):
     class Stuck(Aggregate.Event):
         reason: str
 
+    class CancelRequested(Aggregate.Event):
+        reason: str
+
     @staticmethod
     def create_id(payout_id: str) -> UUID:
         return payout_uuid(payout_id)
@@ -73,6 +76,7 @@ class Payout(Aggregate):
         self.ledger: int | None = None
         self.reason: str | None = None
         self.stuck: str | None = None
+        self.cancel_requested: str | None = None  # an operator's reason; the chain worker ends it
 
     def same_request(self, account: str, amount: int, destination: str, memo: str | None, *, asked: int) -> bool:
         """Whether a request is this payout's: ``asked`` is the amount its request named
@@ -138,6 +142,21 @@ class Payout(Aggregate):
     @event(Stuck)
     def _stuck(self, reason: str) -> None:
         self.stuck = reason
+
+    def request_cancel(self, reason: str) -> bool:
+        """An operator asks for the payout to end unpaid; False if that was asked already.
+        Only the chain worker ends it: it fails the payout once the chain shows that none
+        of its envelopes applied or still can, and confirms it if one did."""
+        if self.resolved:
+            raise PayoutResolved(f"payout {self.payout_id!r} is already {self.state}")
+        if self.cancel_requested is not None:
+            return False
+        self._cancel_requested(reason=reason)
+        return True
+
+    @event(CancelRequested)
+    def _cancel_requested(self, reason: str) -> None:
+        self.cancel_requested = reason
 
 
 def settle_hold(

@@ -33,6 +33,7 @@ PAYOUT_ATTEMPTED = "ledger.payout.attempted.v1"
 PAYOUT_CONFIRMED = "ledger.payout.confirmed.v1"
 PAYOUT_FAILED = "ledger.payout.failed.v1"
 PAYOUT_STUCK = "ledger.payout.stuck.v1"
+PAYOUT_CANCEL_REQUESTED = "ledger.payout.cancel_requested.v1"
 CHECKPOINT = "ledger.checkpoint.v1"
 KEY_ID_HEADER = "ce_ledgerkeyid"  # a CloudEvents extension: the key (or service) that asked for the write
 
@@ -196,6 +197,8 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
         return PAYOUT_FAILED, ref.subject, {"payout": ref.subject, "reason": event.reason}
     if isinstance(event, Payout.Stuck):
         return PAYOUT_STUCK, ref.subject, {"payout": ref.subject, "reason": event.reason}
+    if isinstance(event, Payout.CancelRequested):
+        return PAYOUT_CANCEL_REQUESTED, ref.subject, {"payout": ref.subject, "reason": event.reason}
     if type(event) in MOVEMENT_TYPES:
         data = {"account": ref.subject, "transfer": event.transfer_id, "asset": ref.asset, "amount": str(event.amount)}
         if hasattr(event, "pending_amount"):

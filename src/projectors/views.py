@@ -26,6 +26,7 @@ from projectors.messages import (
     ACCOUNT_POLICY_CHANGED,
     ACCOUNT_STATUS_TYPES,
     PAYOUT_ATTEMPTED,
+    PAYOUT_CANCEL_REQUESTED,
     PAYOUT_CONFIRMED,
     PAYOUT_FAILED,
     PAYOUT_REQUESTED,
@@ -212,6 +213,7 @@ class ReadModelWriter:
             "ledger": None,
             "reason": None,
             "stuck": None,
+            "cancel_requested": None,
             "version": event.sequence,
             "position": event.position,
             "created_at": event.time,
@@ -229,6 +231,8 @@ class ReadModelWriter:
             doc.update(state="failed", reason=data["reason"], stuck=None)
         elif event.type == PAYOUT_STUCK:
             doc["stuck"] = data["reason"]
+        elif event.type == PAYOUT_CANCEL_REQUESTED:
+            doc["cancel_requested"] = data["reason"]
 
     @staticmethod
     def _opened(event: LedgerEvent) -> dict[str, Any]:

@@ -225,6 +225,7 @@ def payout(db: Database[Any], payout_id: str) -> dict[str, Any]:
         "created_at": doc["created_at"],
         "updated_at": doc["updated_at"],
         "position": doc["position"],
+        "cancel_requested": doc.get("cancel_requested"),  # absent from views projected before it existed
     }
 
 

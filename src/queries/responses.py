@@ -92,6 +92,7 @@ class PayoutView(msgspec.Struct):
     created_at: str
     updated_at: str
     position: Position
+    cancel_requested: str | None = None  # an operator's reason; the chain worker ends it
 
 
 class StatusView(msgspec.Struct):
