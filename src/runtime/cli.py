@@ -335,9 +335,14 @@ def project() -> None:
         client.close()
 
 
-@main.command()
-def chain() -> None:
-    """Pay payouts out on Stellar (and report each outcome to the ledger)."""
+@main.group(invoke_without_command=True)
+@click.pass_context
+def chain(ctx: click.Context) -> None:
+    """Pay payouts out on Stellar (and report each outcome to the ledger).
+
+    `ledger chain reconcile` compares the chain with the books instead."""
+    if ctx.invoked_subcommand is not None:
+        return
     from chain.worker import ChainWorker, chain_settings, prepare_simulator
     from commands.application import Ledger, event_store_env
 
@@ -370,6 +375,71 @@ def chain() -> None:
                 settings.kafka_partitions,
             ).run(stop, on_ready=lambda: _ready(settings, url))
     finally:
+        ledger.close()
+
+
+class _CannotReconcile(click.ClickException):
+    """Exit 2: nothing was compared (bad input, settings, a server unreachable); 1 is for differences."""
+
+    exit_code = 2
+
+
+@chain.command("reconcile")
+@click.option("--since", default=None, help="RFC 3339: only payments and payouts at or after it.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Run every this many seconds as a service (metrics on LEDGER_METRICS_PORT) until stopped.",
+)
+def chain_reconcile(since: str | None, every: float | None) -> None:
+    """Compare the chain's payments with the ledger's payouts, deposits and clearing accounts.
+
+    Prints a JSON report; exits 1 when there is any difference, 0 when none, 2 when it
+    could not compare."""
+    import json
+
+    import requests
+
+    from chain.reconcile import UNREADABLE, Reconciler, run_periodically
+    from chain.worker import ChainStore, chain_settings
+    from commands.application import Ledger, event_store_env
+
+    moment = _moment(since)
+    try:
+        settings = _settings()
+        database_url = settings.require("database_url")
+        if settings.stellar_secrets_file is None:
+            raise SettingsError("LEDGER_STELLAR_SECRETS_FILE is not set (see README: Stellar payouts)")
+        config = chain_settings(settings)
+    except click.ClickException as exc:
+        raise _CannotReconcile(exc.message) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise _CannotReconcile(f"settings: {exc}") from None
+    try:
+        ledger = Ledger(event_store_env(settings), actor="service:reconcile")
+    except UNREADABLE as exc:
+        raise _CannotReconcile(f"could not read the books: {type(exc).__name__}: {exc}") from None
+    store = ChainStore(database_url)
+    reconciler = Reconciler(config, store, ledger)
+    try:
+        if every is None:
+            try:
+                report = reconciler.run(moment)
+            except UNREADABLE as exc:
+                raise _CannotReconcile(f"could not read the chain or the books: {type(exc).__name__}: {exc}") from None
+            click.echo(json.dumps(report.as_json(), indent=2))
+            sys.exit(1 if report.differences else 0)
+        stop = _stop_on_signals()
+        readiness = {
+            "postgres": metrics.postgres_check(database_url),
+            "horizon": lambda: requests.get(config.horizon_url, timeout=2).raise_for_status(),
+        }
+        with _operations(settings, "reconcile", readiness) as url:
+            _ready(settings, url)
+            run_periodically(reconciler, moment, every, stop)
+    finally:
+        store.close()
         ledger.close()
 
 

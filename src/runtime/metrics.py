@@ -258,3 +258,15 @@ def kafka_check(admin: Any, timeout: float = 2.0) -> Check:
         admin.list_topics(timeout=timeout)
 
     return check
+
+
+@cache
+def chain_differences() -> Gauge:
+    return Gauge(
+        "ledger_chain_differences", "Differences between the chain and the books the last reconciliation found"
+    )
+
+
+@cache
+def chain_reconciled() -> Gauge:
+    return Gauge("ledger_chain_reconciled_timestamp_seconds", "When the last reconciliation ended (Unix time)")

@@ -77,6 +77,8 @@ class Settings:
     chain_tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
     chain_ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
     chain_stuck_after_attempts: int = 8  # then a payout is reported stuck (and still retried)
+    # `ledger up` runs `ledger chain reconcile` beside the chain worker this often.
+    reconcile_seconds: float = 60.0
     # `ledger audit verify` reads the store here when set: a read-only role, or a replica.
     audit_database_url: str | None = None
     # `ledger db migrate` (and `ledger up`) applies migrations as this role: the schema's owner.
@@ -93,7 +95,7 @@ class Settings:
     # and /healthz on this port (0: any free one); unset: none. `ledger up` sets it.
     metrics_port: int | None = None
     # `ledger up`: the first worker's metrics port, the next ones follow in the order
-    # relay, projector, expirer, sealer, chain; 0: free ports (run/state.json lists them).
+    # relay, projector, expirer, sealer, chain, reconcile; 0: free ports (run/state.json lists them).
     metrics_base_port: int = 0
 
     @classmethod

@@ -44,7 +44,7 @@ ROLES = (WRITER_ROLE, READER_ROLE)
 # from more (ordering is per account either way).
 EMBEDDED_KAFKA_PARTITIONS = 1
 # The worker services, in the order LEDGER_METRICS_BASE_PORT numbers their metrics ports.
-WORKERS = ("relay", "projector", "expirer", "sealer", "chain")
+WORKERS = ("relay", "projector", "expirer", "sealer", "chain", "reconcile")
 
 
 class AlreadyRunning(RuntimeError):
@@ -200,7 +200,7 @@ class Stack:
             child_env = dict(reader_env if reads_only else env, **{env_name(k): str(v) for k, v in web.items()})
             return Service(ManagedProcess(name, argv, env=child_env, grace_seconds=15), lambda: _http_ok(url))
 
-        def worker(name: str, subcommand: str, *, reads_only: bool = False) -> Service:
+        def worker(name: str, *subcommand: str, reads_only: bool = False) -> Service:
             ready_file = run_dir / f"{name}.ready"
             port = s.metrics_base_port + WORKERS.index(name) if s.metrics_base_port else 0
             child_env = dict(
@@ -208,7 +208,7 @@ class Stack:
                 **{env_name("ready_file"): str(ready_file), env_name("metrics_port"): str(port)},
             )
             return Service(
-                ManagedProcess(name, [python, "-m", "runtime.cli", subcommand], env=child_env, grace_seconds=15),
+                ManagedProcess(name, [python, "-m", "runtime.cli", *subcommand], env=child_env, grace_seconds=15),
                 ready_file.exists,
             )
 
@@ -232,6 +232,10 @@ class Stack:
         else:
             env[env_name("stellar_secrets_file")] = str(secrets)
             self.services.append(worker("chain", "chain"))
+            # Beside it, the chain compared with the books; it only reads, so as the reader.
+            reconcile = worker("reconcile", "chain", "reconcile", "--every", str(s.reconcile_seconds), reads_only=True)
+            reconcile.process.env[env_name("stellar_secrets_file")] = str(secrets)
+            self.services.append(reconcile)
         # The APIs first, until they answer: the workers then serve their metrics on ports
         # the kernel picks (LEDGER_METRICS_BASE_PORT unset), which must not be ones the APIs
         # were given and have not bound yet (seen: the command API's port taken that way).
