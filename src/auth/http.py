@@ -104,6 +104,7 @@ class Authenticate:
             if key.signed_only:
                 raise unauthenticated(f"key {key.key_id} accepts {signing.SCHEME} signed requests only")
         else:
+            req.context.body_limit = getattr(resource, "max_body_bytes", self.max_body_bytes)  # a run's file is larger
             self._check_signature(req, key, credentials)
         req.context.key = key
         req.context.acting = acting_key.set(key.key_id)
@@ -122,7 +123,7 @@ class Authenticate:
             raise unauthenticated(
                 f"ts is {int(drift)} s away from the server's clock; at most {signing.WINDOW_SECONDS} s is accepted"
             )
-        body = web.request_body(req, self.max_body_bytes)
+        body = web.request_body(req, getattr(req.context, "body_limit", self.max_body_bytes))
         target = request_target(req)
         expected = signing.signature(key.secret_sha256, signed.timestamp, signed.nonce, req.method, target, body)
         if not hmac.compare_digest(expected, signed.signature):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
 import struct
 import threading
@@ -92,10 +93,13 @@ class Rejected(Exception):
 class Network:
     """The simulated chain: accounts, applied transactions, payments, the ledger clock."""
 
-    def __init__(self, passphrase: str, close_seconds: float = 1.0, first_ledger: int = 1000) -> None:
+    def __init__(self, passphrase: str, close_seconds: float = 1.0, first_ledger: int | None = None) -> None:
         self.passphrase = passphrase
         self.close_seconds = close_seconds
-        self.first_ledger = first_ledger
+        # Random by default: payment ids start with the ledger number, and two simulators
+        # (one after another against one event store) must not give the same ids, as
+        # Stellar never does (a deposit is credited once per payment id).
+        self.first_ledger = first_ledger if first_ledger is not None else 1000 + secrets.randbelow(10**8)
         self.started = time.time()
         self.lock = threading.RLock()
         self.accounts: dict[str, SimAccount] = {}

@@ -31,7 +31,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,9 +47,11 @@ from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionE
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError, NotFoundError
 
+from chain.runs import RunDriver, RunStore, run_hold
 from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
 from commands.application import Ledger
 from ledger.errors import LedgerError
+from ledger.ids import CLIENT_ID
 from ledger.payouts import MAX_CHAIN_AMOUNT, Payout
 from ledger.transfers import PENDING
 from projectors import kafka
@@ -80,7 +82,7 @@ REFUSED = "refused"
 INTAKE_CONSUMER = "chain-intake"
 NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
 DIFFERS_FROM_STORE = "differs_from_store"
-STEPS = ("intake", "stored", "submitted", "recorded")
+STEPS = ("intake", "stored", "submitted", "recorded", "requested")  # requested: a run's chunk of payouts
 HISTORY_PAGES = 20  # of 200 transactions: how far back a channel's history is searched for a sequence number
 
 
@@ -172,12 +174,23 @@ class ChainStore:
             conn = self.local.conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
         return conn
 
-    def take_in(self, payouts: list[dict[str, Any]], dead_letters: list[DeadLetter], offsets: dict[str, str]) -> int:
-        """Record new payouts, the messages set aside, and the Kafka offsets after them,
-        together: a redelivered event finds its payout (or its dead letter) there and
-        changes nothing."""
+    def take_in(
+        self,
+        payouts: list[dict[str, Any]],
+        dead_letters: list[DeadLetter],
+        offsets: dict[str, str],
+        runs: Collection[str] = (),
+    ) -> int:
+        """Record new payouts, the messages set aside, the payout runs named (to look at
+        again), and the Kafka offsets after them, together: a redelivered event finds its
+        payout (or its dead letter) there and changes nothing."""
         conn = self.conn()
         with conn.transaction():
+            for run_id in sorted(runs):
+                conn.execute(
+                    "INSERT INTO chain_runs (run_id) VALUES (%s) ON CONFLICT (run_id) DO UPDATE SET ended = false",
+                    (run_id,),
+                )
             added = 0
             for p in payouts:
                 cur = conn.execute(
@@ -252,8 +265,10 @@ class ChainStore:
             self.conn()
             .execute(
                 "UPDATE chain_payouts SET state = 'bound', channel = %s, updated_at = now() WHERE payout_id = ("
-                "  SELECT payout_id FROM chain_payouts WHERE state = 'new' ORDER BY created_at"
-                "  FOR UPDATE SKIP LOCKED LIMIT 1"
+                "  SELECT payout_id FROM chain_payouts p WHERE state = 'new' AND NOT EXISTS ("
+                "    SELECT 1 FROM chain_runs r WHERE r.state = 'paused' AND position('$' IN p.payout_id) > 0"
+                "      AND r.run_id = split_part(p.payout_id, '$', 1))"  # a paused run's payouts wait
+                "  ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1"
                 ") RETURNING *",
                 (channel,),
             )
@@ -350,7 +365,11 @@ class Intake:
         payouts: list[dict[str, Any]] = []
         dead_letters: list[DeadLetter] = []
         offsets: dict[str, str] = {}
+        runs: set[str] = set()
         for message in kafka.take_batch(self.consumer, timeout, 500, service="chain"):
+            run_id = _run_named(message)
+            if run_id is not None:
+                runs.add(run_id)
             try:
                 payout = self._payout_named(message)
             except BadMessage as exc:
@@ -364,7 +383,7 @@ class Intake:
             offsets[f"kafka:{message.partition()}"] = f"{self.topic_watch.topic_id}@{(message.offset() or 0) + 1}"
         if not offsets:
             return 0
-        added = self.store.take_in(payouts, dead_letters, offsets)
+        added = self.store.take_in(payouts, dead_letters, offsets, runs)
         if added:
             log.info("payouts taken in", extra={"count": added})
             self.kill.passed("intake")
@@ -464,6 +483,18 @@ class DepositFollower:
                 metrics.HORIZON_ERRORS.labels("deposits").inc()
                 log.exception("following deposits failed; retrying")
                 stop.wait(2.0)
+
+
+def _run_named(message: KafkaMessage) -> str | None:
+    """The payout run a run event names: a hint for the run driver to look (it reads
+    the run from the event store), never more."""
+    try:
+        headers = decode_headers(message)
+        kind = message_type(headers)
+    except BadMessage:
+        return None  # set aside by _payout_named, as any unreadable message is
+    subject = headers.get("ce_subject", "")
+    return subject if kind.startswith("ledger.payout_run.") and CLIENT_ID.fullmatch(subject) else None
 
 
 def _differing(payout: dict[str, Any], record: Payout) -> list[str]:
@@ -580,6 +611,12 @@ class ChannelWorker:
                     raise Refused("amount_exceeds_chain_limit")  # nothing was ever signed
                 if cancel is not None:
                     raise Refused(cancel)  # nothing was ever signed
+                held = run_hold(self.ledger, payout["payout_id"])
+                if held == "paused":  # back in line until the run is resumed
+                    self.store.update(payout["payout_id"], state="new", channel=None)
+                    return None
+                if held == "cancelled":
+                    raise Refused("run cancelled")  # nothing was ever signed
                 payout = self._new_envelope(payout, sequence=None)
             if cancel is not None:  # never submitted again: it ends when the chain shows how
                 self._refuse_if_never_paid(self.store.envelopes(payout["payout_id"]), cancel, latest_refused=False)
@@ -888,6 +925,8 @@ class ChainWorker:
         channels = settings.keys.channels or (settings.keys.distribution,)
         self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]
         self.deposits = DepositFollower(settings, self.store, ledger)
+        self.run_store = RunStore(database_url)
+        self.runs = RunDriver(self.run_store, ledger, self.kill.passed)
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.intake.start()
@@ -896,6 +935,7 @@ class ChainWorker:
             for n, c in enumerate(self.channels)
         ]
         threads.append(threading.Thread(target=self.deposits.run, args=(stop,), name="deposits", daemon=True))
+        threads.append(threading.Thread(target=self.runs.run, args=(stop,), name="runs", daemon=True))
         for thread in threads:
             thread.start()
         on_ready()
@@ -908,3 +948,4 @@ class ChainWorker:
                 thread.join(timeout=15)
             self.intake.close()
             self.store.close()
+            self.run_store.close()

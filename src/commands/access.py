@@ -14,11 +14,13 @@ from commands.messages import (
     Deposit,
     ExecuteTransaction,
     OpenAccount,
+    PayoutRunAction,
     PostTransfer,
     RequestPayout,
     ReverseTransfer,
     TransferBatch,
     TransferFunds,
+    UploadPayoutRun,
     VoidTransfer,
 )
 
@@ -44,7 +46,21 @@ def sides(command: Any, ledger: Ledger) -> Sides:
         original = ledger.transfer_record(command.transfer)
         # A reversal pays back: it debits the original's credit side.
         return ((original.credit_account,), (original.debit_account,)) if original else ((), ())
+    if isinstance(command, UploadPayoutRun):
+        return tuple(dict.fromkeys(row.account for row in command.rows)), ()
+    if isinstance(command, PayoutRunAction):
+        return run_accounts(command.run, ledger), ()
     raise TypeError(f"{type(command).__name__} is not limited by accounts (it needs the admin scope)")
+
+
+def run_accounts(run_id: str, ledger: Ledger) -> tuple[str, ...]:
+    """The accounts a payout run pays from (read chunk by chunk); none for no such run."""
+    run = ledger.run_record(run_id)
+    accounts: dict[str, None] = {}
+    for index in range(run.chunks if run else 0):
+        chunk = ledger.run_chunk(run_id, index)
+        accounts.update(dict.fromkeys(row["account"] for row in chunk.rows) if chunk else {})
+    return tuple(accounts)
 
 
 def admin_reason(command: Any) -> str | None:

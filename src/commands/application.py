@@ -27,7 +27,7 @@ from eventsourcing.utils import Environment
 
 from auth.keys import acting_key
 from commands.group_commit import GroupCommit, Ticket
-from commands.handlers import accounts, deposits, holds, operator, payouts, transfers
+from commands.handlers import accounts, deposits, holds, operator, payout_runs, payouts, transfers
 from commands.handlers.context import Writer, WriterMemory
 from commands.handlers.holds import hold_hints
 from commands.handlers.transfers import leg_hints
@@ -38,6 +38,7 @@ from commands.messages import (
     Deposit,
     ExecuteTransaction,
     OpenAccount,
+    PayoutRunAction,
     PostTransfer,
     ReassignSuspense,
     RequestPayout,
@@ -46,12 +47,14 @@ from commands.messages import (
     SweepFees,
     TransferBatch,
     TransferFunds,
+    UploadPayoutRun,
     VoidTransfer,
 )
 from commands.unit_of_work import AggregateCache, UnitOfWork, resolved
 from ledger.accounts import Account
 from ledger.errors import AccountNotFound, Busy, LedgerError
 from ledger.ids import account_uuid, chain_deposit_id, payout_uuid, transaction_uuid, transfer_uuid
+from ledger.payout_runs import PayoutRun, Row, RowChunk, chunk_uuid, row_payout_id, run_uuid
 from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
@@ -240,6 +243,26 @@ class Ledger(Application[UUID]):
             lambda w: payouts.note_payout(w, payout_id, lambda p: p.report_stuck(reason)), payout_uuid(payout_id)
         )
 
+    # Payout runs: a client's file and actions, then the chain worker's steps -----------
+
+    def upload_payout_run(self, cmd: UploadPayoutRun) -> dict[str, Any]:
+        return self._submit(lambda w: payout_runs.upload_run(w, cmd), run_uuid(cmd.id))
+
+    def payout_run_action(self, cmd: PayoutRunAction) -> dict[str, Any]:
+        return self._submit(lambda w: payout_runs.run_action(w, cmd), run_uuid(cmd.run))
+
+    def request_run_rows(self, run_id: str, attempt: int, rows: list[Row]) -> dict[str, int]:
+        """Request the payouts of some rows of a started run (the chain worker's step)."""
+        return self._submit(
+            lambda w: payout_runs.request_rows(w, run_id, attempt, rows),
+            run_uuid(run_id),
+            *(payout_uuid(row_payout_id(run_id, row.id, attempt)) for row in rows),
+            *{account_uuid(row.account) for row in rows},
+        )
+
+    def complete_payout_run(self, run_id: str, succeeded: int, failed: int) -> bool:
+        return self._submit(lambda w: payout_runs.complete_run(w, run_id, succeeded, failed), run_uuid(run_id))
+
     # An operator's corrections (admin keys) ----------------------------------------------
 
     def cancel_payout(self, cmd: CancelPayout) -> dict[str, Any]:
@@ -278,6 +301,18 @@ class Ledger(Application[UUID]):
     def payout_record(self, payout_id: str) -> Payout | None:
         try:
             return self.repository.get(payout_uuid(payout_id))
+        except AggregateNotFoundError:
+            return None
+
+    def run_record(self, run_id: str) -> PayoutRun | None:
+        try:
+            return self.repository.get(run_uuid(run_id))
+        except AggregateNotFoundError:
+            return None
+
+    def run_chunk(self, run_id: str, index: int) -> RowChunk | None:
+        try:
+            return self.repository.get(chunk_uuid(run_id, index))
         except AggregateNotFoundError:
             return None
 

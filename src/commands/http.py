@@ -28,7 +28,7 @@ from auth.http import (
     require_accounts,
 )
 from auth.store import KeyStore
-from commands import access, requests, responses
+from commands import access, requests, responses, run_files
 from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
 from ledger.errors import InvalidRequest, LedgerError
@@ -174,6 +174,32 @@ class TransferBatchResource(Authorized):
         web.json_response(resp, {"results": results})
 
 
+class PayoutRunUpload(Authorized):
+    """POST of a payout run's file: CSV (``?id=RUN_ID``) or JSON, checked whole."""
+
+    scope = scopes.PAYOUTS
+    max_body_bytes = run_files.MAX_FILE_BYTES
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raw = web.request_body(req, run_files.MAX_FILE_BYTES)
+        media_type = (req.content_type or "").split(";")[0].strip().lower()
+        if media_type == "text/csv":
+            command = run_files.from_csv(req.get_param("id"), raw)
+        elif media_type == "application/json":
+            if req.get_param("id") is not None:
+                raise InvalidRequest("a JSON file names its run in its id field, not in the query string")
+            command = run_files.from_json(web.parse_json(raw))
+        else:
+            raise web.Problem(
+                415, "unsupported_media_type", "send the file as text/csv (with ?id=RUN_ID) or application/json"
+            )
+        self.authorize(req, command)
+        answer(resp, perform(self.ledger.upload_payout_run, command), 201)
+
+
 @dataclass(frozen=True)
 class Write:
     """One kind of command over HTTP: where it is sent, what key it needs, how its body
@@ -295,6 +321,26 @@ WRITES = (
         R.AccountAnswer,
         status=200,
     ),
+    *(
+        Write(
+            f"/v1/payout-runs/{{run_id}}/{name}",
+            summary,
+            scopes.PAYOUTS,
+            requests.payout_run_action(name),
+            "payout_run_action",
+            requests.EmptyBody,
+            R.PayoutRunAnswer,
+            status=200,
+            body_required=False,
+        )
+        for name, summary in (
+            ("start", "Start a ready payout run: each row's amount is held as a payout, and paid"),
+            ("pause", "Pause a started run: nothing new is submitted to the chain"),
+            ("resume", "Resume a paused run"),
+            ("cancel", "Cancel a ready or paused run: rows not yet submitted are never paid"),
+            ("retry", "Pay a completed run's failed rows again"),
+        )
+    ),
     Write(
         "/v1/payouts/{payout_id}/cancel",
         "Cancel a payout (one reported stuck): the chain worker fails it once the chain shows it unpaid",
@@ -381,6 +427,22 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
         ),
     )
     api.add(
+        "/v1/payout-runs",
+        PayoutRunUpload(ledger),
+        post=openapi.Operation(
+            "Upload a payout run's file: every row checked, the whole file refused with a per-row report, or the run "
+            "stored ready to start",
+            scopes.PAYOUTS,
+            R.PayoutRunAnswer,
+            status=201,
+            body=requests.PayoutRunBody,
+            problems=(409, 413, 415, 422, 503),
+            csv="A header id,account,amount,destination[,memo] then one row per payment; the run's id in ?id=",
+            example={"id": "run-2026-11", "rows": [EXAMPLE_ROW]},
+            params=(openapi.Param("id", RUN_ID_SCHEMA, "The run's id, for a text/csv body"),),
+        ),
+    )
+    api.add(
         "/v1/keys",
         Keys(keys, requests.MAX_BODY_BYTES),
         get=openapi.Operation("List the API keys (never their secrets)", scopes.ADMIN, KeyList),
@@ -412,6 +474,14 @@ DESCRIPTION = (
 )
 WRITE_PROBLEMS = (404, 409, 413, 415, 422, 503)
 CLIENT_ID_SCHEMA = {"type": "string", "pattern": CLIENT_ID.pattern}
+RUN_ID_SCHEMA = {"type": "string", "pattern": CLIENT_ID.pattern, "maxLength": 64}
+EXAMPLE_ROW = {
+    "id": "1",
+    "account": "acct-alice",
+    "amount": "12.50",
+    "destination": "GA5WUJ54Z23KILLCUOUNAKTPBVZWKMQVO4O6EQ5GHLAERIMLLHNCSKYH",
+    "memo": "nov",
+}
 
 
 def get_app() -> falcon.App:

@@ -128,3 +128,32 @@ class SweepFees:
     asset: str
     account: str
     amount: str | None = None  # major units; None sweeps all that is available
+
+
+@dataclass(frozen=True)
+class RowRequest:
+    """One row of a payout run's file, its shape checked (its account and amount are the
+    ledger's to check)."""
+
+    id: str
+    account: str
+    amount: str  # major units
+    destination: str
+    memo: str | None = None
+    number: int = 0  # its place in the file, from 1
+
+
+@dataclass(frozen=True)
+class UploadPayoutRun:
+    id: str
+    rows: tuple[RowRequest, ...]  # those whose shape is right
+    fingerprint: str  # the same file again is answered as the first time
+    problems: tuple[dict[str, Any], ...] = ()  # of the other rows: the run is refused
+
+
+@dataclass(frozen=True)
+class PayoutRunAction:
+    """Start, pause, resume, cancel or retry a payout run."""
+
+    run: str
+    action: str

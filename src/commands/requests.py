@@ -24,6 +24,7 @@ from commands.messages import (
     Deposit,
     ExecuteTransaction,
     OpenAccount,
+    PayoutRunAction,
     PostTransfer,
     ReassignSuspense,
     RequestPayout,
@@ -38,6 +39,7 @@ from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, PAYERS, FeeTerms
 from ledger.ids import CHAIN_DEPOSIT_ID, CLIENT_ID, validate_client_id
 from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
+from ledger.payout_runs import MAX_ROWS
 from ledger.transactions import MAX_LEGS
 from runtime import bodies
 
@@ -150,6 +152,21 @@ class SweepBody(Body):
     asset: AssetText
     account: ClientId
     amount: Annotated[AmountText, msgspec.Meta(description="Omitted: all the fee account has available")] | None = None
+
+
+class PayoutRunRowBody(Body):
+    id: ClientId
+    account: ClientId
+    amount: AmountText
+    destination: StellarAccount
+    memo: Annotated[str, msgspec.Meta(max_length=MAX_MEMO_BYTES)] | None = None
+
+
+class PayoutRunBody(Body):
+    """The JSON form of a run's file (``commands.run_files`` checks it row by row)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=CLIENT_ID.pattern, max_length=64)]
+    rows: Annotated[list[PayoutRunRowBody], msgspec.Meta(min_length=1, max_length=MAX_ROWS)]
 
 
 class EmptyBody(Body):
@@ -365,6 +382,14 @@ def sweep_fees(body: Any) -> SweepFees:
         account=validate_client_id("account", parsed.account),
         amount=None if parsed.amount is None else _amount_text(parsed.amount),
     )
+
+
+def payout_run_action(action: str) -> Callable[[str, Any], PayoutRunAction]:
+    def parse(run_id: str, body: Any) -> PayoutRunAction:
+        decode(EmptyBody, {} if body is None else body)
+        return PayoutRunAction(run=validate_client_id("run id", run_id), action=action)
+
+    return parse
 
 
 def account_action(action: str) -> Callable[[str, Any], AccountAction]:

@@ -112,3 +112,12 @@ class PayoutAnswer(msgspec.Struct):
     cancel_requested: str | None  # an operator's reason; the chain worker ends it
     position: Position
     balances: Balances | None = None
+
+
+class PayoutRunAnswer(msgspec.Struct):
+    id: str
+    state: str  # ready, started, paused, completed or cancelled
+    rows: int
+    attempt: int  # 1, and one more for each retry
+    totals: dict[str, Amount]  # by asset: what the rows pay
+    position: Position

@@ -13,6 +13,7 @@ class LedgerError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.extra: dict[str, object] = {}  # more members for the problem document (a run's row report)
 
 
 class InvalidRequest(LedgerError):
@@ -143,6 +144,26 @@ class NotInSuspense(Conflict):
     """Only a chain deposit credited to the asset's suspense account can be reassigned."""
 
     code = "not_in_suspense"
+
+
+class InvalidRows(RuleViolation):
+    """A payout run's file with rows that cannot be paid: refused whole, each row named."""
+
+    code = "invalid_rows"
+
+    def __init__(self, detail: str, rows: list[dict[str, object]] | None = None) -> None:
+        super().__init__(detail)
+        self.extra = {"rows": rows or []}
+
+
+class RunNotFound(NotFound):
+    code = "payout_run_not_found"
+
+
+class RunStateConflict(Conflict):
+    """A payout run asked to move where its state does not lead (start a cancelled run)."""
+
+    code = "payout_run_state"
 
 
 class Busy(LedgerError):

@@ -22,6 +22,7 @@ from uuid import UUID, uuid5
 from ledger.accounts import BALANCE_FIELDS, Account
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
+from ledger.payout_runs import PayoutRun, RowChunk
 from ledger.payouts import Payout
 from ledger.seals import SEAL_SUBJECT, Seal
 from ledger.transactions import Transaction
@@ -34,6 +35,18 @@ PAYOUT_CONFIRMED = "ledger.payout.confirmed.v1"
 PAYOUT_FAILED = "ledger.payout.failed.v1"
 PAYOUT_STUCK = "ledger.payout.stuck.v1"
 PAYOUT_CANCEL_REQUESTED = "ledger.payout.cancel_requested.v1"
+PAYOUT_RUN_UPLOADED = "ledger.payout_run.uploaded.v1"
+PAYOUT_RUN_ROWS_ADDED = "ledger.payout_run.rows_added.v1"
+PAYOUT_RUN_COMPLETED = "ledger.payout_run.completed.v1"
+PAYOUT_RUN_RETRIED = "ledger.payout_run.retried.v1"
+PAYOUT_RUN_ROWS_FAILED = "ledger.payout_run.rows_failed.v1"
+# A run's state changes that carry nothing but the run: the event, and the state it leads to.
+PAYOUT_RUN_MOVES: dict[type, tuple[str, str]] = {
+    PayoutRun.Started: ("ledger.payout_run.started.v1", "started"),
+    PayoutRun.Paused: ("ledger.payout_run.paused.v1", "paused"),
+    PayoutRun.Resumed: ("ledger.payout_run.resumed.v1", "started"),
+    PayoutRun.Cancelled: ("ledger.payout_run.cancelled.v1", "cancelled"),
+}
 CHECKPOINT = "ledger.checkpoint.v1"
 KEY_ID_HEADER = "ce_ledgerkeyid"  # a CloudEvents extension: the key (or service) that asked for the write
 
@@ -101,6 +114,11 @@ class SubjectRef:
     asset: str
 
 
+def chunk_subject(run_id: str, index: int) -> str:
+    """A run's chunk of rows is a stream of its own, so a subject of its own."""
+    return f"{run_id}/{index}"
+
+
 def creation_ref(event: Any) -> SubjectRef:
     if isinstance(event, Account.Opened):
         return SubjectRef(event.account_id, event.asset)
@@ -114,6 +132,10 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(event.payout_id, event.asset)
     if isinstance(event, Seal.Recorded):
         return SubjectRef(SEAL_SUBJECT, "")
+    if isinstance(event, PayoutRun.Uploaded):
+        return SubjectRef(event.run_id, "")
+    if isinstance(event, RowChunk.Created):
+        return SubjectRef(chunk_subject(event.run_id, event.index), "")
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -186,8 +208,25 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
                 "root": event.root,
             },
         )
+    if isinstance(event, PayoutRun.Uploaded):
+        data = {"run": event.run_id, "rows": event.rows, "chunks": event.chunks, "totals": event.totals}
+        return PAYOUT_RUN_UPLOADED, event.run_id, data
+    if isinstance(event, RowChunk.Created):
+        rows = [{**row, "amount": str(row["amount"])} for row in event.rows]
+        data = {"run": event.run_id, "chunk": event.index, "rows": rows}
+        return PAYOUT_RUN_ROWS_ADDED, chunk_subject(event.run_id, event.index), data
     if ref is None:
         raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
+    if type(event) in PAYOUT_RUN_MOVES:
+        return PAYOUT_RUN_MOVES[type(event)][0], ref.subject, {"run": ref.subject}
+    if isinstance(event, PayoutRun.Completed):
+        data = {"run": ref.subject, "succeeded": event.succeeded, "failed": event.failed}
+        return PAYOUT_RUN_COMPLETED, ref.subject, data
+    if isinstance(event, PayoutRun.Retried):
+        return PAYOUT_RUN_RETRIED, ref.subject, {"run": ref.subject, "attempt": event.attempt}
+    if isinstance(event, PayoutRun.RowsFailed):
+        data = {"run": ref.subject, "attempt": event.attempt, "rows": event.rows}
+        return PAYOUT_RUN_ROWS_FAILED, ref.subject, data
     if isinstance(event, Payout.Attempted):
         data = {"payout": ref.subject, "attempt": event.attempt, "tx_hash": event.tx_hash, "error": event.error}
         return PAYOUT_ATTEMPTED, ref.subject, data

@@ -30,6 +30,8 @@ from projectors.messages import (
     PAYOUT_CONFIRMED,
     PAYOUT_FAILED,
     PAYOUT_REQUESTED,
+    PAYOUT_RUN_ROWS_ADDED,
+    PAYOUT_RUN_UPLOADED,
     PAYOUT_STUCK,
     TRANSFER_PENDING,
     TRANSFER_PENDING_POSTED,
@@ -38,13 +40,16 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
+from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
 from queries.readmodel import (
     ACCOUNTS,
     DEAD_LETTERS,
     ENTRIES,
+    PAYOUT_RUNS,
     PAYOUTS,
     PROJECTOR_STATE,
     RELAY_ID,
+    RUN_ROWS,
     TRANSFERS,
     WATERMARK_ID,
     amount_key,
@@ -78,7 +83,8 @@ POLICY_EVENT_TYPES = {ACCOUNT_POLICY_CHANGED, ACCOUNT_LIMITS_CHANGED} | {t for t
 # How many documents per collection the writer remembers between batches.
 CACHE_LIMIT = 20_000
 # The first event of a stream: its document does not exist before it.
-CREATION_TYPES = {ACCOUNT_OPENED, TRANSFER_POSTED, TRANSFER_PENDING, PAYOUT_REQUESTED}
+CREATION_TYPES = {ACCOUNT_OPENED, TRANSFER_POSTED, TRANSFER_PENDING, PAYOUT_REQUESTED, PAYOUT_RUN_UPLOADED}
+VERSIONED = (ACCOUNTS, TRANSFERS, PAYOUTS, PAYOUT_RUNS)  # one document per event stream
 
 
 def _stream_of(event: LedgerEvent) -> tuple[str | None, str]:
@@ -89,6 +95,8 @@ def _stream_of(event: LedgerEvent) -> tuple[str | None, str]:
         return TRANSFERS, event.data["transfer"]
     if event.type.startswith("ledger.payout."):
         return PAYOUTS, event.data["payout"]
+    if event.type in RUN_TYPES:
+        return PAYOUT_RUNS, event.data["run"]
     return None, ""
 
 
@@ -108,7 +116,7 @@ class ReadModelWriter:
 
     def __init__(self, db: Database[Any]) -> None:
         self.db = db
-        self._cache: dict[str, dict[str, dict[str, Any]]] = {ACCOUNTS: {}, TRANSFERS: {}, PAYOUTS: {}}
+        self._cache: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in VERSIONED}
 
     def forget(self) -> None:
         """Drop every remembered document (the next batch reads what it needs)."""
@@ -128,6 +136,7 @@ class ReadModelWriter:
             self.db[TRANSFERS].create_index([(field, ASCENDING)])
         for field in ("opened_position", "asset", "id_key"):
             self.db[ACCOUNTS].create_index([(field, ASCENDING)])
+        self.db[RUN_ROWS].create_index([("run", ASCENDING)])
         try:
             self.db[PROJECTOR_STATE].insert_one({"_id": WATERMARK_ID, "position": 0})
         except DuplicateKeyError:
@@ -153,15 +162,14 @@ class ReadModelWriter:
     def _apply_batch(self, events: list[LedgerEvent], *, assume_new: bool) -> None:
         """Apply ``events``; with ``assume_new``, a stream whose creating event is in the
         batch is not looked up (it is new, unless this is a redelivery: ``_NotNew``)."""
-        ids: dict[str, dict[str, bool]] = {ACCOUNTS: {}, TRANSFERS: {}, PAYOUTS: {}}
+        ids: dict[str, dict[str, bool]] = {name: {} for name in VERSIONED}
         for event in events:
             name, key = _stream_of(event)
             if name is not None:
                 ids[name].setdefault(key, assume_new and event.type in CREATION_TYPES)
-        accounts, transfers, payouts = (
-            _Docs(self.db[name], ids[name], self._cache[name]) for name in (ACCOUNTS, TRANSFERS, PAYOUTS)
-        )
+        accounts, transfers, payouts, runs = (_Docs(self.db[name], ids[name], self._cache[name]) for name in VERSIONED)
         entries: list[dict[str, Any]] = []
+        rows = RowWriter()
         for event in events:
             if event.type == ACCOUNT_OPENED:
                 accounts.create(event, self._opened(event))
@@ -181,10 +189,21 @@ class ReadModelWriter:
                     self._resolved(doc, event)
             elif event.type == PAYOUT_REQUESTED:
                 payouts.create(event, self._payout(event))
+                rows.change(event)
             elif event.type.startswith("ledger.payout."):
                 doc = payouts.next_version(event, event.data["payout"])
                 if doc is not None:
                     self._payout_changed(doc, event)
+                rows.change(event)  # guarded by attempt: safe to apply again
+            elif event.type == PAYOUT_RUN_UPLOADED:
+                runs.create(event, run_doc(event))
+            elif event.type in RUN_TYPES:
+                doc = runs.next_version(event, event.data["run"])
+                if doc is not None:
+                    run_changed(doc, event)
+                rows.change(event)
+            elif event.type == PAYOUT_RUN_ROWS_ADDED:
+                rows.add_rows(event)
             else:
                 log.debug("ignoring event type", extra={"type": event.type})
         # Entries before balances: a crash in between leaves entries that a redelivery
@@ -193,7 +212,9 @@ class ReadModelWriter:
         transfers.write()
         payouts.write()
         accounts.write()
-        for docs in (transfers, payouts, accounts):
+        rows.write(self.db[RUN_ROWS])
+        runs.write()
+        for docs in (transfers, payouts, accounts, runs):
             docs.remember()
 
     @staticmethod

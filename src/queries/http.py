@@ -19,8 +19,9 @@ from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, re
 from auth.store import KeyStore
 from ledger.accounts import CLOSED, FROZEN, OPEN
 from ledger.errors import InvalidRequest
+from ledger.payout_runs import ROW_STATES
 from ledger.transfers import EXPIRED, PENDING, POSTED, VOIDED
-from queries import lists, parameters, readmodel, responses
+from queries import lists, parameters, readmodel, responses, runs
 from queries.generations import Generations
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
@@ -393,6 +394,33 @@ def create_app(
             read,
             responses.PayoutView,
             params=(parameters.WAIT,),
+            problems=(404, 503),
+        ),
+    )
+    api.add(
+        "/v1/payout-runs/{run_id}",
+        runs.PayoutRun(source),
+        get=openapi.Operation(
+            "A payout run: its state, and its rows counted by state with their amounts",
+            read,
+            responses.PayoutRunView,
+            params=(parameters.WAIT,),
+            problems=(404, 503),
+        ),
+    )
+    api.add(
+        "/v1/payout-runs/{run_id}/rows",
+        runs.PayoutRunRows(source),
+        get=openapi.Operation(
+            "A payout run's rows in file order, by state",
+            read,
+            responses.PayoutRunRowPage,
+            params=(
+                parameters.WAIT,
+                parameters.LIMIT,
+                parameters.CURSOR,
+                openapi.Param("state", {"enum": list(ROW_STATES)}, "Only rows in this state"),
+            ),
             problems=(404, 503),
         ),
     )

@@ -118,3 +118,37 @@ class BalanceTotals(msgspec.Struct):
     accounts: int
     totals: dict[str, Balance]  # by asset
     at_position: Position | None
+
+
+class PayoutRunView(msgspec.Struct):
+    id: str
+    state: str  # ready, started, paused, completed or cancelled
+    rows: int
+    attempt: int
+    totals: dict[str, Amount]  # by asset: what the rows pay
+    counts: dict[str, int]  # rows by state: ready, pending, success, failed
+    amounts: dict[str, dict[str, Amount]]  # by row state, by asset
+    succeeded: int | None  # when it last completed
+    failed: int | None
+    created_at: str
+    updated_at: str
+    position: Position
+
+
+class PayoutRunRow(msgspec.Struct):
+    row: str
+    n: int  # its place in the file, from 1
+    state: str  # ready, pending, success or failed
+    account: str
+    amount: Amount
+    asset: str
+    destination: str
+    memo: str | None
+    attempt: int  # the attempt its state is from (0: not requested yet)
+    payout: str | None  # the payout paying it in that attempt
+    reason: str | None  # why it failed (the chain's code, or the ledger's)
+
+
+class PayoutRunRowPage(msgspec.Struct):
+    rows: list[PayoutRunRow]
+    next_cursor: str | None

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -378,8 +379,9 @@ def chain(ctx: click.Context) -> None:
         ledger.close()
 
 
-class _CannotReconcile(click.ClickException):
-    """Exit 2: nothing was compared (bad input, settings, a server unreachable); 1 is for differences."""
+class _NothingDone(click.ClickException):
+    """Exit 2: nothing was done (bad input, settings, a server unreachable); commands keep 1
+    for what they found (differences, failed rows)."""
 
     exit_code = 2
 
@@ -413,13 +415,13 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
             raise SettingsError("LEDGER_STELLAR_SECRETS_FILE is not set (see README: Stellar payouts)")
         config = chain_settings(settings)
     except click.ClickException as exc:
-        raise _CannotReconcile(exc.message) from None
+        raise _NothingDone(exc.message) from None
     except (OSError, ValueError, KeyError) as exc:
-        raise _CannotReconcile(f"settings: {exc}") from None
+        raise _NothingDone(f"settings: {exc}") from None
     try:
         ledger = Ledger(event_store_env(settings), actor="service:reconcile")
     except UNREADABLE as exc:
-        raise _CannotReconcile(f"could not read the books: {type(exc).__name__}: {exc}") from None
+        raise _NothingDone(f"could not read the books: {type(exc).__name__}: {exc}") from None
     store = ChainStore(database_url)
     reconciler = Reconciler(config, store, ledger)
     try:
@@ -427,7 +429,7 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
             try:
                 report = reconciler.run(moment)
             except UNREADABLE as exc:
-                raise _CannotReconcile(f"could not read the chain or the books: {type(exc).__name__}: {exc}") from None
+                raise _NothingDone(f"could not read the chain or the books: {type(exc).__name__}: {exc}") from None
             click.echo(json.dumps(report.as_json(), indent=2))
             sys.exit(1 if report.differences else 0)
         stop = _stop_on_signals()
@@ -441,6 +443,54 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
     finally:
         store.close()
         ledger.close()
+
+
+@main.group()
+def payouts() -> None:
+    """Payout runs from a shell, through the APIs (see README: Payout runs)."""
+
+
+@payouts.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "run_id", default=None, help="The run's id (a CSV file needs one; JSON names its own).")
+@click.option("--start", "start_it", is_flag=True, help="Start the run once it is stored.")
+@click.option("--follow", is_flag=True, help="Show a progress bar until the run ends; exit 1 if any row failed.")
+@click.option("--command-url", default=None, help="Default: the running stack's (run/state.json).")
+@click.option("--query-url", default=None, help="Default: the running stack's.")
+def payouts_run(
+    file: Path, run_id: str | None, start_it: bool, follow: bool, command_url: str | None, query_url: str | None
+) -> None:
+    """Upload a payout run's file (CSV: id,account,amount,destination[,memo]; or JSON).
+
+    The key is LEDGER_API_KEY, else the admin key `ledger up` made. A refused file lists
+    every bad row; exit 2 when the run could not be sent or started."""
+    import json
+
+    import requests
+
+    from runtime import run_client
+
+    settings = _settings()
+    token = os.environ.get("LEDGER_API_KEY")
+    try:
+        if command_url and query_url:
+            key = token or run_client._read_key(settings.data_dir / "admin.key")
+            apis = run_client.Apis(command_url.rstrip("/"), query_url.rstrip("/"), key)
+        else:
+            apis = run_client.Apis.of_stack(settings.data_dir, token)
+        http = run_client.session(apis.token)
+        run = run_client.upload(apis, http, file, run_id)
+        click.echo(json.dumps(run))
+        if start_it:
+            run = run_client.start(apis, http, run["id"])
+            click.echo(json.dumps(run))
+        if not follow:
+            return
+        view = run_client.follow(apis, http, run, sys.stderr)
+    except (run_client.RunFailed, requests.RequestException) as exc:
+        raise _NothingDone(str(exc)) from None
+    click.echo(json.dumps(view))
+    sys.exit(0 if view["state"] == "completed" and not view["counts"]["failed"] else 1)
 
 
 @main.command("horizon-sim")

@@ -47,6 +47,7 @@ class Operation:
     description: str = ""
     media_type: str = "application/json"  # of the success answer
     example: dict[str, Any] | None = None
+    csv: str | None = None  # the body may also be text/csv, as this says
 
 
 class Problem(msgspec.Struct):
@@ -59,6 +60,8 @@ class Problem(msgspec.Struct):
     detail: str
     # absent where the HTTP server refused the request before the app saw it (runtime.web_worker)
     request_id: str | msgspec.UnsetType = msgspec.UNSET
+    # invalid_rows: each bad row of a payout run's file, {"row", "field", "code", "detail"}
+    rows: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
 
 
 # Codes that HTTP plumbing answers, beside the ledger's own errors (web, auth).
@@ -193,6 +196,8 @@ class Routes:
             if op.example is not None:
                 content["example"] = op.example
             described["requestBody"] = {"required": op.body_required, "content": {"application/json": content}}
+            if op.csv is not None:
+                described["requestBody"]["content"]["text/csv"] = {"schema": {"type": "string", "description": op.csv}}
         return described
 
 

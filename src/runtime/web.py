@@ -59,7 +59,9 @@ def status_for(error: errors.LedgerError) -> int:
 
 def _ledger_error(req: falcon.Request, resp: falcon.Response, error: errors.LedgerError, params: Any) -> None:
     status = status_for(error)
-    raise Problem(status, error.code, error.detail, headers={"Retry-After": "1"} if status == 503 else None)
+    refusal = Problem(status, error.code, error.detail, headers={"Retry-After": "1"} if status == 503 else None)
+    refusal.extra = error.extra
+    raise refusal
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:

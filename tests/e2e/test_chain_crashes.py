@@ -1,8 +1,10 @@
-"""The chain worker SIGKILLed at every step boundary, with Horizon faults injected.
+"""The chain worker SIGKILLed at every step boundary, with Horizon faults injected, paying
+single payouts and the rows of payout runs.
 
 The worker runs as `ledger chain` in its own process and kills itself with SIGKILL at the
 step named by LEDGER_CHAIN_KILL_AT (after intake, after storing an envelope, after a
-submission before its answer is recorded, after recording before the ledger is told).
+submission before its answer is recorded, after recording before the ledger is told,
+after requesting a run's rows before noting it).
 It is started again and again, each time to die at another boundary, then once to
 finish. In the end every payout is confirmed or failed, the chain holds exactly one
 payment per confirmed payout and none per failed one, and the ledger agrees with the
@@ -28,8 +30,10 @@ from stellar_sdk import Keypair
 from chain.horizon_sim import Simulator
 from chain.stellar import Keys, stroops_of
 from chain.worker import STEPS
+from commands import run_files
 from commands.application import Ledger, event_store_env
-from commands.messages import Deposit, OpenAccount, RequestPayout
+from commands.messages import Deposit, OpenAccount, PayoutRunAction, RequestPayout, RowRequest, UploadPayoutRun
+from ledger.payout_runs import row_payout_id
 from projectors.relay import Relay, RelayState
 from runtime.settings import PROJECT_ROOT
 from tests.conftest import Urls, free_port, unique
@@ -129,13 +133,35 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
                 ledger.request_payout(RequestPayout(payout_id, payer, f"{rng.randint(1, 9)}.5", destination))
                 payouts[payout_id] = (destination, payable)
 
+        runs: list[str] = []
+
+        def start_runs(n: int) -> None:
+            """Payout runs of 3 rows, started: their payouts are requested by the worker."""
+            for _ in range(n):
+                run_id = unique("run")
+                rows = []
+                for number in range(1, 4):
+                    destination = Keypair.random().public_key
+                    payable = rng.random() < 0.75
+                    if payable:
+                        sim.network.create_account(destination, "1")
+                    rows.append(RowRequest(f"r{number}", payer, f"{rng.randint(1, 9)}.25", destination, number=number))
+                    payouts[row_payout_id(run_id, f"r{number}", 1)] = (destination, payable)
+                ledger.upload_payout_run(UploadPayoutRun(run_id, tuple(rows), run_files.fingerprint(rows)))
+                ledger.payout_run_action(PayoutRunAction(run_id, "start"))
+                runs.append(run_id)
+
         def ended() -> bool:
-            return all((record := ledger.payout_record(p)) is not None and record.resolved for p in payouts)
+            finished = all((run := ledger.run_record(r)) is not None and run.state == "completed" for r in runs)
+            return finished and all(
+                (record := ledger.payout_record(p)) is not None and record.resolved for p in payouts
+            )
 
         kills: dict[str, int] = {}
         for round_ in range(2):
             for step in STEPS:
                 request_payouts(3)
+                start_runs(2)
                 sim.network.inject(rng.choice(FAULTS), count=2, delay=0.5)
                 code = run_worker(env, f"{step}:{1 + round_}", ended, timeout=30)
                 if code == -signal.SIGKILL:
@@ -162,5 +188,10 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
         assert account.available == 10_000_000_000 - paid
         sent = sum(stroops_of(p["amount"]) for p in sim.network.payments if p["from"] == keys.distribution.public_key)
         assert sent == paid  # the chain paid out exactly what the ledger posted
+        for run_id in runs:
+            run = ledger.run_record(run_id)
+            assert run is not None
+            unpaid = sum(1 for n in range(1, 4) if not payouts[row_payout_id(run_id, f"r{n}", 1)][1])
+            assert (run.state, run.failed) == ("completed", unpaid), run_id
     finally:
         sim.stop()

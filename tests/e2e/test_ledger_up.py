@@ -297,6 +297,36 @@ def test_the_walking_skeleton_scenario(stack: Stack) -> None:
     assert entries[0]["transfer_id"] == transfer.json()["id"]
 
 
+def test_a_payout_run_from_the_shell_runs_to_completion(stack: Stack, tmp_path: Path) -> None:
+    """`ledger payouts run FILE --start --follow`, run beside the stack as an operator would:
+    a bad file is refused with its rows named, the corrected one is paid row by row."""
+    payer = unique("payer")
+    assert stack.post("/v1/accounts", {"id": payer, "asset": "XLM/7"}).status_code == 201
+    assert stack.post("/v1/deposits", {"id": unique("d"), "account": payer, "amount": "100"}).status_code == 201
+    payees = [stack.payee() for _ in range(5)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,account,amount,destination\n1,nobody,1,GABC\n")
+    refused = run_ledger("payouts", "run", str(bad), "--id", unique("run"), env=stack.cli_env(), cwd=stack.checkout)
+    assert refused.returncode == 2, refused.stderr
+    assert "row 1 destination: invalid_destination" in refused.stderr
+    assert "row 1 account: account_not_found" in refused.stderr
+    good = tmp_path / "run.json"
+    run_id = unique("run")
+    rows = [{"id": f"r{n}", "account": payer, "amount": "1.5", "destination": p} for n, p in enumerate(payees)]
+    good.write_text(json.dumps({"id": run_id, "rows": rows}))
+    done = run_ledger("payouts", "run", str(good), "--start", "--follow", env=stack.cli_env(), cwd=stack.checkout)
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout.splitlines()[-1])
+    assert (final["state"], final["counts"]["success"], final["amounts"]["success"]) == (
+        "completed",
+        5,
+        {"XLM/7": "7.5000000"},
+    )
+    assert "5/5" in done.stderr  # the progress bar reached the end
+    paid = requests.get(f"{stack.state['urls']['horizon_url']}/_sim/state", timeout=10).json()["payments"]
+    assert sorted(p["to"] for p in paid if p["to"] in payees) == sorted(payees)
+
+
 def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
     a, b = unique("A"), unique("B")
     for account in (a, b):

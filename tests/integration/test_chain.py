@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,13 @@ class Chain:
 
 @pytest.fixture
 def chain(servers: Urls) -> Iterator[Chain]:
+    with chain_on(servers) as made:
+        yield made
+
+
+@contextmanager
+def chain_on(servers: Urls) -> Iterator[Chain]:
+    """A simulator, keys, and the worker's parts on the event store ``servers`` names."""
     sim = Simulator("127.0.0.1", free_port(), PASSPHRASE, close_seconds=0.2).start()
     keys = Keys.generate(channels=2)
     issuer = Keypair.random()

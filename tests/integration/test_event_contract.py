@@ -15,21 +15,28 @@ from confluent_kafka import Consumer, TopicPartition
 from stellar_sdk import Keypair
 
 from audit.sealer import Sealer
+from commands import run_files
 from commands.application import Ledger, event_store_env
 from commands.messages import (
     AccountAction,
+    CancelPayout,
     ChangePolicy,
     Deposit,
     ExecuteTransaction,
     OpenAccount,
+    PayoutRunAction,
     PostTransfer,
     RequestPayout,
     ReverseTransfer,
+    RowRequest,
     SetFeeRule,
+    SweepFees,
     TransferFunds,
+    UploadPayoutRun,
     VoidTransfer,
 )
 from ledger.fees import FeeTerms
+from ledger.payout_runs import row_payout_id
 from projectors import kafka
 from projectors.messages import MOVEMENT_TYPES
 from projectors.relay import Relay, RelayState
@@ -72,7 +79,28 @@ def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None
     ledger.note_payout_attempt(paid, 1, "ab" * 32, None)
     ledger.report_payout_stuck(paid, "no answer yet")
     ledger.confirm_payout(paid, "ab" * 32, 7)
+    ledger.cancel_payout(CancelPayout(refused, "ticket 9"))
     ledger.fail_payout(refused, "op_no_trust")
+    ledger.sweep_fees(SweepFees(unique("s"), asset, b))
+    # A payout run through all its states, as a client and the chain worker move it.
+    poor = unique("x")
+    ledger.open_account(OpenAccount(poor, "XLM/7"))
+    run_id = unique("run")
+    rows = (RowRequest("1", lumens, "1", Keypair.random().public_key, number=1),)
+    rows += (RowRequest("2", poor, "1", Keypair.random().public_key, "memo", number=2),)
+    ledger.upload_payout_run(UploadPayoutRun(run_id, rows, run_files.fingerprint(list(rows))))
+    for action in ("start", "pause", "resume"):
+        ledger.payout_run_action(PayoutRunAction(run_id, action))
+    run = ledger.run_record(run_id)
+    chunk = ledger.run_chunk(run_id, 0)
+    assert run is not None and chunk is not None
+    assert ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
+    ledger.confirm_payout(row_payout_id(run_id, "1", 1), "cd" * 32, 8)
+    assert ledger.complete_payout_run(run_id, 1, 1)
+    ledger.payout_run_action(PayoutRunAction(run_id, "retry"))
+    cancelled = unique("run")
+    ledger.upload_payout_run(UploadPayoutRun(cancelled, rows[:1], run_files.fingerprint(list(rows[:1]))))
+    ledger.payout_run_action(PayoutRunAction(cancelled, "cancel"))
     assert Sealer(ledger, database_url).seal() is not None
 
 

@@ -29,6 +29,7 @@ from ledger.ids import (
     transaction_uuid,
     transfer_uuid,
 )
+from ledger.payout_runs import PayoutRun, run_uuid
 from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
@@ -82,6 +83,9 @@ class Writer:
 
     def payout(self, payout_id: str) -> Payout | None:
         return self.work.get(payout_uuid(payout_id))  # type: ignore[return-value]
+
+    def payout_run(self, run_id: str) -> PayoutRun | None:
+        return self.work.get(run_uuid(run_id))  # type: ignore[return-value]
 
     def side(self, account_id: str, sides: Sides | None = None) -> Account | SystemAccount:
         """The account to move money on: loaded for a client account, write-only for a
