@@ -384,4 +384,6 @@ def run_periodically(reconciler: Reconciler, since: datetime | None, every: floa
             run_once(reconciler, since, known)
         except UNREADABLE:
             log.exception("reconciliation could not read the chain or the books; trying again")
+        except Exception:  # a record it cannot make sense of: the service goes on, the gauge falls behind
+            log.exception("reconciliation failed; trying again")
         stop.wait(every)

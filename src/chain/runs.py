@@ -7,9 +7,10 @@ own table (``chain_runs``) keeps how far it got, so a restarted worker goes on f
 there; requesting a chunk again finds the payouts already requested (their ids are
 derived from the run, the row and the attempt).
 
-The run's state read here also decides which payouts may be submitted: the worker's
-channels bind no payout of a paused run (``ChainStore.bind_next``) and check the run in
-the event store again before the first envelope (``ChannelWorker``).
+The run's state is mirrored into ``chain_runs`` at each step, and the worker's channels
+bind no payout of a run paused there (``ChainStore.bind_next``); the mirror may lag, so
+a channel also reads the run from the event store before a payout's first envelope, and
+puts a paused run's payout back (marking the run paused in the mirror at once).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from ledger.payout_runs import CANCELLED, COMPLETED, STARTED, PayoutRun, Row, ro
 from ledger.payouts import FAILED
 
 log = logging.getLogger(__name__)
-
-ENDED_STATES = ("confirmed", "failed", "refused")  # of chain_payouts
 
 
 class RunStore:
@@ -96,7 +95,7 @@ class RunDriver:
             try:
                 if not self.step():
                     stop.wait(0.5)
-            except (psycopg.Error, LedgerError):
+            except Exception:  # the store or the ledger unreachable, or a bug: logged, and tried again
                 log.exception("payout run step failed; retrying")
                 stop.wait(1.0)
 
@@ -134,7 +133,7 @@ class RunDriver:
         rows = [row for row in chunk.parsed() if self._due(run, row)]
         if rows:
             result = self.ledger.request_run_rows(run.run_id, run.attempt, rows)
-            if result["requested"] + result["refused"] == 0:
+            if result.get("not_started"):
                 return False  # paused, cancelled or retried meanwhile: read again next step
             requested += result["requested"]
             self.passed("requested")  # requested, not yet noted: a restart requests them again
@@ -159,8 +158,9 @@ class RunDriver:
             return False
         refused = sum(1 for attempt in run.refused.values() if attempt == run.attempt)
         failed = outcomes["failed"] + refused
-        if self.ledger.complete_payout_run(run.run_id, run.rows - failed, failed):
-            log.info("payout run completed", extra={"run": run.run_id, "failed": failed})
+        if not self.ledger.complete_payout_run(run.run_id, run.rows - failed, failed):
+            return False  # paused (or cancelled) just now: read again next step
+        log.info("payout run completed", extra={"run": run.run_id, "failed": failed})
         self.store.note(run.run_id, state=COMPLETED, ended=True)
         return True
 

@@ -275,6 +275,22 @@ class ChainStore:
             .fetchone()
         )
 
+    def unbind_paused(self, payout_id: str) -> None:
+        """A payout whose run the event store shows paused, though ``chain_runs`` did not
+        yet: back to new, and the run marked paused, so no channel binds its payouts
+        again until the run driver sees it resumed."""
+        conn = self.conn()
+        with conn.transaction():
+            conn.execute(
+                "UPDATE chain_payouts SET state = 'new', channel = NULL, updated_at = now() WHERE payout_id = %s",
+                (payout_id,),
+            )
+            conn.execute(
+                "INSERT INTO chain_runs (run_id, state) VALUES (split_part(%s, '$', 1), 'paused') "
+                "ON CONFLICT (run_id) DO UPDATE SET state = 'paused', ended = false, updated_at = now()",
+                (payout_id,),
+            )
+
     def envelopes(self, payout_id: str) -> list[dict[str, Any]]:
         return (
             self.conn()
@@ -612,8 +628,8 @@ class ChannelWorker:
                 if cancel is not None:
                     raise Refused(cancel)  # nothing was ever signed
                 held = run_hold(self.ledger, payout["payout_id"])
-                if held == "paused":  # back in line until the run is resumed
-                    self.store.update(payout["payout_id"], state="new", channel=None)
+                if held == "paused":  # back in line, and the run's payouts left alone until it is resumed
+                    self.store.unbind_paused(payout["payout_id"])
                     return None
                 if held == "cancelled":
                     raise Refused("run cancelled")  # nothing was ever signed

@@ -400,7 +400,9 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
             else CreateResource(ledger, write.scope, write.parse, handle, status=write.status)
         )
         ids = tuple(
-            openapi.Param(name, CLIENT_ID_SCHEMA, f"The {name.removesuffix('_id')}'s id", where="path")
+            openapi.Param(
+                name, PATH_SCHEMAS.get(name, CLIENT_ID_SCHEMA), f"The {name.removesuffix('_id')}'s id", where="path"
+            )
             for name in re.findall(r"{(\w+)}", write.path)
         )
         operation = openapi.Operation(
@@ -475,6 +477,9 @@ DESCRIPTION = (
 WRITE_PROBLEMS = (404, 409, 413, 415, 422, 503)
 CLIENT_ID_SCHEMA = {"type": "string", "pattern": CLIENT_ID.pattern}
 RUN_ID_SCHEMA = {"type": "string", "pattern": CLIENT_ID.pattern, "maxLength": 64}
+_ID = CLIENT_ID.pattern.strip("^$")
+# A payout is a client's (its id) or a run's row's (RUN$ROW$ATTEMPT).
+PATH_SCHEMAS = {"payout_id": {"type": "string", "pattern": f"^{_ID}(\\${_ID}\\$[0-9]{{1,9}})?$"}}
 EXAMPLE_ROW = {
     "id": "1",
     "account": "acct-alice",

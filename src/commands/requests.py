@@ -39,7 +39,7 @@ from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, PAYERS, FeeTerms
 from ledger.ids import CHAIN_DEPOSIT_ID, CLIENT_ID, validate_client_id
 from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
-from ledger.payout_runs import MAX_ROWS
+from ledger.payout_runs import MAX_ROWS, row_of_payout
 from ledger.transactions import MAX_LEGS
 from runtime import bodies
 
@@ -363,8 +363,14 @@ def change_policy(account_id: str, body: Any) -> ChangePolicy:
 
 
 def cancel_payout(payout_id: str, body: Any) -> CancelPayout:
+    """A client's payout, or a run's (``RUN$ROW$ATTEMPT``, ``ledger.payout_runs.row_payout_id``)."""
     parsed = decode(CancelPayoutBody, {} if body is None else body)
-    return CancelPayout(id=validate_client_id("payout id", payout_id), reason=parsed.reason)
+    names = row_of_payout(payout_id)
+    if names is None:
+        validate_client_id("payout id", payout_id)
+    elif not (CLIENT_ID.fullmatch(names[0]) and CLIENT_ID.fullmatch(names[1])):
+        raise InvalidRequest("payout id must be a client's id or a run's payout id (RUN$ROW$ATTEMPT)")
+    return CancelPayout(id=payout_id, reason=parsed.reason)
 
 
 def reassign_suspense(body: Any) -> ReassignSuspense:

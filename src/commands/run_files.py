@@ -137,9 +137,18 @@ def _row_problems(number: int, fields: dict[str, Any], expected_width: int | Non
     ):
         found.append(problem("destination", "invalid_destination", "a Stellar account id (G..., 56 characters)"))
     memo = fields.get("memo")
-    if memo is not None and not (isinstance(memo, str) and len(memo.encode("utf-8", "replace")) <= MAX_MEMO_BYTES):
-        found.append(problem("memo", "invalid_memo", f"a text of at most {MAX_MEMO_BYTES} bytes"))
+    if memo is not None and not (isinstance(memo, str) and 0 <= _utf8_length(memo) <= MAX_MEMO_BYTES):
+        found.append(problem("memo", "invalid_memo", f"a text of at most {MAX_MEMO_BYTES} bytes of UTF-8"))
     return found
+
+
+def _utf8_length(text: str) -> int:
+    """Its length in UTF-8; -1 for text no UTF-8 can hold (a lone surrogate from JSON's
+    \\ud800), which the event store could not write."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return -1
 
 
 def refused(problems: list[dict[str, Any]]) -> InvalidRows:

@@ -193,8 +193,8 @@ class PayoutRun(Aggregate):
 
     @event(RowsFailed)
     def _rows_failed(self, attempt: int, rows: list[dict[str, str]]) -> None:
-        for row in rows:
-            self.refused[row["row"]] = attempt
+        # A new dict, never a change in place: the write path forks aggregates shallowly.
+        self.refused = {**self.refused, **{row["row"]: attempt for row in rows}}
 
 
 class RowChunk(Aggregate):

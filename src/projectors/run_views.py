@@ -45,7 +45,6 @@ def run_doc(event: LedgerEvent) -> dict[str, Any]:
         "attempt": 1,
         "succeeded": None,
         "failed": None,
-        "accounts": [],
         "version": event.sequence,
         "position": event.position,
         "created_at": event.time,

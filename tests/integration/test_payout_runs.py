@@ -8,6 +8,7 @@ intake, the run driver, both channels) are stepped in this process.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -196,6 +197,9 @@ def test_a_file_with_bad_rows_is_refused_whole_then_accepted_corrected(
     other = upload(client, run_id, csv_of(rows[:1]))
     assert (other.status_code, other.json["code"]) == (409, "id_conflict")
     assert upload(client, unique("run"), b"id,account\n1,a\n").status_code == 400
+    lone = json.dumps({"id": unique("run"), "rows": [{**as_json["rows"][0], "memo": "\ud800"}]}).encode()
+    surrogate = client.simulate_post("/v1/payout-runs", body=lone, headers={"Content-Type": "application/json"})
+    assert [(r["row"], r["code"]) for r in surrogate.json["rows"]] == [(1, "invalid_memo")]  # no UTF-8 holds it
     plain = client.simulate_post("/v1/payout-runs", body=b"x", headers={"Content-Type": "text/plain"})
     assert plain.status_code == 415
     no_id = client.simulate_post("/v1/payout-runs", body=csv_of(rows), headers={"Content-Type": "text/csv"})
@@ -406,3 +410,27 @@ def test_rows_come_out_right_whatever_order_subjects_interleave_in(
     assert [(r["row"], r["state"], r["amount"], r["payout"]) for r in page["rows"]] == [
         (f"r{n}", "success", "1.0000000", row_payout_id(run_id, f"r{n}", 1)) for n in range(3)
     ]
+
+
+def test_a_chunk_requested_again_after_a_crash_keeps_its_refused_rows_refused(
+    chain: Chain, client: falcon.testing.TestClient
+) -> None:
+    """The worker died after requesting a chunk, before noting it: the chunk is requested
+    again, by then the poor account has money, and still its row is not paid in this
+    attempt (it was refused; a retry pays it)."""
+    payer, poor = funded(chain), funded(chain, "1")
+    run_id = unique("run")
+    rows = [("a", payer, "2", chain.destination(), ""), ("c", poor, "5", chain.destination(), "")]
+    assert upload(client, run_id, csv_of(rows)).status_code == 201
+    assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
+    chunk = chain.ledger.run_chunk(run_id, 0)
+    assert chunk is not None
+    assert chain.ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
+    chain.ledger.deposit(Deposit(unique("d"), poor, "10"))
+    assert chain.ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 0}
+    assert chain.ledger.payout_record(row_payout_id(run_id, "c", 1)) is None
+    # An operator may cancel a run's payout like any other (its id is RUN$ROW$ATTEMPT).
+    cancelled = client.simulate_post(f"/v1/payouts/{row_payout_id(run_id, 'a', 1)}/cancel")
+    assert (cancelled.status_code, cancelled.json["cancel_requested"]) == (202, "cancelled by an operator")
+    bad_id = client.simulate_post(f"/v1/payouts/{run_id}$-x$1/cancel")
+    assert bad_id.status_code == 400

@@ -17,7 +17,7 @@ from commands.answers import Replayed, transfer_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import ReassignSuspense, SweepFees
 from ledger.accounts import Account
-from ledger.errors import AssetMismatch, IdConflict, InsufficientFunds, InvalidRequest, NotInSuspense, TransferNotFound
+from ledger.errors import AssetMismatch, IdConflict, InsufficientFunds, NotInSuspense, TransferNotFound
 from ledger.ids import account_uuid, fee_account_id, reassignment_id, suspense_account_id
 from ledger.money import Asset
 from ledger.transfers import Transfer
@@ -72,9 +72,7 @@ def sweep_fees(w: Writer, cmd: SweepFees) -> dict[str, Any]:
 def _sides(w: Writer, system_id: str, account_id: str, asset: str) -> tuple[Account, Sides]:
     """The system account read in full (its funds are checked like a client's) and the
     open client account of the same asset that receives the money."""
-    target = w.account(account_id)
-    if target.system:
-        raise InvalidRequest(f"account {account_id!r} is a system account")
+    target = w.account(account_id)  # a client's id: never a system account ($...)
     if target.asset != asset:
         raise AssetMismatch(f"account {account_id!r} holds {target.asset}, not {asset}")
     target.require_open()

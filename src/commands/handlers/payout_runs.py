@@ -106,9 +106,12 @@ def request_rows(w: Writer, run_id: str, attempt: int, rows: list[Row]) -> dict[
     requested unless the run is started in this attempt (paused or cancelled meanwhile)."""
     run = _run(w, run_id)
     if run.state != STARTED or run.attempt != attempt:
-        return {"requested": 0, "refused": 0}
+        return {"requested": 0, "refused": 0, "not_started": 1}
     refused: list[dict[str, str]] = []
+    requested = 0
     for row in rows:
+        if run.refused.get(row.id) == attempt:
+            continue  # refused in this attempt already (a chunk requested again): it stays failed
         unit = Asset.parse(row.asset)
         payout = RequestPayout(
             row_payout_id(run_id, row.id, attempt), row.account, unit.format(row.amount), row.destination, row.memo
@@ -116,11 +119,12 @@ def request_rows(w: Writer, run_id: str, attempt: int, rows: list[Row]) -> dict[
         try:
             with w.work.scope():
                 request_payout(w, payout)
+            requested += 1
         except LedgerError as exc:
             refused.append({"row": row.id, "code": exc.code, "reason": exc.detail[:300]})
     if refused and run.fail_rows(refused):
         w.save(run)
-    return {"requested": len(rows) - len(refused), "refused": len(refused)}
+    return {"requested": requested, "refused": len(refused)}
 
 
 def complete_run(w: Writer, run_id: str, succeeded: int, failed: int) -> bool:
