@@ -305,11 +305,11 @@ def test_a_payout_run_from_the_shell_runs_to_completion(stack: Stack, tmp_path: 
     assert stack.post("/v1/deposits", {"id": unique("d"), "account": payer, "amount": "100"}).status_code == 201
     payees = [stack.payee() for _ in range(5)]
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,account,amount,destination\n1,nobody,1,GABC\n")
+    bad.write_text(f"id,account,amount,destination\n1,{payer},1,GABC\n2,nobody,1,{payees[0]}\n")
     refused = run_ledger("payouts", "run", str(bad), "--id", unique("run"), env=stack.cli_env(), cwd=stack.checkout)
     assert refused.returncode == 2, refused.stderr
     assert "row 1 destination: invalid_destination" in refused.stderr
-    assert "row 1 account: account_not_found" in refused.stderr
+    assert "row 2 account: account_not_found" in refused.stderr
     good = tmp_path / "run.json"
     run_id = unique("run")
     rows = [{"id": f"r{n}", "account": payer, "amount": "1.5", "destination": p} for n, p in enumerate(payees)]
