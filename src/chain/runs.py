@@ -20,9 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
+from chain.connections import ThreadConnections
 from commands.application import Ledger
 from ledger.errors import LedgerError
 from ledger.payout_runs import CANCELLED, COMPLETED, STARTED, PayoutRun, Row, row_of_payout, row_payout_id
@@ -31,18 +29,8 @@ from ledger.payouts import FAILED
 log = logging.getLogger(__name__)
 
 
-class RunStore:
+class RunStore(ThreadConnections):
     """``chain_runs``, and what ``chain_payouts`` says of a run's payouts."""
-
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self.local = threading.local()
-
-    def conn(self) -> psycopg.Connection[dict[str, Any]]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self.local.conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
-        return conn
 
     def open_runs(self) -> list[dict[str, Any]]:
         return self.conn().execute("SELECT * FROM chain_runs WHERE NOT ended ORDER BY updated_at").fetchall()
@@ -69,11 +57,6 @@ class RunStore:
             .fetchone()
         )
         return {k: int(v) for k, v in (row or {}).items()}
-
-    def close(self) -> None:
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
-            conn.close()
 
 
 def _like(text: str) -> str:

@@ -40,13 +40,13 @@ import psycopg
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionEnvelope
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError, NotFoundError
 
+from chain.connections import ThreadConnections
 from chain.runs import RunDriver, RunStore, run_hold
 from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
 from commands.application import Ledger
@@ -161,18 +161,8 @@ SET_CURSOR = (
 )
 
 
-class ChainStore:
+class ChainStore(ThreadConnections):
     """The worker's tables; every method is one short transaction."""
-
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self.local = threading.local()
-
-    def conn(self) -> psycopg.Connection[dict[str, Any]]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self.local.conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
-        return conn
 
     def take_in(
         self,
@@ -331,11 +321,6 @@ class ChainStore:
 
     def set_cursor(self, name: str, value: str) -> None:
         self.conn().execute(SET_CURSOR, (name, value))
-
-    def close(self) -> None:
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
-            conn.close()
 
 
 class Intake:
