@@ -99,6 +99,7 @@ def pay_as_run(
     rows = ["id,account,amount,destination,memo"]
     rows += [f"r{n},{payers[n % len(payers)]},1.5,{d},bench" for n, d in enumerate(destinations)]
     run_id = f"bench-run-{run}"
+    http.close()  # its connections sat idle while the destinations were made: the API may have closed them
     started = time.monotonic()
     uploaded = http.post(
         f"{command}/v1/payout-runs",
