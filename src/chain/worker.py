@@ -31,7 +31,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,7 +83,8 @@ INTAKE_CONSUMER = "chain-intake"
 NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
 DIFFERS_FROM_STORE = "differs_from_store"
 STEPS = ("intake", "stored", "submitted", "recorded", "requested")  # requested: a run's chunk of payouts
-HISTORY_PAGES = 20  # of 200 transactions: how far back a channel's history is searched for a sequence number
+HISTORY_PAGE = 200  # Horizon's largest page
+HISTORY_PAGES = 20  # how far back a channel's history is searched for a sequence number
 
 
 @dataclass(frozen=True)
@@ -793,24 +794,28 @@ class ChannelWorker:
         """The channel's transaction that used ``sequence``, from the channel's own history
         (newest first); Unresolved if the history does not hold it."""
         channel = self.channel.public_key
+        for record in self._channel_history():
+            if record.get("source_account") != channel:
+                continue  # a payment to it, not one of its own
+            used = int(record["source_account_sequence"])
+            if used == sequence:
+                return record
+            if used < sequence:  # newest first: it would have been here
+                break
+        raise Unresolved(f"sequence number {sequence} of channel {channel} is used; its history does not show by what")
+
+    def _channel_history(self) -> Iterator[dict[str, Any]]:
+        """The channel's transactions, failed ones too, newest first, at most
+        ``HISTORY_PAGES`` pages of them."""
         cursor: str | None = None
         for _ in range(HISTORY_PAGES):
-            call = self.horizon.transactions().for_account(channel).include_failed(True).order(desc=True).limit(200)
+            call = self.horizon.transactions().for_account(self.channel.public_key)
+            call = call.include_failed(True).order(desc=True).limit(HISTORY_PAGE)
             records = (call.cursor(cursor) if cursor else call).call()["_embedded"]["records"]
-            for record in records:
-                if record.get("source_account") != channel:
-                    continue
-                used = int(record["source_account_sequence"])
-                if used == sequence:
-                    return record
-                if used < sequence:  # newest first: it would have been here
-                    break
-            else:
-                if len(records) == 200:
-                    cursor = records[-1]["paging_token"]
-                    continue
-            break
-        raise Unresolved(f"sequence number {sequence} of channel {channel} is used; its history does not show by what")
+            yield from records
+            if len(records) < HISTORY_PAGE:
+                return
+            cursor = records[-1]["paging_token"]
 
     @staticmethod
     def _raise_if_ours(record: dict[str, Any], versions: list[dict[str, Any]]) -> None:
