@@ -39,7 +39,6 @@ from typing import Any
 import psycopg
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka import Message as KafkaMessage
 from psycopg.types.json import Jsonb
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionEnvelope
@@ -83,6 +82,7 @@ INTAKE_CONSUMER = "chain-intake"
 NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
 DIFFERS_FROM_STORE = "differs_from_store"
 STEPS = ("intake", "stored", "submitted", "recorded", "requested")  # requested: a run's chunk of payouts
+RUN_EVENTS = "ledger.payout_run."  # the type prefix of a payout run's events
 HISTORY_PAGE = 200  # Horizon's largest page
 HISTORY_PAGES = 20  # how far back a channel's history is searched for a sequence number
 
@@ -369,11 +369,12 @@ class Intake:
         offsets: dict[str, str] = {}
         runs: set[str] = set()
         for message in kafka.take_batch(self.consumer, timeout, 500, service="chain"):
-            run_id = _run_named(message)
-            if run_id is not None:
-                runs.add(run_id)
             try:
-                payout = self._payout_named(message)
+                headers = decode_headers(message)
+                kind = message_type(headers)
+                if kind.startswith(RUN_EVENTS) and CLIENT_ID.fullmatch(headers.get("ce_subject", "")):
+                    runs.add(headers["ce_subject"])  # a hint for the run driver, which reads the run from the store
+                payout = self._payout_named(headers, message.value()) if kind == PAYOUT_REQUESTED else None
             except BadMessage as exc:
                 letter = DeadLetter.of(message, self.topic_watch.topic_id, exc)
                 letter.log(log, INTAKE_CONSUMER)
@@ -391,14 +392,10 @@ class Intake:
             self.kill.passed("intake")
         return added
 
-    def _payout_named(self, message: KafkaMessage) -> dict[str, Any] | None:
+    def _payout_named(self, headers: dict[str, str], value: bytes | None) -> dict[str, Any] | None:
         """The payout a payout-requested message names, as the event store has it; None
-        for messages of other types (the intake's business is payouts) and for payouts
-        already ended. Raises BadMessage for a message that is not to be acted on."""
-        headers = decode_headers(message)
-        if message_type(headers) != PAYOUT_REQUESTED:
-            return None
-        event = read_checked(headers, message.value())
+        for payouts already ended. Raises BadMessage for a message that is not to be acted on."""
+        event = read_checked(headers, value)
         assert isinstance(event, LedgerEvent)
         claimed = event.data
         record = self.ledger.payout_record(claimed["payout"])
@@ -485,18 +482,6 @@ class DepositFollower:
                 metrics.HORIZON_ERRORS.labels("deposits").inc()
                 log.exception("following deposits failed; retrying")
                 stop.wait(2.0)
-
-
-def _run_named(message: KafkaMessage) -> str | None:
-    """The payout run a run event names: a hint for the run driver to look (it reads
-    the run from the event store), never more."""
-    try:
-        headers = decode_headers(message)
-        kind = message_type(headers)
-    except BadMessage:
-        return None  # set aside by _payout_named, as any unreadable message is
-    subject = headers.get("ce_subject", "")
-    return subject if kind.startswith("ledger.payout_run.") and CLIENT_ID.fullmatch(subject) else None
 
 
 def _differing(payout: dict[str, Any], record: Payout) -> list[str]:
