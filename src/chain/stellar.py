@@ -22,6 +22,16 @@ def stellar_asset(spec: str) -> Asset:
     return Asset(code, issuer)
 
 
+def asset_key(asset: Asset) -> str:
+    """How an asset is named in the worker's maps: ``native`` or ``CODE:ISSUER``."""
+    return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
+
+
+def record_asset_key(record: dict[str, str]) -> str:
+    """The same name for the asset of a Horizon record (a payment, a balance)."""
+    return "native" if record["asset_type"] == "native" else f"{record['asset_code']}:{record['asset_issuer']}"
+
+
 def chain_amount(stroops: int) -> str:
     """Minor units of a scale-7 ledger asset as a Stellar amount string ("12.3400000")."""
     return f"{Decimal(stroops) / STROOPS:.7f}"

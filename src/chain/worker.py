@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,12 +45,14 @@ from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionE
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError, NotFoundError
 
+from chain.balance_watch import BalanceWatch
 from chain.connections import ThreadConnections
 from chain.runs import RunDriver, RunStore, run_hold
-from chain.stellar import Keys, chain_amount, stellar_asset, stroops_of
+from chain.stellar import Keys, asset_key, chain_amount, record_asset_key, stellar_asset, stroops_of
 from commands.application import Ledger
 from ledger.errors import LedgerError
 from ledger.ids import CLIENT_ID
+from ledger.money import Asset as LedgerAsset
 from ledger.payouts import MAX_CHAIN_AMOUNT, Payout
 from ledger.transfers import PENDING
 from projectors import kafka
@@ -58,7 +60,7 @@ from projectors.dead_letters import DeadLetter
 from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
 from projectors.validation import BadMessage, decode_headers, message_type, read_checked
 from runtime import metrics
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class ChainSettings:
     tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
     ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
     stuck_after_attempts: int = 8  # then the payout is reported stuck (and still retried)
+    low_balance_floors: dict[str, int] = field(default_factory=dict)  # ledger asset -> minor units
+    balance_seconds: float = 10.0  # how often the distribution account's balances are judged
     base_fee: int = 100
     backoff_seconds: float = 0.2
     max_backoff_seconds: float = 5.0
@@ -112,7 +116,22 @@ def chain_settings(settings: Settings) -> ChainSettings:
         tx_timeout_seconds=settings.chain_tx_timeout_seconds,
         ledger_window=settings.chain_ledger_window,
         stuck_after_attempts=settings.chain_stuck_after_attempts,
+        low_balance_floors=_floors(settings),
+        balance_seconds=settings.chain_balance_seconds,
     )
+
+
+def _floors(settings: Settings) -> dict[str, int]:
+    """LEDGER_CHAIN_LOW_BALANCE in minor units, each a payout asset's."""
+    floors = {}
+    for asset, amount in settings.low_balance_floors.items():
+        if asset not in settings.payout_assets:
+            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset} is not a payout asset (LEDGER_STELLAR_ASSETS)")
+        try:
+            floors[asset] = LedgerAsset.parse(asset).parse_amount(amount, allow_zero=True)
+        except LedgerError as exc:
+            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset}={amount}: {exc.detail}") from None
+    return floors
 
 
 SIMULATOR_FUNDING_XLM = "1000000"
@@ -437,7 +456,7 @@ class DepositFollower:
         self.ledger = ledger
         self.account_id = settings.keys.distribution.public_key
         self.cursor_name = f"deposits:{self.account_id}"
-        self.assets = {_asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
+        self.assets = {asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
         self.horizon = Server(settings.horizon_url, client=RequestsClient(num_retries=0, request_timeout=5))
 
     def poll(self) -> int:
@@ -463,8 +482,7 @@ class DepositFollower:
             return  # our own payouts, and operations that are not payments to us
         if not record.get("transaction_successful", True):
             return
-        key = "native" if record["asset_type"] == "native" else f"{record['asset_code']}:{record['asset_issuer']}"
-        asset = self.assets.get(key)
+        asset = self.assets.get(record_asset_key(record))
         if asset is None:
             log.warning("payment in an asset the ledger does not map; not credited", extra={"payment": record["id"]})
             return
@@ -494,10 +512,6 @@ def _differing(payout: dict[str, Any], record: Payout) -> list[str]:
         "memo": (payout["memo"], record.memo),
     }
     return [name for name, (ours, stored) in pairs.items() if ours != stored]
-
-
-def _asset_key(asset: Asset) -> str:
-    return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
 
 
 class Outcome(Exception):
@@ -918,6 +932,7 @@ class ChainWorker:
         self.deposits = DepositFollower(settings, self.store, ledger)
         self.run_store = RunStore(database_url)
         self.runs = RunDriver(self.run_store, ledger, self.kill.passed)
+        self.balances = BalanceWatch(settings, self.store, ledger)
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.intake.start()
@@ -927,6 +942,7 @@ class ChainWorker:
         ]
         threads.append(threading.Thread(target=self.deposits.run, args=(stop,), name="deposits", daemon=True))
         threads.append(threading.Thread(target=self.runs.run, args=(stop,), name="runs", daemon=True))
+        threads.append(threading.Thread(target=self.balances.run, args=(stop,), name="balances", daemon=True))
         for thread in threads:
             thread.start()
         on_ready()

@@ -16,8 +16,10 @@ from commands.messages import (
     OpenAccount,
     PayoutRunAction,
     PostTransfer,
+    RemoveMonitor,
     RequestPayout,
     ReverseTransfer,
+    SetMonitor,
     TransferBatch,
     TransferFunds,
     UploadPayoutRun,
@@ -32,6 +34,8 @@ def sides(command: Any, ledger: Ledger) -> Sides:
     command naming a transfer that does not exist (the handler answers 404)."""
     if isinstance(command, OpenAccount):
         return (command.id,), ()
+    if isinstance(command, SetMonitor | RemoveMonitor):
+        return (command.account,), ()
     if isinstance(command, Deposit | RequestPayout):
         return (command.account,), ()
     if isinstance(command, TransferFunds):

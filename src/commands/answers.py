@@ -17,6 +17,7 @@ from ledger.accounts import Account, Balance
 from ledger.fees import FeeRule
 from ledger.ids import fee_account_id, fee_transfer_id
 from ledger.money import Asset
+from ledger.monitors import Monitor
 from ledger.payouts import Payout
 from ledger.transfers import Transfer
 
@@ -48,6 +49,25 @@ def account_result(account: Account, position: Position | int) -> dict[str, Any]
         position,
         (account.daily_limit, account.monthly_limit),
     )
+
+
+def monitor_result(
+    account: Account, monitor: Monitor, position: Position | int, *, removed: bool = False
+) -> dict[str, Any]:
+    if removed:
+        state = "removed"
+    else:
+        state = "triggered" if monitor.id in account.triggered_monitors else "clear"
+    return {
+        "id": monitor.id,
+        "account": account.account_id,
+        "asset": account.asset,
+        "balance": monitor.balance,
+        "when": monitor.when,
+        "amount": _unit(account.asset).format(monitor.amount),
+        "state": state,
+        "position": position,
+    }
 
 
 def account_view(

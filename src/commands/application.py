@@ -41,9 +41,11 @@ from commands.messages import (
     PayoutRunAction,
     PostTransfer,
     ReassignSuspense,
+    RemoveMonitor,
     RequestPayout,
     ReverseTransfer,
     SetFeeRule,
+    SetMonitor,
     SweepFees,
     TransferBatch,
     TransferFunds,
@@ -52,6 +54,7 @@ from commands.messages import (
 )
 from commands.unit_of_work import AggregateCache, UnitOfWork, resolved
 from ledger.accounts import Account
+from ledger.distribution import DistributionBalance
 from ledger.errors import AccountNotFound, Busy, LedgerError
 from ledger.ids import account_uuid, chain_deposit_id, payout_uuid, transaction_uuid, transfer_uuid
 from ledger.payout_runs import PayoutRun, Row, RowChunk, chunk_uuid, row_payout_id, run_uuid
@@ -169,6 +172,12 @@ class Ledger(Application[UUID]):
     def account_action(self, cmd: AccountAction) -> dict[str, Any]:
         return self._submit(lambda w: accounts.account_action(w, cmd), account_uuid(cmd.account))
 
+    def set_monitor(self, cmd: SetMonitor) -> dict[str, Any]:
+        return self._submit(lambda w: accounts.set_monitor(w, cmd), account_uuid(cmd.account))
+
+    def remove_monitor(self, cmd: RemoveMonitor) -> dict[str, Any]:
+        return self._submit(lambda w: accounts.remove_monitor(w, cmd), account_uuid(cmd.account))
+
     def deposit(self, cmd: Deposit) -> dict[str, Any]:
         return self._submit(lambda w: deposits.deposit(w, cmd), account_uuid(cmd.account), transfer_uuid(cmd.id))
 
@@ -230,6 +239,14 @@ class Ledger(Application[UUID]):
         return self._submit(
             lambda w: deposits.credit_from_chain(w, payment_id, asset, amount, memo),
             transfer_uuid(chain_deposit_id(payment_id)),
+        )
+
+    def judge_distribution_balance(self, asset: str, distribution: str, balance: int, needed: int, floor: int) -> bool:
+        """The chain worker's periodic look at the distribution account: a crossing into
+        low (or back) is recorded once, whichever worker sees it first."""
+        return self._submit(
+            lambda w: payouts.judge_distribution_balance(w, asset, distribution, balance, needed, floor),
+            DistributionBalance.create_id(distribution, asset),
         )
 
     def note_payout_attempt(self, payout_id: str, attempt: int, tx_hash: str, error: str | None) -> dict[str, Any]:

@@ -63,6 +63,24 @@ class AccountAction:
 
 
 @dataclass(frozen=True)
+class SetMonitor:
+    """A threshold on an account's balance (``ledger.monitors``); the amount as sent, in
+    major units at the account's scale."""
+
+    id: str
+    account: str
+    balance: str  # "available" | "posted"
+    when: str  # "below" | "above"
+    amount: str
+
+
+@dataclass(frozen=True)
+class RemoveMonitor:
+    id: str
+    account: str
+
+
+@dataclass(frozen=True)
 class ExecuteTransaction:
     id: str
     transfers: tuple[TransferFunds, ...]

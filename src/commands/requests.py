@@ -27,9 +27,11 @@ from commands.messages import (
     PayoutRunAction,
     PostTransfer,
     ReassignSuspense,
+    RemoveMonitor,
     RequestPayout,
     ReverseTransfer,
     SetFeeRule,
+    SetMonitor,
     SweepFees,
     TransferBatch,
     TransferFunds,
@@ -39,6 +41,7 @@ from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.fees import MAX_BASIS_POINTS, OPERATIONS, PAYERS, FeeTerms
 from ledger.ids import CHAIN_DEPOSIT_ID, CLIENT_ID, validate_client_id
 from ledger.money import AMOUNT_PATTERN, ASSET_PATTERN, Asset, split_amount
+from ledger.monitors import AVAILABLE, BALANCES, WHENS
 from ledger.payout_runs import MAX_ROWS, row_of_payout
 from ledger.transactions import MAX_LEGS
 from runtime import bodies
@@ -179,6 +182,18 @@ class PolicyBody(Body):
     overdraft_limit: AmountText | msgspec.UnsetType = msgspec.UNSET
     daily_limit: AmountText | None | msgspec.UnsetType = msgspec.UNSET
     monthly_limit: AmountText | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class MonitorBody(Body):
+    id: Annotated[ClientId, msgspec.Meta(description="The monitor's id, one per account: set again to change it")]
+    account: ClientId
+    when: Literal[WHENS]  # type: ignore[valid-type]
+    amount: Annotated[AmountText, msgspec.Meta(description="The threshold: strictly below or above it is past it")]
+    balance: Literal[BALANCES] = AVAILABLE  # type: ignore[valid-type]
+
+
+class RemoveMonitorBody(Body):
+    account: ClientId
 
 
 class TransactionBody(Body):
@@ -360,6 +375,25 @@ def change_policy(account_id: str, body: Any) -> ChangePolicy:
     if not changes:
         raise InvalidRequest(f"send at least one of {', '.join(PolicyBody.__struct_fields__)}")
     return ChangePolicy(account=validate_client_id("account id", account_id), changes=changes)
+
+
+def set_monitor(body: Any) -> SetMonitor:
+    parsed = decode(MonitorBody, body)
+    split_amount(parsed.amount)  # the shape, fully; the scale is the account's
+    return SetMonitor(
+        id=validate_client_id("id", parsed.id),
+        account=validate_client_id("account", parsed.account),
+        balance=parsed.balance,
+        when=parsed.when,
+        amount=parsed.amount,
+    )
+
+
+def remove_monitor(monitor_id: str, body: Any) -> RemoveMonitor:
+    parsed = decode(RemoveMonitorBody, body)
+    return RemoveMonitor(
+        id=validate_client_id("monitor id", monitor_id), account=validate_client_id("account", parsed.account)
+    )
 
 
 def cancel_payout(payout_id: str, body: Any) -> CancelPayout:

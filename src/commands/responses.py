@@ -7,7 +7,7 @@ every answer against them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -26,6 +26,20 @@ class AccountAnswer(msgspec.Struct):
     daily_limit: Amount | None
     monthly_limit: Amount | None
     metadata: dict[str, Any]
+    position: Position
+
+
+class MonitorAnswer(msgspec.Struct):
+    id: str
+    account: str
+    asset: str
+    balance: Literal["available", "posted"]
+    when: Literal["below", "above"]
+    amount: Amount
+    state: Annotated[
+        Literal["clear", "triggered", "removed"],
+        msgspec.Meta(description="triggered: the balance is past the threshold now"),
+    ]
     position: Position
 
 

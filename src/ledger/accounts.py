@@ -12,9 +12,18 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, LimitExceeded, OverdraftInUse
+from ledger.errors import (
+    AccountNotEmpty,
+    AccountNotOpen,
+    InsufficientFunds,
+    LimitExceeded,
+    MonitorNotFound,
+    OverdraftInUse,
+    TooManyMonitors,
+)
 from ledger.ids import account_uuid
 from ledger.money import Asset
+from ledger.monitors import AVAILABLE, MAX_MONITORS, Monitor
 
 OPEN, FROZEN, CLOSED = "open", "frozen", "closed"
 
@@ -97,6 +106,27 @@ class Account(Aggregate):
     class Closed(Aggregate.Event):
         pass
 
+    class MonitorSet(Aggregate.Event):
+        monitor_id: str
+        balance: str
+        when: str
+        amount: int
+
+    class MonitorRemoved(Aggregate.Event):
+        monitor_id: str
+
+    class MonitorCrossed(Aggregate.Event):
+        """The movement ``transfer_id`` (None: the monitor's setting) took the balance past
+        the threshold (``triggered``) or back; ``value`` is the balance it left."""
+
+        monitor_id: str
+        balance: str
+        when: str
+        amount: int
+        value: int
+        transfer_id: str | None
+        triggered: bool
+
     @staticmethod
     def create_id(account_id: str) -> UUID:
         return account_uuid(account_id)
@@ -126,6 +156,8 @@ class Account(Aggregate):
         self.window_day: str | None = None  # the UTC day of the last counted debit
         self.spent_day = 0
         self.spent_month = 0
+        self.monitors: dict[str, Monitor] = {}
+        self.triggered_monitors: frozenset[str] = frozenset()
 
     @property
     def available(self) -> int:
@@ -265,6 +297,69 @@ class Account(Aggregate):
         self._closed()
         return True
 
+    def set_monitor(self, monitor: Monitor) -> bool:
+        """Returns False when the account has that monitor already. A new or changed
+        monitor starts clear and is triggered at once if the balance is already past it:
+        its subscribers hear of a threshold the account is beyond when it is set."""
+        self._require_not_closed()
+        if self.monitors.get(monitor.id) == monitor:
+            return False
+        if monitor.id not in self.monitors and len(self.monitors) >= MAX_MONITORS:
+            raise TooManyMonitors(f"account {self.account_id!r} has {MAX_MONITORS} monitors, the most it may have")
+        self._monitor_set(**monitor.fields())
+        self.watch()
+        return True
+
+    def remove_monitor(self, monitor_id: str) -> Monitor:
+        """The monitor removed."""
+        monitor = self.monitors.get(monitor_id)
+        if monitor is None:
+            raise MonitorNotFound(f"account {self.account_id!r} has no monitor {monitor_id!r}")
+        self._monitor_removed(monitor_id=monitor_id)
+        return monitor
+
+    def watch(self) -> None:
+        """Record each crossing of a threshold the command's changes made, once they are
+        all made (``Writer.save``): a balance that ends where it started (a transaction
+        out and back, a transfer and its fee) crossed nothing. The crossing is put down to
+        the command's first movement of the account."""
+        if not self.monitors:
+            return
+        moved = (e for e in self.pending_events if type(e) in MOVEMENTS)
+        transfer_id: str | None = next((e.transfer_id for e in moved), None)  # type: ignore[attr-defined]
+        for monitor in self.monitors.values():
+            value = self.available if monitor.balance == AVAILABLE else self.posted_credits - self.posted_debits
+            triggered = monitor.holds(value)
+            if triggered != (monitor.id in self.triggered_monitors):
+                self._monitor_crossed(**monitor.fields(), value=value, transfer_id=transfer_id, triggered=triggered)
+
+    @event(MonitorSet)
+    def _monitor_set(self, monitor_id: str, balance: str, when: str, amount: int) -> None:
+        # Replaced, never changed in place: commands work on shallow copies of aggregates.
+        self.monitors = {**self.monitors, monitor_id: Monitor(monitor_id, balance, when, amount)}
+        self.triggered_monitors = self.triggered_monitors - {monitor_id}
+
+    @event(MonitorRemoved)
+    def _monitor_removed(self, monitor_id: str) -> None:
+        self.monitors = {key: monitor for key, monitor in self.monitors.items() if key != monitor_id}
+        self.triggered_monitors = self.triggered_monitors - {monitor_id}
+
+    @event(MonitorCrossed)
+    def _monitor_crossed(
+        self,
+        monitor_id: str,
+        balance: str,
+        when: str,
+        amount: int,
+        value: int,
+        transfer_id: str | None,
+        triggered: bool,
+    ) -> None:
+        if triggered:
+            self.triggered_monitors = self.triggered_monitors | {monitor_id}
+        else:
+            self.triggered_monitors = self.triggered_monitors - {monitor_id}
+
     def _require_not_closed(self) -> None:
         if self.status == CLOSED:
             raise AccountNotOpen(f"account {self.account_id!r} is closed")
@@ -403,6 +498,18 @@ class Account(Aggregate):
             timestamp=cls.Event.create_timestamp(),
             **fields,
         )
+
+
+MOVEMENTS = {
+    Account.Debited,
+    Account.Credited,
+    Account.DebitPending,
+    Account.CreditPending,
+    Account.PendingDebitPosted,
+    Account.PendingCreditPosted,
+    Account.PendingDebitVoided,
+    Account.PendingCreditVoided,
+}
 
 
 class SystemAccount:

@@ -124,6 +124,14 @@ class AmountExceedsChainLimit(RuleViolation):
     code = "amount_exceeds_chain_limit"
 
 
+class MonitorNotFound(NotFound):
+    code = "monitor_not_found"
+
+
+class TooManyMonitors(RuleViolation):
+    code = "too_many_monitors"
+
+
 class PayoutNotFound(NotFound):
     code = "payout_not_found"
 

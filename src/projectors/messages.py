@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from ledger.accounts import BALANCE_FIELDS, Account
+from ledger.distribution import DistributionBalance
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
 from ledger.payout_runs import PayoutRun, RowChunk
@@ -68,6 +69,12 @@ ACCOUNT_STATUS_TYPES: dict[type, tuple[str, str]] = {
     Account.Unfrozen: ("ledger.account.unfrozen.v1", "open"),
     Account.Closed: ("ledger.account.closed.v1", "closed"),
 }
+MONITOR_SET = "ledger.monitor.set.v1"
+MONITOR_REMOVED = "ledger.monitor.removed.v1"
+MONITOR_TRIGGERED = "ledger.monitor.triggered.v1"
+MONITOR_CLEARED = "ledger.monitor.cleared.v1"
+DISTRIBUTION_LOW = "ledger.chain.distribution_low.v1"
+DISTRIBUTION_RECOVERED = "ledger.chain.distribution_recovered.v1"
 TRANSFER_POSTED = "ledger.transfer.posted.v1"
 TRANSFER_PENDING = "ledger.transfer.pending.v1"
 TRANSFER_PENDING_POSTED = "ledger.transfer.pending_posted.v1"
@@ -136,6 +143,8 @@ def creation_ref(event: Any) -> SubjectRef:
         return SubjectRef(event.run_id, "")
     if isinstance(event, RowChunk.Created):
         return SubjectRef(chunk_subject(event.run_id, event.index), "")
+    if isinstance(event, DistributionBalance.WentLow):
+        return SubjectRef(f"{event.distribution}/{event.asset}", event.asset)
     raise TypeError(f"{type(event).__qualname__} does not start a stream")
 
 
@@ -215,6 +224,8 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
         rows = [{**row, "amount": str(row["amount"])} for row in event.rows]
         data = {"run": event.run_id, "chunk": event.index, "rows": rows}
         return PAYOUT_RUN_ROWS_ADDED, chunk_subject(event.run_id, event.index), data
+    if isinstance(event, DistributionBalance.WentLow):
+        return DISTRIBUTION_LOW, f"{event.distribution}/{event.asset}", _judged(event, event.distribution, event.asset)
     if ref is None:
         raise ValueError(f"{type(event).__qualname__} needs its stream's SubjectRef")
     if type(event) in PAYOUT_RUN_MOVES:
@@ -268,6 +279,24 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
                 "monthly_limit": None if event.monthly_limit is None else str(event.monthly_limit),
             },
         )
+    if isinstance(event, Account.MonitorSet | Account.MonitorCrossed):
+        data = {
+            "account": ref.subject,
+            "asset": ref.asset,
+            "monitor": event.monitor_id,
+            "balance": event.balance,
+            "when": event.when,
+            "amount": str(event.amount),
+        }
+        if isinstance(event, Account.MonitorSet):
+            return MONITOR_SET, ref.subject, data
+        data.update(value=str(event.value), transfer=event.transfer_id)
+        return (MONITOR_TRIGGERED if event.triggered else MONITOR_CLEARED), ref.subject, data
+    if isinstance(event, DistributionBalance.Crossed):
+        data = _judged(event, ref.subject.partition("/")[0], ref.asset)  # the subject: ADDRESS/ASSET
+        return (DISTRIBUTION_LOW if event.low else DISTRIBUTION_RECOVERED), ref.subject, data
+    if isinstance(event, Account.MonitorRemoved):
+        return MONITOR_REMOVED, ref.subject, {"account": ref.subject, "monitor": event.monitor_id}
     if type(event) in ACCOUNT_STATUS_TYPES:
         ce_type, status = ACCOUNT_STATUS_TYPES[type(event)]
         return ce_type, ref.subject, {"account": ref.subject, "status": status}
@@ -294,6 +323,16 @@ def _encode(event: Any, ref: SubjectRef | None) -> tuple[str, str, dict[str, Any
     if isinstance(event, Transfer.Voided):
         return TRANSFER_VOIDED, ref.subject, {"transfer": ref.subject, "reason": event.reason}
     raise TypeError(f"no message type for {type(event).__qualname__}")
+
+
+def _judged(event: Any, distribution: str, asset: str) -> dict[str, Any]:
+    return {
+        "distribution": distribution,
+        "asset": asset,
+        "balance": str(event.balance),
+        "needed": str(event.needed),
+        "floor": str(event.floor),
+    }
 
 
 def balance_data(balance: dict[str, int]) -> dict[str, str]:

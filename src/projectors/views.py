@@ -40,6 +40,7 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
+from projectors.monitor_views import MONITOR_TYPES, monitors_changed
 from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
 from queries.readmodel import (
     ACCOUNTS,
@@ -89,7 +90,7 @@ VERSIONED = (ACCOUNTS, TRANSFERS, PAYOUTS, PAYOUT_RUNS)  # one document per even
 
 def _stream_of(event: LedgerEvent) -> tuple[str | None, str]:
     """The read-model collection and document an event changes."""
-    if event.type.startswith("ledger.account."):
+    if event.type.startswith("ledger.account.") or event.type in MONITOR_TYPES:
         return ACCOUNTS, event.data["account"]
     if event.type.startswith("ledger.transfer."):
         return TRANSFERS, event.data["transfer"]
@@ -181,6 +182,10 @@ class ReadModelWriter:
                 doc = accounts.next_version(event, event.data["account"])
                 if doc is not None:
                     doc.update({k: v for k, v in event.data.items() if k not in ("account", "asset")})
+            elif event.type in MONITOR_TYPES:
+                doc = accounts.next_version(event, event.data["account"])
+                if doc is not None:
+                    monitors_changed(doc, event)
             elif event.type in (TRANSFER_POSTED, TRANSFER_PENDING):
                 transfers.create(event, self._transfer(event))
             elif event.type in (TRANSFER_PENDING_POSTED, TRANSFER_VOIDED, TRANSFER_REVERSED):
@@ -266,6 +271,7 @@ class ReadModelWriter:
             "overdraft_limit": data["overdraft_limit"],
             "daily_limit": None,
             "monthly_limit": None,
+            "monitors": [],
             "metadata": _json_text(data["metadata"]),
             "metadata_pairs": metadata_pairs(data["metadata"]),
             "id_key": data["account"],  # the id again: an indexed field serves prefix ranges, _id does not

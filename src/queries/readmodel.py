@@ -111,6 +111,7 @@ def account_view(doc: dict[str, Any], as_of: tuple[int, dict[str, int]] | None =
         "monthly_limit": _optional_amount(asset, doc.get("monthly_limit")),
         "metadata": json.loads(doc["metadata"]),
         "balance": balance_view(asset, balances),
+        "monitors": [{**m, "amount": asset.format(int(m["amount"]))} for m in doc.get("monitors", [])],
         "position": position,
     }
 

@@ -3,11 +3,20 @@ builds them as plain dicts; the contract tests check each against these)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from ledger.wire import Amount, Balance, FeeLeg, Position
+
+
+class MonitorView(msgspec.Struct):
+    id: str
+    balance: Literal["available", "posted"]
+    when: Literal["below", "above"]
+    amount: Amount
+    state: Annotated[Literal["clear", "triggered"], msgspec.Meta(description="triggered: past the threshold")]
+    since: Annotated[str, msgspec.Meta(description="When it was set or last crossed the threshold")]
 
 
 class AccountView(msgspec.Struct):
@@ -22,6 +31,7 @@ class AccountView(msgspec.Struct):
     monthly_limit: Amount | None
     metadata: dict[str, Any]
     balance: Balance
+    monitors: Annotated[list[MonitorView], msgspec.Meta(description="Today's, whatever point in time is asked")]
     position: Position
 
 

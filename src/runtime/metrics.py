@@ -261,6 +261,23 @@ def kafka_check(admin: Any, timeout: float = 2.0) -> Check:
 
 
 @cache
+def distribution_balance() -> Gauge:
+    return Gauge(
+        "ledger_chain_distribution_balance", "What the distribution account holds on chain, by asset", ["asset"]
+    )
+
+
+@cache
+def distribution_needed() -> Gauge:
+    """Below it, the distribution account is reported low (ledger.chain.distribution_low.v1)."""
+    return Gauge(
+        "ledger_chain_distribution_needed",
+        "What payouts not yet on chain will pay, plus the floor kept (LEDGER_CHAIN_LOW_BALANCE), by asset",
+        ["asset"],
+    )
+
+
+@cache
 def chain_differences() -> Gauge:
     return Gauge(
         "ledger_chain_differences", "Differences between the chain and the books the last reconciliation found"

@@ -77,6 +77,11 @@ class Settings:
     chain_tx_timeout_seconds: int = 30  # an envelope's time bounds: now .. now + this
     chain_ledger_window: int = 10  # and its ledger bounds: latest .. latest + this
     chain_stuck_after_attempts: int = 8  # then a payout is reported stuck (and still retried)
+    # The chain worker reports the distribution account low (ledger.chain.distribution_low.v1)
+    # when its balance of an asset is below what payouts in flight need plus this floor
+    # ("XLM/7=100,USDC/7=2500", major units; unnamed assets: 0). It looks this often.
+    chain_low_balance: str = ""
+    chain_balance_seconds: float = 10.0
     # `ledger up` runs `ledger chain reconcile` beside the chain worker this often.
     reconcile_seconds: float = 60.0
     # `ledger audit verify` reads the store here when set: a read-only role, or a replica.
@@ -157,6 +162,8 @@ class Settings:
             raise SettingsError("LEDGER_READ_WAIT_MAX_WAITERS must be 0 (never wait) or more")
         if not self.web_request_timeout_seconds > 0:
             raise SettingsError("LEDGER_WEB_REQUEST_TIMEOUT_SECONDS must be more than 0")
+        if not self.chain_balance_seconds > 0:
+            raise SettingsError("LEDGER_CHAIN_BALANCE_SECONDS must be more than 0")
         if self.log_format not in logs.FORMATS:
             raise SettingsError(f"LEDGER_LOG_FORMAT must be auto, json or text, not {_shown(self.log_format)}")
 
@@ -180,6 +187,20 @@ class Settings:
                 )
             mapping[asset.strip()] = chain.strip()
         return mapping
+
+    @property
+    def low_balance_floors(self) -> dict[str, str]:
+        """Ledger asset to the floor kept on the distribution account, in major units as
+        written (the chain worker reads them at the asset's scale)."""
+        floors: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.chain_low_balance.split(","))):
+            asset, sep, amount = (part.strip() for part in item.partition("="))
+            if not sep or not asset or not amount:
+                raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {item!r} must look like XLM/7=100")
+            if asset in floors:
+                raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE names {asset} twice")
+            floors[asset] = amount
+        return floors
 
     def require(self, name: str) -> str:
         """The URL of an external server, or a clear error telling how to get one."""

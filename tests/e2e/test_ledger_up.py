@@ -280,6 +280,8 @@ def test_the_walking_skeleton_scenario(stack: Stack) -> None:
     for account in (a, b):
         assert stack.post("/v1/accounts", {"id": account, "asset": "USD/2"}).status_code == 201
     assert stack.post("/v1/deposits", {"id": unique("d"), "account": a, "amount": "100.00"}).status_code == 201
+    low = {"id": "low", "account": a, "when": "below", "amount": "80.00"}
+    assert stack.post("/v1/monitors", low).json()["state"] == "clear"
     transfer = stack.post(
         "/v1/transfers", {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "30.00"}
     )
@@ -292,6 +294,8 @@ def test_the_walking_skeleton_scenario(stack: Stack) -> None:
         return str(reply.json()["balance"]["available"])
 
     assert (balance(a), balance(b)) == ("70.00", "30.00")
+    monitors = stack.http.get(f"{stack.query}/v1/accounts/{a}", timeout=10).json()["monitors"]
+    assert [(m["id"], m["amount"], m["state"]) for m in monitors] == [("low", "80.00", "triggered")]
     entries = stack.http.get(f"{stack.query}/v1/accounts/{a}/entries", timeout=10).json()["entries"]
     assert [(e["side"], e["amount"]) for e in entries] == [("debit", "30.00"), ("credit", "100.00")]
     assert entries[0]["transfer_id"] == transfer.json()["id"]

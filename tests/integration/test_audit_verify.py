@@ -27,7 +27,7 @@ from audit.stream import events, write_lines
 from audit.trial_balance import trial_balance
 from audit.verify import Verifier, file_pages, store_pages
 from commands.application import Ledger, event_store_env
-from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, TransferFunds, VoidTransfer
+from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, SetMonitor, TransferFunds, VoidTransfer
 from ledger.fees import FeeTerms
 from ledger.ids import issuance_account_id
 from runtime.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
@@ -81,7 +81,8 @@ def store(servers: Urls) -> Iterator[Store]:
 
 
 def history(store: Store) -> None:
-    """Deposits, transfers with a fee, holds posted and voided, two assets, two seals."""
+    """Deposits, transfers with a fee, holds posted and voided, two assets, two seals, and a
+    monitor last (events on an account that move no money)."""
     ledger = store.ledger
     for account, asset in (("alice", "USD/2"), ("bob", "USD/2"), ("carol", "USD/2"), ("erin", "EUR/2")):
         ledger.open_account(OpenAccount(account, asset, overdraft_limit=500 if account == "carol" else 0))
@@ -98,6 +99,7 @@ def history(store: Store) -> None:
     ledger.transfer(TransferFunds("t3", "alice", "bob", "1.00"))
     store.seal()
     ledger.transfer(TransferFunds("t4", "bob", "alice", "2.00"))
+    ledger.set_monitor(SetMonitor("low", "bob", "available", "below", "100.00"))  # moves nothing; triggered at once
 
 
 def replay(url: str, **limits: Any) -> Verifier:

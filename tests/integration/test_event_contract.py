@@ -26,10 +26,12 @@ from commands.messages import (
     OpenAccount,
     PayoutRunAction,
     PostTransfer,
+    RemoveMonitor,
     RequestPayout,
     ReverseTransfer,
     RowRequest,
     SetFeeRule,
+    SetMonitor,
     SweepFees,
     TransferFunds,
     UploadPayoutRun,
@@ -69,6 +71,13 @@ def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None
         ledger.account_action(AccountAction(c, action))
     ledger.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
     ledger.account_action(AccountAction(c, "close"))
+    watched = unique("m")
+    ledger.open_account(OpenAccount(watched, asset))
+    ledger.deposit(Deposit(unique("d"), watched, "10.00"))
+    ledger.set_monitor(SetMonitor("low", watched, "available", "below", "5.00"))
+    ledger.transfer(TransferFunds(unique("t"), watched, b, "6.00"))  # and its fee: triggered
+    ledger.deposit(Deposit(unique("d"), watched, "10.00"))  # cleared
+    ledger.remove_monitor(RemoveMonitor("low", watched))
     # Payouts, as the chain worker reports them (no chain needed for the events).
     lumens = unique("x")
     ledger.open_account(OpenAccount(lumens, "XLM/7"))
@@ -82,6 +91,9 @@ def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None
     ledger.cancel_payout(CancelPayout(refused, "ticket 9"))
     ledger.fail_payout(refused, "op_no_trust")
     ledger.sweep_fees(SweepFees(unique("s"), asset, b))
+    distribution = Keypair.random().public_key
+    for held in (5, 20, 5):  # low, recovered, low
+        assert ledger.judge_distribution_balance("XLM/7", distribution, held, 10, 0)
     # A payout run through all its states, as a client and the chain worker move it.
     poor = unique("x")
     ledger.open_account(OpenAccount(poor, "XLM/7"))

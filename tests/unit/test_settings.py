@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from chain.worker import _floors
 from runtime.settings import Settings, SettingsError
 
 
@@ -76,7 +77,9 @@ def test_a_running_stack_is_found_and_explicit_variables_win(tmp_path: Path) -> 
         json.dumps({"settings": {"database_url": "postgresql://ledger_writer@h:1/ledger", "mongo_url": "mongodb://m/"}})
     )
     (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "stack.json").write_text(json.dumps({"database_url": "postgresql://ledger_writer:pw@h:1/ledger"}))
+    (tmp_path / "secrets" / "stack.json").write_text(
+        json.dumps({"database_url": "postgresql://ledger_writer:pw@h:1/ledger"})
+    )
     environ = {"LEDGER_DATA_DIR": str(tmp_path), "LEDGER_MONGO_URL": "mongodb://mine/"}
     assert Settings.from_env(environ, discover=True).database_url is None  # no supervisor holds the lock
     fd = os.open(tmp_path, os.O_RDONLY)
@@ -105,3 +108,25 @@ def test_the_request_timeout_is_positive() -> None:
     assert Settings.from_env({"LEDGER_WEB_REQUEST_TIMEOUT_SECONDS": "2.5"}).web_request_timeout_seconds == 2.5
     with pytest.raises(SettingsError, match="LEDGER_WEB_REQUEST_TIMEOUT_SECONDS"):
         Settings.from_env({"LEDGER_WEB_REQUEST_TIMEOUT_SECONDS": "0"})
+
+
+def test_the_distribution_floors_are_read_at_each_payout_assets_scale() -> None:
+    settings = Settings.from_env(
+        {
+            "LEDGER_STELLAR_ASSETS": "XLM/7=native,USDC/7=USDC:GISSUER",
+            "LEDGER_CHAIN_LOW_BALANCE": "XLM/7=100, USDC/7=0.5",
+        }
+    )
+    assert _floors(settings) == {"XLM/7": 100 * 10**7, "USDC/7": 5 * 10**6}
+    assert _floors(Settings.from_env({})) == {}
+    with pytest.raises(SettingsError, match="LEDGER_CHAIN_BALANCE_SECONDS must be more than 0"):
+        Settings.from_env({"LEDGER_CHAIN_BALANCE_SECONDS": "0"})
+    for value, error in (
+        ("XLM/7", "must look like XLM/7=100"),
+        ("EUR/7=1", "EUR/7 is not a payout asset"),
+        ("XLM/7=1.00000001", "XLM/7=1.00000001"),
+        ("XLM/7=-1", "XLM/7=-1"),
+        ("XLM/7=1,XLM/7=2", "names XLM/7 twice"),
+    ):
+        with pytest.raises(SettingsError, match=error):
+            _floors(Settings.from_env({"LEDGER_CHAIN_LOW_BALANCE": value}))

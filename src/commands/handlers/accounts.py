@@ -1,4 +1,5 @@
-"""Accounts and fee rules: open, change policy, freeze, unfreeze, close, set a fee rule.
+"""Accounts and fee rules: open, change policy, freeze, unfreeze, close, watch a balance,
+set a fee rule.
 
 Opening is idempotent on the account's id: a retry with the same body is answered as the
 first run was, a different body is an ``IdConflict``. A change that changes nothing (a
@@ -11,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands.answers import Replayed, account_result, fee_rule_result, opened_result
+from commands.answers import Replayed, account_result, fee_rule_result, monitor_result, opened_result
 from commands.handlers.context import Writer
-from commands.messages import AccountAction, ChangePolicy, OpenAccount, SetFeeRule
+from commands.messages import AccountAction, ChangePolicy, OpenAccount, RemoveMonitor, SetFeeRule, SetMonitor
+from commands.unit_of_work import Position
 from ledger.accounts import Account
 from ledger.errors import AccountNotFound, IdConflict, InvalidRequest
 from ledger.fees import FeeRule
 from ledger.ids import fee_rule_uuid
 from ledger.money import Asset
+from ledger.monitors import Monitor
 
 ACTIONS: dict[str, Callable[[Account], bool]] = {
     "freeze": Account.freeze,
@@ -81,19 +84,42 @@ def change_policy(w: Writer, cmd: ChangePolicy) -> dict[str, Any]:
             )
         return changed
 
-    return change_account(w, cmd.account, change)
+    return account_result(*change_account(w, cmd.account, change))
 
 
 def account_action(w: Writer, cmd: AccountAction) -> dict[str, Any]:
     """Freeze, unfreeze or close an account."""
-    return change_account(w, cmd.account, ACTIONS[cmd.action])
+    return account_result(*change_account(w, cmd.account, ACTIONS[cmd.action]))
 
 
-def change_account(w: Writer, account_id: str, change: Callable[[Account], bool]) -> dict[str, Any]:
-    """Apply ``change`` to a client account (system accounts are the ledger's own)."""
+def set_monitor(w: Writer, cmd: SetMonitor) -> dict[str, Any]:
+    """Set (or change) a monitor; a crossing it already stands past is recorded with it."""
+
+    def change(account: Account) -> bool:
+        amount = Asset.parse(account.asset).parse_amount(cmd.amount, allow_zero=True)
+        return account.set_monitor(Monitor(cmd.id, cmd.balance, cmd.when, amount))
+
+    account, position = change_account(w, cmd.account, change)
+    return monitor_result(account, account.monitors[cmd.id], position)
+
+
+def remove_monitor(w: Writer, cmd: RemoveMonitor) -> dict[str, Any]:
+    removed: list[Monitor] = []
+
+    def change(account: Account) -> bool:
+        removed.append(account.remove_monitor(cmd.id))
+        return True
+
+    account, position = change_account(w, cmd.account, change)
+    return monitor_result(account, removed[0], position, removed=True)
+
+
+def change_account(w: Writer, account_id: str, change: Callable[[Account], bool]) -> tuple[Account, Position | int]:
+    """Apply ``change`` to a client account (system accounts are the ledger's own); the
+    account, and the position of the state it is in."""
     account = w.account(account_id)
     if account.system:
         raise InvalidRequest(f"account {account_id!r} is a system account")
     if change(account):
-        return account_result(account, w.save(account))
-    return account_result(account, w.position_of(account.id, account.version))
+        return account, w.save(account)
+    return account, w.position_of(account.id, account.version)

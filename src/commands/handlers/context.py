@@ -29,6 +29,7 @@ from ledger.ids import (
     transaction_uuid,
     transfer_uuid,
 )
+from ledger.monitors import MAX_MONITORS
 from ledger.payout_runs import PayoutRun, run_uuid
 from ledger.payouts import Payout
 from ledger.transactions import Transaction
@@ -113,9 +114,10 @@ class Writer:
     ) -> dict[str, Balance]:
         """The balances a command's movements recorded, to answer its retry as the first
         time: the client accounts among ``account_ids`` that it moved for ``transfer_ids``.
-        (A command saves at most eight events per transfer it moves money for.)"""
+        (A command saves at most eight events per transfer it moves money for, and a
+        crossing per monitor of each account it moves.)"""
         streams = {account_uuid(account_id): account_id for account_id in account_ids}
-        lookback = 8 * len(transfer_ids) + 16
+        lookback = 8 * len(transfer_ids) + MAX_MONITORS * len(streams) + 16
         found = self.work.recorded_balances(position, set(transfer_ids), streams.keys(), lookback)
         return {streams[stream]: balance for stream, balance in found.items()}
 
@@ -194,7 +196,11 @@ class Writer:
 
     def save(self, *aggregates: Any, **side_tables: Any) -> Position:
         """Add the aggregates' new events to the group's save; the command's position
-        (its last event's) is known once the group is saved."""
+        (its last event's) is known once the group is saved. Accounts record the
+        thresholds the command took them across first (``Account.watch``)."""
+        for aggregate in aggregates:
+            if isinstance(aggregate, Account):
+                aggregate.watch()
         return self.work.add(*aggregates, **side_tables)
 
 

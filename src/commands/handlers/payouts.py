@@ -13,6 +13,7 @@ from typing import Any
 from commands.answers import Replayed, payout_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import RequestPayout
+from ledger.distribution import DistributionBalance, is_low
 from ledger.errors import AmountExceedsChainLimit, AssetNotOnChain, IdConflict, PayoutNotFound
 from ledger.fees import charge
 from ledger.ids import clearing_account_id, fee_account_id, fee_transfer_id, payout_hold_id
@@ -128,3 +129,19 @@ def _payout(w: Writer, payout_id: str) -> Payout:
     if payout is None:
         raise PayoutNotFound(f"payout {payout_id!r} does not exist")
     return payout
+
+
+def judge_distribution_balance(w: Writer, asset: str, distribution: str, balance: int, needed: int, floor: int) -> bool:
+    """Record the distribution account's balance crossing into low or back
+    (``ledger.distribution``); True when this judgment was such a crossing."""
+    watched: DistributionBalance | None = w.work.get(DistributionBalance.create_id(distribution, asset))  # type: ignore[assignment]
+    if watched is None:
+        if not is_low(balance, needed, floor):
+            return False  # never low yet: nothing to record
+        watched = DistributionBalance(
+            asset=asset, distribution=distribution, balance=balance, needed=needed, floor=floor
+        )
+    elif not watched.judge(balance, needed, floor):
+        return False
+    w.save(watched)
+    return True
