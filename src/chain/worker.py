@@ -610,6 +610,8 @@ class ChannelWorker:
             if state == "bound":
                 if int(payout["stroops"]) > MAX_CHAIN_AMOUNT:  # taken in before requests were checked
                     raise Refused("amount_exceeds_chain_limit")  # nothing was ever signed
+                if payout["asset"] not in self.settings.assets:  # the API maps an asset this worker does not
+                    raise Refused(f"asset_not_on_chain: {payout['asset']} is not mapped to a Stellar asset here")
                 if cancel is not None:
                     raise Refused(cancel)  # nothing was ever signed
                 held = run_hold(self.ledger, payout["payout_id"])

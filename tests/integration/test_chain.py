@@ -374,6 +374,23 @@ def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_
     assert record is not None and (record.state, record.reason) == ("failed", "amount_exceeds_chain_limit")
 
 
+def test_a_payout_in_an_asset_this_worker_does_not_map_fails_and_lets_go(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command API and the worker configured with different assets: the worker used to
+    refuse such a payout without telling the ledger, its hold pending for ever."""
+    account = chain.funded_account("USDC/7", "10")
+    payout_id = payout(chain, account, "4", chain.destination())
+    monkeypatch.delitem(chain.settings.assets, "USDC/7")
+    row = chain.pump(payout_id)
+    assert row["state"] == "failed" and row["reason"].startswith("asset_not_on_chain")
+    assert chain.store.envelopes(payout_id) == []
+    after = chain.ledger.account(account)
+    assert (after.pending_debits, after.available) == (0, 100_000_000)
+    record = chain.ledger.payout_record(payout_id)
+    assert record is not None and record.state == "failed"
+
+
 @pytest.mark.parametrize("payer", ["sender", "recipient"])
 def test_a_payout_fee_is_held_with_it_charged_on_confirmation_and_given_back_on_failure(
     chain: Chain, payer: str
