@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import requests
 from stellar_sdk import Keypair
 
@@ -56,7 +57,10 @@ def main() -> None:
         http.post(f"{horizon}/_sim/accounts", json={"account_id": destination, "xlm": "1"}).raise_for_status()
     ids = [f"bench-{run}-{n}" for n in range(args.count)]
     if args.run:
-        return pay_as_run(http, command, query, run, payers, destinations)
+        pay_as_run(http, command, query, run, payers, destinations)
+        for name, mib in peak_memory(json.loads(Path(args.state).read_text())["children"]).items():
+            print(f"peak RSS of {name}: {mib:.0f} MiB")  # since the stack started: compare runs of 1,000 and 10,000
+        return
 
     failures: list[Exception] = []
 
@@ -124,6 +128,21 @@ def pay_as_run(
     )
     print(f"rows: {counts}")
     print(f"rows confirmed/s: {counts['success'] / took:.1f}")  # type: ignore[index]
+
+
+def peak_memory(children: dict[str, int]) -> dict[str, float]:
+    """The largest resident set each worker process of the run's path has had (VmHWM), in
+    MiB; an API is its gunicorn workers' largest."""
+    peaks: dict[str, float] = {}
+    for name in ("command-api", "query-api", "chain", "projector"):
+        if name not in children:
+            continue
+        root = psutil.Process(children[name])
+        for process in [root, *root.children(recursive=True)]:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            peaks[name] = max(peaks.get(name, 0.0), kib / 1024)
+    return peaks
 
 
 if __name__ == "__main__":

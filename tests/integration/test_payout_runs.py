@@ -27,7 +27,7 @@ from chain.worker import ChannelWorker, KillSwitch
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount
-from ledger.payout_runs import row_payout_id
+from ledger.payout_runs import MAX_ROWS, row_payout_id
 from projectors.messages import from_message
 from projectors.relay import StoredEventEncoder
 from projectors.views import ReadModelWriter
@@ -44,6 +44,11 @@ def own_store(servers: Urls) -> Urls:
     """An event store of this module's own (a database beside the shared one): its runs
     write thousands of events, which every test that projects the whole shared store
     would otherwise read again."""
+    return store_beside(servers)
+
+
+def store_beside(servers: Urls) -> Urls:
+    """A new event store database on the shared server, migrated."""
     name = unique("runs").replace("-", "_")
     with psycopg.connect(servers.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -204,6 +209,48 @@ def test_a_file_with_bad_rows_is_refused_whole_then_accepted_corrected(
     assert plain.status_code == 415
     no_id = client.simulate_post("/v1/payout-runs", body=csv_of(rows), headers={"Content-Type": "text/csv"})
     assert (no_id.status_code, no_id.json["code"]) == (400, "invalid_request")
+
+
+def test_a_file_of_10000_rows_the_most_a_run_has_is_stored_in_chunks_and_started(
+    servers: Urls, keys: KeyStore, admin_token: str
+) -> None:
+    """The largest run, through the command side: checked whole, stored and requested a
+    chunk of 250 rows at a time (the 1,000-row test pays its rows on the simulator; the
+    payout-run benchmark pays a run of 10,000 end to end). On an event store of its own:
+    its 10,000 payouts, never paid here, must not reach the other tests' workers."""
+    big = store_beside(servers)
+    with chain_on(big) as chain:
+        run_store = RunStore(big.database_url)
+        try:
+            held = _held_rows_of_the_largest_run(chain, RunDriver(run_store, chain.ledger), keys, admin_token)
+        finally:
+            run_store.close()
+    assert held == [2_500 * 15_000_000] * 4  # every row requested: its amount held on its payer
+
+
+def _held_rows_of_the_largest_run(chain: Chain, runs: RunDriver, keys: KeyStore, admin_token: str) -> list[int]:
+    client = api_client(create_app(chain.ledger, keys=keys), admin_token)
+    payers = [funded(chain, "10000") for _ in range(4)]
+    destinations = [chain.destination() for _ in range(8)]
+    rows = [(str(n), payers[n % 4], "1.5", destinations[n % 8], "") for n in range(MAX_ROWS)]
+    run_id = unique("run")
+    too_many = upload(client, run_id, csv_of([*rows, ("extra", payers[0], "1", destinations[0], "")]))
+    assert (too_many.status_code, too_many.json["code"]) == (400, "invalid_request")
+    created = upload(client, run_id, csv_of(rows))
+    assert created.status_code == 201, created.json
+    assert (created.json["rows"], created.json["totals"]) == (MAX_ROWS, {"XLM/7": "15000.0000000"})
+    run = chain.ledger.run_record(run_id)
+    assert run is not None and run.chunks == MAX_ROWS // 250
+    assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
+    while chain.relay.publish_batch():
+        pass
+    deadline = time.monotonic() + 120
+    while run_id not in {known["run_id"] for known in runs.store.open_runs()}:  # the hint, taken in
+        assert time.monotonic() < deadline
+        chain.intake.poll(0.1)
+    while runs.step():  # a chunk a step
+        assert time.monotonic() < deadline
+    return [chain.ledger.account(payer).pending_debits for payer in payers]
 
 
 def test_a_run_of_1000_rows_completes_with_every_row_paid_once_and_shows_in_the_query_api(
