@@ -361,6 +361,14 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         except OSError:
             pass
 
+    def handle_request(self, req: Any, conn: BufferedConn) -> bool:
+        """An answer on a connection that closes after it says so (``Connection: close``):
+        a client that took it for kept alive sent its next request into a closed socket
+        (``ledger payouts run`` starting a run after uploading a file over 64 KiB)."""
+        if conn.close_after:
+            req.must_close = True
+        return bool(super().handle_request(req, conn))
+
     def _keepalive_after(self, conn: BufferedConn, keepalive: bool) -> bool:
         """A body left unread (over the limit) is not drained: the connection closes."""
         if conn.close_after:

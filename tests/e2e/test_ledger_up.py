@@ -331,6 +331,26 @@ def test_a_payout_run_from_the_shell_runs_to_completion(stack: Stack, tmp_path: 
     assert sorted(p["to"] for p in paid if p["to"] in payees) == sorted(payees)
 
 
+def test_a_session_goes_on_after_uploading_a_file_over_64_kib(stack: Stack) -> None:
+    """Such a body is read by the app, not buffered by the worker, and its connection closes
+    after the answer; the answer must say so, or the client sends its next request into a
+    closed socket (the benchmark's start after its upload failed that way)."""
+    rows = [f"{n},nobody-{n:05d},1,GABC,memo" for n in range(3000)]
+    body = "\n".join(["id,account,amount,destination,memo", *rows]).encode()
+    assert len(body) > 64 * 1024
+    session = stack.authorized_session()
+    refused = session.post(
+        f"{stack.command}/v1/payout-runs",
+        params={"id": unique("run")},
+        data=body,
+        headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )
+    assert (refused.status_code, refused.headers.get("Connection")) == (422, "close")
+    assert len(refused.json()["rows"]) == 6000  # each row's account and destination
+    assert session.get(f"{stack.command}/healthz", timeout=10).status_code == 200  # the same session, again
+
+
 def test_retries_conflicts_and_overdrafts_over_http(stack: Stack) -> None:
     a, b = unique("A"), unique("B")
     for account in (a, b):

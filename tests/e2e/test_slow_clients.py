@@ -279,6 +279,7 @@ def test_answers_the_worker_gives_before_the_app(server: Server) -> None:
         server, b"POST /v1/status HTTP/1.1\r\nHost: x\r\n" + server.auth + b"Content-Length: 10000000\r\n\r\n{"
     )
     assert too_big.startswith(b"HTTP/1.1 405 ") and time.monotonic() - started < 2
+    assert b"\r\nConnection: close\r\n" in too_big.split(b"\r\n\r\n")[0] + b"\r\n"  # not reused by the client
 
 
 def test_well_behaved_clients_are_served_as_before(server: Server) -> None:
