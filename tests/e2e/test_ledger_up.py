@@ -33,6 +33,7 @@ from stellar_sdk import Keypair
 
 from auth import signing
 from commands.application import Ledger, event_store_env
+from commands.run_files import MAX_REPORTED
 from ledger.ids import account_uuid, transfer_uuid
 from ledger.seals import SEAL_STREAM
 from projectors import kafka
@@ -347,7 +348,7 @@ def test_a_session_goes_on_after_uploading_a_file_over_64_kib(stack: Stack) -> N
         timeout=60,
     )
     assert (refused.status_code, refused.headers.get("Connection")) == (422, "close")
-    assert len(refused.json()["rows"]) == 6000  # each row's account and destination
+    assert len(refused.json()["rows"]) == MAX_REPORTED  # the cap: 3,000 rows with two problems each
     assert session.get(f"{stack.command}/healthz", timeout=10).status_code == 200  # the same session, again
 
 
