@@ -22,7 +22,10 @@ from chain.connections import ThreadConnections
 from chain.stellar import STROOPS, asset_key, record_asset_key, stroops_of
 from commands.application import Ledger
 from ledger.distribution import is_low
+from ledger.errors import LedgerError
+from ledger.money import Asset as LedgerAsset
 from runtime import metrics
+from runtime.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from chain.worker import ChainSettings
@@ -33,6 +36,19 @@ log = logging.getLogger(__name__)
 # (one "submitting" may have: counting it reports low a moment early, never late).
 NOT_YET_PAID = ["new", "bound", "submitting"]
 HELD_TYPES = ("native", "credit_alphanum4", "credit_alphanum12")  # not pool shares
+
+
+def low_balance_floors(settings: Settings) -> dict[str, int]:
+    """LEDGER_CHAIN_LOW_BALANCE in minor units, each a payout asset's."""
+    floors = {}
+    for asset, amount in settings.low_balance_floors.items():
+        if asset not in settings.payout_assets:
+            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset} is not a payout asset (LEDGER_STELLAR_ASSETS)")
+        try:
+            floors[asset] = LedgerAsset.parse(asset).parse_amount(amount, allow_zero=True)
+        except LedgerError as exc:
+            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset}={amount}: {exc.detail}") from None
+    return floors
 
 
 class BalanceWatch:

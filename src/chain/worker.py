@@ -45,14 +45,13 @@ from stellar_sdk import Asset, Keypair, Server, TransactionBuilder, TransactionE
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError, NotFoundError
 
-from chain.balance_watch import BalanceWatch
+from chain.balance_watch import BalanceWatch, low_balance_floors
 from chain.connections import ThreadConnections
 from chain.runs import RunDriver, RunStore, run_hold
 from chain.stellar import Keys, asset_key, chain_amount, record_asset_key, stellar_asset, stroops_of
 from commands.application import Ledger
 from ledger.errors import LedgerError
 from ledger.ids import CLIENT_ID
-from ledger.money import Asset as LedgerAsset
 from ledger.payouts import MAX_CHAIN_AMOUNT, Payout
 from ledger.transfers import PENDING
 from projectors import kafka
@@ -60,7 +59,7 @@ from projectors.dead_letters import DeadLetter
 from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
 from projectors.validation import BadMessage, decode_headers, message_type, read_checked
 from runtime import metrics
-from runtime.settings import Settings, SettingsError
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +115,9 @@ def chain_settings(settings: Settings) -> ChainSettings:
         tx_timeout_seconds=settings.chain_tx_timeout_seconds,
         ledger_window=settings.chain_ledger_window,
         stuck_after_attempts=settings.chain_stuck_after_attempts,
-        low_balance_floors=_floors(settings),
+        low_balance_floors=low_balance_floors(settings),
         balance_seconds=settings.chain_balance_seconds,
     )
-
-
-def _floors(settings: Settings) -> dict[str, int]:
-    """LEDGER_CHAIN_LOW_BALANCE in minor units, each a payout asset's."""
-    floors = {}
-    for asset, amount in settings.low_balance_floors.items():
-        if asset not in settings.payout_assets:
-            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset} is not a payout asset (LEDGER_STELLAR_ASSETS)")
-        try:
-            floors[asset] = LedgerAsset.parse(asset).parse_amount(amount, allow_zero=True)
-        except LedgerError as exc:
-            raise SettingsError(f"LEDGER_CHAIN_LOW_BALANCE: {asset}={amount}: {exc.detail}") from None
-    return floors
 
 
 SIMULATOR_FUNDING_XLM = "1000000"

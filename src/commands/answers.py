@@ -54,10 +54,7 @@ def account_result(account: Account, position: Position | int) -> dict[str, Any]
 def monitor_result(
     account: Account, monitor: Monitor, position: Position | int, *, removed: bool = False
 ) -> dict[str, Any]:
-    if removed:
-        state = "removed"
-    else:
-        state = "triggered" if monitor.id in account.triggered_monitors else "clear"
+    state = "removed" if removed else "triggered" if monitor.id in account.triggered_monitors else "clear"
     return {
         "id": monitor.id,
         "account": account.account_id,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ledger.monitors import BALANCES, WHENS
 from ledger.wire import Amount, Balance, FeeLeg, Position
 
 Balances = Annotated[
@@ -33,8 +34,8 @@ class MonitorAnswer(msgspec.Struct):
     id: str
     account: str
     asset: str
-    balance: Literal["available", "posted"]
-    when: Literal["below", "above"]
+    balance: Literal[BALANCES]  # type: ignore[valid-type]
+    when: Literal[WHENS]  # type: ignore[valid-type]
     amount: Amount
     state: Annotated[
         Literal["clear", "triggered", "removed"],

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ledger.monitors import BALANCES, WHENS
 from ledger.wire import Amount, Balance, FeeLeg, Position
 
 
 class MonitorView(msgspec.Struct):
     id: str
-    balance: Literal["available", "posted"]
-    when: Literal["below", "above"]
+    balance: Literal[BALANCES]  # type: ignore[valid-type]
+    when: Literal[WHENS]  # type: ignore[valid-type]
     amount: Amount
     state: Annotated[Literal["clear", "triggered"], msgspec.Meta(description="triggered: past the threshold")]
     since: Annotated[str, msgspec.Meta(description="When it was set or last crossed the threshold")]

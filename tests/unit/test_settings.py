@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chain.worker import _floors
+from chain.balance_watch import low_balance_floors
 from runtime.settings import Settings, SettingsError
 
 
@@ -117,8 +117,8 @@ def test_the_distribution_floors_are_read_at_each_payout_assets_scale() -> None:
             "LEDGER_CHAIN_LOW_BALANCE": "XLM/7=100, USDC/7=0.5",
         }
     )
-    assert _floors(settings) == {"XLM/7": 100 * 10**7, "USDC/7": 5 * 10**6}
-    assert _floors(Settings.from_env({})) == {}
+    assert low_balance_floors(settings) == {"XLM/7": 100 * 10**7, "USDC/7": 5 * 10**6}
+    assert low_balance_floors(Settings.from_env({})) == {}
     with pytest.raises(SettingsError, match="LEDGER_CHAIN_BALANCE_SECONDS must be more than 0"):
         Settings.from_env({"LEDGER_CHAIN_BALANCE_SECONDS": "0"})
     for value, error in (
@@ -129,4 +129,4 @@ def test_the_distribution_floors_are_read_at_each_payout_assets_scale() -> None:
         ("XLM/7=1,XLM/7=2", "names XLM/7 twice"),
     ):
         with pytest.raises(SettingsError, match=error):
-            _floors(Settings.from_env({"LEDGER_CHAIN_LOW_BALANCE": value}))
+            low_balance_floors(Settings.from_env({"LEDGER_CHAIN_LOW_BALANCE": value}))
