@@ -103,7 +103,8 @@ class KeyStore:
                     signed_only,
                 ),
             ).fetchone()
-        assert row is not None
+        if row is None:
+            raise RuntimeError("INSERT ... RETURNING gave no row")
         key = _key(row)
         log.info("api key created", extra={"key_id": key.key_id, "key_name": key.name, "scopes": sorted(key.scopes)})
         return key, secret

@@ -57,9 +57,9 @@ from ledger.transfers import PENDING
 from projectors import kafka
 from projectors.dead_letters import DeadLetter
 from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
-from projectors.validation import BadMessage, decode_headers, message_type, read_checked
+from projectors.validation import UNKNOWN_TYPE, BadMessage, decode_headers, message_type, read_checked
 from runtime import metrics
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class ChainSettings:
 
 def chain_settings(settings: Settings) -> ChainSettings:
     """The worker's configuration from the ledger's settings (keys from the secrets file)."""
-    assert settings.stellar_secrets_file is not None
+    if settings.stellar_secrets_file is None:
+        raise SettingsError("LEDGER_STELLAR_SECRETS_FILE is not set: the chain worker signs with the keys in it")
     return ChainSettings(
         horizon_url=settings.require("horizon_url"),
         passphrase=settings.stellar_network_passphrase,
@@ -309,8 +310,7 @@ class ChainStore(ThreadConnections):
                 "WHERE payout_id = %s RETURNING *",
                 (envelope["sequence"], envelope["tx_hash"], payout["payout_id"]),
             ).fetchone()
-        assert row is not None
-        return row
+        return _present(row, payout["payout_id"])
 
     def update(self, payout_id: str, **changes: Any) -> dict[str, Any]:
         columns = ", ".join(f"{name} = %({name})s" for name in changes)
@@ -322,11 +322,17 @@ class ChainStore(ThreadConnections):
             )
             .fetchone()
         )
-        assert row is not None
-        return row
+        return _present(row, payout_id)
 
     def set_cursor(self, name: str, value: str) -> None:
         self.conn().execute(SET_CURSOR, (name, value))
+
+
+def _present(row: dict[str, Any] | None, payout_id: str) -> dict[str, Any]:
+    """A payout row an UPDATE ... RETURNING changed; none means it was never taken in."""
+    if row is None:
+        raise LookupError(f"payout {payout_id!r} is not in chain_payouts")
+    return row
 
 
 class Intake:
@@ -401,7 +407,8 @@ class Intake:
         """The payout a payout-requested message names, as the event store has it; None
         for payouts already ended. Raises BadMessage for a message that is not to be acted on."""
         event = read_checked(headers, value)
-        assert isinstance(event, LedgerEvent)
+        if not isinstance(event, LedgerEvent):  # a checkpoint: the intake reads those apart
+            raise BadMessage(UNKNOWN_TYPE, "not a payout request")
         claimed = event.data
         record = self.ledger.payout_record(claimed["payout"])
         if record is None:

@@ -131,10 +131,11 @@ def _as_of(
     if at_position is not None:
         opened, point, key = doc.get("opened_position", 0), at_position, "position"
         what = f"position {at_position}"
-    else:
-        assert at_time is not None
+    elif at_time is not None:
         opened, point, key = doc.get("opened_ts", 0), microseconds(at_time), "ts"
         what = at_time.isoformat()
+    else:
+        raise ValueError("a point in time is a position or a time")
     if opened > point:
         raise AccountNotFound(f"account {doc['_id']!r} did not exist yet at {what}")
     position, balances = balances_after(db, doc["_id"], {key: {"$lte": point}})

@@ -88,10 +88,10 @@ class ManagedProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def kill(self) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.kill()
-            self.popen.wait()
+        popen = self.popen
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait()
 
     def stop(self) -> int | None:
         """Ask politely, then SIGKILL after the grace period; always reaps the child."""

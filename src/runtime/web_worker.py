@@ -337,10 +337,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             if now >= until or not self.alive:
                 self._end_lingering(conn)
         for conn in list(self.arriving):
-            assert conn.deadline is not None
             if not conn.early and not self.alive:
                 self._drop(conn)
-            elif now >= conn.deadline:
+            elif conn.deadline is not None and now >= conn.deadline:  # every arriving connection has one
                 if conn.early:
                     self._refuse(conn, 408)
                 else:

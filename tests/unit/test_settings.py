@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from chain.balance_watch import low_balance_floors
+from chain.worker import chain_settings
 from runtime.settings import Settings, SettingsError
 
 
@@ -130,3 +131,8 @@ def test_the_distribution_floors_are_read_at_each_payout_assets_scale() -> None:
     ):
         with pytest.raises(SettingsError, match=error):
             low_balance_floors(Settings.from_env({"LEDGER_CHAIN_LOW_BALANCE": value}))
+
+
+def test_the_chain_worker_without_its_keys_is_a_clear_error() -> None:
+    with pytest.raises(SettingsError, match="LEDGER_STELLAR_SECRETS_FILE is not set"):
+        chain_settings(Settings.from_env({}))

@@ -102,7 +102,8 @@ def _release(w: Writer, transfer: Transfer, reason: str) -> dict[str, Any]:
     legs = [transfer]
     if transfer.fee:
         fee_leg = w.transfer(fee_transfer_id(transfer.transfer_id))
-        assert fee_leg is not None
+        if fee_leg is None:
+            raise RuntimeError(f"transfer {transfer.transfer_id!r} has a fee and no fee leg")
         if reason == VOIDED:
             fee_leg.void(w.clock())
         else:

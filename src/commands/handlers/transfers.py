@@ -174,7 +174,8 @@ def _leg_terms(w: Writer, leg: TransferFunds, sides: Sides | None = None) -> tup
         if account_id not in loaded:
             loaded[account_id] = w.account(account_id)
     debit, credit = loaded[leg.debit_account], loaded[leg.credit_account]
-    assert isinstance(debit, Account) and isinstance(credit, Account)  # client ids only
+    if not (isinstance(debit, Account) and isinstance(credit, Account)):  # client ids never name system accounts
+        raise TypeError("a transfer's sides must be read in full")
     if debit.asset != credit.asset:
         raise AssetMismatch(
             f"account {debit.account_id!r} holds {debit.asset} but account {credit.account_id!r} holds {credit.asset}"
