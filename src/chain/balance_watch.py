@@ -28,7 +28,7 @@ from runtime import metrics
 from runtime.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from chain.worker import ChainSettings
+    from chain.config import ChainSettings
 
 log = logging.getLogger(__name__)
 

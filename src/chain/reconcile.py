@@ -47,8 +47,10 @@ from stellar_sdk import Asset, Server
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, NotFoundError
 
+from chain.config import ChainSettings
+from chain.deposits import PAYMENT_TYPES
 from chain.stellar import chain_amount, stroops_of
-from chain.worker import PAYMENT_TYPES, ChainSettings, ChainStore
+from chain.store import ChainStore
 from commands.application import Ledger
 from ledger.accounts import Account
 from ledger.ids import account_uuid, chain_deposit_id, clearing_account_id

@@ -71,7 +71,7 @@ class RunDriver:
     def __init__(self, store: RunStore, ledger: Ledger, passed: Callable[[str], None] = lambda step: None) -> None:
         self.store = store
         self.ledger = ledger
-        self.passed = passed  # the crash tests' kill switch (chain.worker.KillSwitch.passed)
+        self.passed = passed  # the crash tests' kill switch (chain.kill_switch.KillSwitch.passed)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

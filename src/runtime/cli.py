@@ -344,7 +344,8 @@ def chain(ctx: click.Context) -> None:
     `ledger chain reconcile` compares the chain with the books instead."""
     if ctx.invoked_subcommand is not None:
         return
-    from chain.worker import ChainWorker, chain_settings, prepare_simulator
+    from chain.config import chain_settings, prepare_simulator
+    from chain.worker import ChainWorker
     from commands.application import Ledger, event_store_env
 
     settings = _settings()
@@ -403,8 +404,9 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
 
     import requests
 
+    from chain.config import chain_settings
     from chain.reconcile import UNREADABLE, Reconciler, run_periodically
-    from chain.worker import ChainStore, chain_settings
+    from chain.store import ChainStore
     from commands.application import Ledger, event_store_env
 
     moment = _moment(since)

@@ -28,8 +28,8 @@ import pytest
 from stellar_sdk import Keypair
 
 from chain.horizon_sim import Simulator
+from chain.kill_switch import STEPS
 from chain.stellar import Keys, stroops_of
-from chain.worker import STEPS
 from commands import run_files
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PayoutRunAction, RequestPayout, RowRequest, UploadPayoutRun

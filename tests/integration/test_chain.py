@@ -21,9 +21,14 @@ from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
 from auth.store import KeyStore
+from chain.channel import ChannelWorker
+from chain.config import ChainSettings
+from chain.deposits import DepositFollower
 from chain.horizon_sim import Simulator
+from chain.intake import Intake
+from chain.kill_switch import KillSwitch
 from chain.stellar import Keys
-from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollower, Intake, KillSwitch
+from chain.store import ChainStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, SetFeeRule, VoidTransfer

@@ -17,7 +17,7 @@ import pytest
 from stellar_sdk import Keypair
 
 from auth.store import KeyStore
-from chain.worker import DepositFollower
+from chain.deposits import DepositFollower
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferFunds

@@ -22,8 +22,9 @@ from psycopg import sql
 from stellar_sdk import Keypair
 
 from auth.store import KeyStore
+from chain.channel import ChannelWorker
+from chain.kill_switch import KillSwitch
 from chain.runs import RunDriver, RunStore
-from chain.worker import ChannelWorker, KillSwitch
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount

@@ -33,10 +33,14 @@ from prometheus_client import REGISTRY
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 
 from auth.store import KeyStore
+from chain.channel import ChannelWorker
+from chain.config import ChainSettings
+from chain.deposits import DepositFollower
 from chain.horizon_sim import Simulator
+from chain.kill_switch import KillSwitch
 from chain.reconcile import Reconciler, Report, run_once
 from chain.stellar import Keys
-from chain.worker import ChainSettings, ChainStore, ChannelWorker, DepositFollower, KillSwitch
+from chain.store import ChainStore
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, RequestPayout
 from runtime.settings import PROJECT_ROOT

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from chain.balance_watch import low_balance_floors
-from chain.worker import chain_settings
+from chain.config import chain_settings
 from runtime.settings import Settings, SettingsError
 
 
