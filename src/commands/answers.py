@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from commands.unit_of_work import Position
-from ledger.accounts import Account, Balance
+from ledger.accounts import OPEN, Account, Balance
 from ledger.fees import FeeRule
 from ledger.ids import fee_account_id, fee_transfer_id
 from ledger.money import Asset
@@ -36,7 +36,7 @@ class Replayed(dict[str, Any]):
 def opened_result(account: Account, position: Position | int) -> dict[str, Any]:
     """The answer to an open, then and on every retry: the account as it was opened."""
     asset, overdraft_limit, metadata = account.opened_with
-    return account_view(account.account_id, asset, "open", overdraft_limit, metadata, position)
+    return account_view(account.account_id, asset, OPEN, overdraft_limit, metadata, position)
 
 
 def account_result(account: Account, position: Position | int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ they run again on every replay.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,14 @@ from ledger.ids import account_uuid
 from ledger.money import Asset
 from ledger.monitors import AVAILABLE, MAX_MONITORS, Monitor
 
-OPEN, FROZEN, CLOSED = "open", "frozen", "closed"
+
+class AccountStatus(StrEnum):
+    OPEN = "open"
+    FROZEN = "frozen"  # neither sends nor receives; its holds can still be voided
+    CLOSED = "closed"  # for good
+
+
+OPEN, FROZEN, CLOSED = AccountStatus
 
 Balance = dict[str, int]
 """An account's four totals by name (``BALANCE_FIELDS``), in minor units."""
@@ -365,7 +373,7 @@ class Account(Aggregate):
             raise AccountNotOpen(f"account {self.account_id!r} is closed")
 
     def require_open(self) -> None:
-        if self.status != "open":
+        if self.status != OPEN:
             raise AccountNotOpen(f"account {self.account_id!r} is {self.status}")
 
     def _require_funds(self, amount: int) -> None:

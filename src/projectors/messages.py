@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from ledger.accounts import BALANCE_FIELDS, Account
+from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, OPEN, Account
 from ledger.distribution import DistributionBalance
 from ledger.fees import FeeRule
 from ledger.ids import NAMESPACE
@@ -65,9 +65,9 @@ ACCOUNT_OPENED = "ledger.account.opened.v1"
 ACCOUNT_POLICY_CHANGED = "ledger.account.overdraft_limit_changed.v1"
 ACCOUNT_LIMITS_CHANGED = "ledger.account.limits_changed.v1"
 ACCOUNT_STATUS_TYPES: dict[type, tuple[str, str]] = {
-    Account.Frozen: ("ledger.account.frozen.v1", "frozen"),
-    Account.Unfrozen: ("ledger.account.unfrozen.v1", "open"),
-    Account.Closed: ("ledger.account.closed.v1", "closed"),
+    Account.Frozen: ("ledger.account.frozen.v1", FROZEN),
+    Account.Unfrozen: ("ledger.account.unfrozen.v1", OPEN),
+    Account.Closed: ("ledger.account.closed.v1", CLOSED),
 }
 MONITOR_SET = "ledger.monitor.set.v1"
 MONITOR_REMOVED = "ledger.monitor.removed.v1"

@@ -16,7 +16,7 @@ from uuid import UUID
 from pymongo.database import Database
 
 from commands.application import Ledger
-from ledger.accounts import Account
+from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, OPEN, Account
 from ledger.transfers import Transfer
 from queries.readmodel import ACCOUNTS, ENTRIES, TRANSFERS
 
@@ -31,19 +31,19 @@ class ReplayedAccount:
     pending_credits: int = 0
     version: int = 1
     movements: int = 0
-    status: str = "open"
+    status: str = OPEN
     overdraft_limit: int = 0
     limits: tuple[int | None, int | None] = (None, None)
 
     def apply(self, event: Any) -> None:
         if isinstance(event, Account.Frozen):
-            self.status = "frozen"
+            self.status = FROZEN
             return
         if isinstance(event, Account.Unfrozen):
-            self.status = "open"
+            self.status = OPEN
             return
         if isinstance(event, Account.Closed):
-            self.status = "closed"
+            self.status = CLOSED
             return
         if isinstance(event, Account.OverdraftLimitChanged):
             self.overdraft_limit = event.overdraft_limit
@@ -118,7 +118,7 @@ def unbalanced_assets(docs: Iterable[dict[str, Any]]) -> list[str]:
     totals: dict[str, list[int]] = {}
     for doc in docs:
         sums = totals.setdefault(doc["asset"], [0, 0, 0, 0])
-        for index, field in enumerate(("posted_debits", "posted_credits", "pending_debits", "pending_credits")):
+        for index, field in enumerate(BALANCE_FIELDS):
             sums[index] += int(doc[field])
     return [
         f"asset {asset}: posted debits {s[0]} vs credits {s[1]}, pending debits {s[2]} vs credits {s[3]}"
@@ -153,7 +153,7 @@ def differences(ledger: Ledger, db: Database[Any]) -> list[str]:
             found.append(f"account {account_id!r} is missing from the read model")
             continue
         actual = (
-            tuple(int(doc[f]) for f in ("posted_debits", "posted_credits", "pending_debits", "pending_credits")),
+            tuple(int(doc[f]) for f in BALANCE_FIELDS),
             doc["version"],
             doc["asset"],
             doc["status"],

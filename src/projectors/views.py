@@ -19,7 +19,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ledger.accounts import BALANCE_FIELDS
+from ledger.accounts import BALANCE_FIELDS, OPEN
 from projectors.messages import (
     ACCOUNT_LIMITS_CHANGED,
     ACCOUNT_OPENED,
@@ -267,7 +267,7 @@ class ReadModelWriter:
             "_id": data["account"],
             "asset": data["asset"],
             "system": data["system"],
-            "status": "open",
+            "status": str(OPEN),  # a plain str for BSON
             "overdraft_limit": data["overdraft_limit"],
             "daily_limit": None,
             "monthly_limit": None,

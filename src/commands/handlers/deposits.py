@@ -13,7 +13,7 @@ from typing import Any
 from commands.answers import Replayed, deposit_result
 from commands.handlers.context import Sides, Writer, saveable
 from commands.messages import Deposit
-from ledger.accounts import Account
+from ledger.accounts import OPEN, Account
 from ledger.errors import AccountNotFound, IdConflict, InvalidRequest
 from ledger.ids import CLIENT_ID, chain_deposit_id, clearing_account_id, issuance_account_id, suspense_account_id
 from ledger.money import Asset
@@ -62,7 +62,7 @@ def credit_from_chain(w: Writer, payment_id: str, asset: str, amount: int, memo:
             target = w.account(memo)
         except AccountNotFound:
             pass
-    if target is not None and (target.asset != asset or target.status != "open"):
+    if target is not None and (target.asset != asset or target.status != OPEN):
         target = None
     opened = w.missing_system_accounts(asset, clearing_account_id(asset), suspense_account_id(asset))
     if opened:

@@ -16,6 +16,7 @@ from commands.answers import Replayed
 from commands.handlers.context import Writer
 from commands.handlers.payouts import request_payout
 from commands.messages import PayoutRunAction, RequestPayout, UploadPayoutRun
+from ledger.accounts import OPEN
 from ledger.errors import AccountNotFound, IdConflict, InvalidAmount, LedgerError, RunNotFound
 from ledger.ids import account_uuid
 from ledger.money import Asset
@@ -74,7 +75,7 @@ def _row(w: Writer, row_id: str, account_id: str, amount_text: str, destination:
         raise _RowProblem("account", "account_not_found", f"account {account_id!r} does not exist")
     if account.asset not in w.payout_assets:
         raise _RowProblem("account", "asset_not_on_chain", f"{account.asset} is not mapped to a Stellar asset")
-    if account.status != "open":
+    if account.status != OPEN:
         raise _RowProblem("account", "account_not_open", f"account {account_id!r} is {account.status}")
     unit = Asset.parse(account.asset)
     try:
