@@ -1,4 +1,5 @@
-# Two commands: `make run` starts the whole system, `make test` runs the whole suite.
+# Two commands: `make run` starts the whole system, `make test` checks the layers
+# (import-linter, contracts in setup.cfg) and runs the whole suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/ledger up
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

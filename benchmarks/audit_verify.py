@@ -30,8 +30,8 @@ from tqdm import tqdm
 from audit.sealer import Sealer
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferBatch, TransferFunds
+from devstack.embedded import EmbeddedPostgres
 from ledger.fees import FeeTerms
-from runtime.embedded import EmbeddedPostgres
 from runtime.migrations import migrate
 from runtime.settings import PROJECT_ROOT, Settings
 
@@ -106,7 +106,16 @@ def main() -> None:
         for run in range(1, args.runs + 1):  # the first run meets a cold database cache
             started = time.monotonic()
             done = subprocess.run(
-                [sys.executable, "-m", "runtime.cli", "audit", "verify", "--no-read-model", "--report", str(report)],
+                [
+                    sys.executable,
+                    "-m",
+                    "entrypoints.cli",
+                    "audit",
+                    "verify",
+                    "--no-read-model",
+                    "--report",
+                    str(report),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 check=False,

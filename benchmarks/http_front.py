@@ -35,7 +35,7 @@ import falcon
 from cpu_budget import cpu_between, snapshot
 from ledger_load import Load, Stack, run_closed, run_paced, say, write_json
 
-from runtime.processes import ManagedProcess, ProcessExited, wait_until
+from devstack.processes import ManagedProcess, ProcessExited, wait_until
 
 HERE = Path(__file__).resolve().parent
 SERVER_WORKERS, SERVER_THREADS = "1", "32"  # what the supervisor gives the command API

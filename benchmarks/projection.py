@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 import pymongo
 
 from commands.application import Ledger, event_store_env
+from contracts.readmodel import watermark
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
 from projectors.store_head import StoreHead
-from queries.readmodel import watermark
 from runtime.settings import Settings
 
 

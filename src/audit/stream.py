@@ -20,8 +20,8 @@ from typing import IO, Any
 from eventsourcing.persistence import Notification
 
 from commands.application import Ledger
-from projectors.messages import KEY_ID_HEADER
-from projectors.relay import StoredEventEncoder
+from contracts.events import KEY_ID_HEADER
+from contracts.stored_events import StoredEventEncoder
 
 PAGE = 2000
 

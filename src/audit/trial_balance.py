@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from contracts.balances import BALANCE_CHANGES
+from contracts.events import ACCOUNT_OPENED
+from ledger.accounts import BALANCE_FIELDS
 from ledger.money import Asset
-from projectors.messages import ACCOUNT_OPENED
-from projectors.views import BALANCE_CHANGES, BALANCE_FIELDS
 
 
 @dataclass

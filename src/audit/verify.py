@@ -740,6 +740,13 @@ def read_only(url: str) -> Any:
     return psycopg.connect(url, autocommit=True, options="-c default_transaction_read_only=on")
 
 
+def store_head(url: str) -> int:
+    """The store's last position now: what a replay of the live store reads up to."""
+    with read_only(url) as conn:
+        row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()
+        return int(row[0]) if row else 0
+
+
 def store_pages_at(url: str, shape: str, *, head: int, page: int = 20_000) -> Iterator[list[Any]]:
     with read_only(url) as conn:
         yield from store_pages(conn, shape, head=head, page=page)

@@ -11,17 +11,16 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from chain.kill_switch import KillSwitch
 from chain.store import INTAKE_CONSUMER, ChainStore
 from commands.application import Ledger
+from contracts.dead_letters import DeadLetter
+from contracts.events import PAYOUT_REQUESTED, LedgerEvent
+from contracts.validation import UNKNOWN_TYPE, BadMessage, decode_headers, message_type, read_checked
 from ledger.ids import CLIENT_ID
-from projectors import kafka
-from projectors.dead_letters import DeadLetter
-from projectors.messages import PAYOUT_REQUESTED, LedgerEvent
-from projectors.validation import UNKNOWN_TYPE, BadMessage, decode_headers, message_type, read_checked
-from runtime import metrics
+from runtime import kafka, metrics
 
 log = logging.getLogger(__name__)
 
 
-NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides projectors.validation's
+NOT_IN_STORE = "not_in_store"  # dead-letter reasons of the intake, besides contracts.validation's
 DIFFERS_FROM_STORE = "differs_from_store"
 
 

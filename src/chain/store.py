@@ -11,8 +11,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from chain.connections import ThreadConnections
+from contracts.dead_letters import DeadLetter
 from ledger.payouts import Payout
-from projectors.dead_letters import DeadLetter
 
 OPEN_STATES = ("bound", "submitting", "applied", "rejected")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projectors.messages import MONITOR_CLEARED, MONITOR_REMOVED, MONITOR_SET, MONITOR_TRIGGERED, LedgerEvent
+from contracts.events import MONITOR_CLEARED, MONITOR_REMOVED, MONITOR_SET, MONITOR_TRIGGERED, LedgerEvent
 
 MONITOR_TYPES = {MONITOR_SET, MONITOR_REMOVED, MONITOR_TRIGGERED, MONITOR_CLEARED}
 

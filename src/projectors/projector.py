@@ -21,14 +21,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from projectors import kafka
-from projectors.dead_letters import DeadLetter
-from projectors.messages import LedgerEvent
-from projectors.validation import BadMessage, Checkpoint, read_message
+from contracts.dead_letters import DeadLetter
+from contracts.events import LedgerEvent
+from contracts.generations import Generations
+from contracts.readmodel import PROJECTOR_STATE, watermark
+from contracts.validation import BadMessage, Checkpoint, read_message
 from projectors.views import ReadModelWriter, relay_report, watermark_raise
-from queries.generations import Generations
-from queries.readmodel import PROJECTOR_STATE, watermark
-from runtime import metrics
+from runtime import kafka, metrics
 
 log = logging.getLogger(__name__)
 

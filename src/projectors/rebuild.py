@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 
 from commands.application import Ledger
-from projectors.messages import from_message
-from projectors.relay import StoredEventEncoder
+from contracts.events import from_message
+from contracts.generations import Generations
+from contracts.readmodel import PROJECTOR_STATE, WATERMARK_ID
+from contracts.stored_events import StoredEventEncoder
 from projectors.views import ReadModelWriter
-from queries.generations import Generations
-from queries.readmodel import PROJECTOR_STATE, WATERMARK_ID
 
 log = logging.getLogger(__name__)
 

@@ -25,45 +25,20 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from confluent_kafka import KafkaError, Producer
 
 from commands.application import Ledger
-from projectors import kafka
-from projectors.messages import Message, SubjectRef, checkpoint_message, creation_ref, to_message
-from runtime import metrics
+from contracts.events import Message, checkpoint_message
+from contracts.stored_events import StoredEventEncoder
+from runtime import kafka, metrics
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryFailed(RuntimeError):
     pass
-
-
-class StoredEventEncoder:
-    """Stored events (notifications) to messages; remembers each stream's public id."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self._refs: dict[UUID, SubjectRef] = {}
-
-    def encode(self, notification: Any) -> Message:
-        event = self.ledger.mapper.to_domain_event(notification)
-        if notification.originator_version == 1:
-            return to_message(event, notification.id)
-        return to_message(event, notification.id, self._ref(event.originator_id))
-
-    def _ref(self, originator_id: UUID) -> SubjectRef:
-        """A stream's public id and asset, from its first event (cached)."""
-        ref = self._refs.get(originator_id)
-        if ref is None:
-            ref = creation_ref(next(iter(self.ledger.events.get(originator_id, lte=1))))
-            if len(self._refs) > 100_000:
-                self._refs.clear()
-            self._refs[originator_id] = ref
-        return ref
 
 
 class RelayState:

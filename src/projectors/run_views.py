@@ -13,8 +13,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 
-from ledger.payout_runs import CHUNK_ROWS, ROW_FAILED, ROW_PENDING, ROW_READY, ROW_SUCCESS, row_of_payout
-from projectors.messages import (
+from contracts.events import (
     PAYOUT_CONFIRMED,
     PAYOUT_FAILED,
     PAYOUT_REQUESTED,
@@ -25,6 +24,7 @@ from projectors.messages import (
     PAYOUT_RUN_UPLOADED,
     LedgerEvent,
 )
+from ledger.payout_runs import CHUNK_ROWS, ROW_FAILED, ROW_PENDING, ROW_READY, ROW_SUCCESS, row_of_payout
 
 RUN_STATES = {ce_type: state for ce_type, state in PAYOUT_RUN_MOVES.values()}
 RUN_TYPES = {PAYOUT_RUN_UPLOADED, PAYOUT_RUN_COMPLETED, PAYOUT_RUN_RETRIED, PAYOUT_RUN_ROWS_FAILED, *RUN_STATES}

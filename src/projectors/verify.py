@@ -16,9 +16,9 @@ from uuid import UUID
 from pymongo.database import Database
 
 from commands.application import Ledger
+from contracts.readmodel import ACCOUNTS, ENTRIES, TRANSFERS
 from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, OPEN, Account
 from ledger.transfers import Transfer
-from queries.readmodel import ACCOUNTS, ENTRIES, TRANSFERS
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ledger.accounts import BALANCE_FIELDS, OPEN
-from projectors.messages import (
+from contracts.balances import BALANCE_CHANGES
+from contracts.events import (
     ACCOUNT_LIMITS_CHANGED,
     ACCOUNT_OPENED,
     ACCOUNT_POLICY_CHANGED,
@@ -40,9 +40,7 @@ from projectors.messages import (
     TRANSFER_VOIDED,
     LedgerEvent,
 )
-from projectors.monitor_views import MONITOR_TYPES, monitors_changed
-from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
-from queries.readmodel import (
+from contracts.readmodel import (
     ACCOUNTS,
     DEAD_LETTERS,
     ENTRIES,
@@ -56,27 +54,13 @@ from queries.readmodel import (
     amount_key,
     metadata_pairs,
 )
+from ledger.accounts import BALANCE_FIELDS, OPEN
+from projectors.monitor_views import MONITOR_TYPES, monitors_changed
+from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
 
 log = logging.getLogger(__name__)
 
 
-# How each account movement changes the four balances: (field, sign, amount key).
-BALANCE_CHANGES: dict[str, list[tuple[str, int, str]]] = {
-    "ledger.account.debited.v1": [("posted_debits", 1, "amount")],
-    "ledger.account.credited.v1": [("posted_credits", 1, "amount")],
-    "ledger.account.debit_pending.v1": [("pending_debits", 1, "amount")],
-    "ledger.account.credit_pending.v1": [("pending_credits", 1, "amount")],
-    "ledger.account.pending_debit_posted.v1": [
-        ("pending_debits", -1, "pending_amount"),
-        ("posted_debits", 1, "amount"),
-    ],
-    "ledger.account.pending_credit_posted.v1": [
-        ("pending_credits", -1, "pending_amount"),
-        ("posted_credits", 1, "amount"),
-    ],
-    "ledger.account.pending_debit_voided.v1": [("pending_debits", -1, "amount")],
-    "ledger.account.pending_credit_voided.v1": [("pending_credits", -1, "amount")],
-}
 # Events that set account fields to the values they carry (status, limits).
 POLICY_EVENT_TYPES = {ACCOUNT_POLICY_CHANGED, ACCOUNT_LIMITS_CHANGED} | {t for t, _ in ACCOUNT_STATUS_TYPES.values()}
 
@@ -348,7 +332,7 @@ class ReadModelWriter:
             doc.update(status=event.data["reason"])
 
     def record_dead_letters(self, documents: list[dict[str, Any]]) -> None:
-        """Messages set aside (``projectors.dead_letters``); one already recorded is kept as it was."""
+        """Messages set aside (``contracts.dead_letters``); one already recorded is kept as it was."""
         _insert_many(self.db[DEAD_LETTERS], documents)
 
     def record_relay(self, position: int, head: int) -> None:

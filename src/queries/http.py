@@ -17,12 +17,13 @@ from pymongo.database import Database
 from auth import keys as scopes
 from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, require_accounts
 from auth.store import KeyStore
+from contracts import readmodel as schema
+from contracts.generations import Generations
 from ledger.accounts import CLOSED, FROZEN, OPEN
 from ledger.errors import InvalidRequest
 from ledger.payout_runs import ROW_STATES
 from ledger.transfers import EXPIRED, PENDING, POSTED, VOIDED
 from queries import lists, parameters, readmodel, responses, runs
-from queries.generations import Generations
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
 
@@ -77,7 +78,7 @@ class ReadYourWrites:
         if position is None:
             return
         db = self.source()
-        if readmodel.watermark(db) >= position:
+        if schema.watermark(db) >= position:
             return
         head = self.head()
         if position > head:  # no write has it: waiting could only end in a 503
@@ -94,7 +95,7 @@ class ReadYourWrites:
                 headers={"Retry-After": "1"},
             )
         try:
-            visible = readmodel.wait_for_position(db, position, self.wait_seconds)
+            visible = schema.wait_for_position(db, position, self.wait_seconds)
         finally:
             self._waiters.release()
         if not visible:
@@ -102,7 +103,7 @@ class ReadYourWrites:
                 503,
                 "not_yet_visible",
                 f"the read model has not yet applied position {position} "
-                f"(it is at {readmodel.watermark(db)}); retry shortly",
+                f"(it is at {schema.watermark(db)}); retry shortly",
                 headers={"Retry-After": "1"},
             )
 
@@ -271,7 +272,7 @@ class Status:
         key = request_key(req)
         if key.limited:
             raise forbidden(f"key {key.key_id} is limited to some accounts; the status is about all of them")
-        web.json_response(resp, readmodel.status(self.source()))
+        web.json_response(resp, schema.status(self.source()))
 
 
 def create_app(

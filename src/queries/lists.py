@@ -13,19 +13,16 @@ from typing import Any
 from pymongo.database import Database
 
 from auth.keys import pattern_regex
+from contracts.readmodel import ACCOUNTS, TRANSFERS, amount_key, metadata_pair
 from ledger.accounts import BALANCE_FIELDS
 from ledger.errors import InvalidRequest, RuleViolation
 from ledger.money import Asset
 from queries.readmodel import (
-    ACCOUNTS,
-    TRANSFERS,
     account_view,
-    amount_key,
     balance_view,
     balances_after,
     decode_cursor,
     encode_cursor,
-    metadata_pair,
     transfer_view,
     within_period,
 )

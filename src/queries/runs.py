@@ -17,11 +17,12 @@ from pymongo.database import Database
 
 from auth import keys as scopes
 from auth.http import request_key, require_accounts
+from contracts.readmodel import PAYOUT_RUNS, RUN_ROWS
 from ledger.errors import RunNotFound
 from ledger.money import Asset
 from ledger.payout_runs import ROW_STATES
 from queries import parameters
-from queries.readmodel import PAYOUT_RUNS, RUN_ROWS, decode_cursor, encode_cursor
+from queries.readmodel import decode_cursor, encode_cursor
 from runtime import web
 
 Source = Callable[[], Database[Any]]

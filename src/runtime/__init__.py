@@ -1,1 +1,2 @@
-"""Running the ledger: settings, logging, embedded servers, migrations, supervision, CLI."""
+"""Shared infrastructure: settings, logging, metrics, HTTP helpers, Kafka plumbing and
+migrations. It sits below the services and imports none of them."""

@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 from stellar_sdk import Keypair
 
-from chain.horizon_sim import Simulator
 from chain.kill_switch import STEPS
 from chain.stellar import Keys, stroops_of
 from commands import run_files
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PayoutRunAction, RequestPayout, RowRequest, UploadPayoutRun
+from devstack.horizon_sim import Simulator
 from ledger.payout_runs import row_payout_id
 from projectors.relay import Relay, RelayState
 from runtime.settings import PROJECT_ROOT
@@ -72,7 +72,7 @@ def run_worker(env: dict[str, str], kill_at: str | None, until: Any, timeout: fl
     child_env = dict(env)
     if kill_at:
         child_env["LEDGER_CHAIN_KILL_AT"] = kill_at
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "chain"], env=child_env, cwd=PROJECT_ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "entrypoints.cli", "chain"], env=child_env, cwd=PROJECT_ROOT)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

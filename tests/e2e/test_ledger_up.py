@@ -34,11 +34,11 @@ from stellar_sdk import Keypair
 from auth import signing
 from commands.application import Ledger, event_store_env
 from commands.run_files import MAX_REPORTED
+from contracts.generations import Generations
 from ledger.ids import account_uuid, transfer_uuid
 from ledger.seals import SEAL_STREAM
-from projectors import kafka
 from projectors.verify import differences
-from queries.generations import Generations
+from runtime import kafka
 from runtime.settings import Settings
 from tests.conftest import free_port, run_ledger, unique
 
@@ -166,7 +166,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "up"],
+            [sys.executable, "-m", "entrypoints.cli", "up"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -203,7 +203,7 @@ def test_it_serves_both_apis_within_90_seconds(stack: Stack) -> None:
 
 
 def test_the_embedded_broker_topic_has_one_partition(stack: Stack) -> None:
-    """Fewer record batches for Tansu to list on every fetch (runtime.supervisor)."""
+    """Fewer record batches for Tansu to list on every fetch (devstack.supervisor)."""
     settings = stack.settings()
     admin = kafka.admin_client(settings.kafka_client())
     wait_for(lambda: settings.kafka_topic in admin.list_topics(timeout=10).topics, 30, "the topic")

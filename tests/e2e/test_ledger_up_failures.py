@@ -45,7 +45,10 @@ def test_a_second_instance_is_refused_and_a_killed_supervisor_takes_its_children
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         first = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "up"], env=stack_env(tmp_path), stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "entrypoints.cli", "up"],
+            env=stack_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 90
@@ -53,7 +56,7 @@ def test_a_second_instance_is_refused_and_a_killed_supervisor_takes_its_children
             assert first.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
             time.sleep(0.2)
         second = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "up", "--fresh"],
+            [sys.executable, "-m", "entrypoints.cli", "up", "--fresh"],
             env=stack_env(tmp_path),
             capture_output=True,
             timeout=60,
@@ -86,7 +89,7 @@ def test_a_service_that_cannot_start_is_reported_and_everything_stops(tmp_path: 
         env = stack_env(tmp_path, command_port=port)
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "entrypoints.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         seen: set[int] = set()
         while process.poll() is None and time.monotonic() - started < 60:

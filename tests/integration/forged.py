@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from projectors.messages import CHECKPOINT, SOURCE
+from contracts.events import CHECKPOINT, SOURCE
 
 Headers = list[tuple[str, str | bytes | None]]
 

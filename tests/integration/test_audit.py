@@ -20,7 +20,7 @@ from queries import readmodel
 from tests.conftest import Urls, run_ledger, unique
 from tests.integration.test_pipeline import project_everything
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "projectors" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "contracts" / "schemas"
 
 operation = st.tuples(
     st.sampled_from(["deposit", "transfer", "hold", "post", "void"]),

@@ -28,9 +28,9 @@ from audit.trial_balance import trial_balance
 from audit.verify import Verifier, file_pages, store_pages
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, SetMonitor, TransferFunds, VoidTransfer
+from devstack.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from ledger.fees import FeeTerms
 from ledger.ids import issuance_account_id
-from runtime.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from runtime.files import write_private
 from runtime.migrations import migrate
 from tests.conftest import Urls, free_port, project_root, run_ledger, unique

@@ -29,10 +29,10 @@ from auth.store import KeyStore
 from commands import http as command_http
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
-from projectors import kafka
-from projectors.messages import KEY_ID_HEADER, headers_of
+from contracts.events import KEY_ID_HEADER, headers_of
 from projectors.projector import Projector
 from queries import http as query_http
+from runtime import kafka
 from tests.conftest import Urls, unique
 from tests.integration.test_pipeline import drain_relay, make_relay, project_until
 

@@ -24,7 +24,6 @@ from auth.store import KeyStore
 from chain.channel import ChannelWorker
 from chain.config import ChainSettings
 from chain.deposits import DepositFollower
-from chain.horizon_sim import Simulator
 from chain.intake import Intake
 from chain.kill_switch import KillSwitch
 from chain.stellar import Keys
@@ -32,10 +31,11 @@ from chain.store import ChainStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, SetFeeRule, VoidTransfer
+from contracts.events import PAYOUT_REQUESTED
+from devstack.horizon_sim import Simulator
 from ledger.errors import AccountNotOpen, AssetNotOnChain, PayoutHold
 from ledger.fees import FeeTerms
 from ledger.ids import account_uuid, clearing_account_id, fee_account_id, fee_transfer_id, suspense_account_id
-from projectors.messages import PAYOUT_REQUESTED
 from projectors.relay import Relay, RelayState
 from tests.conftest import Urls, api_client, free_port, unique
 from tests.integration.forged import Forged, event_headers, payout_requested, produce

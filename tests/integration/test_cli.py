@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from commands.application import Ledger
+from contracts import readmodel as schema
 from projectors.relay import Relay, RelayState
-from queries import readmodel
 from tests.conftest import Urls, run_ledger
 from tests.integration.forged import Forged, event_headers, produce
 from tests.integration.test_pipeline import project_everything, some_activity
@@ -32,7 +32,7 @@ def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
     clean = run_verify(servers, mongo_db.name)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "no differences" in clean.stdout
-    mongo_db[readmodel.ACCOUNTS].update_one({"_id": a}, {"$set": {"posted_credits": "1"}})
+    mongo_db[schema.ACCOUNTS].update_one({"_id": a}, {"$set": {"posted_credits": "1"}})
     edited = run_verify(servers, mongo_db.name)
     assert edited.returncode == 1
     assert f"DIFF account {a!r}" in edited.stdout

@@ -37,14 +37,14 @@ from commands.messages import (
     UploadPayoutRun,
     VoidTransfer,
 )
+from contracts.events import MOVEMENT_TYPES
 from ledger.fees import FeeTerms
 from ledger.payout_runs import row_payout_id
-from projectors import kafka
-from projectors.messages import MOVEMENT_TYPES
 from projectors.relay import Relay, RelayState
+from runtime import kafka
 from tests.conftest import Clock, Urls, unique
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "projectors" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "contracts" / "schemas"
 
 
 def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None:

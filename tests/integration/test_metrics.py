@@ -15,9 +15,8 @@ from prometheus_client import REGISTRY
 from auth.store import KeyStore
 from commands import http as command_http
 from commands.application import Ledger
-from projectors import kafka
 from queries import http as query_http
-from runtime import metrics, web
+from runtime import kafka, metrics, web
 from tests.conftest import Urls, api_client, free_port, funded, unique
 
 

@@ -24,12 +24,12 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
+from contracts.events import CHECKPOINT, MONITOR_CLEARED, MONITOR_TRIGGERED, headers_of
 from ledger.ids import issuance_account_id
-from projectors import kafka
-from projectors.messages import CHECKPOINT, MONITOR_CLEARED, MONITOR_TRIGGERED, headers_of
 from projectors.projector import Projector
 from projectors.verify import differences
 from queries import readmodel
+from runtime import kafka
 from tests.conftest import Urls, api_client, funded, unique
 from tests.integration.test_pipeline import drain_relay, make_relay, project_until
 

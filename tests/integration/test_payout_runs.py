@@ -28,9 +28,9 @@ from chain.runs import RunDriver, RunStore
 from commands.application import Ledger
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount
+from contracts.events import from_message
+from contracts.stored_events import StoredEventEncoder
 from ledger.payout_runs import MAX_ROWS, row_payout_id
-from projectors.messages import from_message
-from projectors.relay import StoredEventEncoder
 from projectors.views import ReadModelWriter
 from queries import http as query_http
 from queries import runs as query_runs

@@ -26,15 +26,16 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
+from contracts import readmodel as schema
+from contracts.events import CHECKPOINT, headers_of
 from ledger.errors import AccountNotFound
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
-from projectors import kafka
-from projectors.messages import CHECKPOINT, headers_of
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
 from projectors.verify import differences
 from queries import readmodel
+from runtime import kafka
 from tests.conftest import Urls, unique
 
 
@@ -65,8 +66,8 @@ def drain_relay(relay: Relay) -> None:
 
 def project_until(projector: Projector, db: Any, position: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while readmodel.watermark(db) < position:
-        assert time.monotonic() < deadline, f"watermark stuck at {readmodel.watermark(db)} < {position}"
+    while schema.watermark(db) < position:
+        assert time.monotonic() < deadline, f"watermark stuck at {schema.watermark(db)} < {position}"
         projector.process_batch(0.2)
 
 
@@ -84,7 +85,7 @@ def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: 
     project_everything(ledger, servers, mongo_db)
     assert differences(ledger, mongo_db) == []
     head = ledger.head_position()
-    status = readmodel.status(mongo_db)
+    status = schema.status(mongo_db)
     assert (status["event_store_head"], status["relay_position"], status["lag"]) == (head, head, 0)
     assert status["read_model_position"] == head
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "93.75"
@@ -104,14 +105,14 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
-    entries_before = mongo_db[readmodel.ENTRIES].count_documents({})
+    entries_before = mongo_db[schema.ENTRIES].count_documents({})
 
     # The relay forgets its position (as after a crash before it stored it): everything again.
     with psycopg.connect(servers.database_url, autocommit=True) as conn:
         conn.execute("UPDATE relay_state SET position = 0 WHERE topic = %s", (topic,))
     drain_relay(make_relay(ledger, servers, topic))
     # A second projector reads the whole topic from the start, duplicates included.
-    mongo_db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
+    mongo_db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
     replayer = Projector(
         mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position, group=unique("g")
     )
@@ -119,7 +120,7 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     deadline = time.monotonic() + 30
     while replayer.process_batch(0.5):
         assert time.monotonic() < deadline
-    assert mongo_db[readmodel.ENTRIES].count_documents({}) == entries_before
+    assert mongo_db[schema.ENTRIES].count_documents({}) == entries_before
     assert differences(ledger, mongo_db) == []
 
 

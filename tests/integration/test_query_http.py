@@ -13,11 +13,11 @@ import pytest
 
 from auth.store import KeyStore
 from commands.application import Ledger
-from projectors.messages import LedgerEvent
+from contracts.events import LedgerEvent
+from contracts.readmodel import watermark
 from projectors.views import ReadModelWriter
 from queries.http import create_app
 from queries.parameters import MAX_POSITION
-from queries.readmodel import watermark
 from tests.conftest import api_client, unique
 
 

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auth.store import KeyStore
-from projectors.messages import LedgerEvent
+from contracts.events import LedgerEvent
 from projectors.views import ReadModelWriter
 from queries.http import create_app
 from tests.conftest import Urls, api_client, unique

@@ -19,8 +19,8 @@ from pymongo import monitoring
 from auth.store import KeyStore
 from commands.application import Ledger
 from commands.messages import Deposit, OpenAccount, TransferFunds, VoidTransfer
+from contracts.stored_events import StoredEventEncoder
 from projectors.rebuild import replay
-from projectors.relay import StoredEventEncoder
 from projectors.views import ReadModelWriter
 from queries.http import create_app
 from tests.conftest import Urls, api_client, unique

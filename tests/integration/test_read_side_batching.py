@@ -23,13 +23,15 @@ from pymongo import monitoring
 
 from commands.application import Ledger
 from commands.messages import Deposit, OpenAccount, TransferFunds
-from projectors import kafka
-from projectors.messages import CHECKPOINT, from_message, headers_of
+from contracts import readmodel as schema
+from contracts.events import CHECKPOINT, from_message, headers_of
+from contracts.stored_events import StoredEventEncoder
 from projectors.projector import Projector
-from projectors.relay import Relay, RelayState, StoredEventEncoder
+from projectors.relay import Relay, RelayState
 from projectors.verify import differences
 from projectors.views import ReadModelWriter
 from queries import readmodel
+from runtime import kafka
 from tests.conftest import Urls, unique
 from tests.integration.test_pipeline import project_until, some_activity
 
@@ -78,7 +80,7 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
     projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, relay.position)
-    entries = mongo_db[readmodel.ENTRIES].count_documents({})
+    entries = mongo_db[schema.ENTRIES].count_documents({})
 
     # After the crash: more writes, a new relay from the stored position, and a new projector
     # (nothing remembered) from its stored offsets. The republished round (creating `late`
@@ -96,7 +98,7 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
     project_until(restarted, mongo_db, ledger.head_position())
 
     assert differences(ledger, mongo_db) == []
-    assert mongo_db[readmodel.ENTRIES].count_documents({}) == entries + 4  # two transfers, two sides each
+    assert mongo_db[schema.ENTRIES].count_documents({}) == entries + 4  # two transfers, two sides each
     assert readmodel.account(mongo_db, late)["balance"]["available"] == "4.50"
     assert [e["amount"] for e in readmodel.entries(mongo_db, late, 10, None)["entries"]] == [
         "0.50",
@@ -199,21 +201,21 @@ def test_a_batch_costs_one_write_per_collection_and_no_reads_once_known(
     assert relay.publish_batch() > 0
     batches: list[Counter[tuple[str, str]]] = []
     deadline = time.monotonic() + 30
-    while readmodel.watermark(db) < relay.position:
+    while schema.watermark(db) < relay.position:
         assert time.monotonic() < deadline
         log.commands.clear()
         if projector.process_batch(0.5):
-            batches.append(Counter(command for command in log.commands if command[1] != readmodel.PROJECTOR_STATE))
-            batches[-1][("progress", "")] = sum(1 for c in log.commands if c[1] == readmodel.PROJECTOR_STATE)
+            batches.append(Counter(command for command in log.commands if command[1] != schema.PROJECTOR_STATE))
+            batches[-1][("progress", "")] = sum(1 for c in log.commands if c[1] == schema.PROJECTOR_STATE)
     assert differences(ledger, db) == []
-    applied = [batch for batch in batches if batch[("insert", readmodel.ENTRIES)]]
+    applied = [batch for batch in batches if batch[("insert", schema.ENTRIES)]]
     assert applied, batches
     for batch in applied:
-        assert batch[("insert", readmodel.ENTRIES)] == 1
-        assert batch[("insert", readmodel.TRANSFERS)] == 1
-        assert batch[("update", readmodel.ACCOUNTS)] == 1
-        assert batch[("find", readmodel.ACCOUNTS)] == 0  # remembered from the last batch
-        assert batch[("find", readmodel.TRANSFERS)] == 0  # new transfers: nothing to read
+        assert batch[("insert", schema.ENTRIES)] == 1
+        assert batch[("insert", schema.TRANSFERS)] == 1
+        assert batch[("update", schema.ACCOUNTS)] == 1
+        assert batch[("find", schema.ACCOUNTS)] == 0  # remembered from the last batch
+        assert batch[("find", schema.TRANSFERS)] == 0  # new transfers: nothing to read
         assert batch[("progress", "")] == 1  # offsets, checkpoints and watermark: one round trip
         assert sum(batch.values()) == 4, batch
 
@@ -246,4 +248,4 @@ def test_a_writer_that_assumed_a_stream_new_reads_it_when_it_was_not(
     assert readmodel.account(db, a)["balance"]["available"] == "7.00"
     assert readmodel.account(db, b)["balance"]["available"] == "3.00"
     assert [e["amount"] for e in readmodel.entries(db, a, 10, None)["entries"]] == ["3.00", "10.00"]
-    assert ("find", readmodel.ACCOUNTS) in log.commands  # it went back and read them
+    assert ("find", schema.ACCOUNTS) in log.commands  # it went back and read them

@@ -11,12 +11,12 @@ import pymongo
 from auth.store import KeyStore
 from commands.application import Ledger
 from commands.messages import TransferFunds
+from contracts import readmodel as schema
+from contracts.generations import Generations
 from projectors.projector import Projector
 from projectors.rebuild import rebuild
 from projectors.relay import Relay, RelayState
 from projectors.verify import differences
-from queries import readmodel
-from queries.generations import Generations
 from queries.http import create_app
 from tests.conftest import Urls, api_client, unique
 from tests.integration.test_pipeline import some_activity
@@ -88,5 +88,5 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
         stop.set()
         projecting.join()
     assert differences(ledger, generations.active_database()) == []
-    assert readmodel.watermark(generations.active_database()) >= later
+    assert schema.watermark(generations.active_database()) >= later
     client.close()

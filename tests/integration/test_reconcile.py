@@ -36,13 +36,13 @@ from auth.store import KeyStore
 from chain.channel import ChannelWorker
 from chain.config import ChainSettings
 from chain.deposits import DepositFollower
-from chain.horizon_sim import Simulator
 from chain.kill_switch import KillSwitch
 from chain.reconcile import Reconciler, Report, run_once
 from chain.stellar import Keys
 from chain.store import ChainStore
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, RequestPayout
+from devstack.horizon_sim import Simulator
 from runtime.settings import PROJECT_ROOT
 from tests.conftest import Urls, free_port, run_ledger, unique
 
@@ -335,7 +335,7 @@ def test_the_service_serves_the_difference_count_on_its_metrics_port(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | chain.env()
     env |= {"LEDGER_METRICS_PORT": str(free_port()), "LEDGER_READY_FILE": str(ready), "LEDGER_LOG_FORMAT": "json"}
     env["PYTHONPATH"] = str(PROJECT_ROOT / "src")
-    argv = [sys.executable, "-m", "runtime.cli", "chain", "reconcile", "--every", "1"]
+    argv = [sys.executable, "-m", "entrypoints.cli", "chain", "reconcile", "--every", "1"]
     service = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

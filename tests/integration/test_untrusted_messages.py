@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY
 
 from commands.application import Ledger
 from commands.messages import TransferFunds
-from projectors.messages import LedgerEvent
+from contracts import readmodel as schema
+from contracts.events import LedgerEvent
 from projectors.projector import Projector
 from projectors.relay import Relay
 from projectors.store_head import StoreHead
@@ -47,18 +48,18 @@ class Pipeline:
     def settle(self, dead_letters: int, timeout: float = 30) -> None:
         """Project until ``dead_letters`` are recorded and the topic is read to its end."""
         deadline = time.monotonic() + timeout
-        while self.projector.process_batch(0.3) or self.db[readmodel.DEAD_LETTERS].count_documents({}) < dead_letters:
-            assert time.monotonic() < deadline, list(self.db[readmodel.DEAD_LETTERS].find())
+        while self.projector.process_batch(0.3) or self.db[schema.DEAD_LETTERS].count_documents({}) < dead_letters:
+            assert time.monotonic() < deadline, list(self.db[schema.DEAD_LETTERS].find())
 
     def letters(self) -> list[dict[str, Any]]:
-        return list(self.db[readmodel.DEAD_LETTERS].find().sort([("partition", 1), ("offset", 1)]))
+        return list(self.db[schema.DEAD_LETTERS].find().sort([("partition", 1), ("offset", 1)]))
 
     def available(self, account: str) -> str:
         return str(readmodel.account(self.db, account)["balance"]["available"])
 
     def next_debit(self, position: int, **changes: str | bytes | None) -> Headers:
         """Headers of a debit of the payer that would apply next, were it believed."""
-        version = int(self.db[readmodel.ACCOUNTS].find_one({"_id": self.payer})["version"])
+        version = int(self.db[schema.ACCOUNTS].find_one({"_id": self.payer})["version"])
         return event_headers(DEBITED, self.payer, version + 1, position, **changes)
 
     def debit_data(self, **changes: Any) -> bytes:
@@ -125,7 +126,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
     assert (nested["reason"], len(nested["value"])) == ("bad_json", 64 * 1024)  # a bounded copy
     assert p.available(p.payer) == before  # none of them moved anything
     assert REGISTRY.get_sample_value("ledger_dead_letters_total", {"service": "projector"}) == counted + len(letters)
-    assert readmodel.watermark(p.db) <= p.ledger.head_position()
+    assert schema.watermark(p.db) <= p.ledger.head_position()
 
     # The projector goes on: the next real events apply, on top of the same versions.
     moved = p.ledger.transfer(TransferFunds(unique("t"), p.payer, p.payee, "0.75"))["position"]
@@ -135,7 +136,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
     assert differences(p.ledger, p.db) == []
 
     # Read again from the start (as after a lost offset), each is recorded once.
-    p.db[readmodel.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
+    p.db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
     again = Projector(p.db, p.servers.kafka_bootstrap, p.topic, 3, store_head=p.ledger.head_position, group=unique("g"))
     again.start()
     while again.process_batch(0.5):
@@ -163,15 +164,15 @@ def test_positions_beyond_the_store_head_are_set_aside_and_the_watermark_stays_w
     assert [letter["reason"] for letter in p.letters()] == ["beyond_head"] * len(forged)
     assert f"claims position {far}" in p.letters()[0]["detail"]
     store_head = p.ledger.head_position()
-    assert readmodel.watermark(p.db) == head <= store_head
-    status = readmodel.status(p.db)
+    assert schema.watermark(p.db) == head <= store_head
+    status = schema.status(p.db)
     assert status["event_store_head"] <= store_head and status["relay_position"] <= store_head
     assert p.available(p.payer) == before
 
     moved = p.ledger.transfer(TransferFunds(unique("t"), p.payer, p.payee, "1.00"))["position"]
     drain_relay(p.relay)
     project_until(p.projector, p.db, moved)
-    assert readmodel.watermark(p.db) <= p.ledger.head_position()
+    assert schema.watermark(p.db) <= p.ledger.head_position()
     assert p.available(p.payer) == f"{float(before) - 1:.2f}"
     assert differences(p.ledger, p.db) == []
 

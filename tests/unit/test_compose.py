@@ -101,3 +101,11 @@ def test_the_dockerfile_copies_what_the_services_need() -> None:
     for needed in ("COPY src", "COPY migrations", "LEDGER_MIGRATIONS_DIR"):
         assert needed in dockerfile
     assert Path(PROJECT_ROOT / "migrations").is_dir()
+
+
+def test_the_image_leaves_the_development_stack_out() -> None:
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert "src/devstack" in ignored and "secrets" in ignored
+    for name in LEDGER_SERVICES:
+        command = compose()["services"][name].get("command") or []
+        assert command[:2] not in (["ledger", "up"], ["ledger", "horizon-sim"]), name

@@ -39,7 +39,7 @@ def test_auto_writes_readable_lines_on_a_terminal() -> None:
         with open(terminal, "w", closefd=False) as stream:
             assert stream.isatty()
             logs.configure("INFO", "auto", stream)
-            logging.getLogger("runtime.supervisor").warning(
+            logging.getLogger("devstack.supervisor").warning(
                 "service ready", extra={"service": "relay", "pid": 42, "note": "a b"}
             )
         line = os.read(controller, 4096).decode()
@@ -47,7 +47,7 @@ def test_auto_writes_readable_lines_on_a_terminal() -> None:
         os.close(controller)
         os.close(terminal)
     assert not line.lstrip().startswith("{")
-    assert "WARNING runtime.supervisor: service ready" in line
+    assert "WARNING devstack.supervisor: service ready" in line
     assert 'service=relay pid=42 note="a b"' in line
 
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 import fastjsonschema
 from confluent_kafka import Message as KafkaMessage
 
-from projectors.messages import CHECKPOINT, SOURCE, LedgerEvent
+from contracts.events import CHECKPOINT, SOURCE, LedgerEvent
 
 SCHEMAS = Path(__file__).parent / "schemas"
 MAX_INT64 = 2**63 - 1  # positions and sequence numbers are stored as 64-bit integers

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from devstack.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.files import PasswordFile, write_private
-from runtime.processes import ManagedProcess, ProcessExited, wait_until
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 
@@ -267,7 +267,7 @@ class EmbeddedHorizon(Server):
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
         process = ManagedProcess(
             "horizon-sim",
-            [sys.executable, "-m", "runtime.cli", "horizon-sim", "--port", str(port)],
+            [sys.executable, "-m", "entrypoints.cli", "horizon-sim", "--port", str(port)],
             stop_signal=signal.SIGTERM,
             grace_seconds=5,
             log_file=data_dir / "logs" / "horizon-sim.log",

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from runtime.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
+from devstack.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
+from devstack.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.files import write_private
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
-from runtime.processes import ManagedProcess, ProcessExited, wait_until
 from runtime.settings import STACK_SECRETS_FILE, STATE_FILE, Settings, env_name, redact
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class Stack:
                 **{env_name("ready_file"): str(ready_file), env_name("metrics_port"): str(port)},
             )
             return Service(
-                ManagedProcess(name, [python, "-m", "runtime.cli", *subcommand], env=child_env, grace_seconds=15),
+                ManagedProcess(name, [python, "-m", "entrypoints.cli", *subcommand], env=child_env, grace_seconds=15),
                 ready_file.exists,
             )
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from confluent_kafka import Message as KafkaMessage
 
-from projectors.validation import BadMessage, RawHeaders
+from contracts.validation import BadMessage, RawHeaders
 
 MAX_VALUE_BYTES = 64 * 1024
 MAX_HEADERS = 64
@@ -30,7 +30,7 @@ class DeadLetter:
     topic_id: str  # the topic's incarnation: offsets start again in a recreated topic
     partition: int
     offset: int
-    reason: str  # a stable code (projectors.validation, or the consumer's own)
+    reason: str  # a stable code (contracts.validation, or the consumer's own)
     detail: str
     headers: list[list[str]]  # [name, value] pairs as they came (a name may repeat), bounded
     value: bytes | None  # the first MAX_VALUE_BYTES of the value

@@ -1,0 +1,103 @@
+"""The one place the system's parts are built from settings.
+
+Every service main and CLI command gets its event store, read model, Kafka clients and
+operations endpoint from here, so how a part is configured is written once. The parts
+themselves take what they need as arguments and never read settings or the environment.
+
+Imports are inside the functions on purpose: a command pays only for the parts it builds
+(`ledger keys list` does not load Kafka, MongoDB and eventsourcing to print a table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from runtime import metrics, web
+from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from auth.store import KeyStore
+    from commands.application import Ledger
+    from contracts.generations import Generations
+
+
+@contextmanager
+def event_store(settings: Settings, *, actor: str | None = None, payout_assets: Any = None) -> Iterator[Ledger]:
+    """The ledger application on the event store; ``actor`` stamps the events a service
+    writes (``service:chain``) when no API key asked for them."""
+    from commands.application import Ledger, event_store_env
+
+    options: dict[str, Any] = {}
+    if actor is not None:
+        options["actor"] = actor
+    if payout_assets is not None:
+        options["payout_assets"] = payout_assets
+    ledger = Ledger(event_store_env(settings), **options)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+@contextmanager
+def read_model(settings: Settings) -> Iterator[Generations]:
+    """The read model's generations (``active_database()`` is the one queries read)."""
+    import pymongo
+
+    from contracts.generations import Generations
+
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.require("mongo_url"))
+    try:
+        yield Generations(client, settings.mongo_db)
+    finally:
+        client.close()
+
+
+def kafka(settings: Settings) -> dict[str, str]:
+    """The broker's address and client security, for every Kafka client."""
+    return settings.kafka_client()
+
+
+def kafka_check(settings: Settings) -> metrics.Check:
+    from runtime.kafka import admin_client
+
+    return metrics.kafka_check(admin_client(kafka(settings)))
+
+
+def horizon_check(horizon_url: str) -> metrics.Check:
+    import requests
+
+    return lambda: requests.get(horizon_url, timeout=2).raise_for_status()
+
+
+@contextmanager
+def operations(settings: Settings, service: str, readiness: dict[str, metrics.Check]) -> Iterator[str | None]:
+    """A worker service's /metrics (needs a key with the metrics scope), /readyz and
+    /healthz on LEDGER_METRICS_PORT; yields their URL, or None when the port is unset."""
+    if settings.metrics_port is None:
+        yield None
+        return
+    from auth.http import Authenticate
+
+    with key_store(settings) as keys:
+        app = web.create_base_app(Authenticate(keys), api=service)
+        app.add_route("/metrics", metrics.MetricsResource())
+        app.add_route("/readyz", metrics.Readiness(readiness))
+        server, url = metrics.serve(app, settings.host, settings.metrics_port)
+        try:
+            yield url
+        finally:
+            server.shutdown()
+
+
+@contextmanager
+def key_store(settings: Settings) -> Iterator[KeyStore]:
+    from auth.store import KeyStore
+
+    store = KeyStore(settings.require("database_url"), pool_size=1)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,237 @@
+"""The long-running services' mains (`ledger relay`, `project`, `chain`, ...) and `ledger up`,
+which starts them all. Each builds its parts through ``bootstrap`` and runs until stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from contextlib import ExitStack
+
+import click
+
+from entrypoints import bootstrap
+from entrypoints.cli.common import NothingDone, load_settings, log, moment, ready, stop_on_signals
+from runtime import metrics
+from runtime.settings import SettingsError
+
+
+@click.command()
+@click.option("--fresh", is_flag=True, help="Delete the data directory first.")
+def up(fresh: bool) -> None:
+    """Start the whole system (embedded servers unless URLs are set) until Ctrl-C."""
+    import psycopg
+
+    from devstack.supervisor import AlreadyRunning, Stack, install_signal_handlers
+
+    stack = Stack(load_settings(discover=False), fresh=fresh)
+    install_signal_handlers(stack)
+    try:
+        code = stack.run()
+    except KeyboardInterrupt:
+        code = 130
+    except (AlreadyRunning, RuntimeError, TimeoutError, subprocess.CalledProcessError, psycopg.OperationalError) as exc:
+        # Start-up failures (a port in use, a server that would not start, a database
+        # that cannot be reached) are reported plainly; everything already started has
+        # been stopped by then.
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@click.command()
+def relay() -> None:
+    """Publish the event store's notification log to Kafka."""
+    from projectors.relay import Relay, RelayState
+
+    settings = load_settings()
+    database_url = settings.require("database_url")
+    stop = stop_on_signals()
+    readiness = {"postgres": metrics.postgres_check(database_url), "kafka": bootstrap.kafka_check(settings)}
+    state = RelayState(database_url, settings.kafka_topic)
+    try:
+        with bootstrap.event_store(settings) as ledger, bootstrap.operations(settings, "relay", readiness) as url:
+            Relay(
+                ledger,
+                state,
+                database_url,
+                bootstrap.kafka(settings),
+                settings.kafka_topic,
+                settings.kafka_partitions,
+                retention_ms=settings.kafka_retention_ms,
+            ).run(stop, on_ready=lambda: ready(settings, url))
+    finally:
+        state.close()
+
+
+@click.command()
+def expire() -> None:
+    """Void pending transfers whose timeout has passed."""
+    from commands.expirer import Expirer
+
+    settings = load_settings()
+    database_url = settings.require("database_url")
+    stop = stop_on_signals()
+    with bootstrap.event_store(settings, actor="service:expirer") as ledger:
+        expirer = Expirer(ledger, database_url)
+        try:
+            with bootstrap.operations(settings, "expirer", {"postgres": metrics.postgres_check(database_url)}) as url:
+                expirer.run(stop, on_ready=lambda: ready(settings, url))
+        finally:
+            expirer.close()
+
+
+@click.command()
+def project() -> None:
+    """Apply Kafka events to the MongoDB read models."""
+    from projectors.projector import Projector
+    from projectors.store_head import StoreHead
+
+    settings = load_settings()
+    stop = stop_on_signals()
+    readiness = {
+        "kafka": bootstrap.kafka_check(settings),
+        "mongodb": metrics.mongodb_check(settings.require("mongo_url")),
+        "postgres": metrics.postgres_check(settings.require("database_url")),
+    }
+    store_head = StoreHead(settings.require("database_url"))
+    try:
+        with (
+            bootstrap.read_model(settings) as generations,
+            bootstrap.operations(settings, "projector", readiness) as url,
+        ):
+            Projector(
+                generations.active_database(),
+                bootstrap.kafka(settings),
+                settings.kafka_topic,
+                settings.kafka_partitions,
+                store_head=store_head,
+                retention_ms=settings.kafka_retention_ms,
+                generations=generations,
+            ).run(stop, on_ready=lambda: ready(settings, url))
+    finally:
+        store_head.close()
+
+
+@click.command()
+def sealer() -> None:
+    """Seal the event store every LEDGER_SEAL_INTERVAL_SECONDS (when anything was written)."""
+    from audit.sealer import Sealer
+
+    settings = load_settings()
+    database_url = settings.require("database_url")
+    stop = stop_on_signals()
+    with (
+        bootstrap.event_store(settings, actor="service:sealer") as ledger,
+        bootstrap.operations(settings, "sealer", {"postgres": metrics.postgres_check(database_url)}) as url,
+    ):
+        Sealer(ledger, database_url).run(stop, settings.seal_interval_seconds, on_ready=lambda: ready(settings, url))
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def chain(ctx: click.Context) -> None:
+    """Pay payouts out on Stellar (and report each outcome to the ledger).
+
+    `ledger chain reconcile` compares the chain with the books instead."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from chain.config import chain_settings, prepare_simulator
+    from chain.worker import ChainWorker
+
+    settings = load_settings()
+    database_url = settings.require("database_url")
+    if settings.stellar_secrets_file is None:
+        raise click.ClickException("LEDGER_STELLAR_SECRETS_FILE is not set (see README: Stellar)")
+    try:
+        config = chain_settings(settings)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"Stellar settings: {exc}") from None
+    prepare_simulator(config)
+    stop = stop_on_signals()
+    readiness = {
+        "postgres": metrics.postgres_check(database_url),
+        "kafka": bootstrap.kafka_check(settings),
+        "horizon": bootstrap.horizon_check(config.horizon_url),
+    }
+    with (
+        bootstrap.event_store(settings, payout_assets=settings.payout_assets, actor="service:chain") as ledger,
+        bootstrap.operations(settings, "chain", readiness) as url,
+    ):
+        ChainWorker(
+            config, database_url, ledger, bootstrap.kafka(settings), settings.kafka_topic, settings.kafka_partitions
+        ).run(stop, on_ready=lambda: ready(settings, url))
+
+
+@chain.command("reconcile")
+@click.option("--since", default=None, help="RFC 3339: only payments and payouts at or after it.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Run every this many seconds as a service (metrics on LEDGER_METRICS_PORT) until stopped.",
+)
+def chain_reconcile(since: str | None, every: float | None) -> None:
+    """Compare the chain's payments with the ledger's payouts, deposits and clearing accounts.
+
+    Prints a JSON report; exits 1 when there is any difference, 0 when none, 2 when it
+    could not compare."""
+    import json
+
+    from chain.config import chain_settings
+    from chain.reconcile import UNREADABLE, Reconciler, run_periodically
+    from chain.store import ChainStore
+
+    since_moment = moment(since)
+    try:
+        settings = load_settings()
+        database_url = settings.require("database_url")
+        if settings.stellar_secrets_file is None:
+            raise SettingsError("LEDGER_STELLAR_SECRETS_FILE is not set (see README: Stellar payouts)")
+        config = chain_settings(settings)
+    except SettingsError as exc:
+        raise NothingDone(str(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise NothingDone(f"settings: {exc}") from None
+    with ExitStack() as resources:
+        try:
+            ledger = resources.enter_context(bootstrap.event_store(settings, actor="service:reconcile"))
+        except UNREADABLE as exc:
+            raise NothingDone(f"could not read the books: {type(exc).__name__}: {exc}") from None
+        store = ChainStore(database_url)
+        resources.callback(store.close)
+        reconciler = Reconciler(config, store, ledger)
+        if every is None:
+            try:
+                report = reconciler.run(since_moment)
+            except UNREADABLE as exc:
+                raise NothingDone(f"could not read the chain or the books: {type(exc).__name__}: {exc}") from None
+            click.echo(json.dumps(report.as_json(), indent=2))
+            sys.exit(1 if report.differences else 0)
+        stop = stop_on_signals()
+        readiness = {
+            "postgres": metrics.postgres_check(database_url),
+            "horizon": bootstrap.horizon_check(config.horizon_url),
+        }
+        with bootstrap.operations(settings, "reconcile", readiness) as url:
+            ready(settings, url)
+            run_periodically(reconciler, since_moment, every, stop)
+
+
+@click.command("horizon-sim")
+@click.option("--port", type=int, default=None, help="Default: LEDGER_EMBEDDED_HORIZON_PORT.")
+@click.option("--close-seconds", type=float, default=1.0, show_default=True, help="Time between ledgers.")
+def horizon_sim(port: int | None, close_seconds: float) -> None:
+    """Run the Horizon SIMULATOR (not a Stellar network: for offline runs and tests)."""
+    from devstack.horizon_sim import Simulator
+
+    settings = load_settings()
+    stop = stop_on_signals()
+    sim = Simulator(
+        settings.host, port or settings.embedded_horizon_port, settings.stellar_network_passphrase, close_seconds
+    ).start()
+    log.info("horizon simulator serving", extra={"url": sim.url})
+    ready(settings)
+    stop.wait()
+    sim.stop()
+
+
+COMMANDS = (up, relay, expire, project, sealer, chain, horizon_sim)
