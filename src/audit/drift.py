@@ -13,7 +13,8 @@ from typing import Any
 
 from pymongo.database import Database
 
-from audit.verify import Finding, Verifier
+from audit.folds import Finding
+from audit.verify import Verifier
 from contracts.readmodel import ACCOUNTS, wait_for_position, watermark
 from ledger.accounts import BALANCE_FIELDS
 

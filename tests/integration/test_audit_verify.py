@@ -22,13 +22,15 @@ import pytest
 
 from audit.drift import read_model_drift
 from audit.hashes import event_hash
+from audit.rows import file_pages, store_pages
 from audit.sealer import SealBroken, Sealer
 from audit.stream import events, write_lines
 from audit.trial_balance import trial_balance
-from audit.verify import Verifier, file_pages, store_pages
+from audit.verify import Verifier
 from commands.application import Ledger, event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, SetMonitor, TransferFunds, VoidTransfer
 from devstack.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
+from ledger.accounts import BALANCE_FIELDS
 from ledger.fees import FeeTerms
 from ledger.ids import issuance_account_id
 from runtime.files import write_private
@@ -501,3 +503,17 @@ def test_an_export_replays_to_the_same_balances(store: Store, tmp_path: Path) ->
     path.write_text("\n".join(lines) + "\n")
     done = run_ledger("audit", "verify", "--from-file", str(path), env={"LEDGER_DATABASE_URL": store.url})
     assert done.returncode == 1 and "FINDING" in done.stdout
+
+
+def test_the_auditors_arithmetic_agrees_with_the_account_aggregate(store: Store) -> None:
+    """The verifier keeps its own balance arithmetic on purpose (``audit.book_check``); it
+    must reach the same four totals as the aggregate the commands run on, for every account."""
+    history(store)
+    verifier = replay(store.url)
+    assert verifier.findings == []
+    replayed = verifier.balances()
+    assert len(replayed) >= 3
+    for account_id, balances in replayed.items():
+        aggregate = store.ledger.account(account_id)
+        assert {field: balances[field] for field in BALANCE_FIELDS} == aggregate.balance, account_id
+        assert balances["asset"] == aggregate.asset

@@ -9,8 +9,9 @@ ledger considers sound."""
 
 from __future__ import annotations
 
+from audit.rows import read_only, store_pages_at
 from audit.sealer import Sealer
-from audit.verify import Verifier, read_only, store_pages_at
+from audit.verify import Verifier
 from commands.application import Ledger
 from tests.conftest import Urls
 

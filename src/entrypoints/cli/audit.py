@@ -131,7 +131,8 @@ def audit_verify(
     or a replica). Exits 1 when anything is found."""
     from tqdm import tqdm
 
-    from audit.verify import Verifier, file_pages, read_ahead, report, store_head, store_pages_at
+    from audit.rows import file_pages, read_ahead, store_head, store_pages_at
+    from audit.verify import Verifier, report
 
     settings = load_settings()
     verifier = Verifier(to_position=as_of_position, to_time=moment(as_of_time))
