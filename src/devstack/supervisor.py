@@ -19,14 +19,13 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 from devstack.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from devstack.processes import ManagedProcess, ProcessExited, wait_until
+from devstack.stack_services import EMBEDDED_KAFKA_PARTITIONS, ROLES, WORKERS, Service, _http_ok
 from runtime.files import write_private
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import STACK_SECRETS_FILE, STATE_FILE, Settings, env_name, redact
@@ -35,29 +34,10 @@ log = logging.getLogger(__name__)
 
 
 ADMIN_KEY_FILE = "admin.key"
-ROLES = (WRITER_ROLE, READER_ROLE)
-# The embedded broker's topic has one partition unless LEDGER_KAFKA_PARTITIONS says
-# otherwise. Tansu lists every record batch of a partition on every fetch that finds new
-# data, and each relay round adds one to every partition (its checkpoints go to all): one
-# partition makes the same load a quarter of the batches and of the listing, so the
-# broker's cost grows that much slower over a long run. Nothing on one machine gains
-# from more (ordering is per account either way).
-EMBEDDED_KAFKA_PARTITIONS = 1
-# The worker services, in the order LEDGER_METRICS_BASE_PORT numbers their metrics ports.
-WORKERS = ("relay", "projector", "expirer", "sealer", "chain", "reconcile")
 
 
 class AlreadyRunning(RuntimeError):
     pass
-
-
-@dataclass
-class Service:
-    process: ManagedProcess
-    ready: object  # a callable returning True once the service is healthy
-    restarts: int = 0
-    next_start: float = 0.0
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class Stack:
@@ -412,11 +392,6 @@ class Stack:
 
 def _password_of(value: str) -> str | None:
     return urlsplit(value).password if "://" in value else None
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return bool(response.status == 200)
 
 
 def install_signal_handlers(stack: Stack) -> None:
