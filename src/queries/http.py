@@ -4,7 +4,6 @@ some accounts reads only those accounts, their transfers and their payouts."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,15 +14,15 @@ from psycopg_pool import ConnectionPool
 from pymongo.database import Database
 
 from auth import keys as scopes
-from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key, require_accounts
+from auth.http import SECURITY_SCHEMES, Authenticate, forbidden, request_key
 from auth.store import KeyStore
 from contracts import readmodel as schema
 from contracts.generations import Generations
-from ledger.accounts import CLOSED, FROZEN, OPEN
 from ledger.errors import InvalidRequest
 from ledger.payout_runs import ROW_STATES
-from ledger.transfers import EXPIRED, PENDING, POSTED, VOIDED
-from queries import lists, parameters, readmodel, responses, runs
+from queries import parameters, responses, runs
+from queries.accounts import _PREFIX, ACCOUNT_STATUSES, Account, Accounts, Balances, Entries
+from queries.transfers import TRANSFER_STATUSES, Payout, Transfer, Transfers
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
 
@@ -35,10 +34,6 @@ DESCRIPTION = (
 )
 
 Source = Callable[[], Database[Any]]
-METADATA_PREFIX = "metadata."
-_PREFIX = re.compile(r"\$?[A-Za-z0-9._:-]{0,127}")  # the start of a client id, or of a system one
-TRANSFER_STATUSES = (PENDING, POSTED, VOIDED, EXPIRED)
-ACCOUNT_STATUSES = (OPEN, FROZEN, CLOSED)
 
 
 def event_store_head(pool: ConnectionPool) -> Callable[[], int]:
@@ -106,157 +101,6 @@ class ReadYourWrites:
                 f"(it is at {schema.watermark(db)}); retry shortly",
                 headers={"Retry-After": "1"},
             )
-
-
-class Account:
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION, "at_position", "at"})
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
-        require_accounts(req, debited=(account_id,))
-        at_position = parameters.int_param(req, "at_position", None, 0)
-        at_time = parameters.time_param(req, "at")
-        if at_position is not None and at_time is not None:
-            raise InvalidRequest("ask for at_position or at, not both")
-        web.json_response(resp, readmodel.account(self.source(), account_id, at_position=at_position, at_time=at_time))
-
-
-class Entries:
-    """An account's statement: its entries in ``[from, to)``, newest first, with the
-    balances before and at the end of the period."""
-
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION, "limit", "cursor", "from", "to"})
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
-        require_accounts(req, debited=(account_id,))
-        since, until = parameters.period(req)
-        statement = readmodel.entries(
-            self.source(), account_id, parameters.limit(req), req.get_param("cursor"), since, until
-        )
-        web.json_response(resp, statement)
-
-
-class Transfers:
-    """Transfers, newest first; a key limited to accounts must name one of its own."""
-
-    scope = scopes.READ
-    query_params = frozenset(
-        {
-            parameters.MIN_POSITION,
-            "limit",
-            "cursor",
-            "account",
-            "status",
-            "asset",
-            "from",
-            "to",
-            "min_amount",
-            "max_amount",
-        }
-    )
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        account = req.get_param("account")
-        if account is None and request_key(req).limited:
-            raise forbidden(f"key {request_key(req).key_id} is limited to some accounts: name one (account=)")
-        if account is not None:
-            require_accounts(req, debited=(account,))
-        since, until = parameters.period(req)
-        wanted = lists.TransferFilter(
-            account=account,
-            status=parameters.choice(req, "status", TRANSFER_STATUSES),
-            asset=parameters.asset(req),
-            since=since,
-            until=until,
-            min_amount=parameters.amount(req, "min_amount"),
-            max_amount=parameters.amount(req, "max_amount"),
-        )
-        web.json_response(resp, lists.transfers(self.source(), wanted, parameters.limit(req), req.get_param("cursor")))
-
-
-class Accounts:
-    """Accounts, newest opened first, by asset, status and ``metadata.KEY=VALUE`` (each
-    top-level metadata value, as text); a limited key sees only the accounts it covers."""
-
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION, "limit", "cursor", "asset", "status"})
-    query_param_prefixes = (METADATA_PREFIX,)
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        metadata = tuple(
-            (name.removeprefix(METADATA_PREFIX), value)
-            for name, value in sorted(req.params.items())
-            if name.startswith(METADATA_PREFIX)
-        )
-        wanted = lists.AccountFilter(
-            asset=parameters.asset(req),
-            status=parameters.choice(req, "status", ACCOUNT_STATUSES),
-            metadata=metadata,
-            patterns=request_key(req).accounts,
-        )
-        web.json_response(resp, lists.accounts(self.source(), wanted, parameters.limit(req), req.get_param("cursor")))
-
-
-class Balances:
-    """Totals over the accounts whose ids start with ``prefix`` (``shop-42:``), by asset,
-    now or at ``at_position``; a limited key must cover every id the prefix can start."""
-
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION, "prefix", "asset", "at_position"})
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        prefix = req.get_param("prefix") or ""
-        if _PREFIX.fullmatch(prefix) is None:
-            raise InvalidRequest("prefix must be at most 128 characters from [A-Za-z0-9._:-], or '$' and those")
-        key = request_key(req)
-        if not key.covers(prefix + "*"):  # every id starting with the prefix, whatever follows
-            raise forbidden(f"key {key.key_id} does not cover every account starting with {prefix!r}")
-        at_position = parameters.int_param(req, "at_position", None, 0)
-        web.json_response(resp, lists.balances(self.source(), prefix, parameters.asset(req), at_position))
-
-
-class Transfer:
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION})
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, transfer_id: str) -> None:
-        transfer = readmodel.transfer(self.source(), transfer_id)
-        key = request_key(req)
-        if not (key.covers(transfer["debit_account"]) or key.covers(transfer["credit_account"])):
-            raise forbidden(f"key {key.key_id} may not read transfer {transfer_id!r}")
-        web.json_response(resp, transfer)
-
-
-class Payout:
-    scope = scopes.READ
-    query_params = frozenset({parameters.MIN_POSITION})
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, payout_id: str) -> None:
-        payout = readmodel.payout(self.source(), payout_id)
-        require_accounts(req, debited=(payout["account"],))
-        web.json_response(resp, payout)
 
 
 class Status:
