@@ -17,12 +17,12 @@ from ledger.errors import (
     AccountNotEmpty,
     AccountNotOpen,
     InsufficientFunds,
-    LimitExceeded,
     MonitorNotFound,
     OverdraftInUse,
     TooManyMonitors,
 )
 from ledger.ids import account_uuid
+from ledger.limits import OutgoingLimits
 from ledger.money import Asset
 from ledger.monitors import AVAILABLE, MAX_MONITORS, Monitor
 
@@ -44,7 +44,7 @@ APPEND_VERSION = 0
 event store gives it the stream's next version when it is inserted."""
 
 
-class Account(Aggregate):
+class Account(OutgoingLimits, Aggregate):
     class Opened(Aggregate.Created):
         account_id: str
         asset: str
@@ -401,40 +401,6 @@ class Account(Aggregate):
     def _closed(self) -> None:
         self.status = CLOSED
 
-    def _forward(self, window: str | None) -> str | None:
-        """Windows only move forward: a writer whose clock lags another's counts toward the
-        later day, so the counters can never be reset by going back and forth."""
-        if window is None or self.window_day is None:
-            return window
-        return max(window, self.window_day)
-
-    def _require_within_limits(self, amount: int, window: str | None) -> None:
-        if window is None:
-            return
-        spent_day = self.spent_day if window == self.window_day else 0
-        spent_month = self.spent_month if window[:7] == (self.window_day or "")[:7] else 0
-        unit = Asset.parse(self.asset)
-        for name, limit, spent in (
-            ("daily", self.daily_limit, spent_day),
-            ("monthly", self.monthly_limit, spent_month),
-        ):
-            if limit is not None and spent + amount > limit:
-                raise LimitExceeded(
-                    f"account {self.account_id!r} has sent {unit.format(spent)} of its {name} limit of "
-                    f"{unit.format(limit)} (UTC); cannot send {unit.format(amount)} more"
-                )
-
-    def _count(self, amount: int, window: str | None) -> None:
-        if window is None:
-            return
-        if window[:7] != (self.window_day or "")[:7]:
-            self.spent_month = 0
-        if window != self.window_day:
-            self.spent_day = 0
-        self.window_day = window
-        self.spent_day += amount
-        self.spent_month += amount
-
     @event(LimitsChanged)
     def _limits_changed(self, daily_limit: int | None, monthly_limit: int | None) -> None:
         self.daily_limit = daily_limit
@@ -518,42 +484,3 @@ MOVEMENTS = {
     Account.PendingDebitVoided,
     Account.PendingCreditVoided,
 }
-
-
-class SystemAccount:
-    """A write-only handle on a system account: the same movements as ``Account``, each
-    appended without reading the account (see ``Account.system_event``)."""
-
-    def __init__(self, account_id: str) -> None:
-        self.account_id = account_id
-        self.events: list[Account.Event] = []
-
-    def _append(self, event_class: type[Account.Event], **fields: Any) -> None:
-        self.events.append(Account.system_event(self.account_id, event_class, **fields))
-
-    def require_open(self) -> None:
-        """System accounts are always open."""
-
-    def debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
-        self._append(Account.Debited, transfer_id=transfer_id, amount=amount)
-
-    def credit(self, transfer_id: str, amount: int) -> None:
-        self._append(Account.Credited, transfer_id=transfer_id, amount=amount)
-
-    def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
-        self._append(Account.DebitPending, transfer_id=transfer_id, amount=amount)
-
-    def hold_credit(self, transfer_id: str, amount: int) -> None:
-        self._append(Account.CreditPending, transfer_id=transfer_id, amount=amount)
-
-    def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int, *, gone: bool = False) -> None:
-        self._append(Account.PendingDebitPosted, transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
-
-    def post_pending_credit(self, transfer_id: str, pending_amount: int, amount: int) -> None:
-        self._append(Account.PendingCreditPosted, transfer_id=transfer_id, pending_amount=pending_amount, amount=amount)
-
-    def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
-        self._append(Account.PendingDebitVoided, transfer_id=transfer_id, amount=amount, reason=reason)
-
-    def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
-        self._append(Account.PendingCreditVoided, transfer_id=transfer_id, amount=amount, reason=reason)

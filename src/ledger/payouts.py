@@ -14,9 +14,10 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.accounts import Account, SystemAccount
+from ledger.accounts import Account
 from ledger.errors import PayoutResolved
 from ledger.ids import payout_uuid
+from ledger.system_accounts import SystemAccount
 from ledger.transfers import VOIDED, Transfer
 
 PENDING, SUBMITTED, CONFIRMED, FAILED = "pending", "submitted", "confirmed", "failed"

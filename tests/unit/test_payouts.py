@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger.accounts import Account, SystemAccount
+from ledger.accounts import Account
 from ledger.errors import PayoutResolved
 from ledger.payouts import Payout, settle_hold
+from ledger.system_accounts import SystemAccount
 from ledger.transfers import POSTED, VOIDED, Transfer
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from commands.unit_of_work import Position, UnitOfWork
-from ledger.accounts import Account, Balance, SystemAccount
+from ledger.accounts import Account, Balance
 from ledger.errors import AccountNotFound
 from ledger.fees import FeeRule, FeeTerms
 from ledger.ids import (
@@ -32,6 +32,7 @@ from ledger.ids import (
 from ledger.monitors import MAX_MONITORS
 from ledger.payout_runs import PayoutRun, run_uuid
 from ledger.payouts import Payout
+from ledger.system_accounts import SystemAccount
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 
