@@ -21,11 +21,11 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, StoredEvent
 
 
 class Position:
@@ -105,10 +105,33 @@ class _Scope:
             self.expected_versions.setdefault(stream, version)
 
 
+class GroupRecorder(Protocol):
+    """What a group's unit of work needs of the event store: eventsourcing's reads, plus a
+    group written in one step. ``commands.recorder.LedgerRecorder`` is it on PostgreSQL,
+    ``commands.memory_store.MemoryRecorder`` in memory (the handlers' unit tests)."""
+
+    def select_events(self, originator_id: Any, *, lte: int | None = None) -> Sequence[StoredEvent]: ...
+
+    def select_beyond(self, stream_ids: Sequence[UUID], versions: Sequence[int]) -> list[StoredEvent]: ...
+
+    def select_range(self, first: int, last: int) -> list[StoredEvent]: ...
+
+    def position_of(self, stream_id: UUID, version: int) -> int | None: ...
+
+    def write(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        read_versions: dict[str, int],
+        timeouts_set: Sequence[tuple[str, datetime]] = (),
+        timeouts_cleared: Sequence[str] = (),
+    ) -> list[int]: ...
+
+
 class UnitOfWork:
-    def __init__(self, mapper: Mapper[UUID], recorder: Any, cache: AggregateCache) -> None:
+    def __init__(self, mapper: Mapper[UUID], recorder: GroupRecorder, cache: AggregateCache) -> None:
         self._mapper = mapper
-        self._recorder = recorder  # commands.recorder.LedgerRecorder
+        self._recorder = recorder
         self._cache = cache
         self._known: dict[UUID, Aggregate | None] = {}  # read from the store this group (None: no such stream)
         self._scopes: list[_Scope] = [_Scope(base=0)]
@@ -213,7 +236,7 @@ class UnitOfWork:
         return found
 
     def stored_position(self, aggregate_id: UUID, version: int) -> int | None:
-        return self._recorder.position_of(aggregate_id, version)  # type: ignore[no-any-return]
+        return self._recorder.position_of(aggregate_id, version)
 
     # Writes -----------------------------------------------------------------------
 

@@ -1,18 +1,20 @@
-"""Reversals: compensating transfers; the total reversed never exceeds the original."""
+"""Reversals: compensating transfers; the total reversed never exceeds the original.
+
+Here, what needs PostgreSQL or HTTP: the rules over HTTP, and racing reversals. The
+rules themselves run on the in-memory store in
+``tests/unit/handlers/test_reversals.py``.
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-import pytest
-
 from auth.store import KeyStore
 from commands.application import Ledger, event_store_env
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFunds
-from ledger.errors import ExceedsReversible, IdConflict, InsufficientFunds, LedgerError, TransferNotPosted
-from ledger.ids import issuance_account_id
+from ledger.errors import LedgerError
 from tests.conftest import Urls, api_client, unique
 
 
@@ -24,55 +26,6 @@ def paid(ledger: Ledger, amount: str = "30.00") -> tuple[str, str, str]:
     transfer_id = unique("t")
     ledger.transfer(TransferFunds(transfer_id, a, b, amount))
     return a, b, transfer_id
-
-
-def test_a_partial_then_a_full_reversal_never_exceed_the_original(ledger: Ledger, event_count: Any) -> None:
-    a, b, transfer_id = paid(ledger)
-    first = ledger.reverse_transfer(ReverseTransfer(unique("r"), transfer_id, "10.00"))
-    assert (first["debit_account"], first["credit_account"], first["reverses"]) == (b, a, transfer_id)
-    rest = ledger.reverse_transfer(ReverseTransfer(unique("r"), transfer_id))
-    assert rest["amount"] == "20.00"
-    assert (ledger.account(a).available, ledger.account(b).available) == (10000, 0)
-    assert ledger.transfer_record(transfer_id).reversed_amount == 3000  # type: ignore[union-attr]
-    before = event_count()
-    with pytest.raises(ExceedsReversible, match="0.00 left"):
-        ledger.reverse_transfer(ReverseTransfer(unique("r"), transfer_id, "0.01"))
-    assert event_count() == before
-
-
-def test_a_reversal_is_idempotent_on_its_own_id(ledger: Ledger, event_count: Any) -> None:
-    _, _, transfer_id = paid(ledger)
-    command = ReverseTransfer(unique("r"), transfer_id, "5.00")
-    first = ledger.reverse_transfer(command)
-    before = event_count()
-    assert ledger.reverse_transfer(command) == first
-    with pytest.raises(IdConflict):
-        ledger.reverse_transfer(ReverseTransfer(command.id, transfer_id, "6.00"))
-    assert event_count() == before
-
-
-def test_a_recipient_that_spent_the_money_cannot_be_reversed_below_its_limit(ledger: Ledger) -> None:
-    a, b, transfer_id = paid(ledger)
-    ledger.transfer(TransferFunds(unique("t"), b, a, "25.00"))
-    with pytest.raises(InsufficientFunds):
-        ledger.reverse_transfer(ReverseTransfer(unique("r"), transfer_id))
-    ledger.reverse_transfer(ReverseTransfer(unique("r"), transfer_id, "5.00"))
-
-
-def test_pending_transfers_do_not_reverse_and_deposits_go_back_to_issuance(ledger: Ledger) -> None:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "EUR/2"))
-    ledger.open_account(OpenAccount(b, "EUR/2"))
-    deposit_id = unique("d")
-    ledger.deposit(Deposit(deposit_id, a, "50.00"))
-    held = unique("h")
-    ledger.transfer(TransferFunds(held, a, b, "1.00", pending=True))
-    with pytest.raises(TransferNotPosted):
-        ledger.reverse_transfer(ReverseTransfer(unique("r"), held))
-    issuance_before = ledger.account(issuance_account_id("EUR/2")).posted_credits
-    ledger.reverse_transfer(ReverseTransfer(unique("r"), deposit_id, "49.00"))
-    assert ledger.account(a).available == 0
-    assert ledger.account(issuance_account_id("EUR/2")).posted_credits == issuance_before + 4900
 
 
 def test_reversals_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:

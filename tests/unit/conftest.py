@@ -1,0 +1,24 @@
+"""The unit tier needs no server: the command handlers run on the in-memory event store
+(``commands.memory_store``), a fresh one per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from commands.application import Ledger
+from commands.memory_store import MEMORY_STORE
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    app = Ledger(MEMORY_STORE)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def event_count(ledger: Ledger) -> Callable[[], int]:
+    """How many events the store holds, to prove nothing was written."""
+    return ledger.head_position
