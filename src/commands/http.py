@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -28,9 +27,10 @@ from auth.http import (
     require_accounts,
 )
 from auth.store import KeyStore
-from commands import access, requests, responses, run_files
+from commands import access, request_bodies, requests, responses, run_files
 from commands.answers import Replayed
 from commands.application import Ledger, event_store_env
+from commands.routes import WRITES
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.ids import CLIENT_ID
 from runtime import logs, metrics, openapi, web
@@ -43,7 +43,7 @@ def read_body(req: falcon.Request, *, optional: bool = False) -> Any:
     A body must be labelled ``application/json`` (parameters such as charset allowed); a
     missing or empty Content-Type is a 415 too: a web page can send such a POST to another
     site without a CORS preflight, but not one labelled as JSON."""
-    raw = web.request_body(req, requests.MAX_BODY_BYTES)
+    raw = web.request_body(req, request_bodies.MAX_BODY_BYTES)
     if not raw:
         if optional:
             return None
@@ -200,218 +200,8 @@ class PayoutRunUpload(Authorized):
         answer(resp, perform(self.ledger.upload_payout_run, command), 201)
 
 
-@dataclass(frozen=True)
-class Write:
-    """One kind of command over HTTP: where it is sent, what key it needs, how its body
-    reads, which ``Ledger`` method runs it and what it answers (for the OpenAPI document)."""
-
-    path: str
-    summary: str
-    scope: str
-    parse: Callable[..., Any]
-    handler: str
-    body: Any
-    answer: Any
-    status: int = 201
-    body_required: bool = True
-    example: dict[str, Any] | None = None
-
-    @property
-    def action(self) -> bool:
-        """A POST to a sub-resource of an account or transfer: ``/v1/.../{id}/name``."""
-        return "{" in self.path
-
-
-R = responses
-WRITES = (
-    Write(
-        "/v1/accounts",
-        "Open an account",
-        scopes.ACCOUNTS,
-        requests.open_account,
-        "open_account",
-        requests.OpenAccountBody,
-        R.AccountAnswer,
-    ),
-    Write(
-        "/v1/deposits",
-        "Deposit: money in, from the asset's issuance account",
-        scopes.DEPOSITS,
-        requests.deposit,
-        "deposit",
-        requests.DepositBody,
-        R.DepositAnswer,
-    ),
-    Write(
-        "/v1/transfers",
-        "Transfer between two accounts of one asset (pending: a hold, posted or voided later)",
-        scopes.TRANSFERS,
-        requests.transfer,
-        "transfer",
-        requests.TransferBody,
-        R.TransferAnswer,
-        example={"id": "t-1001", "debit_account": "alice", "credit_account": "bob", "amount": "12.34"},
-    ),
-    Write(
-        "/v1/transactions",
-        "Up to 100 transfers that all happen or none does",
-        scopes.TRANSFERS,
-        requests.transaction,
-        "transaction",
-        requests.TransactionBody,
-        R.TransactionAnswer,
-    ),
-    Write(
-        "/v1/monitors",
-        "Watch an account's balance: each crossing of the threshold is a ledger.monitor.triggered.v1 message",
-        scopes.ACCOUNTS,
-        requests.set_monitor,
-        "set_monitor",
-        requests.MonitorBody,
-        R.MonitorAnswer,
-        status=200,
-        example={"id": "low-float", "account": "treasury", "when": "below", "amount": "500.00"},
-    ),
-    Write(
-        "/v1/monitors/{monitor_id}/remove",
-        "Stop watching: the account's monitor is removed",
-        scopes.ACCOUNTS,
-        requests.remove_monitor,
-        "remove_monitor",
-        requests.RemoveMonitorBody,
-        R.MonitorAnswer,
-        status=200,
-    ),
-    Write(
-        "/v1/payouts",
-        "Pay out to a Stellar account: holds the amount until the chain settles it",
-        scopes.PAYOUTS,
-        requests.payout,
-        "request_payout",
-        requests.PayoutBody,
-        R.PayoutAnswer,
-    ),
-    Write(
-        "/v1/fee-rules",
-        "Set the fee rule of an asset and operation",
-        scopes.ADMIN,
-        requests.fee_rule,
-        "set_fee_rule",
-        requests.FeeRuleBody,
-        R.FeeRuleAnswer,
-        status=200,
-    ),
-    Write(
-        "/v1/transfers/{transfer_id}/post",
-        "Post a pending transfer, all of it or less",
-        scopes.TRANSFERS,
-        requests.post_transfer,
-        "post_transfer",
-        requests.PostBody,
-        R.TransferAnswer,
-        status=200,
-        body_required=False,
-    ),
-    Write(
-        "/v1/transfers/{transfer_id}/void",
-        "Void a pending transfer: the hold is released",
-        scopes.TRANSFERS,
-        requests.void_transfer,
-        "void_transfer",
-        requests.EmptyBody,
-        R.TransferAnswer,
-        status=200,
-        body_required=False,
-    ),
-    Write(
-        "/v1/transfers/{transfer_id}/reverse",
-        "Reverse a posted transfer, all that is left or part of it, as a new transfer",
-        scopes.TRANSFERS,
-        requests.reverse_transfer,
-        "reverse_transfer",
-        requests.ReverseBody,
-        R.TransferAnswer,
-    ),
-    Write(
-        "/v1/accounts/{account_id}/policy",
-        "Change an account's overdraft, daily or monthly limit",
-        scopes.ADMIN,
-        requests.change_policy,
-        "change_policy",
-        requests.PolicyBody,
-        R.AccountAnswer,
-        status=200,
-    ),
-    *(
-        Write(
-            f"/v1/payout-runs/{{run_id}}/{name}",
-            summary,
-            scopes.PAYOUTS,
-            requests.payout_run_action(name),
-            "payout_run_action",
-            requests.EmptyBody,
-            R.PayoutRunAnswer,
-            status=200,
-            body_required=False,
-        )
-        for name, summary in (
-            ("start", "Start a ready payout run: each row's amount is held as a payout, and paid"),
-            ("pause", "Pause a started run: nothing new is submitted to the chain"),
-            ("resume", "Resume a paused run"),
-            ("cancel", "Cancel a ready or paused run: rows not yet submitted are never paid"),
-            ("retry", "Pay a completed run's failed rows again"),
-        )
-    ),
-    Write(
-        "/v1/payouts/{payout_id}/cancel",
-        "Cancel a payout (one reported stuck): the chain worker fails it once the chain shows it unpaid",
-        scopes.ADMIN,
-        requests.cancel_payout,
-        "cancel_payout",
-        requests.CancelPayoutBody,
-        R.PayoutAnswer,
-        status=202,
-        body_required=False,
-    ),
-    Write(
-        "/v1/suspense-reassignments",
-        "Credit a chain deposit held in suspense (its memo named no open account) to an account",
-        scopes.ADMIN,
-        requests.reassign_suspense,
-        "reassign_suspense",
-        requests.ReassignBody,
-        R.TransferAnswer,
-        example={"deposit": "$stellar.4294971393", "account": "acct-alice"},
-    ),
-    Write(
-        "/v1/fee-sweeps",
-        "Move what an asset's fee account collected (all of it, or an amount) to an account",
-        scopes.ADMIN,
-        requests.sweep_fees,
-        "sweep_fees",
-        requests.SweepBody,
-        R.TransferAnswer,
-        example={"id": "sweep-2026-11", "asset": "USD/2", "account": "treasury"},
-    ),
-    *(
-        Write(
-            f"/v1/accounts/{{account_id}}/{name}",
-            f"{name.capitalize()} an account",
-            scopes.ADMIN,
-            requests.account_action(name),
-            "account_action",
-            requests.EmptyBody,
-            R.AccountAnswer,
-            status=200,
-            body_required=False,
-        )
-        for name in ("freeze", "unfreeze", "close")
-    ),
-)
-
-
 def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
-    app = web.create_base_app(Authenticate(keys, max_body_bytes=requests.MAX_BODY_BYTES), api="command")
+    app = web.create_base_app(Authenticate(keys, max_body_bytes=request_bodies.MAX_BODY_BYTES), api="command")
     api = openapi.Routes(app, "ledger command API", DESCRIPTION, SECURITY_SCHEMES)
     for write in WRITES:
         handle = getattr(ledger, write.handler)
@@ -444,8 +234,8 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
         post=openapi.Operation(
             "Up to 100 independent transfers: each stands or fails alone",
             scopes.TRANSFERS,
-            R.BatchAnswer,
-            body=requests.TransferBatchBody,
+            responses.BatchAnswer,
+            body=request_bodies.TransferBatchBody,
             problems=(413, 415, 503),
         ),
     )
@@ -456,9 +246,9 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
             "Upload a payout run's file: every row checked, the whole file refused with a per-row report, or the run "
             "stored ready to start",
             scopes.PAYOUTS,
-            R.PayoutRunAnswer,
+            responses.PayoutRunAnswer,
             status=201,
-            body=requests.PayoutRunBody,
+            body=request_bodies.PayoutRunBody,
             problems=(409, 413, 415, 422, 503),
             csv="A header id,account,amount,destination[,memo] then one row per payment; the run's id in ?id=",
             example={"id": "run-2026-11", "rows": [EXAMPLE_ROW]},
@@ -467,7 +257,7 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
     )
     api.add(
         "/v1/keys",
-        Keys(keys, requests.MAX_BODY_BYTES),
+        Keys(keys, request_bodies.MAX_BODY_BYTES),
         get=openapi.Operation("List the API keys (never their secrets)", scopes.ADMIN, KeyList),
         post=openapi.Operation(
             "Make an API key: its secret is in this answer only",

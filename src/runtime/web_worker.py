@@ -61,7 +61,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from runtime.settings import Settings
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
-MAX_BODY_BYTES = 64 * 1024  # the command API's limit (commands.requests.MAX_BODY_BYTES)
+MAX_BODY_BYTES = 64 * 1024  # the command API's limit (commands.request_bodies.MAX_BODY_BYTES)
 LINGER_SECONDS = 2.0  # as gunicorn's own graceful close
 _READ_SIZE = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

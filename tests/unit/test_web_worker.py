@@ -10,7 +10,7 @@ import json
 import pytest
 from gunicorn.http import errors as http_errors
 
-from commands import requests
+from commands import request_bodies
 from runtime.web_worker import MAX_BODY_BYTES, MAX_HEAD_BYTES, Arrival, arrival, parser_refusal, problem_response
 
 GET = b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -57,7 +57,7 @@ def test_a_head_is_looked_for_only_where_it_can_end() -> None:
 
 
 def test_the_body_limit_is_the_command_apis() -> None:
-    assert MAX_BODY_BYTES == requests.MAX_BODY_BYTES
+    assert MAX_BODY_BYTES == request_bodies.MAX_BODY_BYTES
 
 
 @pytest.mark.parametrize(
