@@ -474,13 +474,17 @@ class Account(OutgoingLimits, Aggregate):
         )
 
 
-MOVEMENTS = {
-    Account.Debited,
-    Account.Credited,
-    Account.DebitPending,
-    Account.CreditPending,
-    Account.PendingDebitPosted,
-    Account.PendingCreditPosted,
-    Account.PendingDebitVoided,
-    Account.PendingCreditVoided,
+# How each movement changes the four balances: (field, sign, the event's amount field).
+# The one definition of it: the projector and the trial balance apply it to the
+# movements' messages (``contracts.balances``), and tests/unit/test_accounts.py holds
+# the event bodies above to it. (The auditors' replay keeps its own, on purpose.)
+MOVEMENTS: dict[type, tuple[tuple[str, int, str], ...]] = {
+    Account.Debited: (("posted_debits", 1, "amount"),),
+    Account.Credited: (("posted_credits", 1, "amount"),),
+    Account.DebitPending: (("pending_debits", 1, "amount"),),
+    Account.CreditPending: (("pending_credits", 1, "amount"),),
+    Account.PendingDebitPosted: (("pending_debits", -1, "pending_amount"), ("posted_debits", 1, "amount")),
+    Account.PendingCreditPosted: (("pending_credits", -1, "pending_amount"), ("posted_credits", 1, "amount")),
+    Account.PendingDebitVoided: (("pending_debits", -1, "amount"),),
+    Account.PendingCreditVoided: (("pending_credits", -1, "amount"),),
 }

@@ -1,8 +1,10 @@
 """The Account aggregate's rules, in memory (no event store needed)."""
 
+import inspect
+
 import pytest
 
-from ledger.accounts import Account
+from ledger.accounts import BALANCE_FIELDS, MOVEMENTS, Account
 from ledger.errors import InsufficientFunds
 
 
@@ -95,3 +97,27 @@ def test_movements_stored_before_balance_after_existed_still_replay() -> None:
     assert replayed is not None
     assert replayed.balance == account.balance
     assert replayed.available == 700
+
+
+@pytest.mark.parametrize("movement", list(MOVEMENTS), ids=lambda kind: kind.__name__)
+def test_every_movement_changes_the_balances_as_the_movements_table_says(movement: type) -> None:
+    """``MOVEMENTS`` is what the projector and the trial balance apply; the aggregate's
+    own event bodies must do exactly the same."""
+    account = open_account()
+    account.credit("d1", 10_000)
+    account.hold_debit("h1", 700)
+    account.hold_credit("h2", 300)
+    before = account.balance
+    amounts = {"amount": 123, "pending_amount": 456}
+    takes = inspect.signature(movement).parameters
+    fields: dict[str, object] = {"transfer_id": "t9", "amount": amounts["amount"]}
+    if "pending_amount" in takes:
+        fields["pending_amount"] = amounts["pending_amount"]
+    if "reason" in takes:
+        fields["reason"] = "test"
+    account.trigger_event(movement, **fields)
+    expected = dict(before)
+    for field, sign, key in MOVEMENTS[movement]:
+        expected[field] += sign * amounts[key]
+    assert account.balance == expected
+    assert set(expected) == set(BALANCE_FIELDS)
