@@ -28,7 +28,8 @@ import psycopg
 from tqdm import tqdm
 
 from audit.sealer import Sealer
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferBatch, TransferFunds
 from devstack.embedded import EmbeddedPostgres
 from ledger.fees import FeeTerms

@@ -22,7 +22,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferBatch, TransferFunds
 from runtime.settings import Settings
 

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 import pymongo
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from contracts.readmodel import watermark
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState

@@ -28,7 +28,8 @@ import pymongo
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount
 from devstack.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate

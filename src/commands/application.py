@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -62,7 +61,6 @@ from ledger.payouts import Payout
 from ledger.transactions import Transaction
 from ledger.transfers import Transfer
 from runtime import metrics
-from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +69,6 @@ T = TypeVar("T")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def event_store_env(settings: Settings) -> dict[str, str]:
-    """eventsourcing's configuration, derived from our settings."""
-    url = urlsplit(settings.require("database_url"))
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
-        "POSTGRES_HOST": url.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(url.port or 5432),
-        "POSTGRES_USER": unquote(url.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(url.password or ""),
-        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
-        "POSTGRES_LOCK_TIMEOUT": "10",
-        "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
-        # Tables come from migrations (`ledger db migrate`), never from the library.
-        "CREATE_TABLE": "no",
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "APPLICATION_RECORDER_TOPIC": "commands.recorder:LedgerRecorder",
-    }
 
 
 class ActorMapper(Mapper[UUID]):

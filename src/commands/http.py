@@ -29,7 +29,8 @@ from auth.http import (
 from auth.store import KeyStore
 from commands import access, request_bodies, requests, responses, run_files
 from commands.answers import Replayed
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.routes import WRITES
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.ids import CLIENT_ID

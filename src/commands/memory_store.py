@@ -8,7 +8,7 @@ group only read must still be at the version read, version N follows N - 1, a ve
 used once; a broken rule is an ``IntegrityError``, and nothing of the write is kept.
 The hash chain is PostgreSQL's alone (and the auditors'); it is not kept here.
 
-Build a ledger on it with ``Ledger(MEMORY_STORE)``.
+Build a ledger on it with ``Ledger(MEMORY_STORE)`` (``commands.event_store``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from ledger.accounts import APPEND_VERSION
-
-MEMORY_STORE = {"PERSISTENCE_MODULE": "commands.memory_store:MemoryFactory"}
 
 
 class MemoryRecorder(POPOApplicationRecorder):

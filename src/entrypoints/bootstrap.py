@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 def event_store(settings: Settings, *, actor: str | None = None, payout_assets: Any = None) -> Iterator[Ledger]:
     """The ledger application on the event store; ``actor`` stamps the events a service
     writes (``service:chain``) when no API key asked for them."""
-    from commands.application import Ledger, event_store_env
+    from commands.application import Ledger
+    from commands.event_store import event_store_env
 
     options: dict[str, Any] = {}
     if actor is not None:

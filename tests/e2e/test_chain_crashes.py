@@ -30,7 +30,8 @@ from stellar_sdk import Keypair
 from chain.kill_switch import STEPS
 from chain.stellar import Keys, stroops_of
 from commands import run_files
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PayoutRunAction, RequestPayout, RowRequest, UploadPayoutRun
 from devstack.horizon_sim import Simulator
 from ledger.payout_runs import row_payout_id

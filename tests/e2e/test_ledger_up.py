@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import Keypair
 
 from auth import signing
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.run_files import MAX_REPORTED
 from contracts.generations import Generations
 from ledger.ids import account_uuid, transfer_uuid

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from multiprocessing.queues import Queue
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import TransferFunds
 from ledger.errors import Busy, InsufficientFunds
 from runtime.settings import Settings

@@ -27,7 +27,8 @@ from audit.sealer import SealBroken, Sealer
 from audit.stream import events, write_lines
 from audit.trial_balance import trial_balance
 from audit.verify import Verifier
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, SetMonitor, TransferFunds, VoidTransfer
 from devstack.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from ledger.accounts import BALANCE_FIELDS

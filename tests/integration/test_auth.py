@@ -27,7 +27,8 @@ from audit.stream import events
 from auth import signing
 from auth.store import KeyStore
 from commands import http as command_http
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from contracts.events import KEY_ID_HEADER, headers_of
 from projectors.projector import Projector

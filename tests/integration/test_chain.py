@@ -28,7 +28,8 @@ from chain.intake import Intake
 from chain.kill_switch import KillSwitch
 from chain.stellar import Keys
 from chain.store import ChainStore
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, SetFeeRule, VoidTransfer
 from contracts.events import PAYOUT_REQUESTED

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import Busy
 from ledger.ids import issuance_account_id

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount
 from tests.conftest import Urls, unique
 from tests.integration.spenders import spend

@@ -16,7 +16,8 @@ from stellar_sdk import Keypair
 
 from audit.sealer import Sealer
 from commands import run_files
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import (
     AccountAction,
     CancelPayout,

@@ -21,7 +21,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from commands.answers import Replayed
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
 from ledger.ids import account_uuid, transfer_uuid

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.http import create_app
 from commands.messages import ChangePolicy, Deposit, OpenAccount
 from tests.conftest import Clock, Urls, api_client, unique

@@ -3,7 +3,8 @@
 import psycopg
 import pytest
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import OpenAccount
 from runtime.migrations import applied, migrate
 from runtime.settings import PROJECT_ROOT, Settings

@@ -40,7 +40,8 @@ from chain.kill_switch import KillSwitch
 from chain.reconcile import Reconciler, Report, run_once
 from chain.stellar import Keys
 from chain.store import ChainStore
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, RequestPayout
 from devstack.horizon_sim import Simulator
 from runtime.settings import PROJECT_ROOT

@@ -11,7 +11,8 @@ import threading
 from typing import Any
 
 from auth.store import KeyStore
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFunds
 from ledger.errors import LedgerError

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from commands.application import Ledger, event_store_env
+from commands.application import Ledger
+from commands.event_store import event_store_env
 from commands.expirer import Expirer
 from commands.messages import PostTransfer, TransferFunds, VoidTransfer
 from ledger.errors import (

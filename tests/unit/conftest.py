@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from commands.application import Ledger
-from commands.memory_store import MEMORY_STORE
+from commands.event_store import MEMORY_STORE
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from commands.application import Ledger
-from commands.memory_store import MEMORY_STORE
+from commands.event_store import MEMORY_STORE
 from commands.messages import ChangePolicy, Deposit, OpenAccount, ReverseTransfer, TransferFunds
 from ledger.errors import LimitExceeded
 from tests.conftest import Clock, unique

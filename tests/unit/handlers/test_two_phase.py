@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from commands.application import Ledger
-from commands.memory_store import MEMORY_STORE
+from commands.event_store import MEMORY_STORE
 from commands.messages import PostTransfer, ReverseTransfer, TransferFunds, VoidTransfer
 from ledger.errors import (
     ExceedsPending,
