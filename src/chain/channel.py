@@ -46,6 +46,7 @@ from chain.stellar import chain_amount
 from chain.store import REFUSED, ChainStore, fields_differing
 from commands.application import Ledger
 from ledger.errors import LedgerError
+from ledger.payout_runs import CANCELLED, PAUSED
 from ledger.payouts import MAX_CHAIN_AMOUNT
 from ledger.transfers import PENDING
 from runtime import metrics
@@ -131,10 +132,10 @@ class ChannelWorker(ChainLookups):
                 if cancel is not None:
                     raise Refused(cancel)  # nothing was ever signed
                 held = run_hold(self.ledger, payout["payout_id"])
-                if held == "paused":  # back in line, and the run's payouts left alone until it is resumed
+                if held == PAUSED:  # back in line, and the run's payouts left alone until it is resumed
                     self.store.unbind_paused(payout["payout_id"])
                     return None
-                if held == "cancelled":
+                if held == CANCELLED:
                     raise Refused("run cancelled")  # nothing was ever signed
                 payout = self._new_envelope(payout, sequence=None)
             if cancel is not None:  # never submitted again: it ends when the chain shows how

@@ -9,14 +9,28 @@ again on a replay (replaying applies the recorded crossing; it does not look aga
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-BELOW, ABOVE = "below", "above"
-AVAILABLE, POSTED = "available", "posted"
-WHENS = (BELOW, ABOVE)
+
+class When(StrEnum):
+    """Which side of its threshold a monitor watches for (strictly)."""
+
+    BELOW = "below"
+    ABOVE = "above"
+
+
+class WatchedBalance(StrEnum):
+    AVAILABLE = "available"
+    POSTED = "posted"
+
+
+BELOW, ABOVE = When
+AVAILABLE, POSTED = WatchedBalance
+WHENS = tuple(when.value for when in When)  # plain strings: the API's Literal types are made of them
 # An account watches at most this many: every movement of it checks them all, and a
 # command records at most one crossing per monitor of each account it moves.
 MAX_MONITORS = 10
-BALANCES = (AVAILABLE, POSTED)
+BALANCES = tuple(balance.value for balance in WatchedBalance)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ new attempt.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -26,10 +27,26 @@ from ledger.ids import NAMESPACE
 
 CHUNK_ROWS = 250
 MAX_ROWS = 10_000
-READY, STARTED, PAUSED, COMPLETED, CANCELLED = "ready", "started", "paused", "completed", "cancelled"
-# A row's state: ready (not requested yet), pending (its payout is on its way), success or failed.
-ROW_READY, ROW_PENDING, ROW_SUCCESS, ROW_FAILED = "ready", "pending", "success", "failed"
-ROW_STATES = (ROW_READY, ROW_PENDING, ROW_SUCCESS, ROW_FAILED)
+
+
+class RunState(StrEnum):
+    READY = "ready"
+    STARTED = "started"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RowState(StrEnum):
+    READY = "ready"  # not requested yet
+    PENDING = "pending"  # its payout is on its way
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+READY, STARTED, PAUSED, COMPLETED, CANCELLED = RunState
+ROW_READY, ROW_PENDING, ROW_SUCCESS, ROW_FAILED = RowState
+ROW_STATES = tuple(RowState)
 
 
 @dataclass(frozen=True)

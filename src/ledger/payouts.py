@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -20,7 +21,15 @@ from ledger.ids import payout_uuid
 from ledger.system_accounts import SystemAccount
 from ledger.transfers import VOIDED, Transfer
 
-PENDING, SUBMITTED, CONFIRMED, FAILED = "pending", "submitted", "confirmed", "failed"
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+PENDING, SUBMITTED, CONFIRMED, FAILED = PayoutStatus
 
 
 # A Stellar amount is a signed 64-bit count of stroops (10^-7), and chain assets have

@@ -9,6 +9,7 @@ this one stream, and the event store's version check lets only one of them win.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +20,15 @@ from ledger.fees import FeeTerms, charge_on_post
 from ledger.ids import transfer_uuid
 from ledger.money import Asset
 
-POSTED, PENDING, VOIDED, EXPIRED = "posted", "pending", "voided", "expired"
+
+class TransferStatus(StrEnum):
+    POSTED = "posted"
+    PENDING = "pending"  # held: posted (in full or for less), voided or expired later, once
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+POSTED, PENDING, VOIDED, EXPIRED = TransferStatus
 
 
 class Transfer(Aggregate):

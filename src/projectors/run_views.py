@@ -24,7 +24,7 @@ from contracts.events import (
     PAYOUT_RUN_UPLOADED,
     LedgerEvent,
 )
-from ledger.payout_runs import CHUNK_ROWS, ROW_FAILED, ROW_PENDING, ROW_READY, ROW_SUCCESS, row_of_payout
+from ledger.payout_runs import CHUNK_ROWS, ROW_FAILED, ROW_PENDING, ROW_READY, ROW_SUCCESS, RunState, row_of_payout
 
 RUN_STATES = {ce_type: state for ce_type, state in PAYOUT_RUN_MOVES.values()}
 RUN_TYPES = {PAYOUT_RUN_UPLOADED, PAYOUT_RUN_COMPLETED, PAYOUT_RUN_RETRIED, PAYOUT_RUN_ROWS_FAILED, *RUN_STATES}
@@ -38,7 +38,7 @@ def run_doc(event: LedgerEvent) -> dict[str, Any]:
     data = event.data
     return {
         "_id": data["run"],
-        "state": "ready",
+        "state": RunState.READY,
         "rows": data["rows"],
         "chunks": data["chunks"],
         "totals": data["totals"],
@@ -57,9 +57,9 @@ def run_changed(doc: dict[str, Any], event: LedgerEvent) -> None:
     if event.type in RUN_STATES:
         doc["state"] = RUN_STATES[event.type]
     elif event.type == PAYOUT_RUN_COMPLETED:
-        doc.update(state="completed", succeeded=data["succeeded"], failed=data["failed"])
+        doc.update(state=RunState.COMPLETED, succeeded=data["succeeded"], failed=data["failed"])
     elif event.type == PAYOUT_RUN_RETRIED:
-        doc.update(state="started", attempt=data["attempt"])
+        doc.update(state=RunState.STARTED, attempt=data["attempt"])
 
 
 class RowWriter:

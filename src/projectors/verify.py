@@ -18,7 +18,7 @@ from pymongo.database import Database
 from commands.application import Ledger
 from contracts.readmodel import ACCOUNTS, ENTRIES, TRANSFERS
 from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, OPEN, Account
-from ledger.transfers import Transfer
+from ledger.transfers import PENDING, POSTED, Transfer
 
 
 @dataclass
@@ -101,9 +101,9 @@ def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> 
             account.apply(event)
             account.version = event.originator_version
         elif isinstance(event, Transfer.Created):
-            transfers[event.originator_id] = [event.transfer_id, "pending" if event.pending else "posted"]
+            transfers[event.originator_id] = [event.transfer_id, PENDING if event.pending else POSTED]
         elif isinstance(event, Transfer.PendingPosted):
-            transfers[event.originator_id][1] = "posted"
+            transfers[event.originator_id][1] = POSTED
         elif isinstance(event, Transfer.Voided):
             transfers[event.originator_id][1] = event.reason
     return Replay(

@@ -54,6 +54,8 @@ from contracts.readmodel import (
     metadata_pairs,
 )
 from ledger.accounts import BALANCE_FIELDS, OPEN
+from ledger.payouts import PayoutStatus
+from ledger.transfers import TransferStatus
 from projectors.monitor_views import MONITOR_TYPES, monitors_changed
 from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
 from projectors.versioned_docs import _Docs, _insert_many, _NotNew
@@ -209,7 +211,7 @@ class ReadModelWriter:
         data = event.data
         return {
             "_id": data["payout"],
-            "state": "pending",
+            "state": PayoutStatus.PENDING,
             "account": data["account"],
             "asset": data["asset"],
             "amount": data["amount"],
@@ -232,11 +234,15 @@ class ReadModelWriter:
     def _payout_changed(doc: dict[str, Any], event: LedgerEvent) -> None:
         data = event.data
         if event.type == PAYOUT_ATTEMPTED:
-            doc.update(state="submitted", attempts=data["attempt"], tx_hash=data["tx_hash"], reason=data["error"])
+            doc.update(
+                state=PayoutStatus.SUBMITTED, attempts=data["attempt"], tx_hash=data["tx_hash"], reason=data["error"]
+            )
         elif event.type == PAYOUT_CONFIRMED:
-            doc.update(state="confirmed", tx_hash=data["tx_hash"], ledger=data["ledger"], reason=None, stuck=None)
+            doc.update(
+                state=PayoutStatus.CONFIRMED, tx_hash=data["tx_hash"], ledger=data["ledger"], reason=None, stuck=None
+            )
         elif event.type == PAYOUT_FAILED:
-            doc.update(state="failed", reason=data["reason"], stuck=None)
+            doc.update(state=PayoutStatus.FAILED, reason=data["reason"], stuck=None)
         elif event.type == PAYOUT_STUCK:
             doc["stuck"] = data["reason"]
         elif event.type == PAYOUT_CANCEL_REQUESTED:
@@ -296,7 +302,7 @@ class ReadModelWriter:
         return {
             "_id": data["transfer"],
             "kind": data["kind"],
-            "status": "pending" if pending else "posted",
+            "status": TransferStatus.PENDING if pending else TransferStatus.POSTED,
             "two_phase": pending,
             "debit_account": data["debit_account"],
             "credit_account": data["credit_account"],
@@ -323,7 +329,7 @@ class ReadModelWriter:
     @staticmethod
     def _resolved(doc: dict[str, Any], event: LedgerEvent) -> None:
         if event.type == TRANSFER_PENDING_POSTED:
-            doc.update(status="posted", posted_amount=event.data["amount"])
+            doc.update(status=TransferStatus.POSTED, posted_amount=event.data["amount"])
         elif event.type == TRANSFER_REVERSED:
             doc["reversed_amount"] = str(int(doc.get("reversed_amount", "0")) + int(event.data["amount"]))
         else:
