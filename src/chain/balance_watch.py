@@ -15,11 +15,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from stellar_sdk import Server
-from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError
 
 from chain.connections import ThreadConnections
-from chain.stellar import STROOPS, asset_key, record_asset_key, stroops_of
+from chain.stellar import STROOPS, asset_key, horizon_client, record_asset_key, stroops_of
 from commands.application import Ledger
 from ledger.distribution import is_low
 from ledger.errors import LedgerError
@@ -52,7 +51,9 @@ def low_balance_floors(settings: Settings) -> dict[str, int]:
 
 
 class BalanceWatch:
-    def __init__(self, settings: ChainSettings, store: ThreadConnections, ledger: Ledger) -> None:
+    def __init__(
+        self, settings: ChainSettings, store: ThreadConnections, ledger: Ledger, horizon: Server | None = None
+    ) -> None:
         """``store``: the worker's tables (``chain_payouts``)."""
         self.ledger = ledger
         self.store = store
@@ -60,7 +61,7 @@ class BalanceWatch:
         self.assets = {ledger_asset: asset_key(asset) for ledger_asset, asset in settings.assets.items()}
         self.floors = settings.low_balance_floors
         self.every = settings.balance_seconds
-        self.horizon = Server(settings.horizon_url, client=RequestsClient(num_retries=0, request_timeout=5))
+        self.horizon = horizon or horizon_client(settings.horizon_url)
 
     def look(self) -> dict[str, bool]:
         """Judge every payout asset once; whether the account is low in each."""

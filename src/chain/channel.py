@@ -35,14 +35,13 @@ from typing import Any
 import psycopg
 from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Keypair, Server, TransactionBuilder, TransactionEnvelope
-from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, BaseRequestError
 
 from chain.config import ChainSettings
 from chain.kill_switch import KillSwitch
 from chain.lookups import PERMANENT_OP_CODES, PERMANENT_TX_CODES, Applied, ChainLookups, Refused, Unresolved
 from chain.runs import run_hold
-from chain.stellar import chain_amount
+from chain.stellar import chain_amount, horizon_client
 from chain.store import REFUSED, ChainStore, fields_differing
 from commands.application import Ledger
 from ledger.errors import LedgerError
@@ -74,6 +73,7 @@ class ChannelWorker(ChainLookups):
         channel: Keypair,
         kill: KillSwitch,
         clock: Callable[[], float] = time.time,
+        horizon: Server | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -81,8 +81,10 @@ class ChannelWorker(ChainLookups):
         self.channel = channel
         self.kill = kill
         self.clock = clock
-        client = RequestsClient(num_retries=0, request_timeout=5, post_timeout=10)
-        self.horizon = Server(settings.horizon_url, client=client)
+        self.horizon = horizon or horizon_client(settings.horizon_url, post_timeout=10)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -102,8 +104,9 @@ class ChannelWorker(ChainLookups):
         payout = self.store.open_payout(self.channel.public_key) or self.store.bind_next(self.channel.public_key)
         if payout is None:
             return False
-        if payout["next_attempt_at"] > datetime.now(UTC):
-            time.sleep(min(0.2, (payout["next_attempt_at"] - datetime.now(UTC)).total_seconds()))
+        now = self._now()
+        if payout["next_attempt_at"] > now:
+            time.sleep(min(0.2, (payout["next_attempt_at"] - now).total_seconds()))
             return True
         try:
             self.advance(payout)
@@ -329,7 +332,7 @@ class ChannelWorker(ChainLookups):
             attempts=attempts,
             reason=error,
             stuck=stuck,
-            next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+            next_attempt_at=self._now() + timedelta(seconds=delay),
         )
         log.warning(
             "payout outcome unknown; will look again",

@@ -7,10 +7,9 @@ import threading
 from typing import Any
 
 from stellar_sdk import Server
-from stellar_sdk.client.requests_client import RequestsClient
 
 from chain.config import ChainSettings
-from chain.stellar import asset_key, record_asset_key, stroops_of
+from chain.stellar import asset_key, horizon_client, record_asset_key, stroops_of
 from chain.store import ChainStore
 from commands.application import Ledger
 from runtime import metrics
@@ -28,13 +27,15 @@ class DepositFollower:
     Each payment is credited under an id derived from its Stellar operation id, so one
     credited again after a crash (before the cursor moved) is found and not repeated."""
 
-    def __init__(self, settings: ChainSettings, store: ChainStore, ledger: Ledger) -> None:
+    def __init__(
+        self, settings: ChainSettings, store: ChainStore, ledger: Ledger, horizon: Server | None = None
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.account_id = settings.keys.distribution.public_key
         self.cursor_name = f"deposits:{self.account_id}"
         self.assets = {asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
-        self.horizon = Server(settings.horizon_url, client=RequestsClient(num_retries=0, request_timeout=5))
+        self.horizon = horizon or horizon_client(settings.horizon_url)
 
     def poll(self) -> int:
         """Credit the next page of payments; returns how many records it went through."""

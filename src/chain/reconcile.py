@@ -44,12 +44,11 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import get_topic
 from stellar_sdk import Asset, Server
-from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, NotFoundError
 
 from chain.config import ChainSettings
 from chain.deposits import PAYMENT_TYPES
-from chain.stellar import chain_amount, stroops_of
+from chain.stellar import chain_amount, horizon_client, stroops_of
 from chain.store import ChainStore
 from commands.application import Ledger
 from ledger.accounts import Account
@@ -145,7 +144,7 @@ class Reconciler:
         self, settings: ChainSettings, store: ChainStore, ledger: Ledger, horizon: Server | None = None
     ) -> None:
         self.settings, self.store, self.ledger = settings, store, ledger
-        self.horizon = horizon or Server(settings.horizon_url, client=RequestsClient(num_retries=1, request_timeout=10))
+        self.horizon = horizon or horizon_client(settings.horizon_url, retries=1, timeout=10)
         self.distribution = settings.keys.distribution.public_key
         self.ours = {self.distribution, *(key.public_key for key in settings.keys.channels)}
         self.assets = {asset_key(chain): asset for asset, chain in settings.assets.items()}  # Stellar -> ledger

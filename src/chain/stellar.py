@@ -1,4 +1,5 @@
-"""What the chain worker needs to know about Stellar: assets, keys, amounts."""
+"""What the chain worker needs to know about Stellar: assets, keys, amounts, and how it
+reaches Horizon."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from stellar_sdk import Asset, Keypair
+from stellar_sdk import Asset, Keypair, Server
+from stellar_sdk.client.requests_client import RequestsClient
 
 from runtime.files import write_private
 
@@ -86,3 +88,9 @@ class Keys:
 
     def __repr__(self) -> str:  # never the secrets, whatever gets logged
         return f"Keys(distribution={self.distribution.public_key}, channels={len(self.channels)})"
+
+
+def horizon_client(url: str, *, retries: int = 0, timeout: int = 5, post_timeout: int | None = None) -> Server:
+    """A Horizon client for one of the worker's threads (each keeps its own session)."""
+    options = {} if post_timeout is None else {"post_timeout": post_timeout}
+    return Server(url, client=RequestsClient(num_retries=retries, request_timeout=timeout, **options))
