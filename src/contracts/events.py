@@ -386,11 +386,6 @@ def checkpoint_message(position: int, head: int, topic_id: str = "") -> Message:
     )
 
 
-def headers_of(raw: Any) -> dict[str, str]:
-    """Kafka headers (a list of name/bytes pairs) as a dict of strings."""
-    return {name: value.decode() if isinstance(value, bytes) else str(value or "") for name, value in raw or []}
-
-
 def from_message(headers: dict[str, str], value: bytes | None) -> LedgerEvent:
     return LedgerEvent(
         id=headers["ce_id"],

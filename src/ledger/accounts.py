@@ -174,12 +174,7 @@ class Account(OutgoingLimits, Aggregate):
     @property
     def balance(self) -> Balance:
         """The four totals, as a movement event records them after it (``balance_after``)."""
-        return {
-            "posted_debits": self.posted_debits,
-            "posted_credits": self.posted_credits,
-            "pending_debits": self.pending_debits,
-            "pending_credits": self.pending_credits,
-        }
+        return {field: getattr(self, field) for field in BALANCE_FIELDS}
 
     def _after(
         self, *, debits: int = 0, credits: int = 0, pending_debits: int = 0, pending_credits: int = 0
@@ -475,9 +470,8 @@ class Account(OutgoingLimits, Aggregate):
 
 
 # How each movement changes the four balances: (field, sign, the event's amount field).
-# The one definition of it: the projector and the trial balance apply it to the
-# movements' messages (``contracts.balances``), and tests/unit/test_accounts.py holds
-# the event bodies above to it. (The auditors' replay keeps its own, on purpose.)
+# The one definition: the projector and the trial balance apply it to messages
+# (``contracts.balances``); tests/unit/test_accounts.py holds the event bodies to it.
 MOVEMENTS: dict[type, tuple[tuple[str, int, str], ...]] = {
     Account.Debited: (("posted_debits", 1, "amount"),),
     Account.Credited: (("posted_credits", 1, "amount"),),

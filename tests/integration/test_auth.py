@@ -30,7 +30,8 @@ from commands import http as command_http
 from commands.application import Ledger
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
-from contracts.events import KEY_ID_HEADER, headers_of
+from contracts.events import KEY_ID_HEADER
+from contracts.validation import decode_headers
 from projectors.projector import Projector
 from queries import http as query_http
 from runtime import kafka
@@ -455,7 +456,7 @@ def test_the_acting_key_is_on_its_events_on_kafka_and_in_the_export(
         deadline = time.monotonic() + 20
         while len(seen) < len(ours) and time.monotonic() < deadline:
             for message in kafka.take_batch(consumer, 0.5, 500):
-                headers = headers_of(message.headers())
+                headers = decode_headers(message)
                 if headers.get("ce_id") in {e["id"] for e in ours}:
                     seen[headers["ce_id"]] = headers.get(KEY_ID_HEADER, "")
     finally:

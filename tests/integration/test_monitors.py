@@ -24,7 +24,8 @@ from commands.messages import (
     TransferFunds,
     VoidTransfer,
 )
-from contracts.events import CHECKPOINT, MONITOR_CLEARED, MONITOR_TRIGGERED, headers_of
+from contracts.events import CHECKPOINT, MONITOR_CLEARED, MONITOR_TRIGGERED
+from contracts.validation import decode_headers
 from ledger.ids import issuance_account_id
 from projectors.projector import Projector
 from projectors.verify import differences
@@ -52,7 +53,7 @@ def messages_about(servers: Urls, topic: str, account: str, head: int) -> list[t
         while len(checkpoints) < PARTITIONS or min(checkpoints.values()) < head:
             assert time.monotonic() < deadline, checkpoints
             for message in consumer.consume(1000, 0.5):
-                headers = headers_of(message.headers())
+                headers = decode_headers(message)
                 if headers["ce_type"] == CHECKPOINT:
                     checkpoints[message.partition()] = int(headers["ce_position"])
                 elif message.key() == account.encode():

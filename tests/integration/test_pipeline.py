@@ -27,7 +27,8 @@ from commands.messages import (
     VoidTransfer,
 )
 from contracts import readmodel as schema
-from contracts.events import CHECKPOINT, headers_of
+from contracts.events import CHECKPOINT
+from contracts.validation import decode_headers
 from ledger.errors import AccountNotFound
 from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
@@ -150,7 +151,7 @@ def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, serv
     while len(last_checkpoint) < 3 or min(last_checkpoint.values()) < relay.position:
         assert time.monotonic() < deadline, last_checkpoint
         for message in consumer.consume(500, 0.5):
-            headers = headers_of(message.headers())
+            headers = decode_headers(message)
             if headers["ce_type"] == CHECKPOINT:
                 last_checkpoint[message.partition()] = int(headers["ce_position"])
     consumer.close()

@@ -24,8 +24,9 @@ from pymongo import monitoring
 from commands.application import Ledger
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from contracts import readmodel as schema
-from contracts.events import CHECKPOINT, from_message, headers_of
+from contracts.events import CHECKPOINT, from_message
 from contracts.stored_events import StoredEventEncoder
+from contracts.validation import decode_headers
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
 from projectors.verify import differences
@@ -146,7 +147,7 @@ def test_rounds_gather_commits_and_the_position_is_stored_when_the_relay_stops(l
     while max(rounds, default=0) < relay.position:
         assert time.monotonic() < deadline, rounds
         for message in consumer.consume(500, 0.5):
-            headers = headers_of(message.headers())
+            headers = decode_headers(message)
             if headers.get("ce_type") == CHECKPOINT and int(headers["ce_position"]) > caught_up:
                 rounds.add(int(headers["ce_position"]))
     consumer.close()

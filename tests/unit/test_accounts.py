@@ -3,6 +3,7 @@
 import inspect
 
 import pytest
+from eventsourcing.utils import get_topic, resolve_topic
 
 from ledger.accounts import BALANCE_FIELDS, MOVEMENTS, Account
 from ledger.errors import InsufficientFunds
@@ -121,3 +122,48 @@ def test_every_movement_changes_the_balances_as_the_movements_table_says(movemen
         expected[field] += sign * amounts[key]
     assert account.balance == expected
     assert set(expected) == set(BALANCE_FIELDS)
+
+
+STORED_TOPICS = [
+    "Opened",
+    "Debited",
+    "Credited",
+    "DebitPending",
+    "CreditPending",
+    "PendingDebitPosted",
+    "PendingCreditPosted",
+    "PendingDebitVoided",
+    "PendingCreditVoided",
+    "OverdraftLimitChanged",
+    "LimitsChanged",
+    "Frozen",
+    "Unfrozen",
+    "Closed",
+    "MonitorSet",
+    "MonitorRemoved",
+    "MonitorCrossed",
+]
+
+
+@pytest.mark.parametrize("name", STORED_TOPICS)
+def test_every_account_event_keeps_the_topic_stored_events_are_read_back_by(name: str) -> None:
+    """Stored events are read back by their topics: moving or renaming an event class would
+    leave them unreadable (and change what the hash chains cover)."""
+    topic = f"ledger.accounts:Account.{name}"
+    assert get_topic(getattr(Account, name)) == topic
+    assert resolve_topic(topic) is getattr(Account, name)
+
+
+def test_an_account_records_its_events_under_the_stored_topics() -> None:
+    """Also ``Opened``, its creation event, and every event is one of ``Account``'s."""
+    account = open_account(limit=100)
+    account.credit("d1", 1_000)
+    account.hold_debit("h1", 50)
+    account.void_pending_debit("h1", 50, "voided")
+    account.freeze()
+    events = account.collect_events()
+    assert all(isinstance(event, Account.Event) for event in events)
+    assert [get_topic(type(e)) for e in events] == [
+        f"ledger.accounts:Account.{name}"
+        for name in ("Opened", "Credited", "DebitPending", "PendingDebitVoided", "Frozen")
+    ]

@@ -177,7 +177,8 @@ def tail(
 
     from confluent_kafka import Consumer
 
-    from contracts.events import CHECKPOINT, headers_of
+    from contracts.events import CHECKPOINT
+    from contracts.validation import BadMessage, decode_headers
     from runtime.kafka import consumer_config
 
     settings = load_settings()
@@ -195,11 +196,11 @@ def tail(
             if message is None or message.error():
                 continue
             try:  # anyone can produce to the topic: a malformed message is shown as such, not a crash
-                headers = headers_of(message.headers())
+                headers = decode_headers(message)
                 if headers.get("ce_type") == CHECKPOINT and not checkpoints:
                     continue
                 event = _shown_event(headers, message.value())
-            except (ValueError, RecursionError) as exc:
+            except (BadMessage, ValueError, RecursionError) as exc:
                 click.echo(f"skipped a malformed message ({message.partition()}@{message.offset()}): {exc}", err=True)
                 consumer.commit(message=message, asynchronous=True)
                 continue
