@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import falcon
 import falcon.testing
 import psycopg
 import pymongo
 import pytest
+from psycopg import sql
 
 from auth.store import KeyStore
 from commands.application import Ledger
@@ -190,3 +192,17 @@ def benchmark_module(name: str) -> ModuleType:
     if folder not in sys.path:
         sys.path.append(folder)
     return importlib.import_module(name)
+
+
+def store_beside(servers: Urls) -> Urls:
+    """A new event store database on the shared server, migrated."""
+    name = unique("store").replace("-", "_")
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def on(url: str) -> str:
+        return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+    migrate(on(servers.database_url), PROJECT_ROOT / "migrations")
+    owner, writer, reader = (on(url) for url in (servers.database_url, servers.writer_url, servers.reader_url))
+    return Urls(owner, servers.kafka_bootstrap, servers.mongo_url, writer, reader)

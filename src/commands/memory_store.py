@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from ledger.accounts import APPEND_VERSION
@@ -41,6 +41,9 @@ class MemoryRecorder(POPOApplicationRecorder):
             for stream, version in read_versions.items():
                 if self._last_version(stream) != version:
                     raise IntegrityError(f"stream {stream} moved while the command ran")
+            new_timeouts = [transfer_id for transfer_id, _ in timeouts_set]
+            if len(set(new_timeouts)) < len(new_timeouts) or not self.timeouts.keys().isdisjoint(new_timeouts):
+                raise IntegrityError("a transfer's timeout is set twice")
             positions = self._insert_events(stored_events)
             self.timeouts.update(timeouts_set)
             for transfer_id in timeouts_cleared:
@@ -69,19 +72,21 @@ class MemoryRecorder(POPOApplicationRecorder):
         return max(self._stored_events_index[str(stream)], default=0)
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        """Every event's version must be the next of its stream (appends take the next)."""
+        """Every event's version must be the next of its stream (an append takes the next)."""
         next_version: dict[str, int] = {}
         for event in stored_events:
             stream = str(event.originator_id)
             expected = next_version.get(stream, self._last_version(stream) + 1)
-            if event.originator_version not in (APPEND_VERSION, expected):
-                raise IntegrityError(f"stream {stream}: version {event.originator_version}, expected {expected}")
+            if event.originator_version > 0 and event.originator_version < expected:
+                raise IntegrityError(f"stream {stream}: version {event.originator_version} is used")
+            if event.originator_version > expected:
+                raise ProgrammingError(f"stream {stream} has no version {event.originator_version - 1} to follow")
             next_version[stream] = expected + 1
 
     def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         numbered: list[int] = []
         for event in stored_events:
-            if event.originator_version == APPEND_VERSION:
+            if event.originator_version <= APPEND_VERSION:  # as ledger_append: any version below 1
                 version = self._last_version(event.originator_id) + 1
                 event = StoredEvent(event.originator_id, version, event.topic, event.state)
             numbered.extend(super()._update_table([event]) or [])

@@ -1,6 +1,7 @@
-"""Request bodies to commands: described once, as msgspec structs, and checked against
-that description. The same structs give the OpenAPI document its request schemas, so
-what the API accepts and what it publishes cannot drift apart.
+"""Request bodies to commands: each checked against its msgspec struct
+(``commands.request_bodies``, which also gives the OpenAPI document its request
+schemas, so what the API accepts and what it publishes cannot drift apart), then read
+into a command (``commands.messages``).
 
 Unknown fields are rejected (a misspelt optional field must not be silently ignored)
 and every message says which field is wrong and why: where the schema refuses a value,

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.sim_network import Network, _public
+from devstack.sim_network import Network, as_horizon_shows
 from devstack.sim_types import Rejected
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(504, _problem(504, "timeout", "Timeout", "the transaction may still apply"))
         if kind == "slow" and fault is not None:
             time.sleep(fault.delay)
-        self._send(200, _public(record))
+        self._send(200, as_horizon_shows(record))
 
 
 class Simulator:

@@ -292,7 +292,7 @@ class Network:
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         with self.lock:
             record = None if "lookup_404" in self.modes else self.transactions.get(tx_hash)
-            return None if record is None else _public(record)
+            return None if record is None else as_horizon_shows(record)
 
     def transactions_of(self, account_id: str, cursor: int | None, limit: int, desc: bool) -> list[dict[str, Any]]:
         """The transactions an account took part in (as source or in an operation),
@@ -309,7 +309,7 @@ class Network:
                 if cursor is not None and (token >= cursor if desc else token <= cursor):
                     continue
                 if account_id in record["participants"]:
-                    found.append(_public(record))
+                    found.append(as_horizon_shows(record))
                     if len(found) >= limit:
                         break
             return found
@@ -321,14 +321,14 @@ class Network:
                 if account_id in (payment["from"], payment["to"]):
                     record = dict(payment)
                     if join:
-                        record["transaction"] = _public(self.transactions[payment["transaction_hash"]])
+                        record["transaction"] = as_horizon_shows(self.transactions[payment["transaction_hash"]])
                     found.append(record)
                     if len(found) >= limit:
                         break
             return found
 
 
-def _public(record: dict[str, Any]) -> dict[str, Any]:
+def as_horizon_shows(record: dict[str, Any]) -> dict[str, Any]:
     """A transaction record as Horizon shows it (without the simulator's own fields)."""
     return {k: v for k, v in record.items() if k not in ("op_codes", "participants")}
 

@@ -32,6 +32,6 @@ class Service:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as response:
         return bool(response.status == 200)

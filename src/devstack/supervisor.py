@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from devstack.embedded import EmbeddedHorizon, EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres, Server
 from devstack.processes import ManagedProcess, ProcessExited, wait_until
-from devstack.stack_services import EMBEDDED_KAFKA_PARTITIONS, ROLES, WORKERS, Service, _http_ok
+from devstack.stack_services import EMBEDDED_KAFKA_PARTITIONS, ROLES, WORKERS, Service, http_ok
 from runtime.files import write_private
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import STACK_SECRETS_FILE, STATE_FILE, Settings, env_name, redact
@@ -178,7 +178,7 @@ class Stack:
             argv = [python, "-m", "gunicorn", "-c", "python:runtime.gunicorn_conf", "--bind", f"{s.host}:{port}", app]
             url = f"http://{s.host}:{port}/healthz"
             child_env = dict(reader_env if reads_only else env, **{env_name(k): str(v) for k, v in web.items()})
-            return Service(ManagedProcess(name, argv, env=child_env, grace_seconds=15), lambda: _http_ok(url))
+            return Service(ManagedProcess(name, argv, env=child_env, grace_seconds=15), lambda: http_ok(url))
 
         def worker(name: str, *subcommand: str, reads_only: bool = False) -> Service:
             ready_file = run_dir / f"{name}.ready"

@@ -1,8 +1,10 @@
 """The one place the system's parts are built from settings.
 
-Every service main and CLI command gets its event store, read model, Kafka clients and
-operations endpoint from here, so how a part is configured is written once. The parts
-themselves take what they need as arguments and never read settings or the environment.
+Every `ledger` command (each service's main among them) gets its event store, read
+model, Kafka clients and operations endpoint from here, so how a part is configured is
+written once; the services take what they need as arguments. The two HTTP apps are
+gunicorn's entry points and wire themselves in their own ``get_app()``
+(``commands.http``, ``queries.http``), from the same settings.
 
 Imports are inside the functions on purpose: a command pays only for the parts it builds
 (`ledger keys list` does not load Kafka, MongoDB and eventsourcing to print a table).

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 CACHE_LIMIT = 20_000
 
 
-class _Docs:
+class VersionedDocs:
     """One batch's documents of a versioned collection (one document per event stream).
 
     Those in ``cache`` (as the writer last wrote them) are copied from it; only the
@@ -63,9 +63,9 @@ class _Docs:
 
     def write(self) -> None:
         created = [doc for key, doc in self.docs.items() if key not in self.read_versions]
-        there = _insert_many(self.collection, created)
+        there = insert_new(self.collection, created)
         if any(doc["_id"] in self.assumed_new for doc in there):
-            raise _NotNew(self.collection.name)
+            raise NotNew(self.collection.name)
         updates = [
             UpdateOne(
                 {"_id": key, "version": version}, {"$set": {k: v for k, v in self.docs[key].items() if k != "_id"}}
@@ -85,7 +85,7 @@ class _Docs:
         self.cache.update(self.docs)
 
 
-def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def insert_new(collection: Collection[Any], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert, treating documents that are already there (same key) as done; returns those."""
     if not docs:
         return []
@@ -99,5 +99,5 @@ def _insert_many(collection: Collection[Any], docs: list[dict[str, Any]]) -> lis
     return []
 
 
-class _NotNew(Exception):
+class NotNew(Exception):
     """A document assumed new (its creating event is in the batch) was already stored."""

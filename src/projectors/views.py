@@ -58,7 +58,7 @@ from ledger.payouts import PayoutStatus
 from ledger.transfers import TransferStatus
 from projectors.monitor_views import MONITOR_TYPES, monitors_changed
 from projectors.run_views import RUN_TYPES, RowWriter, run_changed, run_doc
-from projectors.versioned_docs import _Docs, _insert_many, _NotNew
+from projectors.versioned_docs import NotNew, VersionedDocs, insert_new
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class ReadModelWriter:
         try:
             try:
                 self._apply_batch(events, assume_new=True)
-            except _NotNew:
+            except NotNew:
                 # A stream the batch creates was there already (a redelivery): what was
                 # built on top of a new document is not what the stored one needs. Again,
                 # reading every document; all that was written is written again or ignored.
@@ -146,13 +146,15 @@ class ReadModelWriter:
 
     def _apply_batch(self, events: list[LedgerEvent], *, assume_new: bool) -> None:
         """Apply ``events``; with ``assume_new``, a stream whose creating event is in the
-        batch is not looked up (it is new, unless this is a redelivery: ``_NotNew``)."""
+        batch is not looked up (it is new, unless this is a redelivery: ``NotNew``)."""
         ids: dict[str, dict[str, bool]] = {name: {} for name in VERSIONED}
         for event in events:
             name, key = _stream_of(event)
             if name is not None:
                 ids[name].setdefault(key, assume_new and event.type in CREATION_TYPES)
-        accounts, transfers, payouts, runs = (_Docs(self.db[name], ids[name], self._cache[name]) for name in VERSIONED)
+        accounts, transfers, payouts, runs = (
+            VersionedDocs(self.db[name], ids[name], self._cache[name]) for name in VERSIONED
+        )
         entries: list[dict[str, Any]] = []
         rows = RowWriter()
         for event in events:
@@ -197,7 +199,7 @@ class ReadModelWriter:
                 log.debug("ignoring event type", extra={"type": event.type})
         # Entries before balances: a crash in between leaves entries that a redelivery
         # finds already there, and balances that it then brings up to date.
-        _insert_many(self.db[ENTRIES], entries)
+        insert_new(self.db[ENTRIES], entries)
         transfers.write()
         payouts.write()
         accounts.write()
@@ -337,7 +339,7 @@ class ReadModelWriter:
 
     def record_dead_letters(self, documents: list[dict[str, Any]]) -> None:
         """Messages set aside (``contracts.dead_letters``); one already recorded is kept as it was."""
-        _insert_many(self.db[DEAD_LETTERS], documents)
+        insert_new(self.db[DEAD_LETTERS], documents)
 
     def record_relay(self, position: int, head: int) -> None:
         self.db[PROJECTOR_STATE].bulk_write([relay_report(position, head)])

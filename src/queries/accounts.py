@@ -19,7 +19,7 @@ from runtime import web
 
 Source = Callable[[], Database[Any]]
 METADATA_PREFIX = "metadata."
-_PREFIX = re.compile(r"\$?[A-Za-z0-9._:-]{0,127}")  # the start of a client id, or of a system one
+PREFIX_PARAM = re.compile(r"\$?[A-Za-z0-9._:-]{0,127}")  # the start of a client id, or of a system one
 ACCOUNT_STATUSES = (OPEN, FROZEN, CLOSED)
 
 
@@ -96,7 +96,7 @@ class Balances:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         prefix = req.get_param("prefix") or ""
-        if _PREFIX.fullmatch(prefix) is None:
+        if PREFIX_PARAM.fullmatch(prefix) is None:
             raise InvalidRequest("prefix must be at most 128 characters from [A-Za-z0-9._:-], or '$' and those")
         key = request_key(req)
         if not key.covers(prefix + "*"):  # every id starting with the prefix, whatever follows

@@ -21,7 +21,7 @@ from contracts.generations import Generations
 from ledger.errors import InvalidRequest
 from ledger.payout_runs import ROW_STATES
 from queries import parameters, responses, runs
-from queries.accounts import _PREFIX, ACCOUNT_STATUSES, Account, Accounts, Balances, Entries
+from queries.accounts import ACCOUNT_STATUSES, PREFIX_PARAM, Account, Accounts, Balances, Entries
 from queries.transfers import TRANSFER_STATUSES, Payout, Transfer, Transfers
 from runtime import logs, metrics, openapi, web
 from runtime.settings import Settings
@@ -214,7 +214,7 @@ def create_app(
                 parameters.WAIT,
                 openapi.Param(
                     "prefix",
-                    {"type": "string", "pattern": f"^{_PREFIX.pattern}$"},
+                    {"type": "string", "pattern": f"^{PREFIX_PARAM.pattern}$"},
                     "An account-id prefix (`shop-42:`); empty: all",
                 ),
                 parameters.ASSET,

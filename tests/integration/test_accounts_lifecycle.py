@@ -14,20 +14,8 @@ import pytest
 from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
-from commands.messages import (
-    Deposit,
-    OpenAccount,
-)
 from tests.conftest import api_client, unique
-
-
-def pair(ledger: Ledger, fund: str | None = "10.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    if fund:
-        ledger.deposit(Deposit(unique("d"), a, fund))
-    return a, b
+from tests.scenarios import funded_pair
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +24,7 @@ def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.T
 
 
 def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:
-    a, b = pair(ledger)
+    a, b = funded_pair(ledger)
     assert client.simulate_post(f"/v1/accounts/{a}/freeze").json["status"] == "frozen"
     refused = client.simulate_post(
         "/v1/transfers", json={"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1"}

@@ -20,13 +20,7 @@ from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import Busy
 from ledger.ids import issuance_account_id
 from tests.conftest import Urls, unique
-
-
-def open_pair(ledger: Ledger, asset: str = "USD/2") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, asset))
-    ledger.open_account(OpenAccount(b, asset))
-    return a, b
+from tests.scenarios import open_pair
 
 
 def test_amounts_up_to_2_pow_127_minus_1_stay_exact(ledger: Ledger, servers: Urls) -> None:

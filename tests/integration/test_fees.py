@@ -18,14 +18,11 @@ from commands.event_store import event_store_env
 from commands.handlers.context import Writer
 from commands.http import create_app
 from commands.messages import (
-    Deposit,
-    OpenAccount,
-    SetFeeRule,
     TransferFunds,
 )
-from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
 from tests.conftest import Urls, api_client, unique
+from tests.scenarios import fee_pair, set_rule
 
 
 @pytest.fixture
@@ -34,22 +31,9 @@ def asset(ledger: Ledger) -> Iterator[str]:
     yield f"F{unique('x')[-8:].upper()}/2"
 
 
-def pair(ledger: Ledger, asset: str, fund: str = "100.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, asset))
-    ledger.open_account(OpenAccount(b, asset))
-    ledger.deposit(Deposit(unique("d"), a, fund))
-    return a, b
-
-
-def set_rule(ledger: Ledger, asset: str, payer: str, **terms: Any) -> dict[str, Any]:
-    base = {"basis_points": 100, "fixed": 25, "minimum": 0, "maximum": None} | terms
-    return ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(payer=payer, **base)))
-
-
 def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any, keys: KeyStore, admin_token: str) -> None:
     client = api_client(create_app(ledger, keys=keys), admin_token)
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     rule = client.simulate_post(
         "/v1/fee-rules",
         json={
@@ -84,7 +68,7 @@ def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any, keys:
 def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_rule(
     ledger: Ledger, servers: Urls, asset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "sender")
     other = Ledger(event_store_env(servers.settings()))
     read = Writer.fee_terms
@@ -110,7 +94,7 @@ def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_ru
 def test_a_rule_changed_by_another_process_applies_to_the_next_transfer(
     ledger: Ledger, servers: Urls, asset: str
 ) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "sender")
     assert ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.35"
     other = Ledger(event_store_env(servers.settings()))

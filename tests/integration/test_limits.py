@@ -17,8 +17,8 @@ from auth.store import KeyStore
 from commands.application import Ledger
 from commands.event_store import event_store_env
 from commands.http import create_app
-from commands.messages import ChangePolicy, Deposit, OpenAccount
 from tests.conftest import Clock, Urls, api_client, unique
+from tests.scenarios import limited
 
 
 @pytest.fixture
@@ -31,15 +31,6 @@ def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
     app = Ledger(event_store_env(servers.settings()), clock=clock)
     yield app
     app.close()
-
-
-def limited(ledger: Ledger, daily: str | None, monthly: str | None) -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "1000.00"))
-    ledger.change_policy(ChangePolicy(a, {"daily_limit": daily, "monthly_limit": monthly}))
-    return a, b
 
 
 def test_limits_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:

@@ -13,12 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import falcon.testing
 import psycopg
 import pytest
-from psycopg import sql
 from stellar_sdk import Keypair
 
 from auth.store import KeyStore
@@ -34,9 +32,7 @@ from ledger.payout_runs import MAX_ROWS, row_payout_id
 from projectors.views import ReadModelWriter
 from queries import http as query_http
 from queries import runs as query_runs
-from runtime.migrations import migrate
-from runtime.settings import PROJECT_ROOT
-from tests.conftest import Urls, api_client, unique
+from tests.conftest import Urls, api_client, store_beside, unique
 from tests.integration.test_chain import Chain, chain_on
 
 
@@ -46,20 +42,6 @@ def own_store(servers: Urls) -> Urls:
     write thousands of events, which every test that projects the whole shared store
     would otherwise read again."""
     return store_beside(servers)
-
-
-def store_beside(servers: Urls) -> Urls:
-    """A new event store database on the shared server, migrated."""
-    name = unique("runs").replace("-", "_")
-    with psycopg.connect(servers.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def on(url: str) -> str:
-        return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-    migrate(on(servers.database_url), PROJECT_ROOT / "migrations")
-    owner, writer, reader = (on(url) for url in (servers.database_url, servers.writer_url, servers.reader_url))
-    return Urls(owner, servers.kafka_bootstrap, servers.mongo_url, writer, reader)
 
 
 @pytest.fixture

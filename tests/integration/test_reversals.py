@@ -14,19 +14,10 @@ from auth.store import KeyStore
 from commands.application import Ledger
 from commands.event_store import event_store_env
 from commands.http import create_app
-from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFunds
+from commands.messages import ReverseTransfer
 from ledger.errors import LedgerError
 from tests.conftest import Urls, api_client, unique
-
-
-def paid(ledger: Ledger, amount: str = "30.00") -> tuple[str, str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
-    transfer_id = unique("t")
-    ledger.transfer(TransferFunds(transfer_id, a, b, amount))
-    return a, b, transfer_id
+from tests.scenarios import paid
 
 
 def test_reversals_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:

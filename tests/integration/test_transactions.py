@@ -14,16 +14,8 @@ import pytest
 from auth.store import KeyStore
 from commands.application import Ledger
 from commands.http import create_app
-from commands.messages import Deposit, OpenAccount
 from tests.conftest import api_client, unique
-
-
-def accounts(ledger: Ledger, n: int, fund: str = "100.00") -> list[str]:
-    ids = [unique("X") for _ in range(n)]
-    for account in ids:
-        ledger.open_account(OpenAccount(account, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), ids[0], fund))
-    return ids
+from tests.scenarios import accounts
 
 
 @pytest.fixture(scope="module")

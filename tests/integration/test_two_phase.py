@@ -24,6 +24,7 @@ from ledger.errors import (
     TransferNotPending,
 )
 from tests.conftest import Clock, Urls, funded, unique
+from tests.scenarios import balances, hold
 
 
 @pytest.fixture
@@ -36,18 +37,6 @@ def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
     app = Ledger(event_store_env(servers.settings()), clock=clock)
     yield app
     app.close()
-
-
-def balances(ledger: Ledger, account_id: str) -> tuple[int, int, int, int, int]:
-    a = ledger.account(account_id)
-    return (a.posted_debits, a.posted_credits, a.pending_debits, a.pending_credits, a.available)
-
-
-def hold(ledger: Ledger, a: str, b: str, amount: str = "30.00", timeout: int | None = None) -> str:
-    transfer_id = unique("h")
-    result = ledger.transfer(TransferFunds(transfer_id, a, b, amount, pending=True, timeout_seconds=timeout))
-    assert result["status"] == "pending"
-    return transfer_id
 
 
 def test_racing_post_and_void_resolve_once(ledger: Ledger, servers: Urls, clock: Clock) -> None:

@@ -9,11 +9,18 @@ import pytest
 
 from commands.application import Ledger
 from commands.event_store import MEMORY_STORE
+from tests.conftest import Clock
 
 
 @pytest.fixture
-def ledger() -> Iterator[Ledger]:
-    app = Ledger(MEMORY_STORE)
+def clock() -> Clock:
+    """The ledger's clock; a module overrides it to start at a moment of its own."""
+    return Clock()
+
+
+@pytest.fixture
+def ledger(clock: Clock) -> Iterator[Ledger]:
+    app = Ledger(MEMORY_STORE, clock=clock)
     yield app
     app.close()
 

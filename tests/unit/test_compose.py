@@ -4,6 +4,8 @@ that `ledger compose-secrets` makes."""
 
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,23 @@ def test_the_image_leaves_the_development_stack_out() -> None:
     for name in LEDGER_SERVICES:
         command = compose()["services"][name].get("command") or []
         assert command[:2] not in (["ledger", "up"], ["ledger", "horizon-sim"]), name
+
+
+def test_every_command_but_the_development_stacks_runs_without_it() -> None:
+    """The image leaves ``src/devstack`` out: the CLI must load without it, and only
+    `ledger up` and `ledger horizon-sim` may need it (when they run)."""
+    blocked = "import sys; sys.modules['devstack'] = None; from entrypoints.cli import main; main()"
+    for args in (["--help"], ["relay", "--help"], ["audit", "verify", "--help"], ["up", "--help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *args], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Usage: " in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-c", blocked, "horizon-sim", "--port", "1"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "devstack" in done.stderr  # the block is real: this one needs it

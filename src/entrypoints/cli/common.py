@@ -27,6 +27,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except SettingsError as exc:
+            log.debug("settings refused", exc_info=True)
             raise click.ClickException(str(exc)) from None
 
 

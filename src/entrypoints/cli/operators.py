@@ -208,7 +208,7 @@ def tail(
                 click.echo(json.dumps(event, separators=(",", ":")))
             else:
                 click.echo(
-                    f"{event['position']:>10} {event['time'] or '':32} {event['type']:45} {event['subject'] or ''} {json.dumps(event['data'])}"
+                    f"{event['position']:>10} {event['time'] or '':32} {event['type'] or '':45} {event['subject'] or ''} {json.dumps(event['data'])}"
                 )
             shown += 1
             last_event = time.monotonic()

@@ -1,40 +1,18 @@
-"""The long-running services' mains (`ledger relay`, `project`, `chain`, ...) and `ledger up`,
-which starts them all. Each builds its parts through ``bootstrap`` and runs until stopped."""
+"""The long-running services' mains (`ledger relay`, `project`, `chain`, ...), as `ledger up`
+or an operator's process manager starts them. Each builds its parts through ``bootstrap``
+and runs until stopped."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from contextlib import ExitStack
 
 import click
 
 from entrypoints import bootstrap
-from entrypoints.cli.common import NothingDone, load_settings, log, moment, ready, stop_on_signals
+from entrypoints.cli.common import NothingDone, load_settings, moment, ready, stop_on_signals
 from runtime import metrics
 from runtime.settings import SettingsError
-
-
-@click.command()
-@click.option("--fresh", is_flag=True, help="Delete the data directory first.")
-def up(fresh: bool) -> None:
-    """Start the whole system (embedded servers unless URLs are set) until Ctrl-C."""
-    import psycopg
-
-    from devstack.supervisor import AlreadyRunning, Stack, install_signal_handlers
-
-    stack = Stack(load_settings(discover=False), fresh=fresh)
-    install_signal_handlers(stack)
-    try:
-        code = stack.run()
-    except KeyboardInterrupt:
-        code = 130
-    except (AlreadyRunning, RuntimeError, TimeoutError, subprocess.CalledProcessError, psycopg.OperationalError) as exc:
-        # Start-up failures (a port in use, a server that would not start, a database
-        # that cannot be reached) are reported plainly; everything already started has
-        # been stopped by then.
-        raise click.ClickException(str(exc)) from None
-    sys.exit(code)
 
 
 @click.command()
@@ -216,22 +194,4 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
             run_periodically(reconciler, since_moment, every, stop)
 
 
-@click.command("horizon-sim")
-@click.option("--port", type=int, default=None, help="Default: LEDGER_EMBEDDED_HORIZON_PORT.")
-@click.option("--close-seconds", type=float, default=1.0, show_default=True, help="Time between ledgers.")
-def horizon_sim(port: int | None, close_seconds: float) -> None:
-    """Run the Horizon SIMULATOR (not a Stellar network: for offline runs and tests)."""
-    from devstack.horizon_sim import Simulator
-
-    settings = load_settings()
-    stop = stop_on_signals()
-    sim = Simulator(
-        settings.host, port or settings.embedded_horizon_port, settings.stellar_network_passphrase, close_seconds
-    ).start()
-    log.info("horizon simulator serving", extra={"url": sim.url})
-    ready(settings)
-    stop.wait()
-    sim.stop()
-
-
-COMMANDS = (up, relay, expire, project, sealer, chain, horizon_sim)
+COMMANDS = (relay, expire, project, sealer, chain)

@@ -15,26 +15,17 @@ from commands.messages import (
     AccountAction,
     ChangePolicy,
     Deposit,
-    OpenAccount,
     PostTransfer,
     TransferFunds,
     VoidTransfer,
 )
 from ledger.errors import AccountNotEmpty, AccountNotOpen, InsufficientFunds, OverdraftInUse
 from tests.conftest import unique
-
-
-def pair(ledger: Ledger, fund: str | None = "10.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    if fund:
-        ledger.deposit(Deposit(unique("d"), a, fund))
-    return a, b
+from tests.scenarios import funded_pair
 
 
 def test_raising_the_overdraft_limit_lets_an_account_go_negative_that_far(ledger: Ledger) -> None:
-    a, b = pair(ledger)
+    a, b = funded_pair(ledger)
     with pytest.raises(InsufficientFunds):
         ledger.transfer(TransferFunds(unique("t"), a, b, "15.00"))
     result = ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "5.00"}))
@@ -46,7 +37,7 @@ def test_raising_the_overdraft_limit_lets_an_account_go_negative_that_far(ledger
 
 
 def test_changing_the_limit_to_what_it_is_records_nothing(ledger: Ledger, event_count: Any) -> None:
-    a, _ = pair(ledger, fund=None)
+    a, _ = funded_pair(ledger, fund=None)
     first = ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "1.00"}))
     before = event_count()
     assert ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "1"})) == first
@@ -54,7 +45,7 @@ def test_changing_the_limit_to_what_it_is_records_nothing(ledger: Ledger, event_
 
 
 def test_a_frozen_account_neither_sends_nor_receives_but_its_holds_can_be_voided(ledger: Ledger) -> None:
-    a, b = pair(ledger)
+    a, b = funded_pair(ledger)
     held = unique("h")
     ledger.transfer(TransferFunds(held, a, b, "2.00", pending=True))
     assert ledger.account_action(AccountAction(a, "freeze"))["status"] == "frozen"
@@ -72,7 +63,7 @@ def test_a_frozen_account_neither_sends_nor_receives_but_its_holds_can_be_voided
 
 
 def test_freezing_twice_is_a_no_op(ledger: Ledger, event_count: Any) -> None:
-    a, _ = pair(ledger, fund=None)
+    a, _ = funded_pair(ledger, fund=None)
     first = ledger.account_action(AccountAction(a, "freeze"))
     before = event_count()
     assert ledger.account_action(AccountAction(a, "freeze")) == first
@@ -80,7 +71,7 @@ def test_freezing_twice_is_a_no_op(ledger: Ledger, event_count: Any) -> None:
 
 
 def test_an_account_closes_only_when_empty_with_nothing_in_flight(ledger: Ledger, event_count: Any) -> None:
-    a, b = pair(ledger)
+    a, b = funded_pair(ledger)
     held = unique("h")
     ledger.transfer(TransferFunds(held, a, b, "4.00", pending=True))
     before = event_count()
@@ -102,7 +93,7 @@ def test_an_account_closes_only_when_empty_with_nothing_in_flight(ledger: Ledger
 
 
 def test_a_limit_the_account_is_already_beyond_is_refused(ledger: Ledger, event_count: Any) -> None:
-    a, b = pair(ledger, fund=None)
+    a, b = funded_pair(ledger, fund=None)
     ledger.change_policy(ChangePolicy(a, {"overdraft_limit": "5.00"}))
     ledger.transfer(TransferFunds(unique("t"), a, b, "4.00"))
     before = event_count()

@@ -16,13 +16,7 @@ from commands.application import Ledger
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import AccountNotFound, AssetMismatch, IdConflict, InsufficientFunds, InvalidAmount
 from tests.conftest import unique
-
-
-def open_pair(ledger: Ledger, asset: str = "USD/2") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, asset))
-    ledger.open_account(OpenAccount(b, asset))
-    return a, b
+from tests.scenarios import open_pair
 
 
 def test_a_deposit_then_a_transfer_moves_exact_amounts(ledger: Ledger) -> None:

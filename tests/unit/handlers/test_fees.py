@@ -14,18 +14,15 @@ import pytest
 
 from commands.application import Ledger
 from commands.messages import (
-    Deposit,
     ExecuteTransaction,
-    OpenAccount,
     PostTransfer,
-    SetFeeRule,
     TransferFunds,
     VoidTransfer,
 )
 from ledger.errors import FeeExceedsAmount, InsufficientFunds
-from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
 from tests.conftest import unique
+from tests.scenarios import fee_pair, set_rule
 
 
 @pytest.fixture
@@ -34,21 +31,8 @@ def asset(ledger: Ledger) -> Iterator[str]:
     yield f"F{unique('x')[-8:].upper()}/2"
 
 
-def pair(ledger: Ledger, asset: str, fund: str = "100.00") -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, asset))
-    ledger.open_account(OpenAccount(b, asset))
-    ledger.deposit(Deposit(unique("d"), a, fund))
-    return a, b
-
-
-def set_rule(ledger: Ledger, asset: str, payer: str, **terms: Any) -> dict[str, Any]:
-    base = {"basis_points": 100, "fixed": 25, "minimum": 0, "maximum": None} | terms
-    return ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(payer=payer, **base)))
-
-
 def test_the_sender_pays_on_top(ledger: Ledger, asset: str) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "sender")
     result = ledger.transfer(TransferFunds(unique("t"), a, b, "50.00"))
     assert result["fee"]["amount"] == "0.75" and result["fee"]["payer"] == "sender"
@@ -57,7 +41,7 @@ def test_the_sender_pays_on_top(ledger: Ledger, asset: str) -> None:
 
 
 def test_the_recipient_gets_the_amount_less_the_fee(ledger: Ledger, asset: str) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "recipient")
     result = ledger.transfer(TransferFunds(unique("t"), a, b, "50.00"))
     assert result["amount"] == "50.00"
@@ -65,7 +49,7 @@ def test_the_recipient_gets_the_amount_less_the_fee(ledger: Ledger, asset: str) 
 
 
 def test_the_fee_needs_funds_too_and_a_refusal_writes_nothing(ledger: Ledger, asset: str, event_count: Any) -> None:
-    a, b = pair(ledger, asset, fund="10.00")
+    a, b = fee_pair(ledger, asset, fund="10.00")
     set_rule(ledger, asset, "sender")
     before = event_count()
     with pytest.raises(InsufficientFunds):
@@ -74,14 +58,14 @@ def test_the_fee_needs_funds_too_and_a_refusal_writes_nothing(ledger: Ledger, as
 
 
 def test_a_fee_that_eats_the_whole_amount_is_refused(ledger: Ledger, asset: str) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "recipient", minimum=100)
     with pytest.raises(FeeExceedsAmount):
         ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
 
 
 def test_a_held_fee_follows_its_transfer(ledger: Ledger, asset: str) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "recipient", basis_points=0, fixed=0, minimum=100, maximum=100)
     posted, voided = unique("h"), unique("h")
     for transfer_id in (posted, voided):
@@ -98,7 +82,7 @@ def test_a_held_fee_follows_its_transfer(ledger: Ledger, asset: str) -> None:
 
 
 def test_setting_the_same_rule_again_records_nothing(ledger: Ledger, asset: str, event_count: Any) -> None:
-    pair(ledger, asset)
+    fee_pair(ledger, asset)
     first = set_rule(ledger, asset, "sender")
     before = event_count()
     assert set_rule(ledger, asset, "sender") == first
@@ -108,7 +92,7 @@ def test_setting_the_same_rule_again_records_nothing(ledger: Ledger, asset: str,
 
 
 def test_every_leg_of_a_transaction_is_charged(ledger: Ledger, asset: str) -> None:
-    a, b = pair(ledger, asset)
+    a, b = fee_pair(ledger, asset)
     set_rule(ledger, asset, "sender")
     result = ledger.transaction(
         ExecuteTransaction(

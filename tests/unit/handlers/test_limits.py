@@ -7,38 +7,21 @@ On the in-memory event store (``commands.memory_store``); what needs PostgreSQL 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from commands.application import Ledger
-from commands.event_store import MEMORY_STORE
-from commands.messages import ChangePolicy, Deposit, OpenAccount, ReverseTransfer, TransferFunds
+from commands.messages import ChangePolicy, ReverseTransfer, TransferFunds
 from ledger.errors import LimitExceeded
 from tests.conftest import Clock, unique
+from tests.scenarios import limited
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def ledger(clock: Clock) -> Iterator[Ledger]:
-    app = Ledger(MEMORY_STORE, clock=clock)
-    yield app
-    app.close()
-
-
-def limited(ledger: Ledger, daily: str | None, monthly: str | None) -> tuple[str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "1000.00"))
-    ledger.change_policy(ChangePolicy(a, {"daily_limit": daily, "monthly_limit": monthly}))
-    return a, b
 
 
 def send(ledger: Ledger, a: str, b: str, amount: str, **extra: Any) -> dict[str, Any]:

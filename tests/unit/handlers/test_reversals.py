@@ -16,16 +16,7 @@ from commands.messages import Deposit, OpenAccount, ReverseTransfer, TransferFun
 from ledger.errors import ExceedsReversible, IdConflict, InsufficientFunds, TransferNotPosted
 from ledger.ids import issuance_account_id
 from tests.conftest import unique
-
-
-def paid(ledger: Ledger, amount: str = "30.00") -> tuple[str, str, str]:
-    a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
-    transfer_id = unique("t")
-    ledger.transfer(TransferFunds(transfer_id, a, b, amount))
-    return a, b, transfer_id
+from tests.scenarios import paid
 
 
 def test_a_partial_then_a_full_reversal_never_exceed_the_original(ledger: Ledger, event_count: Any) -> None:

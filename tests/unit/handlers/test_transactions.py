@@ -11,17 +11,10 @@ from typing import Any
 import pytest
 
 from commands.application import Ledger
-from commands.messages import Deposit, ExecuteTransaction, OpenAccount, PostTransfer, TransferFunds
+from commands.messages import ExecuteTransaction, PostTransfer, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds
 from tests.conftest import unique
-
-
-def accounts(ledger: Ledger, n: int, fund: str = "100.00") -> list[str]:
-    ids = [unique("X") for _ in range(n)]
-    for account in ids:
-        ledger.open_account(OpenAccount(account, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), ids[0], fund))
-    return ids
+from tests.scenarios import accounts
 
 
 def leg(debit: str, credit: str, amount: str, **extra: Any) -> TransferFunds:

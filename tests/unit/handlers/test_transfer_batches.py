@@ -10,18 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from commands.application import Ledger
-from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferBatch, TransferFunds
+from commands.messages import SetFeeRule, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
 from ledger.fees import FeeTerms
 from tests.conftest import unique
-
-
-def accounts(ledger: Ledger, n: int, fund: str = "100.00", asset: str = "USD/2") -> list[str]:
-    ids = [unique("B") for _ in range(n)]
-    for account in ids:
-        ledger.open_account(OpenAccount(account, asset))
-    ledger.deposit(Deposit(unique("d"), ids[0], fund))
-    return ids
+from tests.scenarios import accounts
 
 
 def move(debit: str, credit: str, amount: str, **extra: Any) -> TransferFunds:

@@ -8,13 +8,11 @@ On the in-memory event store (``commands.memory_store``); what needs PostgreSQL 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from commands.application import Ledger
-from commands.event_store import MEMORY_STORE
 from commands.messages import PostTransfer, ReverseTransfer, TransferFunds, VoidTransfer
 from ledger.errors import (
     ExceedsPending,
@@ -23,31 +21,8 @@ from ledger.errors import (
     TransferNotFound,
     TransferNotPending,
 )
-from tests.conftest import Clock, funded, unique
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(clock: Clock) -> Iterator[Ledger]:
-    app = Ledger(MEMORY_STORE, clock=clock)
-    yield app
-    app.close()
-
-
-def balances(ledger: Ledger, account_id: str) -> tuple[int, int, int, int, int]:
-    a = ledger.account(account_id)
-    return (a.posted_debits, a.posted_credits, a.pending_debits, a.pending_credits, a.available)
-
-
-def hold(ledger: Ledger, a: str, b: str, amount: str = "30.00", timeout: int | None = None) -> str:
-    transfer_id = unique("h")
-    result = ledger.transfer(TransferFunds(transfer_id, a, b, amount, pending=True, timeout_seconds=timeout))
-    assert result["status"] == "pending"
-    return transfer_id
+from tests.conftest import funded, unique
+from tests.scenarios import balances, hold
 
 
 def test_a_hold_makes_funds_unavailable_without_moving_them(ledger: Ledger) -> None:
