@@ -1,8 +1,11 @@
 """Compare the MongoDB read models with a replay of the event store.
 
 The replay reads the notification log from the first event and folds the events
-itself, without the aggregates' own code paths or anything read from MongoDB, so it
-is an independent witness of what the read models should say.
+itself, without the aggregates or anything read from MongoDB, so it is a witness of
+what the projector should have written. The balances follow the domain's one table of
+what each movement does (``ledger.accounts.MOVEMENTS``, which the aggregate is tested
+against); the auditors' replay (``audit.book_check``) is the independent check of that
+arithmetic.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pymongo.database import Database
 
 from commands.application import Ledger
 from contracts.readmodel import ACCOUNTS, ENTRIES, TRANSFERS
-from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, OPEN, Account
+from ledger.accounts import BALANCE_FIELDS, CLOSED, FROZEN, MOVEMENTS, OPEN, Account
 from ledger.transfers import PENDING, POSTED, Transfer
 
 
@@ -51,26 +54,11 @@ class ReplayedAccount:
         if isinstance(event, Account.LimitsChanged):
             self.limits = (event.daily_limit, event.monthly_limit)
             return
-        if isinstance(event, Account.Debited):
-            self.posted_debits += event.amount
-        elif isinstance(event, Account.Credited):
-            self.posted_credits += event.amount
-        elif isinstance(event, Account.DebitPending):
-            self.pending_debits += event.amount
-        elif isinstance(event, Account.CreditPending):
-            self.pending_credits += event.amount
-        elif isinstance(event, Account.PendingDebitPosted):
-            self.pending_debits -= event.pending_amount
-            self.posted_debits += event.amount
-        elif isinstance(event, Account.PendingCreditPosted):
-            self.pending_credits -= event.pending_amount
-            self.posted_credits += event.amount
-        elif isinstance(event, Account.PendingDebitVoided):
-            self.pending_debits -= event.amount
-        elif isinstance(event, Account.PendingCreditVoided):
-            self.pending_credits -= event.amount
-        else:
+        changes = MOVEMENTS.get(type(event))
+        if changes is None:
             return
+        for field, sign, amount in changes:
+            setattr(self, field, getattr(self, field) + sign * getattr(event, amount))
         self.movements += 1
 
     def balances(self) -> tuple[int, int, int, int]:
