@@ -1,39 +1,29 @@
-"""The Account aggregate: balances and the overdraft rule.
+"""The Account aggregate: balances and the overdraft rule, and every event an account records.
 
 Balances are credit-normal: ``available = posted_credits - posted_debits - pending_debits``.
 Validation happens in the public methods; the ``@event`` bodies only assign, because
-they run again on every replay.
+they run again on every replay. The other commands are in bases of ``Account``, by
+concern: ``ledger.account_policy`` (overdraft limit, freeze, close), ``ledger.limits``
+(outgoing limits) and ``ledger.monitors`` (balance monitors). The events stay here:
+stored events are read back by their topics, ``ledger.accounts:Account.<Name>``.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.account_policy import CLOSED, FROZEN, OPEN, AccountPolicy
 from ledger.errors import (
-    AccountNotEmpty,
     AccountNotOpen,
     InsufficientFunds,
-    MonitorNotFound,
-    OverdraftInUse,
-    TooManyMonitors,
 )
 from ledger.ids import account_uuid
 from ledger.limits import OutgoingLimits
 from ledger.money import Asset
-from ledger.monitors import AVAILABLE, MAX_MONITORS, Monitor
-
-
-class AccountStatus(StrEnum):
-    OPEN = "open"
-    FROZEN = "frozen"  # neither sends nor receives; its holds can still be voided
-    CLOSED = "closed"  # for good
-
-
-OPEN, FROZEN, CLOSED = AccountStatus
+from ledger.monitors import Monitor, Monitored
 
 Balance = dict[str, int]
 """An account's four totals by name (``BALANCE_FIELDS``), in minor units."""
@@ -44,7 +34,7 @@ APPEND_VERSION = 0
 event store gives it the stream's next version when it is inserted."""
 
 
-class Account(OutgoingLimits, Aggregate):
+class Account(AccountPolicy, Monitored, OutgoingLimits, Aggregate):
     class Opened(Aggregate.Created):
         account_id: str
         asset: str
@@ -246,95 +236,6 @@ class Account(OutgoingLimits, Aggregate):
     def void_pending_credit(self, transfer_id: str, amount: int, reason: str) -> None:
         after = self._after(pending_credits=-amount)
         self._pending_credit_voided(transfer_id=transfer_id, amount=amount, reason=reason, balance_after=after)
-
-    def change_overdraft_limit(self, overdraft_limit: int) -> bool:
-        """Returns False when the limit is already that (nothing to record).
-
-        A limit the account is already beyond is refused: no account is ever below its limit.
-        """
-        self._require_not_closed()
-        if overdraft_limit == self.overdraft_limit:
-            return False
-        if self.available < -overdraft_limit:
-            unit = Asset.parse(self.asset)
-            raise OverdraftInUse(
-                f"account {self.account_id!r} has {unit.format(self.available)} available; "
-                f"an overdraft limit of {unit.format(overdraft_limit)} would put it below its limit"
-            )
-        self._overdraft_limit_changed(overdraft_limit=overdraft_limit)
-        return True
-
-    def change_limits(self, daily_limit: int | None, monthly_limit: int | None) -> bool:
-        self._require_not_closed()
-        if (daily_limit, monthly_limit) == (self.daily_limit, self.monthly_limit):
-            return False
-        self._limits_changed(daily_limit=daily_limit, monthly_limit=monthly_limit)
-        return True
-
-    def freeze(self) -> bool:
-        """A frozen account can neither send nor receive; holds on it can still be voided."""
-        self._require_not_closed()
-        if self.status == FROZEN:
-            return False
-        self._frozen()
-        return True
-
-    def unfreeze(self) -> bool:
-        self._require_not_closed()
-        if self.status == OPEN:
-            return False
-        self._unfrozen()
-        return True
-
-    def close(self) -> bool:
-        """Only an empty account with nothing in flight can close (swpt's safe deletion)."""
-        if self.status == CLOSED:
-            return False
-        reasons = []
-        if self.posted_credits != self.posted_debits:
-            reasons.append(f"its balance is {Asset.parse(self.asset).format(self.posted_credits - self.posted_debits)}")
-        if self.pending_debits or self.pending_credits:
-            reasons.append("it has pending transfers")
-        if reasons:
-            raise AccountNotEmpty(f"account {self.account_id!r} cannot close: {' and '.join(reasons)}")
-        self._closed()
-        return True
-
-    def set_monitor(self, monitor: Monitor) -> bool:
-        """Returns False when the account has that monitor already. A new or changed
-        monitor starts clear and is triggered at once if the balance is already past it:
-        its subscribers hear of a threshold the account is beyond when it is set."""
-        self._require_not_closed()
-        if self.monitors.get(monitor.id) == monitor:
-            return False
-        if monitor.id not in self.monitors and len(self.monitors) >= MAX_MONITORS:
-            raise TooManyMonitors(f"account {self.account_id!r} has {MAX_MONITORS} monitors, the most it may have")
-        self._monitor_set(**monitor.fields())
-        self.watch()
-        return True
-
-    def remove_monitor(self, monitor_id: str) -> Monitor:
-        """The monitor removed."""
-        monitor = self.monitors.get(monitor_id)
-        if monitor is None:
-            raise MonitorNotFound(f"account {self.account_id!r} has no monitor {monitor_id!r}")
-        self._monitor_removed(monitor_id=monitor_id)
-        return monitor
-
-    def watch(self) -> None:
-        """Record each crossing of a threshold the command's changes made, once they are
-        all made (``Writer.save``): a balance that ends where it started (a transaction
-        out and back, a transfer and its fee) crossed nothing. The crossing is put down to
-        the command's first movement of the account."""
-        if not self.monitors:
-            return
-        moved = (e for e in self.pending_events if type(e) in MOVEMENTS)
-        transfer_id: str | None = next((e.transfer_id for e in moved), None)  # type: ignore[attr-defined]
-        for monitor in self.monitors.values():
-            value = self.available if monitor.balance == AVAILABLE else self.posted_credits - self.posted_debits
-            triggered = monitor.holds(value)
-            if triggered != (monitor.id in self.triggered_monitors):
-                self._monitor_crossed(**monitor.fields(), value=value, transfer_id=transfer_id, triggered=triggered)
 
     @event(MonitorSet)
     def _monitor_set(self, monitor_id: str, balance: str, when: str, amount: int) -> None:
