@@ -1,5 +1,5 @@
 """Ledger scenarios the handler tests set up through the application (accounts opened
-and funded, holds made, fee rules set): shared by the unit tests on the in-memory store
+and funded, pending transfers made, fee rules set): shared by the unit tests on the in-memory store
 (``tests/unit/handlers``) and their PostgreSQL and HTTP counterparts (``tests/integration``).
 """
 
@@ -69,7 +69,8 @@ def balances(ledger: Ledger, account_id: str) -> tuple[int, int, int, int, int]:
     return (a.posted_debits, a.posted_credits, a.pending_debits, a.pending_credits, a.available)
 
 
-def hold(ledger: Ledger, a: str, b: str, amount: str = "30.00", timeout: int | None = None) -> str:
+def make_pending(ledger: Ledger, a: str, b: str, amount: str = "30.00", timeout: int | None = None) -> str:
+    """A pending transfer of ``amount`` from ``a`` to ``b``; returns its id."""
     transfer_id = unique("h")
     result = ledger.transfer(TransferFunds(transfer_id, a, b, amount, pending=True, timeout_seconds=timeout))
     assert result["status"] == "pending"

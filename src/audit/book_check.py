@@ -1,4 +1,5 @@
-"""The books' check: double entry, overdraft limits, holds resolved once, ids used once.
+"""The books' check: double entry, overdraft limits, pending transfers resolved once, ids
+used once.
 
 Its arithmetic is its own on purpose, written again from the stored events' payloads
 rather than borrowed from the account aggregate or the projector: an auditor must not
@@ -56,7 +57,7 @@ _SEALS = SEAL_STREAM.bytes
 
 
 class BookCheck(Fold):
-    """Balances, double entry, limits, holds and ids, from the events' content.
+    """Balances, double entry, limits, pending transfers and ids, from the events' content.
 
     Every movement must be one of the legs its transfer calls for, in the write that
     creates, posts or voids the transfer: a movement added, removed or changed on its
@@ -79,7 +80,8 @@ class BookCheck(Fold):
         self._transfers: dict[bytes, list[Any]] = {}
         self._transfer_ids: dict[str, bytes] = {}
         self._names: dict[bytes, str] = {}  # other named streams
-        self._holds: dict[tuple[bytes, str, int], int] = {}
+        # (account stream, transfer id, 0 debit or 1 credit) -> the amount pending
+        self._pending: dict[tuple[bytes, str, int], int] = {}
         self._write_assets: set[str] = set()
         # The write's legs, as moved and as its transfers call for them, each counted:
         # (transfer id, kind, account stream, amount, pending amount released) -> how many.
@@ -87,7 +89,7 @@ class BookCheck(Fold):
         self._called: dict[Leg, int] = {}
 
     def fold(self, rows: list[BookRow]) -> None:  # one flat loop: the hot path
-        accounts, totals, holds, loads = self.accounts, self.totals, self._holds, orjson.loads
+        accounts, totals, pending_sides, loads = self.accounts, self.totals, self._pending, orjson.loads
         transfers, transfer_ids = self._transfers, self._transfer_ids
         assets_add, kinds_get = self._write_assets.add, KINDS.get
         moved, called = self._moved, self._called
@@ -150,13 +152,13 @@ class BookCheck(Fold):
                     elif kind == DEBIT_PENDING:
                         account[3] += amount
                         sums[1] -= amount
-                        self._hold(holds, (stream, transfer_id, 0), amount, position)
+                        self._add_pending(pending_sides, (stream, transfer_id, 0), amount, position)
                         if not account[6] and account[2] - account[1] - account[3] < -account[5]:
                             self._below_limit(account, position, stream)
                     elif kind == CREDIT_PENDING:
                         account[4] += amount
                         sums[1] += amount
-                        self._hold(holds, (stream, transfer_id, 1), amount, position)
+                        self._add_pending(pending_sides, (stream, transfer_id, 1), amount, position)
                     else:
                         pending_amount = self._resolve(
                             account, sums, kind, data, state, amount, transfer_id, position, stream
@@ -225,24 +227,24 @@ class BookCheck(Fold):
         position: int,
         stream: bytes,
     ) -> int:
-        """A hold posted or voided: it must be pending, and be released for what it holds.
-        Returns the amount released."""
+        """A pending debit or credit posted or voided: it must be pending, and be released
+        for what it holds. Returns the amount released."""
         debit = kind in (PENDING_DEBIT_POSTED, PENDING_DEBIT_VOIDED)
-        held = self._holds.pop((stream, transfer_id, 0 if debit else 1), None)
+        held = self._pending.pop((stream, transfer_id, 0 if debit else 1), None)
         released = _exact(data, state, "pending_amount", positive=True) if kind in POSTINGS else amount
         if held is None:
             self._finding(
                 "hold_resolved_twice",
                 position,
                 stream,
-                f"resolves a hold of transfer {transfer_id!r} that is not pending (resolved before?)",
+                f"resolves transfer {transfer_id!r}, which is not pending on it (resolved before?)",
             )
         elif released != held or amount > held:
             self._finding(
                 "hold_mismatch",
                 position,
                 stream,
-                f"resolves the hold of transfer {transfer_id!r} ({held}) for {released}/{amount}",
+                f"resolves transfer {transfer_id!r}, pending on it for {held}, for {released}/{amount}",
             )
         if debit:
             account[QD] -= released
@@ -258,12 +260,12 @@ class BookCheck(Fold):
                 sums[0] += amount
         return released if kind in POSTINGS else 0
 
-    def _hold(
-        self, holds: dict[tuple[bytes, str, int], int], key: tuple[bytes, str, int], amount: int, at: int
+    def _add_pending(
+        self, pending_sides: dict[tuple[bytes, str, int], int], key: tuple[bytes, str, int], amount: int, at: int
     ) -> None:
-        if key in holds:
-            self._finding("id_reused", at, key[0], f"holds for transfer {key[1]!r} twice")
-        holds[key] = amount
+        if key in pending_sides:
+            self._finding("id_reused", at, key[0], f"is pending for transfer {key[1]!r} twice")
+        pending_sides[key] = amount
 
     def _balance_after_differs(self, account: list[Any], after: Any, position: int, stream: bytes) -> None:
         """What subscribers were told about the balance (``balance_after``, on Kafka and in

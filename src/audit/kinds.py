@@ -57,11 +57,11 @@ POSTINGS = (PENDING_DEBIT_POSTED, PENDING_CREDIT_POSTED)
 LEG_NAMES = {
     DEBITED: "debit of",
     CREDITED: "credit of",
-    DEBIT_PENDING: "hold on",
+    DEBIT_PENDING: "pending debit of",
     CREDIT_PENDING: "pending credit of",
-    PENDING_DEBIT_POSTED: "posted hold on",
+    PENDING_DEBIT_POSTED: "posted pending debit of",
     PENDING_CREDIT_POSTED: "posted pending credit of",
-    PENDING_DEBIT_VOIDED: "voided hold on",
+    PENDING_DEBIT_VOIDED: "voided pending debit of",
     PENDING_CREDIT_VOIDED: "voided pending credit of",
 }
 POSTED, PENDING, RESOLVED = 0, 1, 2

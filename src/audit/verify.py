@@ -8,7 +8,7 @@ it checks, at every position:
 - the hash chain of every stream, and every seal's Merkle root over the streams' heads;
 - double entry: per asset, at the end of every write, posted and pending net to zero;
 - no client account below its overdraft limit;
-- every hold resolved at most once, for the amount it holds;
+- every pending transfer resolved at most once, for the amount it holds;
 - every transfer id used once, and every movement naming a transfer that exists.
 
 The fold is written for speed (a million events in seconds): rows are plain tuples, the

@@ -1,9 +1,9 @@
 """API keys: what a key may do, and how its secret is made and checked. No I/O.
 
 A key has scopes (which kinds of request it may make) and, optionally, account-id
-patterns it is limited to (a tenant's key: ``shop-42:*``). A limited key may debit,
-hold, reverse, pay out from and read only the accounts its patterns cover; it may
-credit any account unless it was made with ``credits_within_accounts``.
+patterns it is limited to (a tenant's key: ``shop-42:*``). A limited key may debit (at
+once or pending), reverse, pay out from and read only the accounts its patterns cover;
+it may credit any account unless it was made with ``credits_within_accounts``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class ApiKey:
         return ADMIN in self.scopes or scope in self.scopes
 
     def covers(self, account_id: str) -> bool:
-        """Whether the key may debit, hold from, pay out from or read this account."""
+        """Whether the key may debit (at once or pending), pay out from or read this account."""
         return not self._regexes or any(r.match(account_id) for r in self._regexes)
 
     def may_credit(self, account_id: str) -> bool:

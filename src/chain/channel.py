@@ -14,9 +14,9 @@ new envelope is built, the channel's sequence number is read, and once it has pa
 the payout's number, the channel's own transaction history must show which
 transaction used it. Ours settles the payout; another's frees it to take a new
 number; none found leaves the payout stuck for an operator, never rebuilt. A payout
-is failed (its hold voided) only on an answer that proves no envelope of it applied:
-a transaction that failed on chain (it used the sequence number), or one refused
-before applying while the others are dead too and their number unused by them.
+is failed (its pending transfer voided) only on an answer that proves no envelope of
+it applied: a transaction that failed on chain (it used the sequence number), or one
+refused before applying while the others are dead too and their number unused by them.
 
 A channel serves one payout at a time, from binding to the end, and then re-reads
 its sequence number from Horizon; each channel has its own thread.
@@ -217,7 +217,7 @@ class ChannelWorker(ChainLookups):
     def _check_payable(self, payout: dict[str, Any]) -> None:
         """The last look before money moves, taken every time an envelope is signed: the
         event store has this payout, with the account, amount, asset, destination and
-        memo the worker is about to pay, not ended, and its hold still pending."""
+        memo the worker is about to pay, not ended, and its transfer still pending."""
         record = self.ledger.payout_record(payout["payout_id"])
         if record is None:
             raise NotPayable("not in the event store")
@@ -226,14 +226,14 @@ class ChannelWorker(ChainLookups):
             raise NotPayable(f"differs from the event store: {', '.join(differing)}")
         if record.resolved:
             raise NotPayable(f"already {record.state} in the event store")
-        hold = self.ledger.transfer_record(record.hold_id)
-        if hold is None or (hold.kind, hold.status, hold.debit_account, hold.pending_amount) != (
+        transfer = self.ledger.transfer_record(record.hold_id)
+        if transfer is None or (transfer.kind, transfer.status, transfer.debit_account, transfer.pending_amount) != (
             "payout",
             PENDING,
             record.account,
             record.amount,
         ):
-            raise NotPayable(f"its hold {record.hold_id!r} is not pending for the payout")
+            raise NotPayable(f"its transfer {record.hold_id!r} is not pending for the payout")
         if record.asset not in self.settings.assets:
             raise NotPayable(f"{record.asset} is not mapped to a Stellar asset")
 
@@ -340,10 +340,10 @@ class ChannelWorker(ChainLookups):
         )
 
     def _tell_ledger(self, payout: dict[str, Any]) -> None:
-        """Post or void the hold; both are idempotent, so a crash before the state is
-        written just repeats this. A payout the ledger does not have (taken in from a
-        forged message before intake read the event store) is refused, not retried for
-        ever."""
+        """Post or void its pending transfer; both are idempotent, so a crash before the
+        state is written just repeats this. A payout the ledger does not have (taken in
+        from a forged message before intake read the event store) is refused, not retried
+        for ever."""
         if self.ledger.payout_record(payout["payout_id"]) is None:
             self._refuse(payout, f"not in the event store (chain state {payout['state']}, tx {payout['tx_hash']})")
             return

@@ -3,9 +3,10 @@
 The chain is read from Horizon: every payment the distribution and channel accounts made
 or received (failed transactions left out; payments into a channel account, its fee
 top-ups, are not the books' business). The books are read from the event store: the
-payouts, and each asset's clearing account, which carries every payout hold and every
-chain deposit. The worker's tables add what only they know: which transactions are
-envelopes of payouts still in flight, and how far the deposit follower has read.
+payouts, and each asset's clearing account, which carries every payout's pending
+transfer and every chain deposit. The worker's tables add what only they know: which
+transactions are envelopes of payouts still in flight, and how far the deposit follower
+has read.
 
 The books are read before the chain, so whatever they call confirmed or credited was on
 chain before Horizon was asked (a payout in a ledger Horizon has not closed yet waits for

@@ -1,8 +1,8 @@
 """What a command does to whose accounts: what a key limited to some accounts is checked against.
 
-A limited key may debit, hold from, reverse from and pay out from only the accounts it
-covers, and credit others unless its owner restricted that too. Commands that name a
-transfer by id act on that transfer's accounts, so those are looked up.
+A limited key may debit (at once or pending), reverse from and pay out from only the
+accounts it covers, and credit others unless its owner restricted that too. Commands
+that name a transfer by id act on that transfer's accounts, so those are looked up.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def sides(command: Any, ledger: Ledger) -> Sides:
         legs = command.transfers
         return tuple(leg.debit_account for leg in legs), tuple(leg.credit_account for leg in legs)
     if isinstance(command, PostTransfer | VoidTransfer):
-        held = ledger.transfer_record(command.id)
-        return ((held.debit_account,), ()) if held else ((), ())
+        pending = ledger.transfer_record(command.id)
+        return ((pending.debit_account,), ()) if pending else ((), ())
     if isinstance(command, ReverseTransfer):
         original = ledger.transfer_record(command.transfer)
         # A reversal pays back: it debits the original's credit side.

@@ -94,13 +94,13 @@ def balances_view(balances: Mapping[str, Balance], asset: str) -> dict[str, dict
     fmt = _unit(asset).format
     view = {}
     for account_id, balance in sorted(balances.items()):
-        debits, credits, held = balance["posted_debits"], balance["posted_credits"], balance["pending_debits"]
+        debits, credits, pending = balance["posted_debits"], balance["posted_credits"], balance["pending_debits"]
         view[account_id] = {
             "posted_debits": fmt(debits),
             "posted_credits": fmt(credits),
-            "pending_debits": fmt(held),
+            "pending_debits": fmt(pending),
             "pending_credits": fmt(balance["pending_credits"]),
-            "available": fmt(credits - debits - held),
+            "available": fmt(credits - debits - pending),
         }
     return view
 

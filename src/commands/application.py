@@ -26,9 +26,9 @@ from eventsourcing.utils import Environment
 
 from auth.keys import acting_key
 from commands.group_commit import GroupCommit, Ticket
-from commands.handlers import accounts, deposits, holds, operator, payout_runs, payouts, transfers
+from commands.handlers import accounts, after_transfer, deposits, operator, payout_runs, payouts, transfers
+from commands.handlers.after_transfer import pending_hints
 from commands.handlers.context import Writer, WriterMemory
-from commands.handlers.holds import hold_hints
 from commands.handlers.transfers import leg_hints
 from commands.messages import (
     AccountAction,
@@ -181,18 +181,18 @@ class Ledger(Application[UUID]):
 
     def reverse_transfer(self, cmd: ReverseTransfer) -> dict[str, Any]:
         return self._submit(
-            lambda w: holds.reverse_transfer(w, cmd), transfer_uuid(cmd.transfer), transfer_uuid(cmd.id)
+            lambda w: after_transfer.reverse_transfer(w, cmd), transfer_uuid(cmd.transfer), transfer_uuid(cmd.id)
         )
 
     def post_transfer(self, cmd: PostTransfer) -> dict[str, Any]:
-        return self._submit(lambda w: holds.post_transfer(w, cmd), *hold_hints(cmd.id))
+        return self._submit(lambda w: after_transfer.post_transfer(w, cmd), *pending_hints(cmd.id))
 
     def void_transfer(self, cmd: VoidTransfer) -> dict[str, Any]:
-        return self._submit(lambda w: holds.void_transfer(w, cmd), *hold_hints(cmd.id))
+        return self._submit(lambda w: after_transfer.void_transfer(w, cmd), *pending_hints(cmd.id))
 
     def expire_transfer(self, transfer_id: str) -> bool:
         """Void a pending transfer whose timeout has passed; False if there was nothing to do."""
-        return self._submit(lambda w: holds.expire_transfer(w, transfer_id), *hold_hints(transfer_id))
+        return self._submit(lambda w: after_transfer.expire_transfer(w, transfer_id), *pending_hints(transfer_id))
 
     def request_payout(self, cmd: RequestPayout) -> dict[str, Any]:
         return self._submit(lambda w: payouts.request_payout(w, cmd), account_uuid(cmd.account), payout_uuid(cmd.id))
@@ -200,13 +200,14 @@ class Ledger(Application[UUID]):
     # What the chain worker reports; each is idempotent, and a payout ends one way only.
 
     def confirm_payout(self, payout_id: str, tx_hash: str, ledger: int) -> dict[str, Any]:
-        """Paid on chain: the hold is posted."""
+        """Paid on chain: the payout's pending transfer is posted."""
         return self._submit(
             lambda w: payouts.resolve_payout(w, payout_id, confirmed=(tx_hash, ledger)), payout_uuid(payout_id)
         )
 
     def fail_payout(self, payout_id: str, reason: str) -> dict[str, Any]:
-        """Never paid on chain (and never can be): the hold is voided, the money is back."""
+        """Never paid on chain (and never can be): the payout's pending transfer is
+        voided, the money is back."""
         return self._submit(lambda w: payouts.resolve_payout(w, payout_id, failure=reason), payout_uuid(payout_id))
 
     def credit_from_chain(self, payment_id: str, asset: str, amount: int, memo: str | None) -> dict[str, Any]:

@@ -58,7 +58,7 @@ WRITES = (
     ),
     Write(
         "/v1/transfers",
-        "Transfer between two accounts of one asset (pending: a hold, posted or voided later)",
+        "Transfer between two accounts of one asset (pending: posted or voided later)",
         scopes.TRANSFERS,
         requests.transfer,
         "transfer",
@@ -128,7 +128,7 @@ WRITES = (
     ),
     Write(
         "/v1/transfers/{transfer_id}/void",
-        "Void a pending transfer: the hold is released",
+        "Void a pending transfer: its amount is released",
         scopes.TRANSFERS,
         requests.void_transfer,
         "void_transfer",

@@ -13,7 +13,7 @@ from ledger.money import Asset
 
 class AccountStatus(StrEnum):
     OPEN = "open"
-    FROZEN = "frozen"  # neither sends nor receives; its holds can still be voided
+    FROZEN = "frozen"  # neither sends nor receives; its pending transfers can still be voided
     CLOSED = "closed"  # for good
 
 
@@ -66,7 +66,7 @@ class AccountPolicy:
         return True
 
     def freeze(self) -> bool:
-        """A frozen account can neither send nor receive; holds on it can still be voided."""
+        """A frozen account can neither send nor receive; pending transfers on it can still be voided."""
         self._require_not_closed()
         if self.status == FROZEN:
             return False

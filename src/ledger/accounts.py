@@ -195,7 +195,7 @@ class Account(AccountPolicy, Monitored, OutgoingLimits, Aggregate):
         self.require_open()
         self._credited(transfer_id=transfer_id, amount=amount, balance_after=self._after(credits=amount))
 
-    def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
+    def add_pending_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         """Reserve funds for a pending transfer: they stop being available now, and count
         toward the outgoing limits now (a void does not give them back to the window)."""
         self.require_open()
@@ -205,12 +205,12 @@ class Account(AccountPolicy, Monitored, OutgoingLimits, Aggregate):
         after = self._after(pending_debits=amount)
         self._debit_pending(transfer_id=transfer_id, amount=amount, window=window, balance_after=after)
 
-    def hold_credit(self, transfer_id: str, amount: int) -> None:
+    def add_pending_credit(self, transfer_id: str, amount: int) -> None:
         self.require_open()
         self._credit_pending(transfer_id=transfer_id, amount=amount, balance_after=self._after(pending_credits=amount))
 
     def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int, *, gone: bool = False) -> None:
-        """Settle a hold, for its full amount or less; the rest becomes available again.
+        """Post a pending debit, for its full amount or less; the rest becomes available again.
 
         ``gone``: the money has already left the ledger (a payout the chain confirmed), so
         the account's status since (frozen) cannot stop the books from saying so."""
@@ -229,7 +229,7 @@ class Account(AccountPolicy, Monitored, OutgoingLimits, Aggregate):
         )
 
     def void_pending_debit(self, transfer_id: str, amount: int, reason: str) -> None:
-        """Release a hold. Allowed whatever the account's status: releasing never hurts."""
+        """Void a pending debit. Allowed whatever the account's status: releasing never hurts."""
         after = self._after(pending_debits=-amount)
         self._pending_debit_voided(transfer_id=transfer_id, amount=amount, reason=reason, balance_after=after)
 

@@ -137,7 +137,7 @@ class PayoutNotFound(NotFound):
 
 
 class PayoutHold(Conflict):
-    """Clients may not post, void or reverse a payout's hold: only the chain's outcome may."""
+    """Clients may not post, void or reverse a payout's transfer: only the chain's outcome may."""
 
     code = "payout_hold"
 

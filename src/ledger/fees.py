@@ -67,9 +67,9 @@ def charge(amount: int, terms: FeeTerms | None, asset: str) -> tuple[int, int]:
 
 
 def charge_on_post(gross: int, terms: FeeTerms, asset: str) -> tuple[int, int]:
-    """Posting ``gross`` of a hold with a fee: ``(net, fee)``, the fee recomputed on what is
-    posted (not on what was held), so a partial post pays the fee a transfer of that
-    size would.
+    """Posting ``gross`` of a pending transfer with a fee: ``(net, fee)``, the fee
+    recomputed on what is posted (not on what was pending), so a partial post pays the
+    fee a transfer of that size would.
 
     A fee the recipient pays comes out of the gross and may take all of it (then only the
     fee leg moves money), never more."""

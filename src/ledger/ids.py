@@ -77,8 +77,9 @@ def clearing_account_id(asset: str) -> str:
     return _system_account_id("chain", asset)
 
 
-def payout_hold_id(payout_id: str) -> str:
-    """The id of the hold a payout places; "$" keeps it out of every client's id space."""
+def payout_transfer_id(payout_id: str) -> str:
+    """The id of the pending transfer a payout places (its ``hold_id``); "$" keeps it out
+    of every client's id space."""
     return f"{payout_id}$payout"
 
 

@@ -1,7 +1,7 @@
 """The Payout aggregate: money leaving the ledger for a Stellar account.
 
 A payout holds the amount (a pending transfer to the asset's clearing account) until the
-chain worker knows the outcome on chain: confirmed posts the hold, failed voids it. The
+chain worker knows the outcome on chain: confirmed posts it, failed voids it. The
 aggregate keeps the outcome to one: a payout confirmed cannot fail afterwards, nor the
 other way round, whatever order the worker's retries arrive in.
 """
@@ -45,7 +45,7 @@ class Payout(Aggregate):
         amount: int
         destination: str
         memo: str | None
-        hold_id: str
+        hold_id: str  # its pending transfer's id; the name is stored, answered and published
 
     class Attempted(Aggregate.Event):
         attempt: int
@@ -169,23 +169,26 @@ class Payout(Aggregate):
         self.cancel_requested = reason
 
 
-def settle_hold(
+def post_or_void(
     payout: Payout, legs: list[Transfer], side: Callable[[str], Account | SystemAccount], now: datetime
 ) -> None:
-    """Resolve a payout's hold (and its fee leg, if any) the way its outcome on chain
-    says, on each leg and on both of its sides (``side`` gives the account object for an
-    id): confirmed posts the legs in full (the money has left the ledger, the fee is
-    earned), failed voids them (the money, fee included, is back on the account)."""
+    """Resolve a payout's pending transfer (and its fee leg, if any) the way its outcome
+    on chain says, on each leg and on both of its sides (``side`` gives the account
+    object for an id): confirmed posts the legs in full (the money has left the ledger,
+    the fee is earned), failed voids them (the money, fee included, is back on the
+    account)."""
     for leg in legs:
-        held = leg.pending_amount
+        pending_amount = leg.pending_amount
         debit, credit = side(leg.debit_account), side(leg.credit_account)
         if payout.state == CONFIRMED:  # whatever happened to the account since: the money is gone
             posted = leg.post(None, now)
-            debit.post_pending_debit(leg.transfer_id, held, posted, gone=True)
-            credit.post_pending_credit(leg.transfer_id, held, posted)
+            debit.post_pending_debit(leg.transfer_id, pending_amount, posted, gone=True)
+            credit.post_pending_credit(leg.transfer_id, pending_amount, posted)
         elif payout.state == FAILED:
             leg.void(now)
-            debit.void_pending_debit(leg.transfer_id, held, VOIDED)
-            credit.void_pending_credit(leg.transfer_id, held, VOIDED)
+            debit.void_pending_debit(leg.transfer_id, pending_amount, VOIDED)
+            credit.void_pending_credit(leg.transfer_id, pending_amount, VOIDED)
         else:
-            raise ValueError(f"payout {payout.payout_id!r} is {payout.state}; only a resolved payout settles its hold")
+            raise ValueError(
+                f"payout {payout.payout_id!r} is {payout.state}; only a resolved payout posts or voids its transfer"
+            )

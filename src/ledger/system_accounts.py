@@ -29,10 +29,10 @@ class SystemAccount:
     def credit(self, transfer_id: str, amount: int) -> None:
         self._append(Account.Credited, transfer_id=transfer_id, amount=amount)
 
-    def hold_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
+    def add_pending_debit(self, transfer_id: str, amount: int, window: str | None = None) -> None:
         self._append(Account.DebitPending, transfer_id=transfer_id, amount=amount)
 
-    def hold_credit(self, transfer_id: str, amount: int) -> None:
+    def add_pending_credit(self, transfer_id: str, amount: int) -> None:
         self._append(Account.CreditPending, transfer_id=transfer_id, amount=amount)
 
     def post_pending_debit(self, transfer_id: str, pending_amount: int, amount: int, *, gone: bool = False) -> None:

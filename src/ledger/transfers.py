@@ -23,7 +23,7 @@ from ledger.money import Asset
 
 class TransferStatus(StrEnum):
     POSTED = "posted"
-    PENDING = "pending"  # held: posted (in full or for less), voided or expired later, once
+    PENDING = "pending"  # holds its amount: posted (in full or for less), voided or expired later, once
     VOIDED = "voided"
     EXPIRED = "expired"
 
@@ -87,7 +87,7 @@ class Transfer(Aggregate):
         self.transfer_id = transfer_id
         self.transaction_id = transaction_id
         self.reverses = reverses
-        self.fee = fee  # charged when created (a hold's fee may be posted for less)
+        self.fee = fee  # charged when created (a pending transfer's fee may be posted for less)
         self.fee_payer = fee_payer
         self.fee_terms = fee_terms
         self.fee_for = fee_for
@@ -144,8 +144,8 @@ class Transfer(Aggregate):
         return amount
 
     def posting(self, gross: int | None) -> tuple[int | None, int | None]:
-        """What posting ``gross`` of this hold posts on it and on its fee leg: ``(net, fee)``;
-        ``None`` for either posts that leg's whole hold.
+        """What posting ``gross`` of this pending transfer posts on it and on its fee leg:
+        ``(net, fee)``; ``None`` for either posts all that leg holds.
 
         With a fee, a partial post pays the fee on the posted gross
         (``fees.charge_on_post``), deducted from it when the recipient pays."""
@@ -210,8 +210,9 @@ class Transfer(Aggregate):
         )
 
     def _require_pending(self, action: str, now: datetime) -> None:
-        """A hold past its timeout is refused as expired whether or not the expirer has
-        voided it yet: the answer must not depend on when a background process ran."""
+        """A pending transfer past its timeout is refused as expired whether or not the
+        expirer has voided it yet: the answer must not depend on when a background process
+        ran."""
         if self.status == EXPIRED or self.is_expired(now):
             raise TransferExpired(f"transfer {self.transfer_id!r} expired at {self.expires_at}; cannot {action} it")
         if self.status != PENDING:

@@ -305,7 +305,7 @@ class ReadModelWriter:
             "_id": data["transfer"],
             "kind": data["kind"],
             "status": TransferStatus.PENDING if pending else TransferStatus.POSTED,
-            "two_phase": pending,
+            "pending": pending,
             "debit_account": data["debit_account"],
             "credit_account": data["credit_account"],
             "asset": data["asset"],

@@ -223,7 +223,8 @@ def transfer_view(doc: dict[str, Any]) -> dict[str, Any]:
         result["reverses"] = doc["reverses"]
     if int(doc.get("reversed_amount", "0")):
         result["reversed_amount"] = asset.format(int(doc["reversed_amount"]))
-    if doc.get("two_phase"):
+    # Documents projected before the field was renamed say two_phase; `ledger projections rebuild` rewrites them.
+    if doc.get("pending", doc.get("two_phase")):
         result["posted_amount"] = asset.format(int(doc["posted_amount"]))
         result["expires_at"] = doc["expires_at"]
     return result

@@ -1,4 +1,4 @@
-"""Two-phase transfers on the real event store: hold, post (in full or for less), void,
+"""Pending transfers on the real event store: make, post (in full or for less), void,
 expire; each resolves at most once.
 
 Here, what needs PostgreSQL or HTTP: racing writers, the expirer's SQL side table, a
@@ -24,7 +24,7 @@ from ledger.errors import (
     TransferNotPending,
 )
 from tests.conftest import Clock, Urls, funded, unique
-from tests.scenarios import balances, hold
+from tests.scenarios import balances, make_pending
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_racing_post_and_void_resolve_once(ledger: Ledger, servers: Urls, clock:
             app.close()
 
     for _ in range(5):
-        transfer_id = hold(ledger, a, b, "1.00")
+        transfer_id = make_pending(ledger, a, b, "1.00")
         outcomes: list[str] = []
         threads = [
             threading.Thread(target=attempt, args=(Ledger.post_transfer, PostTransfer(transfer_id), outcomes)),
@@ -72,8 +72,8 @@ def test_an_expired_hold_cannot_be_posted_and_the_expirer_voids_it_once(
     ledger: Ledger, servers: Urls, clock: Clock
 ) -> None:
     a, b = funded(ledger)
-    transfer_id = hold(ledger, a, b, timeout=60)
-    keeps = hold(ledger, a, b, "5.00", timeout=3600)
+    transfer_id = make_pending(ledger, a, b, timeout=60)
+    keeps = make_pending(ledger, a, b, "5.00", timeout=3600)
     clock.now += timedelta(seconds=61)
     with pytest.raises(TransferExpired):
         ledger.post_transfer(PostTransfer(transfer_id))
@@ -97,8 +97,8 @@ def test_an_expired_hold_cannot_be_posted_and_the_expirer_voids_it_once(
 
 def test_a_resolved_hold_leaves_no_timeout_behind(ledger: Ledger, servers: Urls, clock: Clock) -> None:
     a, b = funded(ledger)
-    posted = hold(ledger, a, b, "1.00", timeout=10)
-    voided = hold(ledger, a, b, "1.00", timeout=10)
+    posted = make_pending(ledger, a, b, "1.00", timeout=10)
+    voided = make_pending(ledger, a, b, "1.00", timeout=10)
     ledger.post_transfer(PostTransfer(posted))
     ledger.void_transfer(VoidTransfer(voided))
     clock.now += timedelta(seconds=11)

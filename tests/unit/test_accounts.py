@@ -52,13 +52,13 @@ def test_every_movement_records_the_balance_it_leaves() -> None:
     """What a subscriber reads from the latest movement is what a replay gives."""
     account = open_account(limit=500)
     account.credit("t1", 1000)
-    account.hold_debit("h1", 300)
-    account.hold_credit("h2", 50)
+    account.add_pending_debit("h1", 300)
+    account.add_pending_credit("h2", 50)
     account.post_pending_debit("h1", 300, 200)
     account.post_pending_credit("h2", 50, 50)
-    account.hold_debit("h3", 100)
+    account.add_pending_debit("h3", 100)
     account.void_pending_debit("h3", 100, "voided")
-    account.hold_credit("h4", 70)
+    account.add_pending_credit("h4", 70)
     account.void_pending_credit("h4", 70, "expired")
     account.debit("t2", 1200)  # into the overdraft
     replayed = None
@@ -85,7 +85,7 @@ def test_movements_stored_before_balance_after_existed_still_replay() -> None:
     account = open_account()
     account.credit("t1", 1000)
     account.debit("t2", 300, "2026-01-01")
-    account.hold_debit("h1", 100, "2026-01-01")
+    account.add_pending_debit("h1", 100, "2026-01-01")
     account.void_pending_debit("h1", 100, "voided")
     events = account.collect_events()
     for event in events[1:]:
@@ -106,8 +106,8 @@ def test_every_movement_changes_the_balances_as_the_movements_table_says(movemen
     own event bodies must do exactly the same."""
     account = open_account()
     account.credit("d1", 10_000)
-    account.hold_debit("h1", 700)
-    account.hold_credit("h2", 300)
+    account.add_pending_debit("h1", 700)
+    account.add_pending_credit("h2", 300)
     before = account.balance
     amounts = {"amount": 123, "pending_amount": 456}
     takes = inspect.signature(movement).parameters
@@ -158,7 +158,7 @@ def test_an_account_records_its_events_under_the_stored_topics() -> None:
     """Also ``Opened``, its creation event, and every event is one of ``Account``'s."""
     account = open_account(limit=100)
     account.credit("d1", 1_000)
-    account.hold_debit("h1", 50)
+    account.add_pending_debit("h1", 50)
     account.void_pending_debit("h1", 50, "voided")
     account.freeze()
     events = account.collect_events()

@@ -51,7 +51,7 @@ def test_invalid_terms_are_refused(kwargs: dict[str, object], message: str) -> N
 def test_the_fee_never_decreases_as_the_amount_grows(
     bps: int, fixed: int, minimum: int, extra: int | None, a: int, b: int
 ) -> None:
-    """Posting a hold for less can therefore never need more fee than was held."""
+    """Posting a pending transfer for less can therefore never need more fee than was pending."""
     terms = FeeTerms(bps, fixed, minimum, None if extra is None else minimum + extra, "recipient")
     low, high = sorted((a, b))
     assert terms.fee(low) <= terms.fee(high)

@@ -56,15 +56,15 @@ def test_the_threshold_itself_is_not_a_crossing() -> None:
     assert crossings(account) == []
 
 
-def test_a_hold_moves_the_available_balance_and_not_the_posted_one() -> None:
+def test_a_pending_debit_moves_the_available_balance_and_not_the_posted_one() -> None:
     account = funded()
     account.set_monitor(Monitor("avail", AVAILABLE, BELOW, 5_000))
     account.set_monitor(Monitor("posted", POSTED, BELOW, 5_000))
-    account.hold_debit("h", 6_000)
+    account.add_pending_debit("h", 6_000)
     assert crossings(account) == [("MonitorTriggered", "avail", 4_000, "h")]
     account.void_pending_debit("h", 6_000, "voided")
     assert crossings(account) == [("MonitorCleared", "avail", 10_000, "h")]
-    account.hold_debit("h2", 6_000)
+    account.add_pending_debit("h2", 6_000)
     assert crossings(account) == [("MonitorTriggered", "avail", 4_000, "h2")]
     account.post_pending_debit("h2", 6_000, 6_000)
     assert crossings(account) == [("MonitorTriggered", "posted", 4_000, "h2")]

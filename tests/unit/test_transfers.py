@@ -1,4 +1,4 @@
-"""Transfer rules without a store: posting a hold that carries a fee, reversing a transfer."""
+"""Transfer rules without a store: posting a pending transfer that carries a fee, reversing a transfer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ASSET = "USD/2"
 
 
-def hold(amount: int, payer: str | None = None, fee: int = 0) -> Transfer:
+def pending_transfer(amount: int, payer: str | None = None, fee: int = 0) -> Transfer:
     """A pending transfer; with ``payer``, charged 0.50% plus 0.10 (its fee leg is separate)."""
     fee_terms = None
     if payer:
@@ -38,29 +38,29 @@ def made(amount: int, **details: Any) -> Transfer:
 
 
 def test_posting_without_a_fee_posts_what_is_asked() -> None:
-    assert hold(10_000).posting(4_000) == (4_000, None)
-    assert hold(10_000).posting(None) == (None, None)
+    assert pending_transfer(10_000).posting(4_000) == (4_000, None)
+    assert pending_transfer(10_000).posting(None) == (None, None)
 
 
-def test_posting_a_hold_in_full_posts_the_fee_leg_in_full() -> None:
-    assert hold(9_940, "recipient", fee=60).posting(None) == (None, None)
+def test_posting_a_pending_transfer_in_full_posts_the_fee_leg_in_full() -> None:
+    assert pending_transfer(9_940, "recipient", fee=60).posting(None) == (None, None)
 
 
 def test_a_partial_post_recomputes_the_fee_on_the_posted_gross() -> None:
-    assert hold(10_000, "sender", fee=60).posting(4_000) == (4_000, 30)
+    assert pending_transfer(10_000, "sender", fee=60).posting(4_000) == (4_000, 30)
 
 
 def test_a_partial_post_deducts_a_recipient_paid_fee_from_the_gross() -> None:
-    assert hold(9_940, "recipient", fee=60).posting(4_000) == (3_970, 30)
+    assert pending_transfer(9_940, "recipient", fee=60).posting(4_000) == (3_970, 30)
 
 
 def test_a_partial_post_smaller_than_a_recipient_paid_fee_is_refused() -> None:
     with pytest.raises(FeeExceedsAmount):
-        hold(9_940, "recipient", fee=60).posting(5)
+        pending_transfer(9_940, "recipient", fee=60).posting(5)
 
 
 def test_the_posted_gross_adds_back_the_fee_the_recipient_paid() -> None:
-    transfer = hold(9_940, "recipient", fee=60)
+    transfer = pending_transfer(9_940, "recipient", fee=60)
     fee_leg = Transfer(
         transfer_id="fee:t1",
         kind="fee",
@@ -75,7 +75,7 @@ def test_the_posted_gross_adds_back_the_fee_the_recipient_paid() -> None:
     transfer.post(net, NOW)
     fee_leg.post(fee, NOW)
     assert transfer.posted_gross(fee_leg) == 4_000
-    assert hold(10_000).posted_gross(None) == 0  # nothing posted yet
+    assert pending_transfer(10_000).posted_gross(None) == 0  # nothing posted yet
 
 
 def test_a_reversal_sends_the_money_back_the_way_it_came() -> None:
@@ -95,27 +95,31 @@ def test_partial_reversals_never_exceed_what_was_posted() -> None:
 
 
 def test_only_a_posted_transfer_reverses() -> None:
-    pending = hold(10_000)
+    pending = pending_transfer(10_000)
     assert pending.status == PENDING
     with pytest.raises(TransferNotPosted):
         pending.reversed_by("r1", None)
 
 
-def test_a_hold_past_its_timeout_is_expired_before_and_after_the_expirer_voids_it() -> None:
-    held = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
+def test_a_pending_transfer_past_its_timeout_is_expired_before_and_after_the_expirer_voids_it() -> None:
+    pending = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
     later = NOW + timedelta(seconds=61)
-    for refuse in (lambda: held.post(None, later), lambda: held.void(later)):
+    for refuse in (lambda: pending.post(None, later), lambda: pending.void(later)):
         with pytest.raises(TransferExpired, match="expired at"):
             refuse()
-    held.expire(later)
-    assert held.status == EXPIRED
-    for refuse in (lambda: held.post(None, later), lambda: held.void(later), lambda: held.check_postable(later)):
+    pending.expire(later)
+    assert pending.status == EXPIRED
+    for refuse in (
+        lambda: pending.post(None, later),
+        lambda: pending.void(later),
+        lambda: pending.check_postable(later),
+    ):
         with pytest.raises(TransferExpired, match="expired at"):
             refuse()
 
 
-def test_a_voided_hold_is_not_pending_any_more() -> None:
-    held = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
-    held.void(NOW)
+def test_a_voided_transfer_is_not_pending_any_more() -> None:
+    pending = made(500, pending=True, expires_at=NOW + timedelta(seconds=60))
+    pending.void(NOW)
     with pytest.raises(TransferNotPending, match="is voided"):
-        held.post(None, NOW)
+        pending.post(None, NOW)

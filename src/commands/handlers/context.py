@@ -171,14 +171,14 @@ class Writer:
         asset: str | None = None,
         **details: Any,
     ) -> Transfer:
-        """Debit one side and credit the other (or hold), and record the transfer.
+        """Debit one side and credit the other (at once, or pending), and record the transfer.
 
         ``asset`` is needed only between two system accounts (which do not know theirs)."""
         debit, credit = self.side(debit_id, sides), self.side(credit_id, sides)
         window = self.clock().astimezone(UTC).date().isoformat()  # counts toward the outgoing limits
         if pending:
-            debit.hold_debit(transfer_id, amount, window)
-            credit.hold_credit(transfer_id, amount)
+            debit.add_pending_debit(transfer_id, amount, window)
+            credit.add_pending_credit(transfer_id, amount)
         else:
             debit.debit(transfer_id, amount, window)
             credit.credit(transfer_id, amount)

@@ -2,8 +2,8 @@
 whose legs apply together; each leg charged the asset's fee, if it has a rule.
 
 Every transfer is idempotent on its id: a retry with the same body is answered as the
-first run was, a different body is an ``IdConflict``. Two-phase transfers (holds) are
-posted, voided or expired in ``handlers.holds``; reversals are there too.
+first run was, a different body is an ``IdConflict``. Pending transfers are
+posted, voided or expired in ``handlers.after_transfer``; reversals are there too.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _apply_leg(
     fee: int = 0,
     terms: FeeTerms | None = None,
 ) -> tuple[Transfer, list[tuple[str, datetime]]]:
-    """Move (or hold) one leg's money on the shared account objects; nothing is saved.
+    """Move (at once, or pending) one leg's money on the shared account objects; nothing is saved.
 
     ``amount`` overrides the leg's own when a fee is deducted from it."""
     debit, credit, leg_amount = _leg_terms(w, leg, sides)

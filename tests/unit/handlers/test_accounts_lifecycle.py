@@ -44,7 +44,7 @@ def test_changing_the_limit_to_what_it_is_records_nothing(ledger: Ledger, event_
     assert event_count() == before
 
 
-def test_a_frozen_account_neither_sends_nor_receives_but_its_holds_can_be_voided(ledger: Ledger) -> None:
+def test_a_frozen_account_neither_sends_nor_receives_but_its_pending_transfers_can_be_voided(ledger: Ledger) -> None:
     a, b = funded_pair(ledger)
     held = unique("h")
     ledger.transfer(TransferFunds(held, a, b, "2.00", pending=True))

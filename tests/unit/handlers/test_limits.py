@@ -31,7 +31,7 @@ def send(ledger: Ledger, a: str, b: str, amount: str, **extra: Any) -> dict[str,
 def test_the_daily_limit_resets_at_midnight_utc(ledger: Ledger, clock: Clock, event_count: Any) -> None:
     a, b = limited(ledger, "100.00", None)
     send(ledger, a, b, "60.00")
-    send(ledger, a, b, "40.00", pending=True)  # holds count when placed
+    send(ledger, a, b, "40.00", pending=True)  # pending transfers count when made
     before = event_count()
     with pytest.raises(LimitExceeded, match="sent 100.00 of its daily limit of 100.00"):
         send(ledger, a, b, "0.01")

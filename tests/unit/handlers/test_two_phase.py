@@ -1,4 +1,4 @@
-"""Two-phase transfers: hold, post (in full or for less), void, expire; each resolves at
+"""Pending transfers: make, post (in full or for less), void, expire; each resolves at
 most once.
 
 On the in-memory event store (``commands.memory_store``); what needs PostgreSQL or HTTP
@@ -22,12 +22,12 @@ from ledger.errors import (
     TransferNotPending,
 )
 from tests.conftest import funded, unique
-from tests.scenarios import balances, hold
+from tests.scenarios import balances, make_pending
 
 
-def test_a_hold_makes_funds_unavailable_without_moving_them(ledger: Ledger) -> None:
+def test_a_pending_transfer_makes_funds_unavailable_without_moving_them(ledger: Ledger) -> None:
     a, b = funded(ledger)
-    hold(ledger, a, b)
+    make_pending(ledger, a, b)
     assert balances(ledger, a) == (0, 10000, 3000, 0, 7000)
     assert balances(ledger, b) == (0, 0, 0, 3000, 0)
     with pytest.raises(InsufficientFunds):
@@ -36,7 +36,7 @@ def test_a_hold_makes_funds_unavailable_without_moving_them(ledger: Ledger) -> N
 
 def test_posting_for_less_settles_that_and_releases_the_rest(ledger: Ledger) -> None:
     a, b = funded(ledger)
-    transfer_id = hold(ledger, a, b)
+    transfer_id = make_pending(ledger, a, b)
     result = ledger.post_transfer(PostTransfer(transfer_id, "20.00"))
     assert (result["status"], result["posted_amount"], result["amount"]) == ("posted", "20.00", "30.00")
     assert balances(ledger, a) == (2000, 10000, 0, 0, 8000)
@@ -45,17 +45,17 @@ def test_posting_for_less_settles_that_and_releases_the_rest(ledger: Ledger) -> 
 
 def test_voiding_releases_everything(ledger: Ledger) -> None:
     a, b = funded(ledger)
-    transfer_id = hold(ledger, a, b)
+    transfer_id = make_pending(ledger, a, b)
     assert ledger.void_transfer(VoidTransfer(transfer_id))["status"] == "voided"
     assert balances(ledger, a) == (0, 10000, 0, 0, 10000)
     assert balances(ledger, b) == (0, 0, 0, 0, 0)
 
 
-def test_a_hold_resolves_at_most_once(ledger: Ledger, event_count: Any) -> None:
+def test_a_pending_transfer_resolves_at_most_once(ledger: Ledger, event_count: Any) -> None:
     a, b = funded(ledger)
-    voided = hold(ledger, a, b, "10.00")
+    voided = make_pending(ledger, a, b, "10.00")
     ledger.void_transfer(VoidTransfer(voided))
-    posted = hold(ledger, a, b, "10.00")
+    posted = make_pending(ledger, a, b, "10.00")
     first = ledger.post_transfer(PostTransfer(posted))
     before = event_count()
     with pytest.raises(TransferNotPending):
@@ -70,9 +70,9 @@ def test_a_hold_resolves_at_most_once(ledger: Ledger, event_count: Any) -> None:
     assert event_count() == before
 
 
-def test_posting_more_than_held_writes_nothing(ledger: Ledger, event_count: Any) -> None:
+def test_posting_more_than_is_pending_writes_nothing(ledger: Ledger, event_count: Any) -> None:
     a, b = funded(ledger)
-    transfer_id = hold(ledger, a, b)
+    transfer_id = make_pending(ledger, a, b)
     before = event_count()
     with pytest.raises(ExceedsPending, match="holds 30.00; cannot post 30.01"):
         ledger.post_transfer(PostTransfer(transfer_id, "30.01"))
@@ -89,7 +89,9 @@ def test_only_pending_transfers_can_be_posted_or_voided(ledger: Ledger) -> None:
         ledger.void_transfer(VoidTransfer(unique("nothing")))
 
 
-def test_retrying_a_hold_is_idempotent_and_a_changed_hold_conflicts(ledger: Ledger, event_count: Any) -> None:
+def test_retrying_a_pending_transfer_is_idempotent_and_a_changed_one_conflicts(
+    ledger: Ledger, event_count: Any
+) -> None:
     a, b = funded(ledger)
     command = TransferFunds(unique("h"), a, b, "3.00", pending=True, timeout_seconds=30)
     first = ledger.transfer(command)

@@ -1,5 +1,5 @@
-"""What happens to a transfer after it is made: a hold posted, voided or expired, a
-posted transfer reversed.
+"""What happens to a transfer after it is made: a pending transfer posted, voided or
+expired, a posted transfer reversed.
 
 A pending transfer resolves at most once: posting, voiding and expiring all append to
 the transfer's own stream, and the event store's version check lets only one of them
@@ -20,13 +20,13 @@ from ledger.money import Asset
 from ledger.transfers import POSTED, VOIDED, Transfer
 
 
-def hold_hints(transfer_id: str) -> tuple[UUID, ...]:
-    """What posting, voiding or expiring a hold reads first: the transfer and its fee leg."""
+def pending_hints(transfer_id: str) -> tuple[UUID, ...]:
+    """What posting, voiding or expiring a pending transfer reads first: the transfer and its fee leg."""
     return transfer_uuid(transfer_id), transfer_uuid(fee_transfer_id(transfer_id))
 
 
 def post_transfer(w: Writer, cmd: PostTransfer) -> dict[str, Any]:
-    """Post a hold for all of it or less; its fee leg is posted for the fee on what is posted."""
+    """Post a pending transfer for all of it or less; its fee leg is posted for the fee on what is posted."""
     transfer = _pending_transfer(w, cmd.id)
     fee_leg = w.transfer(fee_transfer_id(cmd.id)) if transfer.fee else None
     asset = Asset.parse(transfer.asset)
@@ -98,7 +98,7 @@ def reverse_transfer(w: Writer, cmd: ReverseTransfer) -> dict[str, Any]:
 
 
 def _release(w: Writer, transfer: Transfer, reason: str) -> dict[str, Any]:
-    """Void both sides of a hold (and of its fee), in the same save as the transfer's event."""
+    """Void both sides of a pending transfer (and of its fee), in the same save as the transfer's event."""
     legs = [transfer]
     if transfer.fee:
         fee_leg = w.transfer(fee_transfer_id(transfer.transfer_id))
@@ -126,7 +126,7 @@ def _resolution_replayed(w: Writer, transfer: Transfer) -> dict[str, Any]:
 
 
 def _pending_transfer(w: Writer, transfer_id: str) -> Transfer:
-    """A two-phase transfer the client may post or void (a payout's hold is the chain's)."""
+    """A pending transfer the client may post or void (a payout's is the chain's to resolve)."""
     transfer = w.transfer(transfer_id)
     if transfer is None:
         raise TransferNotFound(f"transfer {transfer_id!r} does not exist")
