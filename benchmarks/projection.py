@@ -31,6 +31,7 @@ from contracts.readmodel import watermark
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
 from projectors.store_head import StoreHead
+from runtime import kafka
 from runtime.settings import Settings
 
 
@@ -41,7 +42,11 @@ def throughput(data_dir: Path) -> None:
     ledger = Ledger(event_store_env(settings))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     relay = Relay(
-        ledger, RelayState(urls["database_url"], topic), urls["database_url"], urls["kafka_bootstrap"], topic, 4
+        ledger,
+        RelayState(urls["database_url"], topic),
+        urls["database_url"],
+        kafka.producer(urls["kafka_bootstrap"]),
+        kafka.TopicWatch(urls["kafka_bootstrap"], topic, 4),
     )
     relay.start()
     head = ledger.head_position()
@@ -52,7 +57,12 @@ def throughput(data_dir: Path) -> None:
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(urls["mongo_url"])
     db = client[f"bench_{uuid.uuid4().hex[:8]}"]
     store_head = StoreHead(urls["database_url"])
-    projector = Projector(db, urls["kafka_bootstrap"], topic, 4, store_head=store_head, group=topic)
+    projector = Projector(
+        db,
+        kafka.consumer(urls["kafka_bootstrap"], topic),
+        kafka.TopicWatch(urls["kafka_bootstrap"], topic, 4),
+        store_head=store_head,
+    )
     projector.start()
     started = time.monotonic()
     while watermark(db) < head:

@@ -27,6 +27,7 @@ import falcon.testing
 import psycopg
 import pymongo
 import pytest
+from confluent_kafka import Consumer, Producer
 from psycopg import sql
 
 from auth.store import KeyStore
@@ -34,6 +35,7 @@ from commands.application import Ledger
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount
 from devstack.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
+from runtime import kafka
 from runtime.migrations import READER_ROLE, WRITER_ROLE, enable_logins, migrate
 from runtime.settings import PROJECT_ROOT, Settings
 
@@ -106,6 +108,18 @@ class Urls:
             "mongo_url": self.mongo_url,
         }
         return Settings(**(urls | overrides))
+
+    def producer(self) -> Producer:
+        """A producer as the relay's (``runtime.kafka.producer``), on the test broker."""
+        return kafka.producer(self.kafka_bootstrap)
+
+    def consumer(self) -> Consumer:
+        """A consumer as the projector's and the chain intake's, in a group of its own."""
+        return kafka.consumer(self.kafka_bootstrap, unique("g"))
+
+    def topic_watch(self, topic: str, partitions: int) -> kafka.TopicWatch:
+        """``topic``'s watch on the test broker (created with ``partitions`` when missing)."""
+        return kafka.TopicWatch(self.kafka_bootstrap, topic, partitions)
 
 
 @pytest.fixture(scope="session")

@@ -38,17 +38,26 @@ class Intake:
 
     It assigns itself every partition (no consumer-group join to wait for) and keeps
     offsets in PostgreSQL with the payouts; a topic recreated by a broker that lost
-    its data is read again from the start, which only finds payouts already taken in."""
+    its data is read again from the start, which only finds payouts already taken in.
+
+    The ``consumer`` (``runtime.kafka.consumer``) and ``topic_watch`` are passed in, so
+    the one wiring module configures them (``entrypoints.bootstrap``); ``close`` closes
+    the consumer."""
 
     def __init__(
-        self, store: ChainStore, ledger: Ledger, bootstrap: str, topic: str, partitions: int, kill: KillSwitch
+        self,
+        store: ChainStore,
+        ledger: Ledger,
+        consumer: Consumer,
+        topic_watch: kafka.TopicWatch,
+        kill: KillSwitch,
     ) -> None:
         self.store = store
         self.ledger = ledger
-        self.topic = topic
+        self.topic = topic_watch.topic
         self.kill = kill
-        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions)
-        self.consumer = Consumer(kafka.consumer_config(bootstrap, "ledger-chain"))
+        self.topic_watch = topic_watch
+        self.consumer = consumer
 
     def start(self) -> None:
         self.topic_watch.ensure()

@@ -7,6 +7,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from confluent_kafka import Consumer
+
 from chain.balance_watch import BalanceWatch
 from chain.channel import ChannelWorker
 from chain.config import ChainSettings
@@ -17,19 +19,28 @@ from chain.runs import RunDriver, RunStore
 from chain.store import ChainStore
 from commands.application import Ledger
 from runtime import metrics
+from runtime.kafka import TopicWatch
 
 
 class ChainWorker:
     """The intake thread, one thread per channel (the distribution account itself when
-    there are no channels), and the deposit follower."""
+    there are no channels), and the deposit follower.
+
+    The intake's Kafka ``consumer`` and ``topic_watch`` are passed in (built by
+    ``entrypoints.bootstrap``); the intake closes the consumer when ``run`` ends."""
 
     def __init__(
-        self, settings: ChainSettings, database_url: str, ledger: Ledger, bootstrap: str, topic: str, partitions: int
+        self,
+        settings: ChainSettings,
+        database_url: str,
+        ledger: Ledger,
+        consumer: Consumer,
+        topic_watch: TopicWatch,
     ) -> None:
         self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
         self.store = ChainStore(database_url)
         metrics.payouts_stuck().set_function(self.store.stuck_count)
-        self.intake = Intake(self.store, ledger, bootstrap, topic, partitions, self.kill)
+        self.intake = Intake(self.store, ledger, consumer, topic_watch, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
         self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]
         self.deposits = DepositFollower(settings, self.store, ledger)

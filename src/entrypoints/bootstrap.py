@@ -20,9 +20,17 @@ from runtime import metrics, web
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer
+
     from auth.store import KeyStore
     from commands.application import Ledger
     from contracts.generations import Generations
+    from runtime.kafka import TopicWatch
+
+# The services' Kafka consumer groups. Each service assigns itself every partition and
+# stores its own offsets, so a group is never joined: it names the service to the broker.
+PROJECTOR_GROUP = "ledger-projector"
+CHAIN_GROUP = "ledger-chain"
 
 
 @contextmanager
@@ -61,6 +69,29 @@ def read_model(settings: Settings) -> Iterator[Generations]:
 def kafka(settings: Settings) -> dict[str, str]:
     """The broker's address and client security, for every Kafka client."""
     return settings.kafka_client()
+
+
+def kafka_producer(settings: Settings) -> Producer:
+    """The relay's producer."""
+    from runtime.kafka import producer
+
+    return producer(kafka(settings))
+
+
+def kafka_consumer(settings: Settings, group: str) -> Consumer:
+    """A consumer for a service that assigns itself the partitions (``PROJECTOR_GROUP``,
+    ``CHAIN_GROUP``); the service closes it when it stops."""
+    from runtime.kafka import consumer
+
+    return consumer(kafka(settings), group)
+
+
+def topic_watch(settings: Settings) -> TopicWatch:
+    """The events topic as the relay, the projector and the chain's intake watch it (and
+    create it, with the configured partitions and retention, when it is missing)."""
+    from runtime.kafka import TopicWatch
+
+    return TopicWatch(kafka(settings), settings.kafka_topic, settings.kafka_partitions, settings.kafka_retention_ms)
 
 
 def kafka_check(settings: Settings) -> metrics.Check:

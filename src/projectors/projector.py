@@ -45,26 +45,28 @@ def _claim(item: LedgerEvent | Checkpoint) -> int:
 
 
 class Projector:
+    """Reads ``topic_watch``'s topic with the ``consumer`` it is given
+    (``runtime.kafka.consumer``), which it assigns itself and closes when ``run`` ends;
+    the clients are passed in so the one wiring module configures them
+    (``entrypoints.bootstrap``)."""
+
     def __init__(
         self,
         db: Database[Any],
-        bootstrap: str,
-        topic: str,
-        partitions: int,
+        consumer: Consumer,
+        topic_watch: kafka.TopicWatch,
         *,
         store_head: Callable[[], int],
-        group: str = "ledger-projector",
         batch_size: int = 500,
-        retention_ms: int = -1,
         generations: Generations | None = None,
     ) -> None:
         self.db = db
         self.writer = ReadModelWriter(db)
         self.generations = generations  # when given, the projector follows rebuilds
-        self.topic = topic
+        self.topic = topic_watch.topic
         self.batch_size = batch_size
-        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions, retention_ms)
-        self.consumer = Consumer(kafka.consumer_config(bootstrap, group))
+        self.topic_watch = topic_watch
+        self.consumer = consumer
         self.offsets: dict[int, int] = {}
         self.checkpoints: dict[int, int] = {}
         self.store_head = store_head  # the event store's head, read when a message claims more

@@ -65,27 +65,29 @@ class RelayState:
 
 
 class Relay:
+    """Publishes with the ``producer`` it is given (``runtime.kafka.producer``: idempotent,
+    ordered) to ``topic_watch``'s topic, and flushes it when ``run`` ends; the clients are
+    passed in so the one wiring module configures them (``entrypoints.bootstrap``)."""
+
     def __init__(
         self,
         ledger: Ledger,
         state: RelayState,
         database_url: str,
-        bootstrap: kafka.Broker,
-        topic: str,
-        partitions: int,
+        producer: Producer,
+        topic_watch: kafka.TopicWatch,
         *,
         batch_size: int = 1000,
-        retention_ms: int = -1,
         interval: float = 0.25,
         save_interval: float = 1.0,
     ) -> None:
         self.ledger = ledger
         self.state = state
         self.database_url = database_url
-        self.topic = topic
+        self.topic = topic_watch.topic
         self.batch_size = batch_size
-        self.topic_watch = kafka.TopicWatch(bootstrap, topic, partitions, retention_ms)
-        self.producer = Producer(kafka.producer_config(bootstrap))
+        self.topic_watch = topic_watch
+        self.producer = producer
         self.encoder = StoredEventEncoder(ledger)
         self.interval = interval
         self.save_interval = save_interval

@@ -1,4 +1,5 @@
-"""Kafka plumbing shared by the relay and the projector: configs and the topic."""
+"""Kafka plumbing shared by the relay, the projector and the chain's intake: configs,
+clients and the topic."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from runtime import metrics
@@ -47,6 +48,17 @@ def consumer_config(bootstrap: Broker, group: str) -> dict[str, object]:
         # The broker answers a fetch as soon as there is data, or after this long.
         "fetch.wait.max.ms": 20,
     }
+
+
+def producer(bootstrap: Broker) -> Producer:
+    """The relay's producer: idempotent and ordered (``producer_config``)."""
+    return Producer(producer_config(bootstrap))
+
+
+def consumer(bootstrap: Broker, group: str) -> Consumer:
+    """A consumer whose owner assigns it partitions and stores its offsets itself
+    (``consumer_config``: nothing is committed to ``group``)."""
+    return Consumer(consumer_config(bootstrap, group))
 
 
 def take_batch(consumer: Consumer, timeout: float, size: int, *, service: str = "consumer") -> list[Message]:

@@ -49,7 +49,11 @@ def relayed(servers: Urls) -> Iterator[tuple[Ledger, str]]:
     ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
     topic = unique("chain-events")
     relay = Relay(
-        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.producer(),
+        servers.topic_watch(topic, 2),
     )
     relay.start()
     stop = threading.Event()

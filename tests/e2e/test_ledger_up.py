@@ -38,7 +38,7 @@ from commands.run_files import MAX_REPORTED
 from contracts.generations import Generations
 from ledger.ids import account_uuid, transfer_uuid
 from ledger.seals import SEAL_STREAM
-from projectors.verify import differences
+from projectors.replay import differences
 from runtime import kafka
 from runtime.settings import Settings
 from tests.conftest import free_port, run_ledger, unique

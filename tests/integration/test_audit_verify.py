@@ -476,12 +476,22 @@ def test_a_read_model_edited_in_mongodb_is_drift(store: Store, servers: Urls, mo
     history(store)
     project_everything(store.ledger, servers, mongo_db)
     verifier = replay(store.url)
-    clean = read_model_drift(verifier, mongo_db, wait_seconds=5)
-    assert clean.findings == [] and clean.compared == len(verifier.balances())
+    clean, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=5)
+    assert findings == [] and clean.compared == len(verifier.balances()) and clean.whole
     mongo_db["accounts"].update_one({"_id": "bob"}, {"$set": {"posted_credits": "999999"}})
-    drift = read_model_drift(verifier, mongo_db, wait_seconds=5)
-    assert [(f.kind, f.subject) for f in drift.findings] == [("drift", "account bob")]
-    assert "posted_credits 999999" in drift.findings[0].detail
+    _, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=5)
+    assert [(f.kind, f.subject) for f in findings] == [("drift", "account bob"), ("drift", "asset USD/2")]
+    assert "posted_credits 999999 (replay: " in findings[0].detail
+
+
+def test_drift_waits_for_a_read_model_behind_the_replay_and_says_so(store: Store, servers: Urls, mongo_db: Any) -> None:
+    history(store)
+    project_everything(store.ledger, servers, mongo_db)
+    verifier = replay(store.url)
+    mongo_db["projector_state"].update_one({"_id": "watermark"}, {"$set": {"position": 1}})
+    comparison, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=0.2)
+    assert [(f.kind, f.subject) for f in findings] == [("read_model_behind", "read model")]
+    assert comparison.compared == 0
 
 
 def test_an_export_replays_to_the_same_balances(store: Store, tmp_path: Path) -> None:

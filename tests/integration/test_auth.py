@@ -21,7 +21,7 @@ import falcon
 import falcon.testing
 import pymongo
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from audit.stream import events
 from auth import signing
@@ -269,7 +269,9 @@ def query_client(
         world.query_ids[f"payout:{inside}"] = payout.json["id"]
     topic = unique("auth-events")
     drain_relay(make_relay(world.ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=world.ledger.head_position)
+    projector = Projector(
+        mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=world.ledger.head_position
+    )
     projector.start()
     project_until(projector, mongo_db, world.ledger.head_position())
     projector.consumer.close()
@@ -449,7 +451,7 @@ def test_the_acting_key_is_on_its_events_on_kafka_and_in_the_export(
     relay = make_relay(world.ledger, servers, topic)
     relay.position = write - 1
     drain_relay(relay)
-    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
     seen: dict[str, str] = {}
     try:

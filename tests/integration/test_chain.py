@@ -169,11 +169,15 @@ def chain_on(servers: Urls) -> Iterator[Chain]:
     )
     topic = unique("events")
     relay = Relay(
-        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.producer(),
+        servers.topic_watch(topic, 2),
     )
     relay.start()
     store = ChainStore(servers.database_url)
-    intake = Intake(store, ledger, servers.kafka_bootstrap, topic, 2, KillSwitch(None))
+    intake = Intake(store, ledger, servers.consumer(), servers.topic_watch(topic, 2), KillSwitch(None))
     intake.start()
     yield Chain(sim, keys, issuer, ledger, store, relay, intake, settings)
     intake.close()

@@ -35,14 +35,19 @@ def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
     mongo_db[schema.ACCOUNTS].update_one({"_id": a}, {"$set": {"posted_credits": "1"}})
     edited = run_verify(servers, mongo_db.name)
     assert edited.returncode == 1
-    assert f"DIFF account {a!r}" in edited.stdout
+    assert f"DIFF account {a}: the read model shows posted_credits 1 (replay: " in edited.stdout
+    assert "DIFF asset USD/2: posted debits" in edited.stdout  # and the books no longer balance
 
 
 def test_tail_prints_the_stream_as_json_lines(ledger: Ledger, servers: Urls, event_count: Any) -> None:
     topic = f"tail-{time.monotonic_ns()}"
     a, _ = some_activity(ledger, transfers=1)
     relay = Relay(
-        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 2
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.producer(),
+        servers.topic_watch(topic, 2),
     )
     relay.start()
     while relay.publish_batch():

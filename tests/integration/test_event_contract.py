@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from stellar_sdk import Keypair
 
 from audit.sealer import Sealer
@@ -42,7 +42,6 @@ from contracts.events import MOVEMENT_TYPES
 from ledger.fees import FeeTerms
 from ledger.payout_runs import row_payout_id
 from projectors.relay import Relay, RelayState
-from runtime import kafka
 from tests.conftest import Clock, Urls, unique
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "contracts" / "schemas"
@@ -125,7 +124,11 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
         start = ledger.head_position()
         every_kind_of_event(ledger, clock, servers.database_url)
         relay = Relay(
-            ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 4
+            ledger,
+            RelayState(servers.database_url, topic),
+            servers.database_url,
+            servers.producer(),
+            servers.topic_watch(topic, 4),
         )
         relay.start()
         while relay.publish_batch():
@@ -140,7 +143,7 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
     finally:
         ledger.close()
 
-    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
     messages: list[Any] = []
     checkpoints: dict[int, int] = {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon.testing
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from auth.store import KeyStore
 from commands.application import Ledger
@@ -28,9 +28,8 @@ from contracts.events import CHECKPOINT, MONITOR_CLEARED, MONITOR_TRIGGERED
 from contracts.validation import decode_headers
 from ledger.ids import issuance_account_id
 from projectors.projector import Projector
-from projectors.verify import differences
+from projectors.replay import differences
 from queries import readmodel
-from runtime import kafka
 from tests.conftest import Urls, api_client, funded, unique
 from tests.integration.test_pipeline import drain_relay, make_relay, project_until
 
@@ -44,7 +43,7 @@ def admin(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.Te
 
 def messages_about(servers: Urls, topic: str, account: str, head: int) -> list[tuple[str, dict[str, Any]]]:
     """(type, data) of every message keyed by ``account``, in order, up to ``head``."""
-    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     found: list[tuple[int, str, dict[str, Any]]] = []
     checkpoints: dict[int, int] = {}
@@ -115,7 +114,9 @@ def test_a_monitor_fires_once_per_crossing_on_kafka_and_the_read_model_shows_it(
     ]
     assert payee_monitor == [("ledger.monitor.set.v1", None), (MONITOR_TRIGGERED, "500")]  # the first credit only
 
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, PARTITIONS, store_head=ledger.head_position)
+    projector = Projector(
+        mongo_db, servers.consumer(), servers.topic_watch(topic, PARTITIONS), store_head=ledger.head_position
+    )
     projector.start()
     project_until(projector, mongo_db, head)
     assert differences(ledger, mongo_db) == []  # versions included: monitor events are the account's

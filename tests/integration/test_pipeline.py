@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from commands.application import Ledger
 from commands.messages import (
@@ -34,9 +34,8 @@ from ledger.fees import FeeTerms
 from ledger.ids import fee_account_id
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
-from projectors.verify import differences
+from projectors.replay import differences
 from queries import readmodel
-from runtime import kafka
 from tests.conftest import Urls, unique
 
 
@@ -52,7 +51,11 @@ def some_activity(ledger: Ledger, transfers: int = 5) -> tuple[str, str]:
 
 def make_relay(ledger: Ledger, servers: Urls, topic: str) -> Relay:
     relay = Relay(
-        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.producer(),
+        servers.topic_watch(topic, 3),
     )
     relay.start()
     return relay
@@ -76,7 +79,7 @@ def project_everything(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
     """Relay the whole event store to a fresh topic and project it until the head."""
     topic = unique("events")
     drain_relay(make_relay(ledger, servers, topic))
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
 
@@ -103,7 +106,7 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     topic = unique("events")
     relay = make_relay(ledger, servers, topic)
     drain_relay(relay)
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     entries_before = mongo_db[schema.ENTRIES].count_documents({})
@@ -114,9 +117,7 @@ def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, serve
     drain_relay(make_relay(ledger, servers, topic))
     # A second projector reads the whole topic from the start, duplicates included.
     mongo_db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    replayer = Projector(
-        mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position, group=unique("g")
-    )
+    replayer = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     replayer.start()
     deadline = time.monotonic() + 30
     while replayer.process_batch(0.5):
@@ -144,7 +145,7 @@ def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, serv
     some_activity(ledger, transfers=1)
     relay = make_relay(ledger, servers, topic)
     drain_relay(relay)
-    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
     last_checkpoint: dict[int, int] = {}
     deadline = time.monotonic() + 20
@@ -165,13 +166,14 @@ def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, 
         ledger,
         RelayState(servers.database_url, topic),
         servers.database_url,
-        servers.kafka_bootstrap,
-        topic,
-        partitions,
+        servers.producer(),
+        servers.topic_watch(topic, partitions),
     )
     relay.start()
     drain_relay(relay)
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, partitions, store_head=ledger.head_position)
+    projector = Projector(
+        mongo_db, servers.consumer(), servers.topic_watch(topic, partitions), store_head=ledger.head_position
+    )
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     assert differences(ledger, mongo_db) == []

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pymongo
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from pymongo import monitoring
 
 from commands.application import Ledger
@@ -29,10 +29,9 @@ from contracts.stored_events import StoredEventEncoder
 from contracts.validation import decode_headers
 from projectors.projector import Projector
 from projectors.relay import Relay, RelayState
-from projectors.verify import differences
+from projectors.replay import differences
 from projectors.views import ReadModelWriter
 from queries import readmodel
-from runtime import kafka
 from tests.conftest import Urls, unique
 from tests.integration.test_pipeline import project_until, some_activity
 
@@ -48,9 +47,8 @@ def relay_for(ledger: Ledger, servers: Urls, topic: str, **options: Any) -> Rela
         ledger,
         RelayState(servers.database_url, topic),
         servers.database_url,
-        servers.kafka_bootstrap,
-        topic,
-        3,
+        servers.producer(),
+        servers.topic_watch(topic, 3),
         **options,
     )
     relay.start()
@@ -78,7 +76,7 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
     assert relay.position == ledger.head_position()
     assert stored_position(servers, topic) == saved  # not stored yet: the crash comes now
 
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     projector.start()
     project_until(projector, mongo_db, relay.position)
     entries = mongo_db[schema.ENTRIES].count_documents({})
@@ -94,7 +92,7 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
         pass
     again.save_position()
     assert stored_position(servers, topic) == ledger.head_position()
-    restarted = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
+    restarted = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     restarted.start()
     project_until(restarted, mongo_db, ledger.head_position())
 
@@ -140,7 +138,7 @@ def test_rounds_gather_commits_and_the_position_is_stored_when_the_relay_stops(l
     assert not runner.is_alive()
     assert stored_position(servers, topic) == ledger.head_position()  # stored on the way out
 
-    consumer = Consumer(kafka.consumer_config(servers.kafka_bootstrap, unique("g")))
+    consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, 0, 0)])
     rounds: set[int] = set()
     deadline = time.monotonic() + 20
@@ -193,7 +191,7 @@ def test_a_batch_costs_one_write_per_collection_and_no_reads_once_known(
     relay = relay_for(ledger, servers, topic)
     while relay.publish_batch():
         pass
-    projector = Projector(db, servers.kafka_bootstrap, topic, 3, store_head=ledger.head_position)
+    projector = Projector(db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
     projector.start()
     project_until(projector, db, ledger.head_position())
 

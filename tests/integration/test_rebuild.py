@@ -16,7 +16,7 @@ from contracts.generations import Generations
 from projectors.projector import Projector
 from projectors.rebuild import rebuild
 from projectors.relay import Relay, RelayState
-from projectors.verify import differences
+from projectors.replay import differences
 from queries.http import create_app
 from tests.conftest import Urls, api_client, unique
 from tests.integration.test_pipeline import some_activity
@@ -30,16 +30,19 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
     topic = unique("events")
     accounts = [some_activity(ledger, transfers=3) for _ in range(3)]
     relay = Relay(
-        ledger, RelayState(servers.database_url, topic), servers.database_url, servers.kafka_bootstrap, topic, 3
+        ledger,
+        RelayState(servers.database_url, topic),
+        servers.database_url,
+        servers.producer(),
+        servers.topic_watch(topic, 3),
     )
     relay.start()
     while relay.publish_batch():
         pass
     projector = Projector(
         generations.active_database(),
-        servers.kafka_bootstrap,
-        topic,
-        3,
+        servers.consumer(),
+        servers.topic_watch(topic, 3),
         store_head=ledger.head_position,
         generations=generations,
     )

@@ -23,8 +23,8 @@ from contracts import readmodel as schema
 from contracts.events import LedgerEvent
 from projectors.projector import Projector
 from projectors.relay import Relay
+from projectors.replay import differences
 from projectors.store_head import StoreHead
-from projectors.verify import differences
 from projectors.views import ReadModelWriter
 from queries import readmodel
 from tests.conftest import Urls, unique
@@ -75,7 +75,7 @@ def pipeline(ledger: Ledger, servers: Urls, mongo_db: Any) -> Iterator[Pipeline]
     relay = make_relay(ledger, servers, topic)
     drain_relay(relay)
     store_head = StoreHead(servers.database_url)
-    projector = Projector(mongo_db, servers.kafka_bootstrap, topic, 3, store_head=store_head)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=store_head)
     projector.start()
     project_until(projector, mongo_db, ledger.head_position())
     yield Pipeline(ledger, servers, mongo_db, topic, relay, projector, payer, payee)
@@ -137,7 +137,7 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
 
     # Read again from the start (as after a lost offset), each is recorded once.
     p.db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    again = Projector(p.db, p.servers.kafka_bootstrap, p.topic, 3, store_head=p.ledger.head_position, group=unique("g"))
+    again = Projector(p.db, p.servers.consumer(), p.servers.topic_watch(p.topic, 3), store_head=p.ledger.head_position)
     again.start()
     while again.process_batch(0.5):
         pass

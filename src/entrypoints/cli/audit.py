@@ -125,7 +125,7 @@ def audit_verify(
     read_model_wait: float,
 ) -> None:
     """Replay the event store (or an export) and check it: hash chains and seals, double
-    entry, limits, holds resolved once, ids used once; then compare with the read models.
+    entry, limits, pending transfers resolved once, ids used once; then compare with the read models.
 
     Reads with a read-only connection (LEDGER_AUDIT_DATABASE_URL if set: a read-only role
     or a replica). Exits 1 when anything is found."""
@@ -155,9 +155,10 @@ def audit_verify(
             raise click.ClickException(str(exc)) from None
     elapsed = time.monotonic() - started
     verifier.check_expected_seals(expect_seal)
+    findings = None
     if read_model and not from_file and as_of_position is None and as_of_time is None:
-        drift = _read_model_drift(settings, verifier, read_model_wait)
-    result = report(verifier, source=source, elapsed=elapsed, drift=drift.findings if drift else None)
+        drift, findings = _read_model_drift(settings, verifier, url, read_model_wait)
+    result = report(verifier, source=source, elapsed=elapsed, drift=findings)
     if report_path:
         Path(report_path).write_text(json.dumps(result, indent=2) + "\n")
     _print_verification(result, drift)
@@ -165,11 +166,12 @@ def audit_verify(
         sys.exit(1)
 
 
-def _read_model_drift(settings: Settings, verifier: Any, wait: float) -> Any:
+def _read_model_drift(settings: Settings, verifier: Any, url: str, wait: float) -> Any:
     from audit.drift import read_model_drift
+    from audit.rows import store_head
 
     with bootstrap.read_model(settings) as generations:
-        return read_model_drift(verifier, generations.active_database(), wait_seconds=wait)
+        return read_model_drift(verifier, generations.active_database(), lambda: store_head(url), wait_seconds=wait)
 
 
 def _print_verification(result: dict[str, Any], drift: Any) -> None:
@@ -191,6 +193,8 @@ def _print_verification(result: dict[str, Any], drift: Any) -> None:
         click.echo(f"{asset}: posted nets to {total['posted']}, pending to {total['pending']}")
     if drift is not None:
         click.echo(f"read model: {drift.compared} accounts compared, {drift.moved_since} moved on since the replay")
+        if drift.compared and not drift.whole:
+            click.echo("read model: the store moved on, so the per-asset sums were not compared")
     for finding in result["findings"]:
         at = f" at position {finding['position']}" if finding["position"] is not None else ""
         click.echo(f"FINDING {finding['kind']}: {finding['subject']}{at}: {finding['detail']}")

@@ -31,10 +31,8 @@ def relay() -> None:
                 ledger,
                 state,
                 database_url,
-                bootstrap.kafka(settings),
-                settings.kafka_topic,
-                settings.kafka_partitions,
-                retention_ms=settings.kafka_retention_ms,
+                bootstrap.kafka_producer(settings),
+                bootstrap.topic_watch(settings),
             ).run(stop, on_ready=lambda: ready(settings, url))
     finally:
         state.close()
@@ -78,11 +76,9 @@ def project() -> None:
         ):
             Projector(
                 generations.active_database(),
-                bootstrap.kafka(settings),
-                settings.kafka_topic,
-                settings.kafka_partitions,
+                bootstrap.kafka_consumer(settings, bootstrap.PROJECTOR_GROUP),
+                bootstrap.topic_watch(settings),
                 store_head=store_head,
-                retention_ms=settings.kafka_retention_ms,
                 generations=generations,
             ).run(stop, on_ready=lambda: ready(settings, url))
     finally:
@@ -135,7 +131,11 @@ def chain(ctx: click.Context) -> None:
         bootstrap.operations(settings, "chain", readiness) as url,
     ):
         ChainWorker(
-            config, database_url, ledger, bootstrap.kafka(settings), settings.kafka_topic, settings.kafka_partitions
+            config,
+            database_url,
+            ledger,
+            bootstrap.kafka_consumer(settings, bootstrap.CHAIN_GROUP),
+            bootstrap.topic_watch(settings),
         ).run(stop, on_ready=lambda: ready(settings, url))
 
 
