@@ -28,7 +28,7 @@ import psycopg
 from tqdm import tqdm
 
 from audit.sealer import Sealer
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferBatch, TransferFunds
 from devstack.embedded import EmbeddedPostgres
@@ -46,15 +46,15 @@ def count(url: str) -> int:
 
 
 def generate(url: str, events: int, seal_every: int) -> None:
-    ledger = Ledger(event_store_env(Settings(database_url=url)))
-    sealer = Sealer(ledger, url)
+    books = Books(event_store_env(Settings(database_url=url)))
+    sealer = Sealer(books, url)
     accounts = [f"acct-{n}" for n in range(ACCOUNTS)]
     have = count(url)
     if have == 0:
         for account in accounts:
-            ledger.open_account(OpenAccount(account, "USD/2"))
-            ledger.deposit(Deposit(f"dep-{account}", account, "1000000.00"))
-        ledger.set_fee_rule(SetFeeRule("USD/2", "transfer", FeeTerms(0, 1, 0, None, "sender")))
+            books.open_account(OpenAccount(account, "USD/2"))
+            books.deposit(Deposit(f"dep-{account}", account, "1000000.00"))
+        books.set_fee_rule(SetFeeRule("USD/2", "transfer", FeeTerms(0, 1, 0, None, "sender")))
     rng = random.Random(7)
     batch = 0
     last_seal = have
@@ -66,16 +66,16 @@ def generate(url: str, events: int, seal_every: int) -> None:
                 transfers.append(
                     TransferFunds(f"b{have}-{batch}-{n}", a, b, f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}")
                 )
-            ledger.transfer_batch(TransferBatch(tuple(transfers)))
+            books.transfer_batch(TransferBatch(tuple(transfers)))
             batch += 1
-            now = ledger.head_position()
+            now = books.head_position()
             progress.update(now - have)
             have = now
             if have - last_seal >= seal_every:
                 sealer.seal()
                 last_seal = have
     sealer.seal()
-    ledger.close()
+    books.close()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferBatch, TransferFunds
 from runtime.settings import Settings
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--singles, --batch-size (up to 100) and --accounts (2 or more) count; --batches, --warm-up may be 0"
         )
-    ledger = Ledger(event_store_env(Settings.from_env()))
+    books = Books(event_store_env(Settings.from_env()))
     run = uuid.uuid4().hex[:8]
     accounts = [f"cpu-{run}-{n}" for n in range(args.accounts)]
     pick = random.Random(run)
@@ -64,22 +64,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for account in accounts:
-            ledger.open_account(OpenAccount(account, "USD/2"))
-            ledger.deposit(Deposit(f"d-{account}", account, "1000000.00"))
+            books.open_account(OpenAccount(account, "USD/2"))
+            books.deposit(Deposit(f"d-{account}", account, "1000000.00"))
         for _ in range(args.warm_up):
-            ledger.transfer(leg())
-        measure("singles", args.singles, lambda: [ledger.transfer(leg()) for _ in range(args.singles)])
+            books.transfer(leg())
+        measure("singles", args.singles, lambda: [books.transfer(leg()) for _ in range(args.singles)])
         if args.batches:
             size = args.batch_size
             measure(
                 f"batches of {size}",
                 size * args.batches,
                 lambda: [
-                    ledger.transfer_batch(TransferBatch([leg() for _ in range(size)])) for _ in range(args.batches)
+                    books.transfer_batch(TransferBatch([leg() for _ in range(size)])) for _ in range(args.batches)
                 ],
             )
     finally:
-        ledger.close()
+        books.close()
     print(
         f"reproduce: .venv/bin/python benchmarks/command_cpu.py --singles {args.singles} --batches {args.batches} "
         f"--batch-size {args.batch_size} --accounts {args.accounts} --warm-up {args.warm_up}"

@@ -18,13 +18,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from runtime.settings import Settings
 
 
-class CountingLedger(Ledger):
+class CountingLedger(Books):
     name = "Ledger"  # the same event store table
     retries = 0
 
@@ -70,26 +70,26 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    ledger = CountingLedger(event_store_env(Settings(database_url=args.database_url, db_pool_size=args.clients)))
+    books = CountingLedger(event_store_env(Settings(database_url=args.database_url, db_pool_size=args.clients)))
     run_id = uuid.uuid4().hex[:8]
     asset = "BNC/2"
     sources = [f"bench-{run_id}-src-{n}" for n in range(args.clients)]
     sinks = [f"bench-{run_id}-dst-{n}" for n in range(args.clients)]
     for account in sources + sinks:
-        ledger.open_account(OpenAccount(account, asset))
+        books.open_account(OpenAccount(account, asset))
     for account in sources:
-        ledger.deposit(Deposit(f"{account}-fund", account, "100000000.00"))
+        books.deposit(Deposit(f"{account}-fund", account, "100000000.00"))
 
     def deposit(n: int, i: int) -> None:
-        ledger.deposit(Deposit(f"{sinks[n]}-dep-{i}", sinks[n], "0.01"))
+        books.deposit(Deposit(f"{sinks[n]}-dep-{i}", sinks[n], "0.01"))
 
     def transfer(n: int, i: int) -> None:
-        ledger.transfer(TransferFunds(f"{sources[n]}-tr-{i}", sources[n], sinks[n], "0.01"))
+        books.transfer(TransferFunds(f"{sources[n]}-tr-{i}", sources[n], sinks[n], "0.01"))
 
     transfers = run(f"transfers, {args.clients} clients, distinct accounts", args.clients, args.seconds, transfer)
     deposits = run(f"deposits, {args.clients} clients, one issuance acct", args.clients, args.seconds, deposit)
     print(f"deposits / transfers = {deposits / transfers:.0%}")
-    ledger.close()
+    books.close()
 
 
 if __name__ == "__main__":

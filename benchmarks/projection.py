@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pymongo
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from contracts.readmodel import watermark
 from projectors.projector import Projector
@@ -39,17 +39,17 @@ def throughput(data_dir: Path) -> None:
     """Replay throughput; the stack's servers are found as the CLI finds them (with passwords)."""
     settings = Settings.from_env({"LEDGER_DATA_DIR": str(data_dir)}, discover=True)
     urls = {name: str(getattr(settings, name)) for name in ("database_url", "kafka_bootstrap", "mongo_url")}
-    ledger = Ledger(event_store_env(settings))
+    books = Books(event_store_env(settings))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     relay = Relay(
-        ledger,
+        books,
         RelayState(urls["database_url"], topic),
         urls["database_url"],
         kafka.producer(urls["kafka_bootstrap"]),
         kafka.TopicWatch(urls["kafka_bootstrap"], topic, 4),
     )
     relay.start()
-    head = ledger.head_position()
+    head = books.head_position()
     started = time.monotonic()
     while relay.publish_batch():
         pass
@@ -68,7 +68,7 @@ def throughput(data_dir: Path) -> None:
     while watermark(db) < head:
         projector.process_batch(0.2)
     projected = time.monotonic() - started
-    with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+    with books.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute("SELECT count(*) AS n FROM ledger_events")
         count = int(curs.fetchone()["n"])
     print(f"events in the store: {count}")
@@ -77,7 +77,7 @@ def throughput(data_dir: Path) -> None:
     client.drop_database(db.name)
     client.close()
     store_head.close()
-    ledger.close()
+    books.close()
 
 
 class Client:

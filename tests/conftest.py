@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, Producer
 from psycopg import sql
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount
 from devstack.embedded import EmbeddedKafka, EmbeddedMongo, EmbeddedPostgres
@@ -82,12 +82,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def funded(ledger: Ledger, amount: str = "100.00") -> tuple[str, str]:
+def funded(books: Books, amount: str = "100.00") -> tuple[str, str]:
     """Two new USD/2 accounts, the first holding ``amount``."""
     a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, amount))
+    books.open_account(OpenAccount(a, "USD/2"))
+    books.open_account(OpenAccount(b, "USD/2"))
+    books.deposit(Deposit(unique("d"), a, amount))
     return a, b
 
 
@@ -151,8 +151,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Urls]:
 
 
 @pytest.fixture(scope="session")
-def ledger(servers: Urls) -> Iterator[Ledger]:
-    app = Ledger(event_store_env(servers.settings()))
+def books(servers: Urls) -> Iterator[Books]:
+    app = Books(event_store_env(servers.settings()))
     yield app
     app.close()
 

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from audit.hashes import StreamHeads
-from commands.application import Ledger
+from commands.application import Books
 from ledger.seals import SEAL_STREAM, Seal
 from runtime import metrics
 
@@ -40,8 +40,8 @@ class SealBroken(RuntimeError):
 
 
 class Sealer:
-    def __init__(self, ledger: Ledger, database_url: str) -> None:
-        self.ledger = ledger
+    def __init__(self, books: Books, database_url: str) -> None:
+        self.books = books
         self.database_url = database_url
         self.heads = StreamHeads()
         self.position = 0  # every event up to here is in ``heads``
@@ -98,19 +98,19 @@ class Sealer:
         """Append a seal if anything was written since the last one; its position, or None."""
         if not self._loaded:
             self.load()
-        datastore = self.ledger.recorder.datastore  # type: ignore[attr-defined]
+        datastore = self.books.recorder.datastore  # type: ignore[attr-defined]
         with datastore.get_connection() as conn:
             self._follow(conn)  # most of the way, without the lock
             if self.position <= self.last_seal:
                 return None
             try:
                 with conn.transaction(), conn.cursor() as curs:
-                    self.ledger.recorder._lock_table(curs)  # type: ignore[attr-defined]
+                    self.books.recorder._lock_table(curs)  # type: ignore[attr-defined]
                     self._follow(conn)
                     version = self.heads.heads.get(SEAL_STREAM.bytes, (0, b""))[0] + 1
                     event = Seal.event(version, self.position, len(self.heads), self.heads.root().hex())
-                    stored = self.ledger.mapper.to_stored_event(event)
-                    self.ledger.recorder._insert_stored_events(curs, [stored])  # type: ignore[attr-defined]
+                    stored = self.books.mapper.to_stored_event(event)
+                    self.books.recorder._insert_stored_events(curs, [stored])  # type: ignore[attr-defined]
                     row = curs.fetchone()
                     position = int(row["notification_id"]) if row else 0
             except psycopg.errors.UniqueViolation:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from eventsourcing.persistence import Notification
 
-from commands.application import Ledger
+from commands.application import Books
 from contracts.events import KEY_ID_HEADER
 from contracts.stored_events import StoredEventEncoder
 
@@ -27,7 +27,7 @@ PAGE = 2000
 
 
 def events(
-    ledger: Ledger,
+    books: Books,
     *,
     after_position: int = 0,
     to_position: int | None = None,
@@ -38,11 +38,11 @@ def events(
     or ``to_time`` (an event's recorded time), always ending at the end of a write: the
     events one command saved share a write (and its first position), and a balance "as
     of" the middle of one would show half a transfer."""
-    encoder = StoredEventEncoder(ledger)
+    encoder = StoredEventEncoder(books)
     position = after_position
     last_write: int | None = None
     while True:
-        page = _page(ledger, position)
+        page = _page(books, position)
         for notification, write, hash_ in page:
             event = cloud_event(encoder, notification, write=write, hash_=hash_)
             moment = datetime.fromisoformat(event["time"])
@@ -59,10 +59,10 @@ def events(
         position = page[-1][0].id
 
 
-def _page(ledger: Ledger, after: int) -> list[tuple[Notification, int, bytes]]:
+def _page(books: Books, after: int) -> list[tuple[Notification, int, bytes]]:
     """The next stored events, each with its write (first position) and hash."""
-    table = f"{ledger.name.lower()}_events"
-    with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+    table = f"{books.name.lower()}_events"
+    with books.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute(
             f"SELECT notification_id, originator_id, originator_version, topic, state, hash, write_position "
             f"FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",

@@ -19,7 +19,7 @@ from stellar_sdk.exceptions import BaseRequestError
 
 from chain.connections import ThreadConnections
 from chain.stellar import STROOPS, asset_key, horizon_client, record_asset_key, stroops_of
-from commands.application import Ledger
+from commands.application import Books
 from ledger.distribution import is_low
 from ledger.errors import LedgerError
 from ledger.money import Asset as LedgerAsset
@@ -52,10 +52,10 @@ def low_balance_floors(settings: Settings) -> dict[str, int]:
 
 class BalanceWatch:
     def __init__(
-        self, settings: ChainSettings, store: ThreadConnections, ledger: Ledger, horizon: Server | None = None
+        self, settings: ChainSettings, store: ThreadConnections, books: Books, horizon: Server | None = None
     ) -> None:
         """``store``: the worker's tables (``chain_payouts``)."""
-        self.ledger = ledger
+        self.books = books
         self.store = store
         self.address = settings.keys.distribution.public_key
         self.assets = {ledger_asset: asset_key(asset) for ledger_asset, asset in settings.assets.items()}
@@ -71,7 +71,7 @@ class BalanceWatch:
         for asset, key in self.assets.items():
             balance, need, floor = held.get(key, 0), needed.get(asset, 0), self.floors.get(asset, 0)
             low = lows[asset] = is_low(balance, need, floor)
-            if self.ledger.judge_distribution_balance(asset, self.address, balance, need, floor):
+            if self.books.judge_distribution_balance(asset, self.address, balance, need, floor):
                 log.warning(
                     "distribution account low" if low else "distribution account recovered",
                     extra={"asset": asset, "balance": balance, "needed": need, "floor": floor},

@@ -43,7 +43,7 @@ from chain.lookups import PERMANENT_OP_CODES, PERMANENT_TX_CODES, Applied, Chain
 from chain.runs import run_hold
 from chain.stellar import chain_amount, horizon_client
 from chain.store import REFUSED, ChainStore, fields_differing
-from commands.application import Ledger
+from commands.application import Books
 from ledger.errors import LedgerError
 from ledger.payout_runs import CANCELLED, PAUSED
 from ledger.payouts import MAX_CHAIN_AMOUNT
@@ -69,7 +69,7 @@ class ChannelWorker(ChainLookups):
         self,
         settings: ChainSettings,
         store: ChainStore,
-        ledger: Ledger,
+        books: Books,
         channel: Keypair,
         kill: KillSwitch,
         clock: Callable[[], float] = time.time,
@@ -77,7 +77,7 @@ class ChannelWorker(ChainLookups):
     ) -> None:
         self.settings = settings
         self.store = store
-        self.ledger = ledger
+        self.books = books
         self.channel = channel
         self.kill = kill
         self.clock = clock
@@ -134,7 +134,7 @@ class ChannelWorker(ChainLookups):
                     raise Refused(f"asset_not_on_chain: {payout['asset']} is not mapped to a Stellar asset here")
                 if cancel is not None:
                     raise Refused(cancel)  # nothing was ever signed
-                held = run_hold(self.ledger, payout["payout_id"])
+                held = run_hold(self.books, payout["payout_id"])
                 if held == PAUSED:  # back in line, and the run's payouts left alone until it is resumed
                     self.store.unbind_paused(payout["payout_id"])
                     return None
@@ -163,7 +163,7 @@ class ChannelWorker(ChainLookups):
 
     def _cancel_reason(self, payout: dict[str, Any]) -> str | None:
         """The failure reason for a payout an operator asked to cancel, if one did."""
-        record = self.ledger.payout_record(payout["payout_id"])
+        record = self.books.payout_record(payout["payout_id"])
         if record is None or record.cancel_requested is None:
             return None
         return f"cancelled: {record.cancel_requested}"[:500]
@@ -218,7 +218,7 @@ class ChannelWorker(ChainLookups):
         """The last look before money moves, taken every time an envelope is signed: the
         event store has this payout, with the account, amount, asset, destination and
         memo the worker is about to pay, not ended, and its transfer still pending."""
-        record = self.ledger.payout_record(payout["payout_id"])
+        record = self.books.payout_record(payout["payout_id"])
         if record is None:
             raise NotPayable("not in the event store")
         differing = fields_differing(payout, record)
@@ -226,7 +226,7 @@ class ChannelWorker(ChainLookups):
             raise NotPayable(f"differs from the event store: {', '.join(differing)}")
         if record.resolved:
             raise NotPayable(f"already {record.state} in the event store")
-        transfer = self.ledger.transfer_record(record.hold_id)
+        transfer = self.books.transfer_record(record.hold_id)
         if transfer is None or (transfer.kind, transfer.status, transfer.debit_account, transfer.pending_amount) != (
             "payout",
             PENDING,
@@ -253,7 +253,7 @@ class ChannelWorker(ChainLookups):
         current = versions[-1]
         attempts = payout["attempts"] + 1
         payout = self.store.update(payout["payout_id"], attempts=attempts)
-        self._note(lambda: self.ledger.note_payout_attempt(payout["payout_id"], attempts, current["tx_hash"], None))
+        self._note(lambda: self.books.note_payout_attempt(payout["payout_id"], attempts, current["tx_hash"], None))
         metrics.PAYOUTS.labels("submitted").inc()
         error: str
         try:
@@ -325,7 +325,7 @@ class ChannelWorker(ChainLookups):
         if stuck_now or (attempts >= self.settings.stuck_after_attempts and not stuck):
             # Reported first, flagged after: a crash in between reports it again.
             reason = error if stuck_now else f"unresolved after {attempts} attempts (last: {error})"
-            stuck = self._note(lambda: self.ledger.report_payout_stuck(payout["payout_id"], reason))
+            stuck = self._note(lambda: self.books.report_payout_stuck(payout["payout_id"], reason))
             metrics.PAYOUTS.labels("stuck").inc()
         self.store.update(
             payout["payout_id"],
@@ -344,16 +344,16 @@ class ChannelWorker(ChainLookups):
         state is written just repeats this. A payout the ledger does not have (taken in
         from a forged message before intake read the event store) is refused, not retried
         for ever."""
-        if self.ledger.payout_record(payout["payout_id"]) is None:
+        if self.books.payout_record(payout["payout_id"]) is None:
             self._refuse(payout, f"not in the event store (chain state {payout['state']}, tx {payout['tx_hash']})")
             return
         if payout["state"] == "applied":
-            self.ledger.confirm_payout(payout["payout_id"], payout["tx_hash"], int(payout["ledger"]))
+            self.books.confirm_payout(payout["payout_id"], payout["tx_hash"], int(payout["ledger"]))
             self.store.update(payout["payout_id"], state="confirmed")
             metrics.PAYOUTS.labels("confirmed").inc()
             log.info("payout confirmed", extra={"payout": payout["payout_id"], "tx_hash": payout["tx_hash"]})
         else:
-            self.ledger.fail_payout(payout["payout_id"], payout["reason"] or "rejected")
+            self.books.fail_payout(payout["payout_id"], payout["reason"] or "rejected")
             self.store.update(payout["payout_id"], state="failed")
             metrics.PAYOUTS.labels("failed").inc()
             log.info("payout failed", extra={"payout": payout["payout_id"], "reason": payout["reason"]})

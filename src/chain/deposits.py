@@ -11,7 +11,7 @@ from stellar_sdk import Server
 from chain.config import ChainSettings
 from chain.stellar import asset_key, horizon_client, record_asset_key, stroops_of
 from chain.store import ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,9 @@ class DepositFollower:
     Each payment is credited under an id derived from its Stellar operation id, so one
     credited again after a crash (before the cursor moved) is found and not repeated."""
 
-    def __init__(
-        self, settings: ChainSettings, store: ChainStore, ledger: Ledger, horizon: Server | None = None
-    ) -> None:
+    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server | None = None) -> None:
         self.store = store
-        self.ledger = ledger
+        self.books = books
         self.account_id = settings.keys.distribution.public_key
         self.cursor_name = f"deposits:{self.account_id}"
         self.assets = {asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
@@ -66,7 +64,7 @@ class DepositFollower:
             return
         transaction = record.get("transaction") or {}
         memo = transaction.get("memo") if transaction.get("memo_type") == "text" else None
-        result = self.ledger.credit_from_chain(record["id"], asset, stroops_of(record["amount"]), memo)
+        result = self.books.credit_from_chain(record["id"], asset, stroops_of(record["amount"]), memo)
         log.info("deposit from chain", extra={"payment": record["id"], "account": result["account"]})
 
     def run(self, stop: threading.Event) -> None:

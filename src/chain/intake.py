@@ -10,7 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from chain.kill_switch import KillSwitch
 from chain.store import INTAKE_CONSUMER, ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from contracts.dead_letters import DeadLetter
 from contracts.events import PAYOUT_REQUESTED, LedgerEvent
 from contracts.validation import UNKNOWN_TYPE, BadMessage, decode_headers, message_type, read_checked
@@ -47,13 +47,13 @@ class Intake:
     def __init__(
         self,
         store: ChainStore,
-        ledger: Ledger,
+        books: Books,
         consumer: Consumer,
         topic_watch: kafka.TopicWatch,
         kill: KillSwitch,
     ) -> None:
         self.store = store
-        self.ledger = ledger
+        self.books = books
         self.topic = topic_watch.topic
         self.kill = kill
         self.topic_watch = topic_watch
@@ -111,7 +111,7 @@ class Intake:
         if not isinstance(event, LedgerEvent):  # a checkpoint: the intake reads those apart
             raise BadMessage(UNKNOWN_TYPE, "not a payout request")
         claimed = event.data
-        record = self.ledger.payout_record(claimed["payout"])
+        record = self.books.payout_record(claimed["payout"])
         if record is None:
             raise BadMessage(NOT_IN_STORE, f"payout {claimed['payout']!r} is not in the event store"[:300])
         stored = {

@@ -51,7 +51,7 @@ from chain.config import ChainSettings
 from chain.deposits import PAYMENT_TYPES
 from chain.stellar import chain_amount, horizon_client, stroops_of
 from chain.store import ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from ledger.accounts import Account
 from ledger.ids import account_uuid, chain_deposit_id, clearing_account_id
 from ledger.payouts import CONFIRMED, Payout
@@ -141,10 +141,8 @@ class Report:
 class Reconciler:
     """Reads the books and the chain; one per process, as it keeps what it has read."""
 
-    def __init__(
-        self, settings: ChainSettings, store: ChainStore, ledger: Ledger, horizon: Server | None = None
-    ) -> None:
-        self.settings, self.store, self.ledger = settings, store, ledger
+    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server | None = None) -> None:
+        self.settings, self.store, self.books = settings, store, books
         self.horizon = horizon or horizon_client(settings.horizon_url, retries=1, timeout=10)
         self.distribution = settings.keys.distribution.public_key
         self.ours = {self.distribution, *(key.public_key for key in settings.keys.channels)}
@@ -174,11 +172,11 @@ class Reconciler:
         """Payout events up to the store's head, which is where the next read starts (the
         table lock every insert takes makes positions visible in order), so a run reads
         only what was written since the last, whatever else the store holds."""
-        read, head = 0, self.ledger.recorder.max_notification_id() or 0
+        read, head = 0, self.books.recorder.max_notification_id() or 0
         while self.position <= head:
-            notes = self.ledger.recorder.select_notifications(self.position, PAGE, stop=head, topics=PAYOUT_TOPICS)
+            notes = self.books.recorder.select_notifications(self.position, PAGE, stop=head, topics=PAYOUT_TOPICS)
             for note in notes:
-                event = self.ledger.mapper.to_domain_event(note)
+                event = self.books.mapper.to_domain_event(note)
                 self.payouts[event.originator_id] = event.mutate(self.payouts.get(event.originator_id))
             self.position, read = (notes[-1].id + 1 if notes else head + 1), read + len(notes)
         return read
@@ -186,7 +184,7 @@ class Reconciler:
     def _read_clearing(self, asset: str) -> None:
         clearing = self.clearing[asset]
         version = clearing.account.version if clearing.account else None
-        for event in self.ledger.events.get(account_uuid(clearing_account_id(asset)), gt=version):
+        for event in self.books.events.get(account_uuid(clearing_account_id(asset)), gt=version):
             clearing.account = event.mutate(clearing.account)
             if isinstance(event, Account.Debited) and event.transfer_id.startswith(DEPOSIT_PREFIX):
                 clearing.deposits[event.transfer_id.removeprefix(DEPOSIT_PREFIX)] = (event.amount, event.timestamp)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chain.connections import ThreadConnections
-from commands.application import Ledger
+from commands.application import Books
 from ledger.errors import LedgerError
 from ledger.payout_runs import CANCELLED, COMPLETED, STARTED, PayoutRun, Row, row_of_payout, row_payout_id
 from ledger.payouts import FAILED
@@ -68,9 +68,9 @@ class RunDriver:
     """One step at a time over the runs not ended: a chunk of payouts requested, or a
     run completed; the thread waits only when no run had anything to do."""
 
-    def __init__(self, store: RunStore, ledger: Ledger, passed: Callable[[str], None] = lambda step: None) -> None:
+    def __init__(self, store: RunStore, books: Books, passed: Callable[[str], None] = lambda step: None) -> None:
         self.store = store
-        self.ledger = ledger
+        self.books = books
         self.passed = passed  # the crash tests' kill switch (chain.kill_switch.KillSwitch.passed)
 
     def run(self, stop: threading.Event) -> None:
@@ -91,7 +91,7 @@ class RunDriver:
 
     def _advance(self, known: dict[str, Any]) -> bool:
         run_id = known["run_id"]
-        run = self.ledger.run_record(run_id)
+        run = self.books.run_record(run_id)
         if run is None:  # a hint that named no run
             self.store.note(run_id, state="unknown", ended=True)
             return False
@@ -110,12 +110,12 @@ class RunDriver:
         return self._complete_if_ended(run, known["requested"])
 
     def _request_chunk(self, run: PayoutRun, index: int, requested: int) -> bool:
-        chunk = self.ledger.run_chunk(run.run_id, index)
+        chunk = self.books.run_chunk(run.run_id, index)
         if chunk is None:
             raise LedgerError(f"payout run {run.run_id!r} has no chunk {index}")
         rows = [row for row in chunk.parsed() if self._due(run, row)]
         if rows:
-            result = self.ledger.request_run_rows(run.run_id, run.attempt, rows)
+            result = self.books.request_run_rows(run.run_id, run.attempt, rows)
             if result.get("not_started"):
                 return False  # paused, cancelled or retried meanwhile: read again next step
             requested += result["requested"]
@@ -132,7 +132,7 @@ class RunDriver:
         before = run.attempt - 1
         if run.refused.get(row.id) == before:
             return True
-        payout = self.ledger.payout_record(row_payout_id(run.run_id, row.id, before))
+        payout = self.books.payout_record(row_payout_id(run.run_id, row.id, before))
         return payout is not None and payout.state == FAILED
 
     def _complete_if_ended(self, run: PayoutRun, requested: int) -> bool:
@@ -141,20 +141,20 @@ class RunDriver:
             return False
         refused = sum(1 for attempt in run.refused.values() if attempt == run.attempt)
         failed = outcomes["failed"] + refused
-        if not self.ledger.complete_payout_run(run.run_id, run.rows - failed, failed):
+        if not self.books.complete_payout_run(run.run_id, run.rows - failed, failed):
             return False  # paused (or cancelled) just now: read again next step
         log.info("payout run completed", extra={"run": run.run_id, "failed": failed})
         self.store.note(run.run_id, state=COMPLETED, ended=True)
         return True
 
 
-def run_hold(ledger: Ledger, payout_id: str) -> str | None:
+def run_hold(books: Books, payout_id: str) -> str | None:
     """Why a run's payout must not be submitted now: its run is ``paused`` or
     ``cancelled`` in the event store; None for a payout outside runs, or a started run's."""
     names = row_of_payout(payout_id)
     if names is None:
         return None
-    run = ledger.run_record(names[0])
+    run = books.run_record(names[0])
     if run is None or run.state in (STARTED, COMPLETED):
         return None
     return run.state

@@ -17,7 +17,7 @@ from chain.intake import Intake
 from chain.kill_switch import KillSwitch
 from chain.runs import RunDriver, RunStore
 from chain.store import ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from runtime import metrics
 from runtime.kafka import TopicWatch
 
@@ -33,20 +33,20 @@ class ChainWorker:
         self,
         settings: ChainSettings,
         database_url: str,
-        ledger: Ledger,
+        books: Books,
         consumer: Consumer,
         topic_watch: TopicWatch,
     ) -> None:
         self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
         self.store = ChainStore(database_url)
         metrics.payouts_stuck().set_function(self.store.stuck_count)
-        self.intake = Intake(self.store, ledger, consumer, topic_watch, self.kill)
+        self.intake = Intake(self.store, books, consumer, topic_watch, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
-        self.channels = [ChannelWorker(settings, self.store, ledger, c, self.kill) for c in channels]
-        self.deposits = DepositFollower(settings, self.store, ledger)
+        self.channels = [ChannelWorker(settings, self.store, books, c, self.kill) for c in channels]
+        self.deposits = DepositFollower(settings, self.store, books)
         self.run_store = RunStore(database_url)
-        self.runs = RunDriver(self.run_store, ledger, self.kill.passed)
-        self.balances = BalanceWatch(settings, self.store, ledger)
+        self.runs = RunDriver(self.run_store, books, self.kill.passed)
+        self.balances = BalanceWatch(settings, self.store, books)
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.intake.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import (
     Deposit,
     ExecuteTransaction,
@@ -29,7 +29,7 @@ from commands.messages import (
 Sides = tuple[tuple[str, ...], tuple[str, ...]]  # (accounts it must cover, accounts it credits)
 
 
-def sides(command: Any, ledger: Ledger) -> Sides:
+def sides(command: Any, books: Books) -> Sides:
     """The accounts a command acts on, as (must be covered, credited); ((), ()) for a
     command naming a transfer that does not exist (the handler answers 404)."""
     if isinstance(command, OpenAccount):
@@ -44,25 +44,25 @@ def sides(command: Any, ledger: Ledger) -> Sides:
         legs = command.transfers
         return tuple(leg.debit_account for leg in legs), tuple(leg.credit_account for leg in legs)
     if isinstance(command, PostTransfer | VoidTransfer):
-        pending = ledger.transfer_record(command.id)
+        pending = books.transfer_record(command.id)
         return ((pending.debit_account,), ()) if pending else ((), ())
     if isinstance(command, ReverseTransfer):
-        original = ledger.transfer_record(command.transfer)
+        original = books.transfer_record(command.transfer)
         # A reversal pays back: it debits the original's credit side.
         return ((original.credit_account,), (original.debit_account,)) if original else ((), ())
     if isinstance(command, UploadPayoutRun):
         return tuple(dict.fromkeys(row.account for row in command.rows)), ()
     if isinstance(command, PayoutRunAction):
-        return run_accounts(command.run, ledger), ()
+        return run_accounts(command.run, books), ()
     raise TypeError(f"{type(command).__name__} is not limited by accounts (it needs the admin scope)")
 
 
-def run_accounts(run_id: str, ledger: Ledger) -> tuple[str, ...]:
+def run_accounts(run_id: str, books: Books) -> tuple[str, ...]:
     """The accounts a payout run pays from (read chunk by chunk); none for no such run."""
-    run = ledger.run_record(run_id)
+    run = books.run_record(run_id)
     accounts: dict[str, None] = {}
     for index in range(run.chunks if run else 0):
-        chunk = ledger.run_chunk(run_id, index)
+        chunk = books.run_chunk(run_id, index)
         accounts.update(dict.fromkeys(row["account"] for row in chunk.rows) if chunk else {})
     return tuple(accounts)
 

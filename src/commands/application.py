@@ -90,8 +90,10 @@ class ActorMapper(Mapper[UUID]):
         return super().to_stored_event(domain_event)
 
 
-class Ledger(Application[UUID]):
-    """The event-sourced ledger; its events live in the ``ledger_events`` table."""
+class Books(Application[UUID]):
+    """The books: the event-sourced application that runs every command on the event store
+    and reads it back. Its eventsourcing name stays "Ledger": the event table is named
+    after it (``ledger_events``)."""
 
     name = "Ledger"
 

@@ -1,4 +1,4 @@
-"""Which event store a ``Ledger`` runs on: eventsourcing's configuration for PostgreSQL,
+"""Which event store a ``Books`` runs on: eventsourcing's configuration for PostgreSQL,
 derived from our settings, or for the in-memory store of the handlers' unit tests.
 """
 

@@ -14,22 +14,22 @@ from collections.abc import Callable
 
 import psycopg
 
-from commands.application import Ledger
+from commands.application import Books
 from ledger.errors import LedgerError
 
 log = logging.getLogger(__name__)
 
 
 class Expirer:
-    def __init__(self, ledger: Ledger, database_url: str, *, batch_size: int = 100) -> None:
-        self.ledger = ledger
+    def __init__(self, books: Books, database_url: str, *, batch_size: int = 100) -> None:
+        self.books = books
         self.conn = psycopg.connect(database_url, autocommit=True)
         self.batch_size = batch_size
 
     def due(self) -> list[str]:
         rows = self.conn.execute(
             "SELECT transfer_id FROM transfer_timeouts WHERE expires_at <= %s ORDER BY expires_at LIMIT %s",
-            (self.ledger.clock(), self.batch_size),
+            (self.books.clock(), self.batch_size),
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -38,7 +38,7 @@ class Expirer:
         expired = 0
         for transfer_id in self.due():
             try:
-                if self.ledger.expire_transfer(transfer_id):
+                if self.books.expire_transfer(transfer_id):
                     expired += 1
                     log.info("expired pending transfer", extra={"transfer": transfer_id})
                 else:

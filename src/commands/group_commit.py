@@ -2,7 +2,7 @@
 one, and go into it together.
 
 One writer thread per process takes every command waiting, runs them one after another
-(``Ledger._run_group``) and saves them in one transaction: one round trip to read, one
+(``Books._run_group``) and saves them in one transaction: one round trip to read, one
 to write and one fsync for the whole group, however many commands it holds. Callers
 block until their own command is answered. Under no load a group is one command, so
 nothing waits for company; under load groups grow by themselves.

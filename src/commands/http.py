@@ -1,4 +1,4 @@
-"""The command HTTP API (falcon, served by gunicorn): thin resources over ``Ledger``.
+"""The command HTTP API (falcon, served by gunicorn): thin resources over ``Books``.
 
 Every route needs a key (``auth``): the resource names the scope it needs, and a key
 limited to some accounts is checked against the accounts the command acts on.
@@ -29,7 +29,7 @@ from auth.http import (
 from auth.store import KeyStore
 from commands import access, request_bodies, requests, responses, run_files
 from commands.answers import Replayed
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.routes import WRITES
 from ledger.errors import InvalidRequest, LedgerError
@@ -83,7 +83,7 @@ class Authorized:
     accounts of a key limited to some."""
 
     scope: str
-    ledger: Ledger
+    books: Books
 
     def authorize(self, req: falcon.Request, command: Any) -> None:
         key = request_key(req)
@@ -91,7 +91,7 @@ class Authorized:
         if reason and not key.allows(scopes.ADMIN):
             raise forbidden(f"{reason}: key {key.key_id} needs the admin scope")
         if key.limited and not key.allows(scopes.ADMIN):
-            covered, credited = access.sides(command, self.ledger)
+            covered, credited = access.sides(command, self.books)
             require_accounts(req, debited=covered, credited=credited)
 
 
@@ -100,14 +100,14 @@ class CreateResource(Authorized):
 
     def __init__(
         self,
-        ledger: Ledger,
+        books: Books,
         scope: str,
         parse: Callable[[Any], Any],
         handle: Callable[[Any], dict[str, Any]],
         *,
         status: int = 201,
     ) -> None:
-        self.ledger = ledger
+        self.books = books
         self.scope = scope
         self.parse = parse
         self.handle = handle
@@ -124,7 +124,7 @@ class ActionResource(Authorized):
 
     def __init__(
         self,
-        ledger: Ledger,
+        books: Books,
         scope: str,
         parse: Callable[[str, Any], Any],
         handle: Callable[[Any], dict[str, Any]],
@@ -132,7 +132,7 @@ class ActionResource(Authorized):
         body: bool = False,
         status: int = 200,
     ) -> None:
-        self.ledger = ledger
+        self.books = books
         self.scope = scope
         self.parse = parse
         self.handle = handle
@@ -153,8 +153,8 @@ class TransferBatchResource(Authorized):
 
     scope = scopes.TRANSFERS
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, books: Books) -> None:
+        self.books = books
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         batch = requests.transfer_batch(read_body(req))
@@ -165,7 +165,7 @@ class TransferBatchResource(Authorized):
             else {"status": 201, "body": r, "replayed": True}
             if isinstance(r, Replayed)
             else {"status": 201, "body": r}
-            for r in perform(self.ledger.transfer_batch, batch)
+            for r in perform(self.books.transfer_batch, batch)
         ]
         for result in results:
             outcome = (
@@ -181,8 +181,8 @@ class PayoutRunUpload(Authorized):
     scope = scopes.PAYOUTS
     max_body_bytes = run_files.MAX_FILE_BYTES
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, books: Books) -> None:
+        self.books = books
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         raw = web.request_body(req, run_files.MAX_FILE_BYTES)
@@ -198,18 +198,18 @@ class PayoutRunUpload(Authorized):
                 415, "unsupported_media_type", "send the file as text/csv (with ?id=RUN_ID) or application/json"
             )
         self.authorize(req, command)
-        answer(resp, perform(self.ledger.upload_payout_run, command), 201)
+        answer(resp, perform(self.books.upload_payout_run, command), 201)
 
 
-def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
+def create_app(books: Books, keys: KeyStore) -> falcon.App:
     app = web.create_base_app(Authenticate(keys, max_body_bytes=request_bodies.MAX_BODY_BYTES), api="command")
     api = openapi.Routes(app, "ledger command API", DESCRIPTION, SECURITY_SCHEMES)
     for write in WRITES:
-        handle = getattr(ledger, write.handler)
+        handle = getattr(books, write.handler)
         resource: CreateResource | ActionResource = (
-            ActionResource(ledger, write.scope, write.parse, handle, body=write.body_required, status=write.status)
+            ActionResource(books, write.scope, write.parse, handle, body=write.body_required, status=write.status)
             if write.action
-            else CreateResource(ledger, write.scope, write.parse, handle, status=write.status)
+            else CreateResource(books, write.scope, write.parse, handle, status=write.status)
         )
         ids = tuple(
             openapi.Param(
@@ -231,7 +231,7 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
         api.add(write.path, resource, post=operation)
     api.add(
         "/v1/transfer-batches",
-        TransferBatchResource(ledger),
+        TransferBatchResource(books),
         post=openapi.Operation(
             "Up to 100 independent transfers: each stands or fails alone",
             scopes.TRANSFERS,
@@ -242,7 +242,7 @@ def create_app(ledger: Ledger, keys: KeyStore) -> falcon.App:
     )
     api.add(
         "/v1/payout-runs",
-        PayoutRunUpload(ledger),
+        PayoutRunUpload(books),
         post=openapi.Operation(
             "Upload a payout run's file: every row checked, the whole file refused with a per-row report, or the run "
             "stored ready to start",
@@ -305,7 +305,7 @@ def get_app() -> falcon.App:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     database_url = settings.require("database_url")
-    ledger = Ledger(
+    books = Books(
         event_store_env(settings), write_attempts=settings.write_attempts, payout_assets=settings.payout_assets
     )
-    return create_app(ledger, KeyStore(database_url, pool_size=settings.web_threads))
+    return create_app(books, KeyStore(database_url, pool_size=settings.web_threads))

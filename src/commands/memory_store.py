@@ -8,7 +8,7 @@ group only read must still be at the version read, version N follows N - 1, a ve
 used once; a broken rule is an ``IntegrityError``, and nothing of the write is kept.
 The hash chain is PostgreSQL's alone (and the auditors'); it is not kept here.
 
-Build a ledger on it with ``Ledger(MEMORY_STORE)`` (``commands.event_store``).
+Build a ledger on it with ``Books(MEMORY_STORE)`` (``commands.event_store``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The command API's writes as data: for each kind of command, its path, the key scope it
-needs, how its body reads, the ``Ledger`` method that runs it and what it answers.
+needs, how its body reads, the ``Books`` method that runs it and what it answers.
 ``commands.http`` mounts them and builds the OpenAPI document from the same table, so
 a route and its published contract cannot drift apart.
 """
@@ -17,7 +17,7 @@ from commands import request_bodies, requests, responses
 @dataclass(frozen=True)
 class Write:
     """One kind of command over HTTP: where it is sent, what key it needs, how its body
-    reads, which ``Ledger`` method runs it and what it answers (for the OpenAPI document)."""
+    reads, which ``Books`` method runs it and what it answers (for the OpenAPI document)."""
 
     path: str
     summary: str

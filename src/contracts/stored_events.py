@@ -17,12 +17,12 @@ from contracts.events import Message, SubjectRef, creation_ref, to_message
 class StoredEventEncoder:
     """Stored events (notifications) to messages; remembers each stream's public id."""
 
-    def __init__(self, ledger: Application) -> None:
-        self.ledger = ledger
+    def __init__(self, books: Application) -> None:
+        self.books = books
         self._refs: dict[UUID, SubjectRef] = {}
 
     def encode(self, notification: Any) -> Message:
-        event = self.ledger.mapper.to_domain_event(notification)
+        event = self.books.mapper.to_domain_event(notification)
         if notification.originator_version == 1:
             return to_message(event, notification.id)
         return to_message(event, notification.id, self._ref(event.originator_id))
@@ -31,7 +31,7 @@ class StoredEventEncoder:
         """A stream's public id and asset, from its first event (cached)."""
         ref = self._refs.get(originator_id)
         if ref is None:
-            ref = creation_ref(next(iter(self.ledger.events.get(originator_id, lte=1))))
+            ref = creation_ref(next(iter(self.books.events.get(originator_id, lte=1))))
             if len(self._refs) > 100_000:
                 self._refs.clear()
             self._refs[originator_id] = ref

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
 
     from auth.store import KeyStore
-    from commands.application import Ledger
+    from commands.application import Books
     from contracts.generations import Generations
     from runtime.kafka import TopicWatch
 
@@ -34,10 +34,10 @@ CHAIN_GROUP = "ledger-chain"
 
 
 @contextmanager
-def event_store(settings: Settings, *, actor: str | None = None, payout_assets: Any = None) -> Iterator[Ledger]:
+def event_store(settings: Settings, *, actor: str | None = None, payout_assets: Any = None) -> Iterator[Books]:
     """The ledger application on the event store; ``actor`` stamps the events a service
     writes (``service:chain``) when no API key asked for them."""
-    from commands.application import Ledger
+    from commands.application import Books
     from commands.event_store import event_store_env
 
     options: dict[str, Any] = {}
@@ -45,11 +45,11 @@ def event_store(settings: Settings, *, actor: str | None = None, payout_assets: 
         options["actor"] = actor
     if payout_assets is not None:
         options["payout_assets"] = payout_assets
-    ledger = Ledger(event_store_env(settings), **options)
+    books = Books(event_store_env(settings), **options)
     try:
-        yield ledger
+        yield books
     finally:
-        ledger.close()
+        books.close()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from commands.application import Ledger
+from commands.application import Books
 from contracts.events import from_message
 from contracts.generations import Generations
 from contracts.readmodel import PROJECTOR_STATE, WATERMARK_ID
@@ -27,7 +27,7 @@ Progress = Callable[[int, int], None]  # (position reached, head)
 
 
 def replay(
-    ledger: Ledger,
+    books: Books,
     encoder: StoredEventEncoder,
     writer: ReadModelWriter,
     after: int,
@@ -37,7 +37,7 @@ def replay(
     """Apply every event after ``after`` up to the current head; returns the last position."""
     position = after
     while True:
-        notifications = ledger.recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
+        notifications = books.recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
         if not notifications:
             return position
         events = []
@@ -46,11 +46,11 @@ def replay(
             events.append(from_message(message.headers, message.value))
         writer.apply_batch(events)
         position = notifications[-1].id
-        progress(position, max(position, ledger.head_position()))
+        progress(position, max(position, books.head_position()))
 
 
 def rebuild(
-    ledger: Ledger,
+    books: Books,
     generations: Generations,
     progress: Progress = lambda position, head: None,
     pause_timeout: float = 10.0,
@@ -62,8 +62,8 @@ def rebuild(
     target = generations.database(new)
     writer = ReadModelWriter(target)
     writer.create_indexes()
-    encoder = StoredEventEncoder(ledger)
-    position = replay(ledger, encoder, writer, 0, progress)
+    encoder = StoredEventEncoder(books)
+    position = replay(books, encoder, writer, 0, progress)
     log.info("replayed; pausing the projector to switch", extra={"position": position, "generation": new})
 
     generations.request_pause()
@@ -73,7 +73,7 @@ def rebuild(
             time.sleep(0.05)
         if not generations.pause_acknowledged():
             log.warning("no projector acknowledged the pause; switching anyway (is it running?)")
-        position = replay(ledger, encoder, writer, position, progress)
+        position = replay(books, encoder, writer, position, progress)
         source = generations.database(old)[PROJECTOR_STATE]
         for doc in source.find({"_id": {"$ne": WATERMARK_ID}}):
             target[PROJECTOR_STATE].replace_one({"_id": doc["_id"]}, doc, upsert=True)

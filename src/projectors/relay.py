@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import KafkaError, Producer
 
-from commands.application import Ledger
+from commands.application import Books
 from contracts.events import Message, checkpoint_message
 from contracts.stored_events import StoredEventEncoder
 from runtime import kafka, metrics
@@ -71,7 +71,7 @@ class Relay:
 
     def __init__(
         self,
-        ledger: Ledger,
+        books: Books,
         state: RelayState,
         database_url: str,
         producer: Producer,
@@ -81,14 +81,14 @@ class Relay:
         interval: float = 0.25,
         save_interval: float = 1.0,
     ) -> None:
-        self.ledger = ledger
+        self.books = books
         self.state = state
         self.database_url = database_url
         self.topic = topic_watch.topic
         self.batch_size = batch_size
         self.topic_watch = topic_watch
         self.producer = producer
-        self.encoder = StoredEventEncoder(ledger)
+        self.encoder = StoredEventEncoder(books)
         self.interval = interval
         self.save_interval = save_interval
         self.position = 0
@@ -128,13 +128,13 @@ class Relay:
 
         The position moves on once the broker confirmed the round, and is stored when
         the last save is ``save_interval`` seconds old (``save_position`` stores it now)."""
-        notifications = self.ledger.recorder.select_notifications(
+        notifications = self.books.recorder.select_notifications(
             start=self.position, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
         last = notifications[-1].id
-        head = last if len(notifications) < self.batch_size else self.ledger.head_position()
+        head = last if len(notifications) < self.batch_size else self.books.head_position()
         # One flush for both: a partition keeps the order of what was produced to it, so
         # each checkpoint lands after the batch's events in its partition.
         self._deliver(
@@ -178,7 +178,7 @@ class Relay:
                 # A full batch means the relay is behind: the next round goes at once.
                 next_round = started + self.interval if 0 < published < self.batch_size else 0.0
                 if time.monotonic() - last_report > 10:
-                    head = self.ledger.head_position()
+                    head = self.books.head_position()
                     log.info("relay lag", extra={"position": self.position, "head": head, "lag": head - self.position})
                     metrics.relay_position().set(self.position)
                     metrics.relay_lag().set(max(head - self.position, 0))

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pymongo.database import Database
 
-from commands.application import Ledger
+from commands.application import Books
 from contracts.readmodel_check import Expected, ExpectedAccount, compare_read_model
 from ledger.accounts import CLOSED, FROZEN, MOVEMENTS, OPEN, Account
 from ledger.transfers import PENDING, POSTED, Transfer
@@ -67,13 +67,13 @@ class ReplayedAccount:
         )
 
 
-def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> Expected:
+def replay(books: Books, up_to: int | None = None, batch_size: int = 5000) -> Expected:
     """Fold the event stream into what the read model must hold."""
     accounts: dict[UUID, ReplayedAccount] = {}
     transfers: dict[UUID, list[str]] = {}  # [public id, status]
     last = 0
-    for notification in _notifications(ledger, up_to, batch_size):
-        event = ledger.mapper.to_domain_event(notification)
+    for notification in _notifications(books, up_to, batch_size):
+        event = books.mapper.to_domain_event(notification)
         last = notification.id
         if isinstance(event, Account.Opened):
             accounts[event.originator_id] = ReplayedAccount(
@@ -96,10 +96,10 @@ def replay(ledger: Ledger, up_to: int | None = None, batch_size: int = 5000) -> 
     )
 
 
-def _notifications(ledger: Ledger, up_to: int | None, batch_size: int) -> Iterator[Any]:
+def _notifications(books: Books, up_to: int | None, batch_size: int) -> Iterator[Any]:
     position = 0
     while True:
-        batch = ledger.recorder.select_notifications(
+        batch = books.recorder.select_notifications(
             start=position, limit=batch_size, stop=up_to, inclusive_of_start=False
         )
         if not batch:
@@ -108,7 +108,7 @@ def _notifications(ledger: Ledger, up_to: int | None, batch_size: int) -> Iterat
         position = batch[-1].id
 
 
-def differences(ledger: Ledger, db: Database[Any], *, wait_seconds: float = 0.0) -> list[str]:
+def differences(books: Books, db: Database[Any], *, wait_seconds: float = 0.0) -> list[str]:
     """Every way the read model differs from a replay of the whole store; empty when they agree."""
-    comparison = compare_read_model(db, replay(ledger), ledger.head_position, wait_seconds=wait_seconds)
+    comparison = compare_read_model(db, replay(books), books.head_position, wait_seconds=wait_seconds)
     return [str(difference) for difference in comparison.differences]

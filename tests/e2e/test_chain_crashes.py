@@ -30,7 +30,7 @@ from stellar_sdk import Keypair
 from chain.kill_switch import STEPS
 from chain.stellar import Keys, stroops_of
 from commands import run_files
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PayoutRunAction, RequestPayout, RowRequest, UploadPayoutRun
 from devstack.horizon_sim import Simulator
@@ -44,12 +44,12 @@ FAULTS = ["applied_then_504", "reset_after", "reset_before", "bad_seq", "slow"]
 
 
 @pytest.fixture
-def relayed(servers: Urls) -> Iterator[tuple[Ledger, str]]:
+def relayed(servers: Urls) -> Iterator[tuple[Books, str]]:
     """A ledger whose events a background relay keeps publishing to a fresh topic."""
-    ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
+    books = Books(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
     topic = unique("chain-events")
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -65,11 +65,11 @@ def relayed(servers: Urls) -> Iterator[tuple[Ledger, str]]:
 
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
-    yield ledger, topic
+    yield books, topic
     stop.set()
     thread.join(10)
     relay.state.close()
-    ledger.close()
+    books.close()
 
 
 def run_worker(env: dict[str, str], kill_at: str | None, until: Any, timeout: float) -> int | None:
@@ -99,9 +99,9 @@ def run_worker(env: dict[str, str], kill_at: str | None, until: Any, timeout: fl
 
 
 def test_a_worker_killed_at_every_step_pays_each_payout_once(
-    servers: Urls, relayed: tuple[Ledger, str], tmp_path: Path
+    servers: Urls, relayed: tuple[Books, str], tmp_path: Path
 ) -> None:
-    ledger, topic = relayed
+    books, topic = relayed
     sim = Simulator("127.0.0.1", free_port(), PASSPHRASE, close_seconds=0.2).start()
     try:
         keys = Keys.generate(channels=2)
@@ -124,8 +124,8 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
         }
         rng = random.Random(7)
         payer = unique("payer")
-        ledger.open_account(OpenAccount(payer, "XLM/7"))
-        ledger.deposit(Deposit(unique("d"), payer, "1000"))
+        books.open_account(OpenAccount(payer, "XLM/7"))
+        books.deposit(Deposit(unique("d"), payer, "1000"))
         payouts: dict[str, tuple[str, bool]] = {}  # id -> (destination, payable)
 
         def request_payouts(n: int) -> None:
@@ -135,7 +135,7 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
                 if payable:
                     sim.network.create_account(destination, "1")
                 payout_id = unique("crash")
-                ledger.request_payout(RequestPayout(payout_id, payer, f"{rng.randint(1, 9)}.5", destination))
+                books.request_payout(RequestPayout(payout_id, payer, f"{rng.randint(1, 9)}.5", destination))
                 payouts[payout_id] = (destination, payable)
 
         runs: list[str] = []
@@ -152,15 +152,13 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
                         sim.network.create_account(destination, "1")
                     rows.append(RowRequest(f"r{number}", payer, f"{rng.randint(1, 9)}.25", destination, number=number))
                     payouts[row_payout_id(run_id, f"r{number}", 1)] = (destination, payable)
-                ledger.upload_payout_run(UploadPayoutRun(run_id, tuple(rows), run_files.fingerprint(rows)))
-                ledger.payout_run_action(PayoutRunAction(run_id, "start"))
+                books.upload_payout_run(UploadPayoutRun(run_id, tuple(rows), run_files.fingerprint(rows)))
+                books.payout_run_action(PayoutRunAction(run_id, "start"))
                 runs.append(run_id)
 
         def ended() -> bool:
-            finished = all((run := ledger.run_record(r)) is not None and run.state == "completed" for r in runs)
-            return finished and all(
-                (record := ledger.payout_record(p)) is not None and record.resolved for p in payouts
-            )
+            finished = all((run := books.run_record(r)) is not None and run.state == "completed" for r in runs)
+            return finished and all((record := books.payout_record(p)) is not None and record.resolved for p in payouts)
 
         kills: dict[str, int] = {}
         for round_ in range(2):
@@ -178,7 +176,7 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
 
         paid = 0
         for payout_id, (destination, payable) in payouts.items():
-            record = ledger.payout_record(payout_id)
+            record = books.payout_record(payout_id)
             assert record is not None
             payments = [p for p in sim.network.payments if p["to"] == destination]
             if record.state == "confirmed":
@@ -188,13 +186,13 @@ def test_a_worker_killed_at_every_step_pays_each_payout_once(
             else:
                 assert not payable and record.reason == "op_no_destination", (payout_id, record.reason)
                 assert payments == []
-        account = ledger.account(payer)
+        account = books.account(payer)
         assert (account.pending_debits, account.posted_debits) == (0, paid)
         assert account.available == 10_000_000_000 - paid
         sent = sum(stroops_of(p["amount"]) for p in sim.network.payments if p["from"] == keys.distribution.public_key)
         assert sent == paid  # the chain paid out exactly what the ledger posted
         for run_id in runs:
-            run = ledger.run_record(run_id)
+            run = books.run_record(run_id)
             assert run is not None
             unpaid = sum(1 for n in range(1, 4) if not payouts[row_payout_id(run_id, f"r{n}", 1)][1])
             assert (run.state, run.failed) == ("completed", unpaid), run_id

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import Keypair
 
 from auth import signing
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.run_files import MAX_REPORTED
 from contracts.generations import Generations
@@ -117,20 +117,20 @@ class Stack:
         """Wait until the query API has applied the event store's head, then compare the
         active read model with a replay of the event store."""
         settings = self.settings()
-        ledger = Ledger(event_store_env(settings))
+        books = Books(event_store_env(settings))
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo_url)
         try:
-            head = ledger.head_position()
+            head = books.head_position()
             url = f"{self.query}/v1/accounts/{probe_account}"
             wait_for(
                 lambda: self.http.get(url, params={"min_position": head}, timeout=30).status_code == 200,
                 timeout,
                 "the read model to reach the head",
             )
-            return differences(ledger, Generations(client, "ledger").active_database())
+            return differences(books, Generations(client, "ledger").active_database())
         finally:
             client.close()
-            ledger.close()
+            books.close()
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -428,7 +428,7 @@ def test_every_service_has_metrics_that_move_under_load(stack: Stack) -> None:
         return scrape(workers["relay"], token)[("ledger_relay_position", ())] > relay_before
 
     wait_for(relay_moved, 30, "the relay's position to move")
-    head = Ledger(event_store_env(stack.settings()))
+    head = Books(event_store_env(stack.settings()))
     try:
         position = head.head_position()
     finally:
@@ -730,16 +730,16 @@ def test_killing_the_command_api_in_the_middle_of_group_commits_loses_and_halves
     assert failures == []
     assert len(answered) > 100 and unanswered
 
-    ledger = Ledger(event_store_env(stack.settings()))
+    books = Books(event_store_env(stack.settings()))
     try:
         sides: dict[str, int] = {}  # transfer id -> account events naming it
         balance = 0
         for account in accounts:
-            for event in ledger.events.get(account_uuid(account)):
+            for event in books.events.get(account_uuid(account)):
                 transfer_id = getattr(event, "transfer_id", None)
                 if transfer_id is not None:
                     sides[transfer_id] = sides.get(transfer_id, 0) + 1
-            balance += ledger.account(account).available
+            balance += books.account(account).available
         assert balance == 4 * 100_000  # what moved between the four stayed among them
         with psycopg.connect(stack.settings().require("database_url")) as conn:
             stored = dict(
@@ -752,10 +752,10 @@ def test_killing_the_command_api_in_the_middle_of_group_commits_loses_and_halves
             assert stored.get(transfer_uuid(transfer_id)) == position, transfer_id  # once, where it was answered
             assert sides.get(transfer_id) == 2, transfer_id
         for transfer_id in unanswered:
-            whole = ledger.transfer_record(transfer_id) is not None
+            whole = books.transfer_record(transfer_id) is not None
             assert sides.get(transfer_id, 0) == (2 if whole else 0), transfer_id
     finally:
-        ledger.close()
+        books.close()
 
 
 def test_a_rebuild_against_the_running_stack(stack: Stack) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from multiprocessing.queues import Queue
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import TransferFunds
 from ledger.errors import Busy, InsufficientFunds
@@ -13,14 +13,14 @@ from runtime.settings import Settings
 
 
 def spend(database_url: str, source: str, sink: str, prefix: str, threads: int, attempts: int, results: Queue) -> None:
-    ledger = Ledger(event_store_env(Settings(database_url=database_url, db_pool_size=threads)))
+    books = Books(event_store_env(Settings(database_url=database_url, db_pool_size=threads)))
     counts = {"ok": 0, "refused": 0, "busy": 0}
     lock = threading.Lock()
 
     def worker(n: int) -> None:
         for i in range(attempts):
             try:
-                ledger.transfer(TransferFunds(f"{prefix}-{n}-{i}", source, sink, "1.00"))
+                books.transfer(TransferFunds(f"{prefix}-{n}-{i}", source, sink, "1.00"))
                 outcome = "ok"
             except InsufficientFunds:
                 outcome = "refused"
@@ -34,5 +34,5 @@ def spend(database_url: str, source: str, sink: str, prefix: str, threads: int, 
         thread.start()
     for thread in pool:
         thread.join()
-    ledger.close()
+    books.close()
     results.put(counts)

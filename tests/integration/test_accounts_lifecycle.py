@@ -12,19 +12,19 @@ import falcon.testing
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from tests.conftest import api_client, unique
 from tests.scenarios import funded_pair
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(ledger, keys=keys), admin_token)
+def client(books: Books, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(books, keys=keys), admin_token)
 
 
-def test_lifecycle_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:
-    a, b = funded_pair(ledger)
+def test_lifecycle_over_http(client: falcon.testing.TestClient, books: Books, event_count: Any) -> None:
+    a, b = funded_pair(books)
     assert client.simulate_post(f"/v1/accounts/{a}/freeze").json["status"] == "frozen"
     refused = client.simulate_post(
         "/v1/transfers", json={"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1"}

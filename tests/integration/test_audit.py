@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from audit.stream import events, read_lines, write_lines
 from audit.trial_balance import trial_balance
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferFunds, VoidTransfer
 from ledger.errors import AccountNotFound, LedgerError
 from ledger.money import Asset
@@ -33,37 +33,37 @@ operation = st.tuples(
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(operation, min_size=3, max_size=12), data=st.data())
 def test_trial_balances_net_to_zero_and_match_the_query_api(
-    ledger: Ledger, servers: Urls, mongo_db: Any, operations: list[tuple[str, int, int, int]], data: st.DataObject
+    books: Books, servers: Urls, mongo_db: Any, operations: list[tuple[str, int, int, int]], data: st.DataObject
 ) -> None:
     asset = f"T{unique('a')[-6:].upper()}/2"
     unit = Asset.parse(asset)
     accounts = [unique("au") for _ in range(3)]
     positions = []
     for account in accounts:
-        positions.append(ledger.open_account(OpenAccount(account, asset))["position"])
+        positions.append(books.open_account(OpenAccount(account, asset))["position"])
     holds: list[str] = []
     for kind, a, b, amount in operations:
         try:
             if kind == "deposit":
-                result = ledger.deposit(Deposit(unique("d"), accounts[a], unit.format(amount)))
+                result = books.deposit(Deposit(unique("d"), accounts[a], unit.format(amount)))
             elif kind in ("transfer", "hold"):
                 move = TransferFunds(unique("t"), accounts[a], accounts[b], unit.format(amount), pending=kind == "hold")
-                result = ledger.transfer(move)
+                result = books.transfer(move)
                 if kind == "hold":
                     holds.append(move.id)
             elif holds:
                 hold = holds.pop(a % len(holds))
                 command = PostTransfer(hold) if kind == "post" else VoidTransfer(hold)
-                result = ledger.post_transfer(command) if kind == "post" else ledger.void_transfer(command)
+                result = books.post_transfer(command) if kind == "post" else books.void_transfer(command)
             else:
                 continue
         except LedgerError:
             continue  # refused (insufficient funds, same account): nothing written
         positions.append(result["position"])
-    project_everything(ledger, servers, mongo_db)
+    project_everything(books, servers, mongo_db)
 
     for position in data.draw(st.lists(st.sampled_from(positions), min_size=1, max_size=3, unique=True)):
-        result = trial_balance(events(ledger, to_position=position))
+        result = trial_balance(events(books, to_position=position))
         assert all(total == (0, 0) for total in result.totals().values()), result.totals()
         for account in accounts:
             mine = result.accounts.get(account)
@@ -77,24 +77,24 @@ def test_trial_balances_net_to_zero_and_match_the_query_api(
 
 
 def test_an_export_is_the_kafka_payloads_and_replays_to_the_same_balances(
-    ledger: Ledger, servers: Urls, tmp_path: Path
+    books: Books, servers: Urls, tmp_path: Path
 ) -> None:
     a, b = unique("ex"), unique("ex")
     for account in (a, b):
-        ledger.open_account(OpenAccount(account, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "10.00"))
-    ledger.transfer(TransferFunds(unique("t"), a, b, "2.50", pending=True))
-    head = ledger.head_position()
+        books.open_account(OpenAccount(account, "USD/2"))
+    books.deposit(Deposit(unique("d"), a, "10.00"))
+    books.transfer(TransferFunds(unique("t"), a, b, "2.50", pending=True))
+    head = books.head_position()
     path = tmp_path / "export.jsonl"
     with path.open("w") as out:
-        count = write_lines(events(ledger), out)
+        count = write_lines(events(books), out)
     exported = list(read_lines(path))
     assert len(exported) == count and exported[-1]["position"] == head
     assert [e["position"] for e in exported] == sorted(e["position"] for e in exported)
     for event in exported[-6:]:
         schema = json.loads((SCHEMAS / f"{event['type']}.json").read_text())
         jsonschema.validate(event["data"], schema)
-    live, replayed = trial_balance(events(ledger)), trial_balance(read_lines(path))
+    live, replayed = trial_balance(events(books)), trial_balance(read_lines(path))
     assert live.accounts == replayed.accounts and live.totals() == replayed.totals()
     assert replayed.accounts[b].pending_credits == 250
 

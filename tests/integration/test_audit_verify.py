@@ -27,7 +27,7 @@ from audit.sealer import SealBroken, Sealer
 from audit.stream import events, write_lines
 from audit.trial_balance import trial_balance
 from audit.verify import Verifier
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, SetFeeRule, SetMonitor, TransferFunds, VoidTransfer
 from devstack.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
@@ -43,7 +43,7 @@ from tests.integration.test_pipeline import project_everything
 @dataclass
 class Store:
     url: str
-    ledger: Ledger
+    books: Books
 
     def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -51,7 +51,7 @@ class Store:
             return cursor.fetchall() if cursor.description else []
 
     def seal(self) -> int:
-        position = Sealer(self.ledger, self.url).seal()
+        position = Sealer(self.books, self.url).seal()
         assert position is not None
         return position
 
@@ -74,11 +74,11 @@ def store(servers: Urls) -> Iterator[Store]:
         conn.execute(f"CREATE DATABASE {name}")
     url = urlunsplit(urlsplit(servers.database_url)._replace(path=f"/{name}"))
     migrate(url, project_root() / "migrations")
-    ledger = Ledger(event_store_env(servers.settings(database_url=url)))
+    books = Books(event_store_env(servers.settings(database_url=url)))
     try:
-        yield Store(url, ledger)
+        yield Store(url, books)
     finally:
-        ledger.close()
+        books.close()
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
@@ -86,23 +86,23 @@ def store(servers: Urls) -> Iterator[Store]:
 def history(store: Store) -> None:
     """Deposits, transfers with a fee, holds posted and voided, two assets, two seals, and a
     monitor last (events on an account that move no money)."""
-    ledger = store.ledger
+    books = store.books
     for account, asset in (("alice", "USD/2"), ("bob", "USD/2"), ("carol", "USD/2"), ("erin", "EUR/2")):
-        ledger.open_account(OpenAccount(account, asset, overdraft_limit=500 if account == "carol" else 0))
-    ledger.deposit(Deposit("d1", "alice", "100.00"))
-    ledger.deposit(Deposit("d2", "erin", "7.00"))
-    ledger.set_fee_rule(SetFeeRule("USD/2", "transfer", FeeTerms(0, 25, 0, None, "sender")))
-    ledger.transfer(TransferFunds("t1", "alice", "bob", "10.00"))
+        books.open_account(OpenAccount(account, asset, overdraft_limit=500 if account == "carol" else 0))
+    books.deposit(Deposit("d1", "alice", "100.00"))
+    books.deposit(Deposit("d2", "erin", "7.00"))
+    books.set_fee_rule(SetFeeRule("USD/2", "transfer", FeeTerms(0, 25, 0, None, "sender")))
+    books.transfer(TransferFunds("t1", "alice", "bob", "10.00"))
     store.seal()
-    ledger.transfer(TransferFunds("h1", "alice", "carol", "4.00", pending=True))
-    ledger.transfer(TransferFunds("h2", "bob", "carol", "1.00", pending=True))
-    ledger.post_transfer(PostTransfer("h1", "3.00"))
-    ledger.void_transfer(VoidTransfer("h2"))
-    ledger.transfer(TransferFunds("t2", "carol", "alice", "7.00"))  # into carol's overdraft
-    ledger.transfer(TransferFunds("t3", "alice", "bob", "1.00"))
+    books.transfer(TransferFunds("h1", "alice", "carol", "4.00", pending=True))
+    books.transfer(TransferFunds("h2", "bob", "carol", "1.00", pending=True))
+    books.post_transfer(PostTransfer("h1", "3.00"))
+    books.void_transfer(VoidTransfer("h2"))
+    books.transfer(TransferFunds("t2", "carol", "alice", "7.00"))  # into carol's overdraft
+    books.transfer(TransferFunds("t3", "alice", "bob", "1.00"))
     store.seal()
-    ledger.transfer(TransferFunds("t4", "bob", "alice", "2.00"))
-    ledger.set_monitor(SetMonitor("low", "bob", "available", "below", "100.00"))  # moves nothing; triggered at once
+    books.transfer(TransferFunds("t4", "bob", "alice", "2.00"))
+    books.set_monitor(SetMonitor("low", "bob", "available", "below", "100.00"))  # moves nothing; triggered at once
 
 
 def replay(url: str, **limits: Any) -> Verifier:
@@ -238,7 +238,7 @@ def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
     verifier = replay(store.url, to_position=t1_debit)
     assert verifier.findings == []
     assert verifier.last_position >= t1_debit
-    expected = trial_balance(events(store.ledger, to_position=t1_debit))
+    expected = trial_balance(events(store.books, to_position=t1_debit))
     assert verifier.last_position == expected.position
     mine = verifier.balances()
     for account, balances in expected.accounts.items():
@@ -250,11 +250,11 @@ def test_as_of_a_position_stops_at_the_end_of_that_write(store: Store) -> None:
 
 def test_as_of_a_time_stops_at_the_last_write_recorded_by_then(store: Store) -> None:
     history(store)
-    exported = list(events(store.ledger))
+    exported = list(events(store.books))
     held = next(e for e in exported if e["type"] == "ledger.transfer.pending.v1")  # h1, after the first seal
     moment = datetime.fromisoformat(held["time"])
     verifier = replay(store.url, to_time=moment)
-    expected = trial_balance(events(store.ledger, to_time=moment))
+    expected = trial_balance(events(store.books, to_time=moment))
     assert verifier.findings == [] and verifier.last_position == expected.position >= held["position"]
     assert verifier.balances()["alice"]["pending_debits"] == 425  # h1 and its fee, held
     assert [s.number for s in verifier.seals] == [1]
@@ -309,11 +309,11 @@ def test_a_balance_after_other_than_the_replays_is_named(store: Store) -> None:
 def test_a_balance_after_is_compared_exactly(store: Store) -> None:
     """Beyond 64 bits a float reading rounds (2^70 + 1 would pass for 2^70), and JSON's
     true equals 1 in Python: neither may pass for the replay's whole number."""
-    ledger = store.ledger
+    books = store.books
     for account in ("whale", "minnow"):
-        ledger.open_account(OpenAccount(account, "USD/2"))
-    ledger.deposit(Deposit("big", "whale", "11805916207174113034.24"))  # 2^70 minor units
-    ledger.deposit(Deposit("small", "minnow", "0.01"))
+        books.open_account(OpenAccount(account, "USD/2"))
+    books.deposit(Deposit("big", "whale", "11805916207174113034.24"))  # 2^70 minor units
+    books.deposit(Deposit("small", "minnow", "0.01"))
     assert not replay(store.url).findings
     edits = {
         "whale": ('"posted_credits":1180591620717411303424', '"posted_credits":1180591620717411303425'),
@@ -439,7 +439,7 @@ def test_the_cut_off_end_of_a_stream_breaks_the_seal_and_stops_the_sealer(store:
     found = kinds(replay(store.url))
     assert any(kind == "seal_mismatch" for kind, _, _ in found)
     with pytest.raises(SealBroken, match="seal 2"):
-        Sealer(store.ledger, store.url).seal()
+        Sealer(store.books, store.url).seal()
     done = run_ledger("audit", "seal", env={"LEDGER_DATABASE_URL": store.url})
     assert done.returncode == 1 and "history before it was changed" in done.stderr
 
@@ -474,22 +474,22 @@ def test_a_removed_seal_is_named(store: Store, servers: Urls) -> None:
 
 def test_a_read_model_edited_in_mongodb_is_drift(store: Store, servers: Urls, mongo_db: Any) -> None:
     history(store)
-    project_everything(store.ledger, servers, mongo_db)
+    project_everything(store.books, servers, mongo_db)
     verifier = replay(store.url)
-    clean, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=5)
+    clean, findings = read_model_drift(verifier, mongo_db, store.books.head_position, wait_seconds=5)
     assert findings == [] and clean.compared == len(verifier.balances()) and clean.whole
     mongo_db["accounts"].update_one({"_id": "bob"}, {"$set": {"posted_credits": "999999"}})
-    _, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=5)
+    _, findings = read_model_drift(verifier, mongo_db, store.books.head_position, wait_seconds=5)
     assert [(f.kind, f.subject) for f in findings] == [("drift", "account bob"), ("drift", "asset USD/2")]
     assert "posted_credits 999999 (replay: " in findings[0].detail
 
 
 def test_drift_waits_for_a_read_model_behind_the_replay_and_says_so(store: Store, servers: Urls, mongo_db: Any) -> None:
     history(store)
-    project_everything(store.ledger, servers, mongo_db)
+    project_everything(store.books, servers, mongo_db)
     verifier = replay(store.url)
     mongo_db["projector_state"].update_one({"_id": "watermark"}, {"$set": {"position": 1}})
-    comparison, findings = read_model_drift(verifier, mongo_db, store.ledger.head_position, wait_seconds=0.2)
+    comparison, findings = read_model_drift(verifier, mongo_db, store.books.head_position, wait_seconds=0.2)
     assert [(f.kind, f.subject) for f in findings] == [("read_model_behind", "read model")]
     assert comparison.compared == 0
 
@@ -498,7 +498,7 @@ def test_an_export_replays_to_the_same_balances(store: Store, tmp_path: Path) ->
     history(store)
     path = tmp_path / "export.jsonl"
     with path.open("w") as out:
-        write_lines(events(store.ledger), out)
+        write_lines(events(store.books), out)
     live = replay(store.url)
     from_file = Verifier()
     from_file.run(lambda shape: file_pages(path, shape, page=5))
@@ -525,6 +525,6 @@ def test_the_auditors_arithmetic_agrees_with_the_account_aggregate(store: Store)
     replayed = verifier.balances()
     assert len(replayed) >= 3
     for account_id, balances in replayed.items():
-        aggregate = store.ledger.account(account_id)
+        aggregate = store.books.account(account_id)
         assert {field: balances[field] for field in BALANCE_FIELDS} == aggregate.balance, account_id
         assert balances["asset"] == aggregate.asset

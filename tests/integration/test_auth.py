@@ -27,7 +27,7 @@ from audit.stream import events
 from auth import signing
 from auth.store import KeyStore
 from commands import http as command_http
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from contracts.events import KEY_ID_HEADER
@@ -72,21 +72,21 @@ class Call:
 class World:
     """Accounts of one tenant (``<tenant>:...``) and of others, and things to act on."""
 
-    ledger: Ledger
+    books: Books
     tenant: str
     keys: dict[str, Key] = field(default_factory=dict)
     query_ids: dict[str, str] = field(default_factory=dict)
 
     def account(self, inside: bool, asset: str = "USD/2", funded: str | None = "100.00") -> str:
         account_id = f"{self.tenant}:{uuid.uuid4().hex[:8]}" if inside else unique("other")
-        self.ledger.open_account(OpenAccount(account_id, asset))
+        self.books.open_account(OpenAccount(account_id, asset))
         if funded:
-            self.ledger.deposit(Deposit(unique("d"), account_id, funded))
+            self.books.deposit(Deposit(unique("d"), account_id, funded))
         return account_id
 
     def transfer(self, debit: str, credit: str, *, pending: bool = False) -> str:
         transfer_id = unique("t")
-        self.ledger.transfer(TransferFunds(transfer_id, debit, credit, "1.00", pending=pending))
+        self.books.transfer(TransferFunds(transfer_id, debit, credit, "1.00", pending=pending))
         return transfer_id
 
 
@@ -223,15 +223,15 @@ def make_key(keys: KeyStore, *scopes: str, **options: Any) -> Key:
 
 @pytest.fixture(scope="module")
 def world(servers: Urls, keys: KeyStore) -> Iterator[World]:
-    ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
+    books = Books(event_store_env(servers.settings()), payout_assets={"XLM/7": "native"})
     tenant = f"shop{uuid.uuid4().hex[:6]}"
-    w = World(ledger, tenant)
+    w = World(books, tenant)
     w.keys = {"admin": make_key(keys, "admin"), "tenant": make_key(keys, *NON_ADMIN, accounts=[f"{tenant}:*"])}
     w.keys |= {scope: make_key(keys, scope) for scope in NON_ADMIN}
     w.keys["all but admin"] = make_key(keys, *NON_ADMIN)
     w.keys["spare"] = make_key(keys, "read")
     yield w
-    ledger.close()
+    books.close()
 
 
 def key_without(world: World, scope: str) -> Key:
@@ -245,7 +245,7 @@ def allowed_key(world: World, scope: str) -> Key:
 
 @pytest.fixture(scope="module")
 def command_client(world: World, keys: KeyStore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(command_http.create_app(world.ledger, keys))
+    return falcon.testing.TestClient(command_http.create_app(world.books, keys))
 
 
 @pytest.fixture(scope="module")
@@ -268,12 +268,12 @@ def query_client(
         assert payout.status_code == 201, payout.text
         world.query_ids[f"payout:{inside}"] = payout.json["id"]
     topic = unique("auth-events")
-    drain_relay(make_relay(world.ledger, servers, topic))
+    drain_relay(make_relay(world.books, servers, topic))
     projector = Projector(
-        mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=world.ledger.head_position
+        mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=world.books.head_position
     )
     projector.start()
-    project_until(projector, mongo_db, world.ledger.head_position())
+    project_until(projector, mongo_db, world.books.head_position())
     projector.consumer.close()
     yield falcon.testing.TestClient(query_http.create_app(mongo_db, 1.0, keys))
     mongo.close()
@@ -441,14 +441,14 @@ def test_the_acting_key_is_on_its_events_on_kafka_and_in_the_export(
     key = make_key(keys, "transfers")
     body = _transfer_body(world, True)
     position = send(command_client, Call("POST", "/v1/transfers", body), key.bearer).json["position"]
-    exported = list(events(world.ledger, after_position=position - 20, to_position=position))
+    exported = list(events(world.books, after_position=position - 20, to_position=position))
     write = next(e["ledgerwrite"] for e in exported if e["position"] == position)
     ours = [e for e in exported if e["ledgerwrite"] == write]
     assert len(ours) >= 3  # both accounts moved, and the transfer
     assert {e.get("ledgerkeyid") for e in ours} == {key.key_id}
     assert all(key.secret not in json.dumps(e) for e in ours)
     topic = unique("keyid-events")
-    relay = make_relay(world.ledger, servers, topic)
+    relay = make_relay(world.books, servers, topic)
     relay.position = write - 1
     drain_relay(relay)
     consumer = servers.consumer()
@@ -467,7 +467,7 @@ def test_the_acting_key_is_on_its_events_on_kafka_and_in_the_export(
 
 
 def test_services_record_their_own_name(world: World, servers: Urls) -> None:
-    service = Ledger(event_store_env(servers.settings()), actor="service:test")
+    service = Books(event_store_env(servers.settings()), actor="service:test")
     try:
         position = service.open_account(OpenAccount(unique("svc"), "USD/2"))["position"]
         exported = list(events(service, after_position=position - 1, to_position=position))

@@ -28,7 +28,7 @@ from chain.intake import Intake
 from chain.kill_switch import KillSwitch
 from chain.stellar import Keys
 from chain.store import ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount, RequestPayout, SetFeeRule, VoidTransfer
@@ -49,14 +49,14 @@ class Chain:
     sim: Simulator
     keys: Keys
     issuer: Keypair
-    ledger: Ledger
+    books: Books
     store: ChainStore
     relay: Relay
     intake: Intake
     settings: ChainSettings
 
     def worker(self, channel: int = 0) -> ChannelWorker:
-        return ChannelWorker(self.settings, self.store, self.ledger, self.keys.channels[channel], KillSwitch(None))
+        return ChannelWorker(self.settings, self.store, self.books, self.keys.channels[channel], KillSwitch(None))
 
     def pump(self, payout_id: str, worker: ChannelWorker | None = None, timeout: float = 30) -> dict[str, Any]:
         """Relay, take in and work until the payout has ended; returns the worker's row."""
@@ -133,8 +133,8 @@ class Chain:
 
     def funded_account(self, asset: str = "XLM/7", amount: str = "100") -> str:
         account = unique("payer")
-        self.ledger.open_account(OpenAccount(account, asset))
-        self.ledger.deposit(Deposit(unique("d"), account, amount))
+        self.books.open_account(OpenAccount(account, asset))
+        self.books.deposit(Deposit(unique("d"), account, amount))
         return account
 
 
@@ -155,7 +155,7 @@ def chain_on(servers: Urls) -> Iterator[Chain]:
         sim.network.create_account(key.public_key, "1000")
     sim.network.trust(keys.distribution.public_key, usdc)
     sim.network.fund(keys.distribution.public_key, usdc, "1000")
-    ledger = Ledger(event_store_env(servers.settings()), payout_assets={"XLM/7": "native", "USDC/7": usdc})
+    books = Books(event_store_env(servers.settings()), payout_assets={"XLM/7": "native", "USDC/7": usdc})
     settings = ChainSettings(
         horizon_url=sim.url,
         passphrase=PASSPHRASE,
@@ -169,7 +169,7 @@ def chain_on(servers: Urls) -> Iterator[Chain]:
     )
     topic = unique("events")
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -177,19 +177,19 @@ def chain_on(servers: Urls) -> Iterator[Chain]:
     )
     relay.start()
     store = ChainStore(servers.database_url)
-    intake = Intake(store, ledger, servers.consumer(), servers.topic_watch(topic, 2), KillSwitch(None))
+    intake = Intake(store, books, servers.consumer(), servers.topic_watch(topic, 2), KillSwitch(None))
     intake.start()
-    yield Chain(sim, keys, issuer, ledger, store, relay, intake, settings)
+    yield Chain(sim, keys, issuer, books, store, relay, intake, settings)
     intake.close()
     store.close()
     relay.state.close()
-    ledger.close()
+    books.close()
     sim.stop()
 
 
 def payout(chain: Chain, account: str, amount: str, destination: str, memo: str | None = None) -> str:
     payout_id = unique("p")
-    result = chain.ledger.request_payout(RequestPayout(payout_id, account, amount, destination, memo))
+    result = chain.books.request_payout(RequestPayout(payout_id, account, amount, destination, memo))
     assert result["state"] == "pending"
     return payout_id
 
@@ -197,17 +197,17 @@ def payout(chain: Chain, account: str, amount: str, destination: str, memo: str 
 def test_a_payout_is_held_then_paid_and_posted(chain: Chain) -> None:
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "12.5", destination, memo="invoice 7")
-    held = chain.ledger.account(account)
+    held = chain.books.account(account)
     assert (held.available, held.pending_debits) == (875_000_000, 125_000_000)
 
     row = chain.pump(payout_id)
     assert row["state"] == "confirmed"
-    after = chain.ledger.account(account)
+    after = chain.books.account(account)
     assert (after.available, after.pending_debits, after.posted_debits) == (875_000_000, 0, 125_000_000)
     [paid] = chain.payments_to(destination)
     assert (paid["amount"], paid["asset_type"], paid["transaction_hash"]) == ("12.5000000", "native", row["tx_hash"])
     assert chain.sim.network.transactions[row["tx_hash"]]["memo"] == "invoice 7"
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and (record.state, record.tx_hash, record.ledger) == (
         "confirmed",
         row["tx_hash"],
@@ -215,7 +215,7 @@ def test_a_payout_is_held_then_paid_and_posted(chain: Chain) -> None:
     )
     # The hold is the chain's to resolve, not a client's.
     with pytest.raises(PayoutHold):
-        chain.ledger.void_transfer(VoidTransfer(record.hold_id))
+        chain.books.void_transfer(VoidTransfer(record.hold_id))
 
 
 def test_an_account_frozen_after_its_payout_was_submitted_still_settles_it(chain: Chain) -> None:
@@ -224,14 +224,14 @@ def test_an_account_frozen_after_its_payout_was_submitted_still_settles_it(chain
     taken."""
     account, destination = chain.funded_account(), chain.destination()
     payout_id = payout(chain, account, "3", destination)
-    chain.ledger.account_action(AccountAction(account, "freeze"))
+    chain.books.account_action(AccountAction(account, "freeze"))
     with pytest.raises(AccountNotOpen):  # no new payout from a frozen account
-        chain.ledger.request_payout(RequestPayout(unique("p"), account, "1", destination))
+        chain.books.request_payout(RequestPayout(unique("p"), account, "1", destination))
     row = chain.pump(payout_id)
     assert row["state"] == "confirmed"
-    settled = chain.ledger.account(account)
+    settled = chain.books.account(account)
     assert (settled.status, settled.pending_debits, settled.posted_debits) == ("frozen", 0, 30_000_000)
-    assert chain.ledger.payout_record(payout_id).state == "confirmed"  # type: ignore[union-attr]
+    assert chain.books.payout_record(payout_id).state == "confirmed"  # type: ignore[union-attr]
     assert [p["amount"] for p in chain.payments_to(destination)] == ["3.0000000"]
 
 
@@ -240,10 +240,10 @@ def test_no_trustline_fails_the_payout_and_the_money_comes_back(chain: Chain) ->
     payout_id = payout(chain, account, "40", destination)
     row = chain.pump(payout_id)
     assert (row["state"], row["reason"]) == ("failed", "op_no_trust")
-    after = chain.ledger.account(account)
+    after = chain.books.account(account)
     assert (after.available, after.pending_debits, after.posted_debits) == (1_000_000_000, 0, 0)
     assert chain.payments_to(destination) == []
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and (record.state, record.reason) == ("failed", "op_no_trust")
 
 
@@ -255,7 +255,7 @@ def test_an_unclear_answer_is_looked_up_and_paid_once(chain: Chain, fault: str) 
     row = chain.pump(payout_id)
     assert row["state"] == "confirmed"
     assert len(chain.payments_to(destination)) == 1
-    assert chain.ledger.account(account).posted_debits == 30_000_000
+    assert chain.books.account(account).posted_debits == 30_000_000
 
 
 def test_an_envelope_that_never_arrived_is_replaced_only_once_dead_with_the_same_sequence(chain: Chain) -> None:
@@ -277,7 +277,7 @@ def test_an_envelope_that_never_arrived_is_replaced_only_once_dead_with_the_same
     assert all(v["max_time"] < versions[-1]["max_time"] for v in versions[:-1])
     assert len(chain.payments_to(destination)) == 1
     assert row["attempts"] >= 4 and row["stuck"]  # it was reported on the way
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and record.state == "confirmed" and record.stuck is None
 
 
@@ -332,7 +332,7 @@ def test_a_payout_whose_lookup_answers_404_though_it_applied_is_found_in_the_cha
     assert len(chain.payments_to(destination)) == 1, "paid twice"
     [envelope] = chain.store.envelopes(payout_id)
     assert row["state"] == "confirmed" and chain.payments_to(destination)[0]["transaction_hash"] == envelope["tx_hash"]
-    assert chain.ledger.account(account).posted_debits == 10_000_000
+    assert chain.books.account(account).posted_debits == 10_000_000
 
 
 def test_a_payout_the_chain_cannot_account_for_is_stuck_not_rebuilt(chain: Chain) -> None:
@@ -347,21 +347,21 @@ def test_a_payout_the_chain_cannot_account_for_is_stuck_not_rebuilt(chain: Chain
     worker = chain.worker()
 
     def stuck() -> bool:
-        record = chain.ledger.payout_record(payout_id)
+        record = chain.books.payout_record(payout_id)
         return record is not None and "its history does not show by what" in (record.stuck or "")
 
     work_until(chain, worker, stuck)
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and record.state == "submitted"
     for _ in range(5):  # looked at again, never rebuilt
         worker.work_once()
         time.sleep(0.1)
     assert len(chain.store.envelopes(payout_id)) == 1 and len(chain.payments_to(destination)) == 1
-    assert chain.ledger.account(account).pending_debits == 10_000_000
+    assert chain.books.account(account).pending_debits == 10_000_000
     chain.sim.network.set_modes({"history_pruned": False})
     work_until(chain, worker, lambda: (row := chain.row(payout_id)) is not None and row["state"] == "confirmed")
     assert len(chain.store.envelopes(payout_id)) == 1 and len(chain.payments_to(destination)) == 1
-    assert chain.ledger.account(account).posted_debits == 10_000_000
+    assert chain.books.account(account).posted_debits == 10_000_000
 
 
 def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_fails_and_lets_go(
@@ -370,17 +370,17 @@ def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_
     """Such a payout used to raise in the worker every second for ever, its hold never
     released. Requests are refused now; one stored before that is failed, nothing signed."""
     account = unique("payer")
-    chain.ledger.open_account(OpenAccount(account, "XLM/7"))
-    chain.ledger.deposit(Deposit(unique("d"), account, "2000000000000"))  # 2^64 stroops and more
+    chain.books.open_account(OpenAccount(account, "XLM/7"))
+    chain.books.deposit(Deposit(unique("d"), account, "2000000000000"))  # 2^64 stroops and more
     monkeypatch.setattr("commands.handlers.payouts.MAX_CHAIN_AMOUNT", 2**70)
     payout_id = payout(chain, account, "1844674407370.9551616", chain.destination())  # 2^64 stroops
     monkeypatch.undo()
     row = chain.pump(payout_id)
     assert (row["state"], row["reason"]) == ("failed", "amount_exceeds_chain_limit")
     assert chain.store.envelopes(payout_id) == []
-    after = chain.ledger.account(account)
+    after = chain.books.account(account)
     assert (after.pending_debits, after.posted_debits, after.available) == (0, 0, 20_000_000_000_000_000_000)
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and (record.state, record.reason) == ("failed", "amount_exceeds_chain_limit")
 
 
@@ -395,9 +395,9 @@ def test_a_payout_in_an_asset_this_worker_does_not_map_fails_and_lets_go(
     row = chain.pump(payout_id)
     assert row["state"] == "failed" and row["reason"].startswith("asset_not_on_chain")
     assert chain.store.envelopes(payout_id) == []
-    after = chain.ledger.account(account)
+    after = chain.books.account(account)
     assert (after.pending_debits, after.available) == (0, 100_000_000)
-    record = chain.ledger.payout_record(payout_id)
+    record = chain.books.payout_record(payout_id)
     assert record is not None and record.state == "failed"
 
 
@@ -407,41 +407,41 @@ def test_a_payout_fee_is_held_with_it_charged_on_confirmation_and_given_back_on_
 ) -> None:
     """Fee rules for payouts used to be accepted and never charged."""
     asset = f"F{unique('x')[-8:].upper()}/7"  # its own asset: the rule applies to this test only
-    chain.ledger.payout_assets[asset] = "native"
+    chain.books.payout_assets[asset] = "native"
     chain.settings.assets[asset] = Asset.native()
     try:
         terms = FeeTerms(basis_points=100, fixed=5_000_000, minimum=0, maximum=None, payer=payer)
-        chain.ledger.set_fee_rule(SetFeeRule(asset, "payout", terms))
+        chain.books.set_fee_rule(SetFeeRule(asset, "payout", terms))
         account = chain.funded_account(asset, "100")
         fee, on_chain = 6_000_000, (100_000_000 if payer == "sender" else 94_000_000)  # 0.5 + 1% of 10
         payout_id = unique("p")
-        answer = chain.ledger.request_payout(RequestPayout(payout_id, account, "10", chain.destination()))
+        answer = chain.books.request_payout(RequestPayout(payout_id, account, "10", chain.destination()))
         assert (answer["amount"], answer["fee"]) == (f"{on_chain / 10**7:.7f}", "0.6000000")
-        assert chain.ledger.account(account).pending_debits == on_chain + fee
+        assert chain.books.account(account).pending_debits == on_chain + fee
         row = chain.pump(payout_id)
         assert row["state"] == "confirmed" and int(row["stroops"]) == on_chain
         [paid] = [p for p in chain.sim.network.payments if p["transaction_hash"] == row["tx_hash"]]
         assert paid["amount"] == f"{on_chain / 10**7:.7f}"
-        after = chain.ledger.account(account)
+        after = chain.books.account(account)
         assert (after.pending_debits, after.posted_debits) == (0, on_chain + fee)
-        record = chain.ledger.payout_record(payout_id)
+        record = chain.books.payout_record(payout_id)
         assert record is not None
-        fee_leg = chain.ledger.transfer_record(fee_transfer_id(record.hold_id))
+        fee_leg = chain.books.transfer_record(fee_transfer_id(record.hold_id))
         assert fee_leg is not None
         assert (fee_leg.status, fee_leg.amount, fee_leg.credit_account) == ("posted", fee, fee_account_id(asset))
 
         failing = unique("p")  # to an account that does not exist on chain
-        chain.ledger.request_payout(RequestPayout(failing, account, "10", Keypair.random().public_key))
-        assert chain.ledger.account(account).available == 1_000_000_000 - on_chain - fee - (on_chain + fee)
+        chain.books.request_payout(RequestPayout(failing, account, "10", Keypair.random().public_key))
+        assert chain.books.account(account).available == 1_000_000_000 - on_chain - fee - (on_chain + fee)
         row = chain.pump(failing)
         assert (row["state"], row["reason"]) == ("failed", "op_no_destination")
-        assert chain.ledger.account(account).available == 1_000_000_000 - on_chain - fee
-        record = chain.ledger.payout_record(failing)
+        assert chain.books.account(account).available == 1_000_000_000 - on_chain - fee
+        record = chain.books.payout_record(failing)
         assert record is not None
-        fee_leg = chain.ledger.transfer_record(fee_transfer_id(record.hold_id))
+        fee_leg = chain.books.transfer_record(fee_transfer_id(record.hold_id))
         assert fee_leg is not None and fee_leg.status == "voided"
     finally:
-        del chain.ledger.payout_assets[asset], chain.settings.assets[asset]
+        del chain.books.payout_assets[asset], chain.settings.assets[asset]
 
 
 def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) -> None:
@@ -457,7 +457,7 @@ def test_a_worker_restarted_after_storing_or_submitting_pays_once(chain: Chain) 
     row = chain.pump(payout_id, chain.worker())  # a new worker on the same channel and tables
     assert row["state"] == "confirmed" and row["tx_hash"] == stored["tx_hash"]
     assert len(chain.payments_to(destination)) == 1
-    assert chain.ledger.account(account).posted_debits == 20_000_000
+    assert chain.books.account(account).posted_debits == 20_000_000
 
 
 def test_a_sequence_number_used_elsewhere_is_replaced_once_our_envelopes_are_dead(chain: Chain) -> None:
@@ -482,11 +482,11 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     payout_id = payout(chain, account, "1", destination)
     chain.take_in(payout_id)
     # A channel that does not exist on chain: every step fails before any envelope.
-    lost = ChannelWorker(chain.settings, chain.store, chain.ledger, Keypair.random(), KillSwitch(None))
+    lost = ChannelWorker(chain.settings, chain.store, chain.books, Keypair.random(), KillSwitch(None))
     horizon_errors = REGISTRY.get_sample_value("ledger_horizon_errors_total", {"operation": "payout"}) or 0.0
     stuck = REGISTRY.get_sample_value("ledger_payouts_total", {"state": "stuck"}) or 0.0
     deadline = time.monotonic() + 30
-    while (record := chain.ledger.payout_record(payout_id)) is None or not record.stuck:
+    while (record := chain.books.payout_record(payout_id)) is None or not record.stuck:
         assert time.monotonic() < deadline, chain.row(payout_id)
         lost.work_once()
     row = chain.row(payout_id)
@@ -497,7 +497,7 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     # A second worker (its own database session) on the same channel waits its turn.
     other_store = ChainStore(servers.database_url)
     try:
-        twin = ChannelWorker(chain.settings, other_store, chain.ledger, lost.channel, KillSwitch(None))
+        twin = ChannelWorker(chain.settings, other_store, chain.books, lost.channel, KillSwitch(None))
         assert twin.work_once() is False
     finally:
         other_store.close()
@@ -505,7 +505,7 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
 
 def test_payout_requests_are_checked(chain: Chain, event_count: Any, keys: KeyStore, admin_token: str) -> None:
     account, destination = chain.funded_account(), chain.destination()
-    client = api_client(create_app(chain.ledger, keys=keys), admin_token)
+    client = api_client(create_app(chain.books, keys=keys), admin_token)
     body = {"id": unique("p"), "account": account, "amount": "1", "destination": destination}
     before = event_count()
     for bad, detail in [
@@ -528,9 +528,9 @@ def test_payout_requests_are_checked(chain: Chain, event_count: Any, keys: KeySt
     assert (again.json, again.headers.get("idempotent-replayed")) == (created.json, "true")
     assert client.simulate_post("/v1/payouts", json={**body, "amount": "2"}).status_code == 409
     euro = unique("eur")
-    chain.ledger.open_account(OpenAccount(euro, "EUR/2"))
+    chain.books.open_account(OpenAccount(euro, "EUR/2"))
     with pytest.raises(AssetNotOnChain):
-        chain.ledger.request_payout(RequestPayout(unique("p"), euro, "1", destination))
+        chain.books.request_payout(RequestPayout(unique("p"), euro, "1", destination))
     clearing = clearing_account_id("XLM/7")
     assert clearing.startswith("$chain.")
 
@@ -558,36 +558,36 @@ def test_deposits_from_chain_land_once_in_the_memo_account_or_in_suspense(chain:
     chain.sim.network.create_account(sender.public_key, "500")
     known = chain.funded_account(amount="1")
     frozen = chain.funded_account(amount="1")
-    chain.ledger.account_action(AccountAction(frozen, "freeze"))
+    chain.books.account_action(AccountAction(frozen, "freeze"))
     suspense = suspense_account_id("XLM/7")
-    before = _balance(chain.ledger, suspense)
+    before = _balance(chain.books, suspense)
     pay_in(chain, sender, "10", known)
     pay_in(chain, sender, "2.5", "nobody-" + unique("x"))
     pay_in(chain, sender, "1.25", None)
     pay_in(chain, sender, "4", frozen)  # a frozen account receives nothing; suspense keeps it
-    follower = DepositFollower(chain.settings, chain.store, chain.ledger)
+    follower = DepositFollower(chain.settings, chain.store, chain.books)
     assert follower.poll() == 4
     assert follower.poll() == 0
-    assert chain.ledger.account(known).available == 110_000_000
-    assert chain.ledger.account(frozen).available == 10_000_000
-    assert _balance(chain.ledger, suspense) - before == 77_500_000
+    assert chain.books.account(known).available == 110_000_000
+    assert chain.books.account(frozen).available == 10_000_000
+    assert _balance(chain.books, suspense) - before == 77_500_000
     # A restart that lost the cursor (a crash after crediting, before storing it) credits nothing twice.
     chain.store.set_cursor(follower.cursor_name, "0")
-    restarted = DepositFollower(chain.settings, chain.store, chain.ledger)
+    restarted = DepositFollower(chain.settings, chain.store, chain.books)
     assert restarted.poll() == 4
-    assert chain.ledger.account(known).available == 110_000_000
-    assert _balance(chain.ledger, suspense) - before == 77_500_000
+    assert chain.books.account(known).available == 110_000_000
+    assert _balance(chain.books, suspense) - before == 77_500_000
     # Our own payouts out of the distribution account are not deposits.
     payout_id = payout(chain, known, "3", chain.destination())
     chain.pump(payout_id)
     assert restarted.poll() == 1
-    assert chain.ledger.account(known).available == 80_000_000
+    assert chain.books.account(known).available == 80_000_000
 
 
-def _balance(ledger: Ledger, system_account: str) -> int:
+def _balance(books: Books, system_account: str) -> int:
     """A system account's balance, from its events (system accounts have no aggregate to load)."""
     total = 0
-    with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+    with books.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute("SELECT topic, state FROM ledger_events WHERE originator_id = %s", (account_uuid(system_account),))
         rows = curs.fetchall()
     for row in rows:
@@ -607,7 +607,7 @@ def test_a_forged_payout_request_pays_nothing_and_real_payouts_still_go_out(chai
     chain.settle()
     real = payout(chain, account, "5", destination)  # in the store; not relayed yet
     thief_before, distribution_before = chain.balance(thief), chain.balance(chain.keys.distribution.public_key)
-    head, ghost = chain.ledger.head_position(), unique("p")
+    head, ghost = chain.books.head_position(), unique("p")
     forged = [
         # A payout the store has never heard of (the bug: 100 XLM paid from the distribution account).
         Forged(event_headers(PAYOUT_REQUESTED, ghost, 1, head), payout_requested(ghost, account, "1000000000", thief)),
@@ -641,7 +641,7 @@ def test_a_forged_payout_request_pays_nothing_and_real_payouts_still_go_out(chai
     assert [p["amount"] for p in chain.payments_to(destination)] == ["5.0000000"]
     assert chain.payments_to(thief) == [] and chain.balance(thief) == thief_before
     assert distribution_before - chain.balance(chain.keys.distribution.public_key) == 50_000_000
-    assert chain.ledger.payout_record(ghost) is None
+    assert chain.books.payout_record(ghost) is None
     assert len(chain.dead_letters()) == len(forged)  # the genuine message was not set aside
 
 
@@ -664,8 +664,8 @@ def test_the_worker_signs_nothing_the_event_store_does_not_vouch_for(chain: Chai
         (ghost, account, "XLM/7", 1_000_000_000, thief),
     )
     conn.execute("UPDATE chain_payouts SET destination = %s WHERE payout_id = %s", (thief, redirected))
-    chain.ledger.fail_payout(ended, "cancelled before it was paid")
-    events_before = chain.ledger.head_position()
+    chain.books.fail_payout(ended, "cancelled before it was paid")
+    events_before = chain.books.head_position()
     worker = chain.worker()
     deadline = time.monotonic() + 20
     while any((chain.row(p) or {}).get("state") != "refused" for p in (ghost, redirected, ended)):
@@ -679,8 +679,8 @@ def test_the_worker_signs_nothing_the_event_store_does_not_vouch_for(chain: Chai
     }
     assert all(chain.store.envelopes(p) == [] for p in (ghost, redirected, ended))
     assert chain.payments_to(thief) == [] and chain.payments_to(destination) == []
-    assert chain.ledger.head_position() == events_before  # nothing failed or confirmed in the ledger
-    assert chain.ledger.payout_record(ghost) is None
+    assert chain.books.head_position() == events_before  # nothing failed or confirmed in the ledger
+    assert chain.books.payout_record(ghost) is None
     assert worker.work_once() is False  # refused is the end: nothing is retried
 
     # A ghost that reached the chain before these checks ends too, instead of looping on PayoutNotFound.

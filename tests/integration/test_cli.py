@@ -7,7 +7,7 @@ import subprocess
 import time
 from typing import Any
 
-from commands.application import Ledger
+from commands.application import Books
 from contracts import readmodel as schema
 from projectors.relay import Relay, RelayState
 from tests.conftest import Urls, run_ledger
@@ -25,10 +25,10 @@ def run_verify(servers: Urls, db_name: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
-    ledger: Ledger, servers: Urls, mongo_db: Any
+    books: Books, servers: Urls, mongo_db: Any
 ) -> None:
-    a, _ = some_activity(ledger, transfers=2)
-    project_everything(ledger, servers, mongo_db)
+    a, _ = some_activity(books, transfers=2)
+    project_everything(books, servers, mongo_db)
     clean = run_verify(servers, mongo_db.name)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "no differences" in clean.stdout
@@ -39,11 +39,11 @@ def test_verify_passes_on_a_faithful_read_model_and_names_an_edited_one(
     assert "DIFF asset USD/2: posted debits" in edited.stdout  # and the books no longer balance
 
 
-def test_tail_prints_the_stream_as_json_lines(ledger: Ledger, servers: Urls, event_count: Any) -> None:
+def test_tail_prints_the_stream_as_json_lines(books: Books, servers: Urls, event_count: Any) -> None:
     topic = f"tail-{time.monotonic_ns()}"
-    a, _ = some_activity(ledger, transfers=1)
+    a, _ = some_activity(books, transfers=1)
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),

@@ -13,14 +13,14 @@ import falcon.testing
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from tests.conftest import api_client, unique
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(ledger, keys=keys), admin_token)
+def client(books: Books, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(books, keys=keys), admin_token)
 
 
 @pytest.fixture

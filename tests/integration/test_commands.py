@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import Busy
@@ -23,12 +23,12 @@ from tests.conftest import Urls, unique
 from tests.scenarios import open_pair
 
 
-def test_amounts_up_to_2_pow_127_minus_1_stay_exact(ledger: Ledger, servers: Urls) -> None:
-    a, b = open_pair(ledger, asset="BIG/0")
+def test_amounts_up_to_2_pow_127_minus_1_stay_exact(books: Books, servers: Urls) -> None:
+    a, b = open_pair(books, asset="BIG/0")
     top = 2**127 - 1
-    ledger.deposit(Deposit(unique("d"), a, str(top)))
-    ledger.transfer(TransferFunds(unique("t"), a, b, str(top - 1)))
-    fresh = Ledger(event_store_env(servers.settings()))  # a cold cache: everything is read back from the store
+    books.deposit(Deposit(unique("d"), a, str(top)))
+    books.transfer(TransferFunds(unique("t"), a, b, str(top - 1)))
+    fresh = Books(event_store_env(servers.settings()))  # a cold cache: everything is read back from the store
     try:
         assert (fresh.account(a).available, fresh.account(b).available) == (1, top - 1)
     finally:
@@ -39,20 +39,20 @@ def test_a_write_that_keeps_conflicting_gives_up_with_busy(servers: Urls) -> Non
     """The conflict is forced: the group's write is replaced by one that always raises
     IntegrityError, as a concurrent writer's version would (the real conflict path is
     exercised by the concurrency tests)."""
-    ledger = Ledger(event_store_env(servers.settings()), write_attempts=3)
+    books = Books(event_store_env(servers.settings()), write_attempts=3)
     calls: list[int] = []
 
     def always_conflicting(*args: Any, **kwargs: Any) -> None:
         calls.append(1)
         raise IntegrityError("duplicate key")
 
-    ledger.recorder.write = always_conflicting  # type: ignore[attr-defined]
+    books.recorder.write = always_conflicting  # type: ignore[attr-defined]
     try:
         with pytest.raises(Busy, match="3 attempts"):
-            ledger.open_account(OpenAccount(unique("A"), "USD/2"))
+            books.open_account(OpenAccount(unique("A"), "USD/2"))
     finally:
-        ledger.close()
-    assert len(calls) == 3 and ledger.conflicts == 3
+        books.close()
+    assert len(calls) == 3 and books.conflicts == 3
 
 
 def test_concurrent_deposits_share_the_issuance_account_without_conflicts(servers: Urls) -> None:
@@ -61,7 +61,7 @@ def test_concurrent_deposits_share_the_issuance_account_without_conflicts(server
     which is appended to without a version check, so no writer ever conflicts."""
     asset = f"I{uuid.uuid4().hex[:6].upper()}/2"
     accounts = [unique("D") for _ in range(4)]
-    writers = [Ledger(event_store_env(servers.settings())) for _ in accounts]
+    writers = [Books(event_store_env(servers.settings())) for _ in accounts]
     try:
         for account, writer in zip(accounts, writers, strict=True):
             writer.open_account(OpenAccount(account, asset))
@@ -77,7 +77,7 @@ def test_concurrent_deposits_share_the_issuance_account_without_conflicts(server
     finally:
         for writer in writers:
             writer.close()
-    fresh = Ledger(event_store_env(servers.settings()))
+    fresh = Books(event_store_env(servers.settings()))
     try:
         issuance = fresh.account(issuance_account_id(asset))
         assert (issuance.version, issuance.posted_debits) == (101, 100 * 10)

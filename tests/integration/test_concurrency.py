@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import multiprocessing
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount
 from tests.conftest import Urls, unique
 from tests.integration.spenders import spend
 
 
-def test_concurrent_spenders_in_several_processes_never_overdraw(ledger: Ledger, servers: Urls) -> None:
+def test_concurrent_spenders_in_several_processes_never_overdraw(books: Books, servers: Urls) -> None:
     source = unique("hot")
     sinks = [unique("sink") for _ in range(3)]
-    ledger.open_account(OpenAccount(source, "USD/2", overdraft_limit=500))  # may go to -5.00
+    books.open_account(OpenAccount(source, "USD/2", overdraft_limit=500))  # may go to -5.00
     for sink in sinks:
-        ledger.open_account(OpenAccount(sink, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), source, "40.00"))
+        books.open_account(OpenAccount(sink, "USD/2"))
+    books.deposit(Deposit(unique("d"), source, "40.00"))
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -36,7 +36,7 @@ def test_concurrent_spenders_in_several_processes_never_overdraw(ledger: Ledger,
     assert sum(sum(o.values()) for o in outcomes) == 3 * 4 * 6
     # 40.00 plus the 5.00 overdraft allows 45 moves of 1.00; a few may give up as busy.
     assert 40 <= moved <= 45
-    fresh = Ledger(event_store_env(servers.settings()))
+    fresh = Books(event_store_env(servers.settings()))
     try:
         assert fresh.account(source).available == 4000 - 100 * moved >= -500
         assert sum(fresh.account(sink).available for sink in sinks) == 100 * moved

@@ -25,7 +25,7 @@ def crossings(chain: Chain) -> list[tuple[str, int, int, int]]:
     stream = DistributionBalance.create_id(chain.keys.distribution.public_key, "USDC/7")
     return [
         ("Low" if getattr(e, "low", True) else "Recovered", e.balance, e.needed, e.floor)
-        for e in chain.ledger.events.get(stream)
+        for e in chain.books.events.get(stream)
     ]
 
 
@@ -35,7 +35,7 @@ def test_the_distribution_account_is_reported_low_once_per_crossing_before_payou
     chain.settle()  # other tests' payouts, in the shared tables, need nothing any more
     distribution = chain.keys.distribution.public_key
     chain.sim.network.accounts[distribution].balances[f"USDC:{chain.issuer.public_key}"] = 100 * USDC
-    watch = BalanceWatch(replace(chain.settings, low_balance_floors={"USDC/7": 10 * USDC}), chain.store, chain.ledger)
+    watch = BalanceWatch(replace(chain.settings, low_balance_floors={"USDC/7": 10 * USDC}), chain.store, chain.books)
     assert watch.look() == {"XLM/7": False, "USDC/7": False}
     assert crossings(chain) == []
 
@@ -48,7 +48,7 @@ def test_the_distribution_account_is_reported_low_once_per_crossing_before_payou
     assert crossings(chain) == [("Low", 100 * USDC, 120 * USDC, 10 * USDC)]  # once, not per look
     assert REGISTRY.get_sample_value("ledger_chain_distribution_balance", {"asset": "USDC/7"}) == 100.0
     assert REGISTRY.get_sample_value("ledger_chain_distribution_needed", {"asset": "USDC/7"}) == 130.0
-    records = [chain.ledger.payout_record(payout_id) for payout_id in paid]
+    records = [chain.books.payout_record(payout_id) for payout_id in paid]
     assert all(record is not None and record.state != "failed" for record in records)  # reported before any fails
 
     rows = [chain.pump(payout_id) for payout_id in paid]

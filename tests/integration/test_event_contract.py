@@ -16,7 +16,7 @@ from stellar_sdk import Keypair
 
 from audit.sealer import Sealer
 from commands import run_files
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import (
     AccountAction,
@@ -47,84 +47,84 @@ from tests.conftest import Clock, Urls, unique
 SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "contracts" / "schemas"
 
 
-def every_kind_of_event(ledger: Ledger, clock: Clock, database_url: str) -> None:
+def every_kind_of_event(books: Books, clock: Clock, database_url: str) -> None:
     asset = f"K{unique('x')[-6:].upper()}/2"
     a, b, c = (unique(n) for n in "ABC")
     for account in (a, b, c):
-        ledger.open_account(OpenAccount(account, asset))
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
-    ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(100, 0, 0, None, "sender")))
+        books.open_account(OpenAccount(account, asset))
+    books.deposit(Deposit(unique("d"), a, "100.00"))
+    books.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(100, 0, 0, None, "sender")))
     paid = unique("t")
-    ledger.transfer(TransferFunds(paid, a, b, "10.00"))
-    ledger.reverse_transfer(ReverseTransfer(unique("r"), paid, "1.00"))
+    books.transfer(TransferFunds(paid, a, b, "10.00"))
+    books.reverse_transfer(ReverseTransfer(unique("r"), paid, "1.00"))
     posted, voided, expiring = unique("h"), unique("h"), unique("h")
     for hold in (posted, voided):
-        ledger.transfer(TransferFunds(hold, a, b, "2.00", pending=True))
-    ledger.transfer(TransferFunds(expiring, a, b, "2.00", pending=True, timeout_seconds=5))
-    ledger.post_transfer(PostTransfer(posted, "1.00"))
-    ledger.void_transfer(VoidTransfer(voided))
+        books.transfer(TransferFunds(hold, a, b, "2.00", pending=True))
+    books.transfer(TransferFunds(expiring, a, b, "2.00", pending=True, timeout_seconds=5))
+    books.post_transfer(PostTransfer(posted, "1.00"))
+    books.void_transfer(VoidTransfer(voided))
     clock.now += timedelta(seconds=6)
-    assert ledger.expire_transfer(expiring)
-    ledger.transaction(ExecuteTransaction(unique("tx"), (TransferFunds(unique("l"), a, c, "1.00"),)))
-    ledger.change_policy(ChangePolicy(c, {"overdraft_limit": "1.00", "daily_limit": "50.00", "monthly_limit": None}))
+    assert books.expire_transfer(expiring)
+    books.transaction(ExecuteTransaction(unique("tx"), (TransferFunds(unique("l"), a, c, "1.00"),)))
+    books.change_policy(ChangePolicy(c, {"overdraft_limit": "1.00", "daily_limit": "50.00", "monthly_limit": None}))
     for action in ("freeze", "unfreeze"):
-        ledger.account_action(AccountAction(c, action))
-    ledger.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
-    ledger.account_action(AccountAction(c, "close"))
+        books.account_action(AccountAction(c, action))
+    books.transfer(TransferFunds(unique("t"), c, b, "0.99"))  # and 0.01 fee: c is empty
+    books.account_action(AccountAction(c, "close"))
     watched = unique("m")
-    ledger.open_account(OpenAccount(watched, asset))
-    ledger.deposit(Deposit(unique("d"), watched, "10.00"))
-    ledger.set_monitor(SetMonitor("low", watched, "available", "below", "5.00"))
-    ledger.transfer(TransferFunds(unique("t"), watched, b, "6.00"))  # and its fee: triggered
-    ledger.deposit(Deposit(unique("d"), watched, "10.00"))  # cleared
-    ledger.remove_monitor(RemoveMonitor("low", watched))
+    books.open_account(OpenAccount(watched, asset))
+    books.deposit(Deposit(unique("d"), watched, "10.00"))
+    books.set_monitor(SetMonitor("low", watched, "available", "below", "5.00"))
+    books.transfer(TransferFunds(unique("t"), watched, b, "6.00"))  # and its fee: triggered
+    books.deposit(Deposit(unique("d"), watched, "10.00"))  # cleared
+    books.remove_monitor(RemoveMonitor("low", watched))
     # Payouts, as the chain worker reports them (no chain needed for the events).
     lumens = unique("x")
-    ledger.open_account(OpenAccount(lumens, "XLM/7"))
-    ledger.deposit(Deposit(unique("d"), lumens, "10"))
+    books.open_account(OpenAccount(lumens, "XLM/7"))
+    books.deposit(Deposit(unique("d"), lumens, "10"))
     paid, refused = unique("p"), unique("p")
     for payout in (paid, refused):
-        ledger.request_payout(RequestPayout(payout, lumens, "1", Keypair.random().public_key))
-    ledger.note_payout_attempt(paid, 1, "ab" * 32, None)
-    ledger.report_payout_stuck(paid, "no answer yet")
-    ledger.confirm_payout(paid, "ab" * 32, 7)
-    ledger.cancel_payout(CancelPayout(refused, "ticket 9"))
-    ledger.fail_payout(refused, "op_no_trust")
-    ledger.sweep_fees(SweepFees(unique("s"), asset, b))
+        books.request_payout(RequestPayout(payout, lumens, "1", Keypair.random().public_key))
+    books.note_payout_attempt(paid, 1, "ab" * 32, None)
+    books.report_payout_stuck(paid, "no answer yet")
+    books.confirm_payout(paid, "ab" * 32, 7)
+    books.cancel_payout(CancelPayout(refused, "ticket 9"))
+    books.fail_payout(refused, "op_no_trust")
+    books.sweep_fees(SweepFees(unique("s"), asset, b))
     distribution = Keypair.random().public_key
     for held in (5, 20, 5):  # low, recovered, low
-        assert ledger.judge_distribution_balance("XLM/7", distribution, held, 10, 0)
+        assert books.judge_distribution_balance("XLM/7", distribution, held, 10, 0)
     # A payout run through all its states, as a client and the chain worker move it.
     poor = unique("x")
-    ledger.open_account(OpenAccount(poor, "XLM/7"))
+    books.open_account(OpenAccount(poor, "XLM/7"))
     run_id = unique("run")
     rows = (RowRequest("1", lumens, "1", Keypair.random().public_key, number=1),)
     rows += (RowRequest("2", poor, "1", Keypair.random().public_key, "memo", number=2),)
-    ledger.upload_payout_run(UploadPayoutRun(run_id, rows, run_files.fingerprint(list(rows))))
+    books.upload_payout_run(UploadPayoutRun(run_id, rows, run_files.fingerprint(list(rows))))
     for action in ("start", "pause", "resume"):
-        ledger.payout_run_action(PayoutRunAction(run_id, action))
-    run = ledger.run_record(run_id)
-    chunk = ledger.run_chunk(run_id, 0)
+        books.payout_run_action(PayoutRunAction(run_id, action))
+    run = books.run_record(run_id)
+    chunk = books.run_chunk(run_id, 0)
     assert run is not None and chunk is not None
-    assert ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
-    ledger.confirm_payout(row_payout_id(run_id, "1", 1), "cd" * 32, 8)
-    assert ledger.complete_payout_run(run_id, 1, 1)
-    ledger.payout_run_action(PayoutRunAction(run_id, "retry"))
+    assert books.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
+    books.confirm_payout(row_payout_id(run_id, "1", 1), "cd" * 32, 8)
+    assert books.complete_payout_run(run_id, 1, 1)
+    books.payout_run_action(PayoutRunAction(run_id, "retry"))
     cancelled = unique("run")
-    ledger.upload_payout_run(UploadPayoutRun(cancelled, rows[:1], run_files.fingerprint(list(rows[:1]))))
-    ledger.payout_run_action(PayoutRunAction(cancelled, "cancel"))
-    assert Sealer(ledger, database_url).seal() is not None
+    books.upload_payout_run(UploadPayoutRun(cancelled, rows[:1], run_files.fingerprint(list(rows[:1]))))
+    books.payout_run_action(PayoutRunAction(cancelled, "cancel"))
+    assert Sealer(books, database_url).seal() is not None
 
 
 def test_every_message_follows_the_contract(servers: Urls) -> None:
     clock = Clock()
-    ledger = Ledger(event_store_env(servers.settings()), clock=clock, payout_assets={"XLM/7": "native"})
+    books = Books(event_store_env(servers.settings()), clock=clock, payout_assets={"XLM/7": "native"})
     topic = unique("contract")
     try:
-        start = ledger.head_position()
-        every_kind_of_event(ledger, clock, servers.database_url)
+        start = books.head_position()
+        every_kind_of_event(books, clock, servers.database_url)
         relay = Relay(
-            ledger,
+            books,
             RelayState(servers.database_url, topic),
             servers.database_url,
             servers.producer(),
@@ -133,7 +133,7 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
         relay.start()
         while relay.publish_batch():
             pass
-        head = ledger.head_position()
+        head = books.head_position()
         with psycopg.connect(servers.database_url) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM ledger_events WHERE notification_id > %s AND notification_id <= %s", (start, head)
@@ -141,7 +141,7 @@ def test_every_message_follows_the_contract(servers: Urls) -> None:
         # Not head - start: a rolled-back insert leaves a gap in the positions.
         recorded = int(row[0]) if row else 0
     finally:
-        ledger.close()
+        books.close()
 
     consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])

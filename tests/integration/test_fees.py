@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.handlers.context import Writer
 from commands.http import create_app
@@ -26,14 +26,14 @@ from tests.scenarios import fee_pair, set_rule
 
 
 @pytest.fixture
-def asset(ledger: Ledger) -> Iterator[str]:
+def asset(books: Books) -> Iterator[str]:
     """A fresh asset per test, so its fee rule applies to this test only."""
     yield f"F{unique('x')[-8:].upper()}/2"
 
 
-def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any, keys: KeyStore, admin_token: str) -> None:
-    client = api_client(create_app(ledger, keys=keys), admin_token)
-    a, b = fee_pair(ledger, asset)
+def test_fee_rules_over_http(books: Books, asset: str, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(books, keys=keys), admin_token)
+    a, b = fee_pair(books, asset)
     rule = client.simulate_post(
         "/v1/fee-rules",
         json={
@@ -66,11 +66,11 @@ def test_fee_rules_over_http(ledger: Ledger, asset: str, event_count: Any, keys:
 
 
 def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_rule(
-    ledger: Ledger, servers: Urls, asset: str, monkeypatch: pytest.MonkeyPatch
+    books: Books, servers: Urls, asset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = fee_pair(ledger, asset)
-    set_rule(ledger, asset, "sender")
-    other = Ledger(event_store_env(servers.settings()))
+    a, b = fee_pair(books, asset)
+    set_rule(books, asset, "sender")
+    other = Books(event_store_env(servers.settings()))
     read = Writer.fee_terms
     calls: list[int] = []
 
@@ -83,23 +83,23 @@ def test_a_rule_changed_while_a_transfer_runs_makes_it_run_again_with_the_new_ru
 
     monkeypatch.setattr(Writer, "fee_terms", read_then_race)
     try:
-        result = ledger.transfer(TransferFunds(unique("t"), a, b, "50.00"))
+        result = books.transfer(TransferFunds(unique("t"), a, b, "50.00"))
     finally:
         other.close()
     assert len(calls) == 2  # the first attempt was refused at commit
     assert "fee" not in result
-    assert ledger.account(a).available == 5000
+    assert books.account(a).available == 5000
 
 
 def test_a_rule_changed_by_another_process_applies_to_the_next_transfer(
-    ledger: Ledger, servers: Urls, asset: str
+    books: Books, servers: Urls, asset: str
 ) -> None:
-    a, b = fee_pair(ledger, asset)
-    set_rule(ledger, asset, "sender")
-    assert ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.35"
-    other = Ledger(event_store_env(servers.settings()))
+    a, b = fee_pair(books, asset)
+    set_rule(books, asset, "sender")
+    assert books.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.35"
+    other = Books(event_store_env(servers.settings()))
     try:
         set_rule(other, asset, "sender", basis_points=0, fixed=5)
     finally:
         other.close()
-    assert ledger.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.05"
+    assert books.transfer(TransferFunds(unique("t"), a, b, "10.00"))["fee"]["amount"] == "0.05"

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from commands.answers import Replayed
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, PostTransfer, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
@@ -30,11 +30,11 @@ from tests.conftest import Urls, funded, unique
 
 
 @pytest.fixture
-def writer(servers: Urls) -> Iterator[Ledger]:
+def writer(servers: Urls) -> Iterator[Books]:
     """A ledger of its own, so that its writer's queue holds only this test's commands."""
-    ledger = Ledger(event_store_env(servers.settings()))
-    yield ledger
-    ledger.close()
+    books = Books(event_store_env(servers.settings()))
+    yield books
+    books.close()
 
 
 @contextmanager
@@ -46,7 +46,7 @@ def writer_held(servers: Urls) -> Iterator[None]:
         conn.rollback()
 
 
-def in_one_group(servers: Urls, ledger: Ledger, commands: list[Callable[[], Any]]) -> list[Any]:
+def in_one_group(servers: Urls, books: Books, commands: list[Callable[[], Any]]) -> list[Any]:
     """Run the commands concurrently so that they all land in one group; each one's
     answer, or the error it raised."""
     answers: list[Any] = [None] * len(commands)
@@ -58,17 +58,17 @@ def in_one_group(servers: Urls, ledger: Ledger, commands: list[Callable[[], Any]
             answers[index] = exc
 
     a, b = unique("gate-a"), unique("gate-b")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
+    books.open_account(OpenAccount(a, "USD/2"))
+    books.open_account(OpenAccount(b, "USD/2"))
     with writer_held(servers):
-        gate = threading.Thread(target=lambda: ledger.open_account(OpenAccount(unique("gate"), "USD/2")))
+        gate = threading.Thread(target=lambda: books.open_account(OpenAccount(unique("gate"), "USD/2")))
         gate.start()  # the writer takes it, and waits for the lock to save it
         time.sleep(0.3)
         threads = [threading.Thread(target=run, args=(i,)) for i in range(len(commands))]
         for queued, thread in enumerate(threads, start=1):
             thread.start()  # one after the other, so the group holds them in this order
             deadline = time.monotonic() + 10
-            while ledger.waiting() < queued:
+            while books.waiting() < queued:
                 assert time.monotonic() < deadline, "the command never queued"
                 time.sleep(0.002)
     gate.join()
@@ -85,7 +85,7 @@ def write_positions(servers: Urls, *stream_ids: Any) -> set[int]:
     return {row[0] for row in rows}
 
 
-def test_commands_that_arrive_together_are_saved_in_one_transaction(servers: Urls, writer: Ledger) -> None:
+def test_commands_that_arrive_together_are_saved_in_one_transaction(servers: Urls, writer: Books) -> None:
     pairs = [funded(writer) for _ in range(10)]
     ids = [unique("t") for _ in pairs]
     answers = in_one_group(
@@ -106,7 +106,7 @@ def test_commands_that_arrive_together_are_saved_in_one_transaction(servers: Url
         assert answer["status"] == "posted"
 
 
-def test_a_refused_command_changes_nothing_and_its_neighbours_go_through(servers: Urls, writer: Ledger) -> None:
+def test_a_refused_command_changes_nothing_and_its_neighbours_go_through(servers: Urls, writer: Books) -> None:
     a, b = funded(writer, "3.00")
     ids = [unique("t") for _ in range(6)]
     answers = in_one_group(servers, writer, [lambda i=i: writer.transfer(TransferFunds(i, a, b, "1.00")) for i in ids])
@@ -120,7 +120,7 @@ def test_a_refused_command_changes_nothing_and_its_neighbours_go_through(servers
         assert exists == isinstance(answer, dict)
 
 
-def test_idempotency_holds_inside_one_group(servers: Urls, writer: Ledger) -> None:
+def test_idempotency_holds_inside_one_group(servers: Urls, writer: Books) -> None:
     a, b = funded(writer)
     same = unique("t")
     answers = in_one_group(
@@ -140,11 +140,11 @@ def test_idempotency_holds_inside_one_group(servers: Urls, writer: Ledger) -> No
     assert (writer.account(a).available, writer.account(b).available) == (9800, 200)  # moved once
 
 
-def test_idempotency_holds_across_groups_and_writers(servers: Urls, writer: Ledger) -> None:
+def test_idempotency_holds_across_groups_and_writers(servers: Urls, writer: Books) -> None:
     """Another writer (another process's application) answers a retry as the first did."""
     a, b = funded(writer)
     first = writer.transfer(TransferFunds(same := unique("t"), a, b, "2.00"))
-    other = Ledger(event_store_env(servers.settings()))
+    other = Books(event_store_env(servers.settings()))
     try:
         replayed = other.transfer(TransferFunds(same, a, b, "2.00"))
         assert replayed == first and isinstance(replayed, Replayed) and not isinstance(first, Replayed)
@@ -155,7 +155,7 @@ def test_idempotency_holds_across_groups_and_writers(servers: Urls, writer: Ledg
     assert writer.account(a).available == 9800
 
 
-def test_a_hold_made_and_posted_in_one_group(servers: Urls, writer: Ledger) -> None:
+def test_a_hold_made_and_posted_in_one_group(servers: Urls, writer: Books) -> None:
     """A later command sees what an earlier one of its group did before anything is saved."""
     a, b = funded(writer)
     hold = unique("h")
@@ -174,7 +174,7 @@ def test_a_hold_made_and_posted_in_one_group(servers: Urls, writer: Ledger) -> N
     assert (writer.account(a).available, writer.account(b).available) == (9600, 400)
 
 
-def test_hot_account_commands_in_one_group_need_no_retry(servers: Urls, writer: Ledger) -> None:
+def test_hot_account_commands_in_one_group_need_no_retry(servers: Urls, writer: Books) -> None:
     source = unique("hot")
     writer.open_account(OpenAccount(source, "USD/2"))
     writer.deposit(Deposit(unique("d"), source, "50.00"))
@@ -191,7 +191,7 @@ def test_hot_account_commands_in_one_group_need_no_retry(servers: Urls, writer: 
     assert len(write_positions(servers, account_uuid(source))) == 3  # opened, funded, then one group
 
 
-def test_a_batch_and_single_transfers_share_a_group(servers: Urls, writer: Ledger) -> None:
+def test_a_batch_and_single_transfers_share_a_group(servers: Urls, writer: Books) -> None:
     a, b = funded(writer, "10.00")
     legs = tuple(TransferFunds(unique("t"), a, b, "3.00") for _ in range(4))  # the 4th finds too little
     answers = in_one_group(
@@ -211,19 +211,19 @@ def test_a_batch_and_single_transfers_share_a_group(servers: Urls, writer: Ledge
     assert (writer.account(a).available, writer.account(b).available) == (150, 850)
 
 
-def test_two_writers_racing_on_one_account_count_their_retries(servers: Urls, writer: Ledger) -> None:
+def test_two_writers_racing_on_one_account_count_their_retries(servers: Urls, writer: Books) -> None:
     """Each group run again after another writer saved first is a retry, counted in
     ``ledger_write_conflicts_total``; every transfer still goes through exactly once."""
     a, b = funded(writer, "1000.00")
-    other = Ledger(event_store_env(servers.settings()))
+    other = Books(event_store_env(servers.settings()))
     counted = REGISTRY.get_sample_value("ledger_write_conflicts_total") or 0.0
     try:
 
-        def spend(ledger: Ledger) -> None:
+        def spend(books: Books) -> None:
             for _ in range(15):
-                ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
+                books.transfer(TransferFunds(unique("t"), a, b, "1.00"))
 
-        racers = [threading.Thread(target=spend, args=(ledger,)) for ledger in (writer, other, writer, other)]
+        racers = [threading.Thread(target=spend, args=(books,)) for books in (writer, other, writer, other)]
         for racer in racers:
             racer.start()
         for racer in racers:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.http import create_app
 from tests.conftest import Clock, Urls, api_client, unique
@@ -27,15 +27,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
-    app = Ledger(event_store_env(servers.settings()), clock=clock)
+def books(servers: Urls, clock: Clock) -> Iterator[Books]:
+    app = Books(event_store_env(servers.settings()), clock=clock)
     yield app
     app.close()
 
 
-def test_limits_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:
-    client = api_client(create_app(ledger, keys=keys), admin_token)
-    a, b = limited(ledger, None, None)
+def test_limits_over_http(books: Books, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(books, keys=keys), admin_token)
+    a, b = limited(books, None, None)
     result = client.simulate_post(f"/v1/accounts/{a}/policy", json={"daily_limit": "5.00", "monthly_limit": "50.00"})
     assert (result.status_code, result.json["daily_limit"], result.json["monthly_limit"]) == (200, "5.00", "50.00")
     refused = client.simulate_post(

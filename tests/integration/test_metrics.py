@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from auth.store import KeyStore
 from commands import http as command_http
-from commands.application import Ledger
+from commands.application import Books
 from queries import http as query_http
 from runtime import kafka, metrics, web
 from tests.conftest import Urls, api_client, free_port, funded, unique
@@ -31,9 +31,9 @@ def scraper(keys: KeyStore) -> str:
 
 
 def test_metrics_need_a_key_with_the_metrics_scope_which_reads_nothing_else(
-    ledger: Ledger, keys: KeyStore, scraper: str, mongo_db: Any
+    books: Books, keys: KeyStore, scraper: str, mongo_db: Any
 ) -> None:
-    command = command_http.create_app(ledger, keys)
+    command = command_http.create_app(books, keys)
     query = query_http.create_app(mongo_db, 1.0, keys)
     assert falcon.testing.TestClient(command).simulate_get("/metrics").status_code == 401
     reader, secret = keys.create("tests: reader", ["read"])
@@ -49,10 +49,10 @@ def test_metrics_need_a_key_with_the_metrics_scope_which_reads_nothing_else(
 
 
 def test_commands_are_counted_by_type_and_outcome_and_requests_by_route(
-    ledger: Ledger, keys: KeyStore, admin_token: str
+    books: Books, keys: KeyStore, admin_token: str
 ) -> None:
-    client = api_client(command_http.create_app(ledger, keys), admin_token)
-    a, b = funded(ledger)
+    client = api_client(command_http.create_app(books, keys), admin_token)
+    a, b = funded(books)
     body = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1.00"}
     ok, replayed, broke = (
         sample("ledger_commands_total", command="transfer", outcome=o) for o in ("ok", "replayed", "insufficient_funds")

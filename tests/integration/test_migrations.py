@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import OpenAccount
 from runtime.migrations import applied, migrate
@@ -30,11 +30,11 @@ def test_without_migrations_the_library_creates_nothing(servers: Urls) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = servers.database_url.rsplit("/", 1)[0] + "/" + name
-    ledger = Ledger(event_store_env(Settings(database_url=url)))
+    books = Books(event_store_env(Settings(database_url=url)))
     try:
         with pytest.raises(Exception, match="ledger_events|stored_event_uuid"):
-            ledger.open_account(OpenAccount("A", "USD/2"))
+            books.open_account(OpenAccount("A", "USD/2"))
     finally:
-        ledger.close()
+        books.close()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from commands.messages import (
     AccountAction,
@@ -37,8 +37,8 @@ PARTITIONS = 3
 
 
 @pytest.fixture
-def admin(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(ledger, keys=keys), admin_token)
+def admin(books: Books, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(books, keys=keys), admin_token)
 
 
 def messages_about(servers: Urls, topic: str, account: str, head: int) -> list[tuple[str, dict[str, Any]]]:
@@ -63,9 +63,9 @@ def messages_about(servers: Urls, topic: str, account: str, head: int) -> list[t
 
 
 def test_a_monitor_fires_once_per_crossing_on_kafka_and_the_read_model_shows_it(
-    ledger: Ledger, admin: falcon.testing.TestClient, servers: Urls, mongo_db: Any
+    books: Books, admin: falcon.testing.TestClient, servers: Urls, mongo_db: Any
 ) -> None:
-    payer, payee = funded(ledger, "100.00")
+    payer, payee = funded(books, "100.00")
     set_low = admin.simulate_post(
         "/v1/monitors", json={"id": "low", "account": payer, "when": "below", "amount": "50.00"}
     )
@@ -84,21 +84,21 @@ def test_a_monitor_fires_once_per_crossing_on_kafka_and_the_read_model_shows_it(
     assert rich.status_code == 200 and rich.json["state"] == "clear"
 
     for n in range(4):  # 100.00 -> 80.00: nothing crossed
-        ledger.transfer(TransferFunds(unique("t"), payer, payee, "5.00"))
+        books.transfer(TransferFunds(unique("t"), payer, payee, "5.00"))
     hold = unique("h")
-    ledger.transfer(TransferFunds(hold, payer, payee, "40.00", pending=True))  # available 40.00: crossed
+    books.transfer(TransferFunds(hold, payer, payee, "40.00", pending=True))  # available 40.00: crossed
     legs = tuple(TransferFunds(unique("l"), payer, payee, "1.00") for _ in range(3))
-    ledger.transaction(ExecuteTransaction(unique("tx"), legs))  # further below, three movements
-    ledger.void_transfer(VoidTransfer(hold))  # 77.00: back above
+    books.transaction(ExecuteTransaction(unique("tx"), legs))  # further below, three movements
+    books.void_transfer(VoidTransfer(hold))  # 77.00: back above
     crossing = unique("t")
-    ledger.transfer(TransferFunds(crossing, payer, payee, "30.00"))  # 47.00: the second crossing
+    books.transfer(TransferFunds(crossing, payer, payee, "30.00"))  # 47.00: the second crossing
     second = unique("h")
-    ledger.transfer(TransferFunds(second, payer, payee, "1.00", pending=True))
-    ledger.post_transfer(PostTransfer(second))
+    books.transfer(TransferFunds(second, payer, payee, "1.00", pending=True))
+    books.post_transfer(PostTransfer(second))
 
     topic = unique("monitors")
-    drain_relay(make_relay(ledger, servers, topic))
-    head = ledger.head_position()
+    drain_relay(make_relay(books, servers, topic))
+    head = books.head_position()
     crossings = [
         (kind, data["monitor"], data["value"], data["transfer"])
         for kind, data in messages_about(servers, topic, payer, head)
@@ -115,11 +115,11 @@ def test_a_monitor_fires_once_per_crossing_on_kafka_and_the_read_model_shows_it(
     assert payee_monitor == [("ledger.monitor.set.v1", None), (MONITOR_TRIGGERED, "500")]  # the first credit only
 
     projector = Projector(
-        mongo_db, servers.consumer(), servers.topic_watch(topic, PARTITIONS), store_head=ledger.head_position
+        mongo_db, servers.consumer(), servers.topic_watch(topic, PARTITIONS), store_head=books.head_position
     )
     projector.start()
     project_until(projector, mongo_db, head)
-    assert differences(ledger, mongo_db) == []  # versions included: monitor events are the account's
+    assert differences(books, mongo_db) == []  # versions included: monitor events are the account's
     (low,) = readmodel.account(mongo_db, payer)["monitors"]
     assert {k: low[k] for k in ("id", "when", "amount", "state")} == {
         "id": "low",
@@ -135,10 +135,10 @@ def test_a_monitor_fires_once_per_crossing_on_kafka_and_the_read_model_shows_it(
 
 
 def test_bad_monitor_requests_are_refused_and_write_nothing(
-    ledger: Ledger, admin: falcon.testing.TestClient, keys: KeyStore, event_count: Any
+    books: Books, admin: falcon.testing.TestClient, keys: KeyStore, event_count: Any
 ) -> None:
-    account, other = funded(ledger)
-    ledger.deposit(Deposit(unique("d"), other, "1.00"))
+    account, other = funded(books)
+    books.deposit(Deposit(unique("d"), other, "1.00"))
     good = {"id": "m", "account": account, "when": "below", "amount": "1.00"}
     before = event_count()
     cases: list[tuple[dict[str, Any], int, str]] = [
@@ -166,14 +166,14 @@ def test_bad_monitor_requests_are_refused_and_write_nothing(
         assert answer.status_code in (400, 404), (path, body, answer.json)
     assert event_count() == before
 
-    ledger.open_account(OpenAccount(closed := unique("c"), "USD/2"))
-    ledger.account_action(AccountAction(closed, "close"))
+    books.open_account(OpenAccount(closed := unique("c"), "USD/2"))
+    books.account_action(AccountAction(closed, "close"))
     before = event_count()
     answer = admin.simulate_post("/v1/monitors", json={**good, "account": closed})
     assert (answer.status_code, answer.json["code"]) == (422, "account_not_open")
 
     key, secret = keys.create("tests: one account", ["accounts"], [account])
-    limited = api_client(create_app(ledger, keys=keys), f"{key.key_id}.{secret}")
+    limited = api_client(create_app(books, keys=keys), f"{key.key_id}.{secret}")
     assert limited.simulate_post("/v1/monitors", json={**good, "account": other}).status_code == 403
     assert event_count() == before
     assert limited.simulate_post("/v1/monitors", json=good).status_code == 200

@@ -19,7 +19,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from auth.store import KeyStore
 from commands import http as command_http
 from commands import requests
-from commands.application import Ledger
+from commands.application import Books
 from ledger.errors import InvalidAmount, InvalidRequest
 from ledger.money import AMOUNT_PATTERN
 from queries import http as query_http
@@ -28,9 +28,9 @@ from runtime.openapi import Operation, Routes
 
 
 @pytest.fixture(scope="module")
-def apps(ledger: Ledger, keys: KeyStore, mongo_db: Any) -> dict[str, falcon.App]:
+def apps(books: Books, keys: KeyStore, mongo_db: Any) -> dict[str, falcon.App]:
     return {
-        "command": command_http.create_app(ledger, keys),
+        "command": command_http.create_app(books, keys),
         "query": query_http.create_app(mongo_db, 1.0, keys),
     }
 

@@ -18,7 +18,7 @@ from stellar_sdk import Keypair
 
 from auth.store import KeyStore
 from chain.deposits import DepositFollower
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferFunds
 from ledger.fees import FeeTerms
@@ -31,16 +31,16 @@ assert chain  # the fixture, imported for this module's tests
 
 @pytest.fixture
 def admin(chain: Chain, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(chain.ledger, keys=keys), admin_token)
+    return api_client(create_app(chain.books, keys=keys), admin_token)
 
 
 def key_of(token: str) -> str:
     return token.split(".")[0]
 
 
-def recorded_key(ledger: Ledger, stream: Any, topic_end: str) -> str | None:
+def recorded_key(books: Books, stream: Any, topic_end: str) -> str | None:
     """The acting key stored with a stream's event of the given type."""
-    with ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+    with books.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute("SELECT topic, state FROM ledger_events WHERE originator_id = %s", (stream,))
         rows = [r for r in curs.fetchall() if r["topic"].endswith(topic_end)]
     assert len(rows) == 1, rows
@@ -55,14 +55,14 @@ def test_a_stuck_payout_is_cancelled_only_once_the_chain_shows_it_unpaid(
     payout_id = payout(chain, account, "3", destination)
     worker = chain.worker()
     deadline = time.monotonic() + 30
-    while (record := chain.ledger.payout_record(payout_id)) is None or not record.stuck:
+    while (record := chain.books.payout_record(payout_id)) is None or not record.stuck:
         assert time.monotonic() < deadline, chain.row(payout_id)
         chain.relay.publish_batch()
         chain.intake.poll(0.05)
         worker.work_once()
 
     key, secret = keys.create("tests: payouts only", ["payouts"])
-    refused = api_client(create_app(chain.ledger, keys=keys), f"{key.key_id}.{secret}").simulate_post(
+    refused = api_client(create_app(chain.books, keys=keys), f"{key.key_id}.{secret}").simulate_post(
         f"/v1/payouts/{payout_id}/cancel"
     )
     assert (refused.status_code, refused.json["code"]) == (403, "forbidden")
@@ -71,14 +71,14 @@ def test_a_stuck_payout_is_cancelled_only_once_the_chain_shows_it_unpaid(
     assert (asked.json["state"], asked.json["cancel_requested"]) == ("submitted", "ticket 881")
     again = admin.simulate_post(f"/v1/payouts/{payout_id}/cancel", json={"reason": "ticket 881"})
     assert again.status_code == 202 and again.json["cancel_requested"] == "ticket 881"
-    assert recorded_key(chain.ledger, payout_uuid(payout_id), "Payout.CancelRequested") == key_of(admin_token)
+    assert recorded_key(chain.books, payout_uuid(payout_id), "Payout.CancelRequested") == key_of(admin_token)
 
     submissions = chain.sim.network.submissions
     row = chain.pump(payout_id, worker)
     assert (row["state"], row["reason"]) == ("failed", "cancelled: ticket 881")
     assert chain.sim.network.submissions == submissions  # nothing was sent again
     assert chain.payments_to(destination) == []
-    after = chain.ledger.account(account)
+    after = chain.books.account(account)
     assert (after.available, after.pending_debits, after.posted_debits) == (1_000_000_000, 0, 0)
     late = admin.simulate_post(f"/v1/payouts/{payout_id}/cancel")
     assert (late.status_code, late.json["code"]) == (409, "payout_resolved")
@@ -100,7 +100,7 @@ def test_a_cancelled_payout_the_chain_paid_is_confirmed_not_failed(
     assert admin.simulate_post(f"/v1/payouts/{payout_id}/cancel").status_code == 202
     row = chain.pump(payout_id, worker)  # the channel's history shows the transaction
     assert row["state"] == "confirmed" and len(chain.payments_to(destination)) == 1
-    assert chain.ledger.account(account).posted_debits == 20_000_000
+    assert chain.books.account(account).posted_debits == 20_000_000
 
 
 def test_a_deposit_in_suspense_is_reassigned_once(
@@ -110,12 +110,12 @@ def test_a_deposit_in_suspense_is_reassigned_once(
     chain.sim.network.create_account(sender.public_key, "100")
     pay_in(chain, sender, "7.5", "nobody-" + unique("x"))
     pay_in(chain, sender, "1", account := chain.funded_account(amount="1"))
-    follower = DepositFollower(chain.settings, chain.store, chain.ledger)
+    follower = DepositFollower(chain.settings, chain.store, chain.books)
     while follower.poll():
         pass
     lost, credited = [p["id"] for p in chain.sim.network.payments if p["from"] == sender.public_key]
     suspense = suspense_account_id("XLM/7")
-    held = chain.ledger.account(suspense).available
+    held = chain.books.account(suspense).available
     owner = chain.funded_account(amount="1")
 
     body = {"deposit": chain_deposit_id(lost), "account": owner}
@@ -126,8 +126,8 @@ def test_a_deposit_in_suspense_is_reassigned_once(
         suspense,
         {"deposit": chain_deposit_id(lost)},
     )
-    assert chain.ledger.account(owner).available == 85_000_000
-    assert chain.ledger.account(suspense).available == held - 75_000_000
+    assert chain.books.account(owner).available == 85_000_000
+    assert chain.books.account(suspense).available == held - 75_000_000
     replay = admin.simulate_post("/v1/suspense-reassignments", json=body)
     assert (replay.status_code, replay.json, replay.headers.get("idempotent-replayed")) == (201, moved.json, "true")
     elsewhere = admin.simulate_post("/v1/suspense-reassignments", json={**body, "account": account})
@@ -137,9 +137,9 @@ def test_a_deposit_in_suspense_is_reassigned_once(
     unknown = admin.simulate_post("/v1/suspense-reassignments", json={**body, "deposit": "$stellar.1"})
     assert (unknown.status_code, unknown.json["code"]) == (404, "transfer_not_found")
     assert admin.simulate_post("/v1/suspense-reassignments", json={**body, "deposit": "t-1"}).status_code == 400
-    assert chain.ledger.account(owner).available == 85_000_000
+    assert chain.books.account(owner).available == 85_000_000
     stream = account_uuid(suspense)
-    with chain.ledger.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+    with chain.books.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
         curs.execute(
             "SELECT state FROM ledger_events WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1",
             (stream,),
@@ -151,21 +151,21 @@ def test_a_deposit_in_suspense_is_reassigned_once(
 def test_a_fee_account_is_swept_to_a_named_account(
     chain: Chain, admin: falcon.testing.TestClient, keys: KeyStore, event_count: Any
 ) -> None:
-    ledger = chain.ledger
+    books = chain.books
     asset = f"S{unique('x')[-8:].upper()}/2"  # its own asset: its fee account is this test's alone
-    ledger.set_fee_rule(
+    books.set_fee_rule(
         SetFeeRule(asset, "transfer", FeeTerms(basis_points=0, fixed=25, minimum=0, maximum=None, payer="sender"))
     )
     payer, payee, treasury, other = (unique(n) for n in ("payer", "payee", "treasury", "other"))
     for name in (payer, payee, treasury):
-        ledger.open_account(OpenAccount(name, asset))
-    ledger.open_account(OpenAccount(other, "XLM/7"))
-    ledger.deposit(Deposit(unique("d"), payer, "100.00"))
+        books.open_account(OpenAccount(name, asset))
+    books.open_account(OpenAccount(other, "XLM/7"))
+    books.deposit(Deposit(unique("d"), payer, "100.00"))
     for _ in range(4):
-        ledger.transfer(TransferFunds(unique("t"), payer, payee, "1.00"))
-    ledger.transfer(TransferFunds(unique("t"), payer, payee, "1.00", pending=True))  # its fee is only held
+        books.transfer(TransferFunds(unique("t"), payer, payee, "1.00"))
+    books.transfer(TransferFunds(unique("t"), payer, payee, "1.00", pending=True))  # its fee is only held
     fees = fee_account_id(asset)
-    assert ledger.account(fees).available == 100
+    assert books.account(fees).available == 100
 
     before = event_count()
     for bad, status, code in [
@@ -184,7 +184,7 @@ def test_a_fee_account_is_swept_to_a_named_account(
     assert part.status_code == 201 and (part.json["debit_account"], part.json["amount"]) == (fees, "0.40"), part.json
     rest = admin.simulate_post("/v1/fee-sweeps", json={"id": unique("s"), "asset": asset, "account": treasury})
     assert rest.status_code == 201 and rest.json["amount"] == "0.60", rest.json
-    assert (ledger.account(fees).available, ledger.account(treasury).available) == (0, 100)
+    assert (books.account(fees).available, books.account(treasury).available) == (0, 100)
     again = admin.simulate_post(
         "/v1/fee-sweeps", json={"id": first, "asset": asset, "account": treasury, "amount": "0.40"}
     )
@@ -192,7 +192,7 @@ def test_a_fee_account_is_swept_to_a_named_account(
     empty = admin.simulate_post("/v1/fee-sweeps", json={"id": unique("s"), "asset": asset, "account": treasury})
     assert (empty.status_code, empty.json["code"]) == (422, "insufficient_funds")
     key, secret = keys.create("tests: transfers only", ["transfers"])
-    client = api_client(create_app(ledger, keys=keys), f"{key.key_id}.{secret}")
+    client = api_client(create_app(books, keys=keys), f"{key.key_id}.{secret}")
     assert (
         client.simulate_post(
             "/v1/fee-sweeps", json={"id": unique("s"), "asset": asset, "account": treasury}

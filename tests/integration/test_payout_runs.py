@@ -23,7 +23,7 @@ from auth.store import KeyStore
 from chain.channel import ChannelWorker
 from chain.kill_switch import KillSwitch
 from chain.runs import RunDriver, RunStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from commands.messages import AccountAction, Deposit, OpenAccount
 from contracts.events import from_message
@@ -63,13 +63,13 @@ def event_count(own_store: Urls) -> Callable[[], int]:
 @pytest.fixture
 def runs(chain: Chain, own_store: Urls) -> Iterator[RunDriver]:
     store = RunStore(own_store.database_url)
-    yield RunDriver(store, chain.ledger)
+    yield RunDriver(store, chain.books)
     store.close()
 
 
 @pytest.fixture
 def client(chain: Chain, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(chain.ledger, keys=keys), admin_token)
+    return api_client(create_app(chain.books, keys=keys), admin_token)
 
 
 def csv_of(rows: list[tuple[str, ...]], header: str = "id,account,amount,destination,memo") -> bytes:
@@ -103,7 +103,7 @@ def drive_threaded(chain: Chain, runs: RunDriver, done: Callable[[], bool], chan
     for _ in range(channels):
         key = Keypair.random()
         chain.sim.network.create_account(key.public_key, "100")
-        workers.append(ChannelWorker(chain.settings, chain.store, chain.ledger, key, KillSwitch(None)))
+        workers.append(ChannelWorker(chain.settings, chain.store, chain.books, key, KillSwitch(None)))
     stop = threading.Event()
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in [*workers, runs]]
     for thread in threads:
@@ -122,7 +122,7 @@ def drive_threaded(chain: Chain, runs: RunDriver, done: Callable[[], bool], chan
 
 
 def run_state(chain: Chain, run_id: str) -> str:
-    run = chain.ledger.run_record(run_id)
+    run = chain.books.run_record(run_id)
     assert run is not None
     return run.state
 
@@ -135,9 +135,9 @@ def test_a_file_with_bad_rows_is_refused_whole_then_accepted_corrected(
     chain: Chain, client: falcon.testing.TestClient, event_count: Any
 ) -> None:
     payer, frozen = funded(chain), funded(chain)
-    chain.ledger.account_action(AccountAction(frozen, "freeze"))
+    chain.books.account_action(AccountAction(frozen, "freeze"))
     euro = unique("eur")
-    chain.ledger.open_account(OpenAccount(euro, "EUR/2"))
+    chain.books.open_account(OpenAccount(euro, "EUR/2"))
     good = chain.destination()
     run_id = unique("run")
     bad = [
@@ -205,14 +205,14 @@ def test_a_file_of_10000_rows_the_most_a_run_has_is_stored_in_chunks_and_started
     with chain_on(big) as chain:
         run_store = RunStore(big.database_url)
         try:
-            held = _held_rows_of_the_largest_run(chain, RunDriver(run_store, chain.ledger), keys, admin_token)
+            held = _held_rows_of_the_largest_run(chain, RunDriver(run_store, chain.books), keys, admin_token)
         finally:
             run_store.close()
     assert held == [2_500 * 15_000_000] * 4  # every row requested: its amount held on its payer
 
 
 def _held_rows_of_the_largest_run(chain: Chain, runs: RunDriver, keys: KeyStore, admin_token: str) -> list[int]:
-    client = api_client(create_app(chain.ledger, keys=keys), admin_token)
+    client = api_client(create_app(chain.books, keys=keys), admin_token)
     payers = [funded(chain, "10000") for _ in range(4)]
     destinations = [chain.destination() for _ in range(8)]
     rows = [(str(n), payers[n % 4], "1.5", destinations[n % 8], "") for n in range(MAX_ROWS)]
@@ -222,7 +222,7 @@ def _held_rows_of_the_largest_run(chain: Chain, runs: RunDriver, keys: KeyStore,
     created = upload(client, run_id, csv_of(rows))
     assert created.status_code == 201, created.json
     assert (created.json["rows"], created.json["totals"]) == (MAX_ROWS, {"XLM/7": "15000.0000000"})
-    run = chain.ledger.run_record(run_id)
+    run = chain.books.run_record(run_id)
     assert run is not None and run.chunks == MAX_ROWS // 250
     assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
     while chain.relay.publish_batch():
@@ -233,7 +233,7 @@ def _held_rows_of_the_largest_run(chain: Chain, runs: RunDriver, keys: KeyStore,
         chain.intake.poll(0.1)
     while runs.step():  # a chunk a step
         assert time.monotonic() < deadline
-    return [chain.ledger.account(payer).pending_debits for payer in payers]
+    return [chain.books.account(payer).pending_debits for payer in payers]
 
 
 def test_a_run_of_1000_rows_completes_with_every_row_paid_once_and_shows_in_the_query_api(
@@ -245,7 +245,7 @@ def test_a_run_of_1000_rows_completes_with_every_row_paid_once_and_shows_in_the_
     destinations = [chain.destination() for _ in range(1000)]
     rows = [(f"r{n}", payers[n % 4], f"1.{n:03d}", destinations[n], f"m{n}") for n in range(1000)]
     run_id = unique("run")
-    start = chain.ledger.head_position()
+    start = chain.books.head_position()
     assert upload(client, run_id, csv_of(rows)).status_code == 201
     started = client.simulate_post(f"/v1/payout-runs/{run_id}/start")
     assert (started.status_code, started.json["state"]) == (200, "started")
@@ -261,12 +261,12 @@ def test_a_run_of_1000_rows_completes_with_every_row_paid_once_and_shows_in_the_
     assert confirmed.fetchone()["n"] == 1000
     paid_each = [sum(1_0000000 + n * 10_000 for n in range(k, 1000, 4)) for k in range(4)]
     for payer, total in zip(payers, paid_each, strict=True):
-        account = chain.ledger.account(payer)
+        account = chain.books.account(payer)
         assert (account.posted_debits, account.pending_debits) == (total, 0)
-    run = chain.ledger.run_record(run_id)
+    run = chain.books.run_record(run_id)
     assert run is not None and (run.state, run.failed) == ("completed", 0)
 
-    project(chain.ledger, mongo_db, start)
+    project(chain.books, mongo_db, start)
     reader = api_client(query_http.create_app(mongo_db, wait_seconds=0.3, keys=keys), admin_token)
     view = reader.simulate_get(f"/v1/payout-runs/{run_id}")
     assert view.status_code == 200, view.json
@@ -288,14 +288,14 @@ def test_a_run_of_1000_rows_completes_with_every_row_paid_once_and_shows_in_the_
     assert reader.simulate_get(f"/v1/payout-runs/{run_id}/rows", params={"state": "failed"}).json["rows"] == []
 
 
-def project(ledger: Ledger, db: Any, after: int) -> None:
+def project(books: Books, db: Any, after: int) -> None:
     """Project the events written since ``after`` (this test's) into a fresh read model."""
     writer = ReadModelWriter(db)
     writer.create_indexes()
-    encoder = StoredEventEncoder(ledger)
+    encoder = StoredEventEncoder(books)
     position = after
     while True:
-        batch = ledger.recorder.select_notifications(start=position, limit=500, inclusive_of_start=False)
+        batch = books.recorder.select_notifications(start=position, limit=500, inclusive_of_start=False)
         if not batch:
             return
         messages = [encoder.encode(n) for n in batch]
@@ -326,12 +326,12 @@ def test_a_paused_run_submits_nothing_new_until_resumed(
     stop = time.monotonic() + 3
     drive(chain, runs, lambda: time.monotonic() > stop)
     assert submitted() == at_pause < 30
-    assert chain.ledger.account(payer).pending_debits > 0  # the rows not paid are held, not released
+    assert chain.books.account(payer).pending_debits > 0  # the rows not paid are held, not released
     resumed = client.simulate_post(f"/v1/payout-runs/{run_id}/resume")
     assert (resumed.status_code, resumed.json["state"]) == (200, "started")
     drive(chain, runs, lambda: run_state(chain, run_id) == "completed")
     assert all(len(chain.payments_to(row[3])) == 1 for row in rows)
-    assert chain.ledger.account(payer).posted_debits == 300_000_000
+    assert chain.books.account(payer).posted_debits == 300_000_000
 
 
 def test_cancelling_a_paused_run_releases_the_rows_not_submitted(
@@ -356,11 +356,11 @@ def test_cancelling_a_paused_run_releases_the_rows_not_submitted(
     chain.sim.network.faults.clear()
 
     def ended() -> bool:
-        records = [chain.ledger.payout_record(row_payout_id(run_id, row[0], 1)) for row in rows]
+        records = [chain.books.payout_record(row_payout_id(run_id, row[0], 1)) for row in rows]
         return all(r is not None and r.resolved for r in records)
 
     drive(chain, runs, ended)
-    records = {row[0]: chain.ledger.payout_record(row_payout_id(run_id, row[0], 1)) for row in rows}
+    records = {row[0]: chain.books.payout_record(row_payout_id(run_id, row[0], 1)) for row in rows}
     submitted = {r for r in records if chain.store.envelopes(row_payout_id(run_id, r, 1))}
     assert submitted and len(submitted) < len(rows)
     for row_id, record in records.items():
@@ -369,7 +369,7 @@ def test_cancelling_a_paused_run_releases_the_rows_not_submitted(
             assert record.state == "confirmed"
         else:
             assert (record.state, record.reason) == ("failed", "run cancelled")
-    account = chain.ledger.account(payer)
+    account = chain.books.account(payer)
     assert (account.pending_debits, account.posted_debits) == (0, len(submitted) * 10_000_000)
     assert sum(len(chain.payments_to(row[3])) for row in rows) == len(submitted)
 
@@ -391,20 +391,20 @@ def test_failed_rows_retried_after_the_fix_are_paid_and_no_other_row_twice(
     assert (premature.status_code, premature.json["code"]) == (409, "payout_run_state")
     assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
     drive(chain, runs, lambda: run_state(chain, run_id) == "completed")
-    run = chain.ledger.run_record(run_id)
+    run = chain.books.run_record(run_id)
     assert run is not None and run.failed == 2 and run.refused == {"c": 1}
-    failed = chain.ledger.payout_record(row_payout_id(run_id, "b", 1))
+    failed = chain.books.payout_record(row_payout_id(run_id, "b", 1))
     assert failed is not None and (failed.state, failed.reason) == ("failed", "op_no_destination")
 
     chain.sim.network.create_account(missing, "1")  # the fix
-    chain.ledger.deposit(Deposit(unique("d"), poor, "10"))
+    chain.books.deposit(Deposit(unique("d"), poor, "10"))
     retried = client.simulate_post(f"/v1/payout-runs/{run_id}/retry")
     assert (retried.status_code, retried.json["state"], retried.json["attempt"]) == (200, "started", 2)
     drive(chain, runs, lambda: run_state(chain, run_id) == "completed")
-    run = chain.ledger.run_record(run_id)
+    run = chain.books.run_record(run_id)
     assert run is not None and (run.failed, run.attempt) == (0, 2)
     assert [len(chain.payments_to(row[3])) for row in rows] == [1, 1, 1]
-    assert chain.ledger.payout_record(row_payout_id(run_id, "a", 2)) is None  # paid in the first attempt only
+    assert chain.books.payout_record(row_payout_id(run_id, "a", 2)) is None  # paid in the first attempt only
     done = client.simulate_post(f"/v1/payout-runs/{run_id}/retry")
     assert (done.status_code, done.json["code"]) == (409, "payout_run_state")
 
@@ -418,12 +418,12 @@ def test_rows_come_out_right_whatever_order_subjects_interleave_in(
     payer = funded(chain)
     rows = [(f"r{n}", payer, "1", chain.destination(), "") for n in range(3)]
     run_id = unique("run")
-    start = chain.ledger.head_position()
+    start = chain.books.head_position()
     assert upload(client, run_id, csv_of(rows)).status_code == 201
     assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
     drive(chain, runs, lambda: run_state(chain, run_id) == "completed")
-    encoder = StoredEventEncoder(chain.ledger)
-    notifications = chain.ledger.recorder.select_notifications(start=start, limit=10_000, inclusive_of_start=False)
+    encoder = StoredEventEncoder(chain.books)
+    notifications = chain.books.recorder.select_notifications(start=start, limit=10_000, inclusive_of_start=False)
     events = [from_message(m.headers, m.value) for m in map(encoder.encode, notifications)]
     chunk_last = sorted(events, key=lambda e: e.type == "ledger.payout_run.rows_added.v1")  # stable: per subject kept
     writer = ReadModelWriter(mongo_db)
@@ -453,12 +453,12 @@ def test_a_chunk_requested_again_after_a_crash_keeps_its_refused_rows_refused(
     rows = [("a", payer, "2", chain.destination(), ""), ("c", poor, "5", chain.destination(), "")]
     assert upload(client, run_id, csv_of(rows)).status_code == 201
     assert client.simulate_post(f"/v1/payout-runs/{run_id}/start").status_code == 200
-    chunk = chain.ledger.run_chunk(run_id, 0)
+    chunk = chain.books.run_chunk(run_id, 0)
     assert chunk is not None
-    assert chain.ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
-    chain.ledger.deposit(Deposit(unique("d"), poor, "10"))
-    assert chain.ledger.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 0}
-    assert chain.ledger.payout_record(row_payout_id(run_id, "c", 1)) is None
+    assert chain.books.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 1}
+    chain.books.deposit(Deposit(unique("d"), poor, "10"))
+    assert chain.books.request_run_rows(run_id, 1, chunk.parsed()) == {"requested": 1, "refused": 0}
+    assert chain.books.payout_record(row_payout_id(run_id, "c", 1)) is None
     # An operator may cancel a run's payout like any other (its id is RUN$ROW$ATTEMPT).
     cancelled = client.simulate_post(f"/v1/payouts/{row_payout_id(run_id, 'a', 1)}/cancel")
     assert (cancelled.status_code, cancelled.json["cancel_requested"]) == (202, "cancelled by an operator")

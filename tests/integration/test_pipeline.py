@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from confluent_kafka import TopicPartition
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import (
     AccountAction,
     ChangePolicy,
@@ -39,19 +39,19 @@ from queries import readmodel
 from tests.conftest import Urls, unique
 
 
-def some_activity(ledger: Ledger, transfers: int = 5) -> tuple[str, str]:
+def some_activity(books: Books, transfers: int = 5) -> tuple[str, str]:
     a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+    books.open_account(OpenAccount(a, "USD/2"))
+    books.open_account(OpenAccount(b, "USD/2"))
+    books.deposit(Deposit(unique("d"), a, "100.00"))
     for _ in range(transfers):
-        ledger.transfer(TransferFunds(unique("t"), a, b, "1.25"))
+        books.transfer(TransferFunds(unique("t"), a, b, "1.25"))
     return a, b
 
 
-def make_relay(ledger: Ledger, servers: Urls, topic: str) -> Relay:
+def make_relay(books: Books, servers: Urls, topic: str) -> Relay:
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -75,20 +75,20 @@ def project_until(projector: Projector, db: Any, position: int, timeout: float =
         projector.process_batch(0.2)
 
 
-def project_everything(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+def project_everything(books: Books, servers: Urls, mongo_db: Any) -> None:
     """Relay the whole event store to a fresh topic and project it until the head."""
     topic = unique("events")
-    drain_relay(make_relay(ledger, servers, topic))
-    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    drain_relay(make_relay(books, servers, topic))
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
+    project_until(projector, mongo_db, books.head_position())
 
 
-def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, _ = some_activity(ledger)
-    project_everything(ledger, servers, mongo_db)
-    assert differences(ledger, mongo_db) == []
-    head = ledger.head_position()
+def test_read_models_equal_a_replay_of_the_event_store(books: Books, servers: Urls, mongo_db: Any) -> None:
+    a, _ = some_activity(books)
+    project_everything(books, servers, mongo_db)
+    assert differences(books, mongo_db) == []
+    head = books.head_position()
     status = schema.status(mongo_db)
     assert (status["event_store_head"], status["relay_position"], status["lag"]) == (head, head, 0)
     assert status["read_model_position"] == head
@@ -101,49 +101,49 @@ def test_read_models_equal_a_replay_of_the_event_store(ledger: Ledger, servers: 
     assert rest["next_cursor"] is None
 
 
-def test_redelivered_and_republished_events_change_nothing(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    some_activity(ledger)
+def test_redelivered_and_republished_events_change_nothing(books: Books, servers: Urls, mongo_db: Any) -> None:
+    some_activity(books)
     topic = unique("events")
-    relay = make_relay(ledger, servers, topic)
+    relay = make_relay(books, servers, topic)
     drain_relay(relay)
-    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
+    project_until(projector, mongo_db, books.head_position())
     entries_before = mongo_db[schema.ENTRIES].count_documents({})
 
     # The relay forgets its position (as after a crash before it stored it): everything again.
     with psycopg.connect(servers.database_url, autocommit=True) as conn:
         conn.execute("UPDATE relay_state SET position = 0 WHERE topic = %s", (topic,))
-    drain_relay(make_relay(ledger, servers, topic))
+    drain_relay(make_relay(books, servers, topic))
     # A second projector reads the whole topic from the start, duplicates included.
     mongo_db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    replayer = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    replayer = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     replayer.start()
     deadline = time.monotonic() + 30
     while replayer.process_batch(0.5):
         assert time.monotonic() < deadline
     assert mongo_db[schema.ENTRIES].count_documents({}) == entries_before
-    assert differences(ledger, mongo_db) == []
+    assert differences(books, mongo_db) == []
 
 
-def test_the_relay_resumes_from_its_stored_position(ledger: Ledger, servers: Urls) -> None:
+def test_the_relay_resumes_from_its_stored_position(books: Books, servers: Urls) -> None:
     topic = unique("events")
-    some_activity(ledger, transfers=1)
-    first = make_relay(ledger, servers, topic)
+    some_activity(books, transfers=1)
+    first = make_relay(books, servers, topic)
     drain_relay(first)
     stored = first.position
-    assert stored == ledger.head_position()
-    some_activity(ledger, transfers=1)
-    second = make_relay(ledger, servers, topic)
+    assert stored == books.head_position()
+    some_activity(books, transfers=1)
+    second = make_relay(books, servers, topic)
     assert second.position == stored
     drain_relay(second)
-    assert second.position == ledger.head_position()
+    assert second.position == books.head_position()
 
 
-def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, servers: Urls) -> None:
+def test_every_partition_gets_a_checkpoint_after_each_batch(books: Books, servers: Urls) -> None:
     topic = unique("events")
-    some_activity(ledger, transfers=1)
-    relay = make_relay(ledger, servers, topic)
+    some_activity(books, transfers=1)
+    relay = make_relay(books, servers, topic)
     drain_relay(relay)
     consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
@@ -159,11 +159,11 @@ def test_every_partition_gets_a_checkpoint_after_each_batch(ledger: Ledger, serv
     assert last_checkpoint == {0: relay.position, 1: relay.position, 2: relay.position}
 
 
-def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+def test_a_single_partition_topic_works_the_same(books: Books, servers: Urls, mongo_db: Any) -> None:
     topic, partitions = unique("events"), 1
-    some_activity(ledger, transfers=2)
+    some_activity(books, transfers=2)
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -172,22 +172,22 @@ def test_a_single_partition_topic_works_the_same(ledger: Ledger, servers: Urls, 
     relay.start()
     drain_relay(relay)
     projector = Projector(
-        mongo_db, servers.consumer(), servers.topic_watch(topic, partitions), store_head=ledger.head_position
+        mongo_db, servers.consumer(), servers.topic_watch(topic, partitions), store_head=books.head_position
     )
     projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
-    assert differences(ledger, mongo_db) == []
+    project_until(projector, mongo_db, books.head_position())
+    assert differences(books, mongo_db) == []
 
 
-def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, b = some_activity(ledger, transfers=0)
+def test_holds_posts_and_voids_reach_the_read_model(books: Books, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(books, transfers=0)
     posted, voided, pending = unique("h"), unique("h"), unique("h")
     for transfer_id in (posted, voided, pending):
-        ledger.transfer(TransferFunds(transfer_id, a, b, "10.00", pending=True))
-    ledger.post_transfer(PostTransfer(posted, "4.00"))
-    ledger.void_transfer(VoidTransfer(voided))
-    project_everything(ledger, servers, mongo_db)
-    assert differences(ledger, mongo_db) == []
+        books.transfer(TransferFunds(transfer_id, a, b, "10.00", pending=True))
+    books.post_transfer(PostTransfer(posted, "4.00"))
+    books.void_transfer(VoidTransfer(voided))
+    project_everything(books, servers, mongo_db)
+    assert differences(books, mongo_db) == []
     balance = readmodel.account(mongo_db, a)["balance"]
     assert (balance["posted_debits"], balance["pending_debits"], balance["available"]) == ("4.00", "10.00", "86.00")
     assert readmodel.account(mongo_db, b)["balance"]["pending_credits"] == "10.00"
@@ -201,15 +201,15 @@ def test_holds_posts_and_voids_reach_the_read_model(ledger: Ledger, servers: Url
     assert kinds[:2] == ["pending_debit_voided", "pending_debit_posted"]
 
 
-def test_policy_and_lifecycle_changes_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, b = some_activity(ledger, transfers=0)
-    ledger.change_policy(ChangePolicy(b, {"overdraft_limit": "3.00"}))
-    ledger.account_action(AccountAction(b, "freeze"))
-    empty = open_empty(ledger)
-    ledger.transfer(TransferFunds(unique("t"), a, empty, "100.00"))
-    ledger.account_action(AccountAction(a, "close"))
-    project_everything(ledger, servers, mongo_db)
-    assert differences(ledger, mongo_db) == []
+def test_policy_and_lifecycle_changes_reach_the_read_model(books: Books, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(books, transfers=0)
+    books.change_policy(ChangePolicy(b, {"overdraft_limit": "3.00"}))
+    books.account_action(AccountAction(b, "freeze"))
+    empty = open_empty(books)
+    books.transfer(TransferFunds(unique("t"), a, empty, "100.00"))
+    books.account_action(AccountAction(a, "close"))
+    project_everything(books, servers, mongo_db)
+    assert differences(books, mongo_db) == []
     assert (readmodel.account(mongo_db, b)["status"], readmodel.account(mongo_db, b)["overdraft_limit"]) == (
         "frozen",
         "3.00",
@@ -218,21 +218,21 @@ def test_policy_and_lifecycle_changes_reach_the_read_model(ledger: Ledger, serve
     assert readmodel.account(mongo_db, empty)["balance"]["available"] == "100.00"
 
 
-def open_empty(ledger: Ledger) -> str:
+def open_empty(books: Books) -> str:
     account = unique("E")
-    ledger.open_account(OpenAccount(account, "USD/2"))
+    books.open_account(OpenAccount(account, "USD/2"))
     return account
 
 
-def test_transactions_and_reversals_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
-    a, b = some_activity(ledger, transfers=0)
+def test_transactions_and_reversals_reach_the_read_model(books: Books, servers: Urls, mongo_db: Any) -> None:
+    a, b = some_activity(books, transfers=0)
     first, second = unique("l"), unique("l")
-    ledger.transaction(
+    books.transaction(
         ExecuteTransaction(unique("tx"), (TransferFunds(first, a, b, "20.00"), TransferFunds(second, a, b, "1.00")))
     )
-    ledger.reverse_transfer(ReverseTransfer(unique("r"), first, "5.00"))
-    project_everything(ledger, servers, mongo_db)
-    assert differences(ledger, mongo_db) == []
+    books.reverse_transfer(ReverseTransfer(unique("r"), first, "5.00"))
+    project_everything(books, servers, mongo_db)
+    assert differences(books, mongo_db) == []
     original = readmodel.transfer(mongo_db, first)
     assert (original["reversed_amount"], original["transaction"]) == (
         "5.00",
@@ -241,19 +241,19 @@ def test_transactions_and_reversals_reach_the_read_model(ledger: Ledger, servers
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "84.00"
 
 
-def test_fees_limits_and_the_largest_amounts_reach_the_read_model(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+def test_fees_limits_and_the_largest_amounts_reach_the_read_model(books: Books, servers: Urls, mongo_db: Any) -> None:
     asset = f"P{unique('x')[-6:].upper()}/0"
     a, b = unique("A"), unique("B")
     for account in (a, b):
-        ledger.open_account(OpenAccount(account, asset))
+        books.open_account(OpenAccount(account, asset))
     top = 2**127 - 1
-    ledger.deposit(Deposit(unique("d"), a, str(top)))
-    ledger.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(0, 7, 0, None, "recipient")))
-    ledger.change_policy(ChangePolicy(a, {"daily_limit": str(top)}))
+    books.deposit(Deposit(unique("d"), a, str(top)))
+    books.set_fee_rule(SetFeeRule(asset, "transfer", FeeTerms(0, 7, 0, None, "recipient")))
+    books.change_policy(ChangePolicy(a, {"daily_limit": str(top)}))
     paid = unique("t")
-    ledger.transfer(TransferFunds(paid, a, b, str(top - 1)))
-    project_everything(ledger, servers, mongo_db)
-    assert differences(ledger, mongo_db) == []
+    books.transfer(TransferFunds(paid, a, b, str(top - 1)))
+    project_everything(books, servers, mongo_db)
+    assert differences(books, mongo_db) == []
     assert readmodel.account(mongo_db, a)["balance"]["available"] == "1"
     assert readmodel.account(mongo_db, a)["daily_limit"] == str(top)
     assert readmodel.account(mongo_db, b)["balance"]["available"] == str(top - 1 - 7)
@@ -264,15 +264,15 @@ def test_fees_limits_and_the_largest_amounts_reach_the_read_model(ledger: Ledger
     assert [leg["amount"] for leg in view["legs"]] == [str(top - 8), "7"]
 
 
-def test_balances_as_of_a_position_or_a_time(ledger: Ledger, servers: Urls, mongo_db: Any) -> None:
+def test_balances_as_of_a_position_or_a_time(books: Books, servers: Urls, mongo_db: Any) -> None:
     a, b = unique("A"), unique("B")
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    opened = ledger.open_account(OpenAccount(b, "USD/2"))["position"]
-    funded = ledger.deposit(Deposit(unique("d"), a, "100.00"))["position"]
+    books.open_account(OpenAccount(a, "USD/2"))
+    opened = books.open_account(OpenAccount(b, "USD/2"))["position"]
+    funded = books.deposit(Deposit(unique("d"), a, "100.00"))["position"]
     between = datetime.now(UTC)
     time.sleep(0.01)
-    ledger.transfer(TransferFunds(unique("t"), a, b, "30.00", pending=True))
-    project_everything(ledger, servers, mongo_db)
+    books.transfer(TransferFunds(unique("t"), a, b, "30.00", pending=True))
+    project_everything(books, servers, mongo_db)
 
     def available(account: str, **point: Any) -> str:
         return str(readmodel.account(mongo_db, account, **point)["balance"]["available"])

@@ -12,7 +12,7 @@ import falcon.testing
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from contracts.events import LedgerEvent
 from contracts.readmodel import watermark
 from projectors.views import ReadModelWriter
@@ -329,12 +329,12 @@ def test_no_waiters_means_min_position_never_waits(
 
 
 def test_a_min_position_no_write_has_reached_is_refused_at_once(
-    mongo_db: Any, keys: KeyStore, admin_token: str, writer: ReadModelWriter, ledger: Ledger
+    mongo_db: Any, keys: KeyStore, admin_token: str, writer: ReadModelWriter, books: Books
 ) -> None:
     """Waiting for it could only end in a 503; the event store's head says so at once."""
     open_account(writer, "A", 1)
     client = api_client(create_app(mongo_db, wait_seconds=5, keys=keys), admin_token)
-    beyond = ledger.head_position() + 1_000_000
+    beyond = books.head_position() + 1_000_000
     started = time.monotonic()
     result = client.simulate_get("/v1/accounts/A", params={"min_position": str(beyond)})
     assert (result.status_code, result.json["code"]) == (400, "invalid_request")

@@ -17,7 +17,7 @@ import pytest
 from pymongo import monitoring
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import Deposit, OpenAccount, TransferFunds, VoidTransfer
 from contracts.stored_events import StoredEventEncoder
 from projectors.rebuild import replay
@@ -74,31 +74,31 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(servers: Urls, ledger: Ledger, keys: KeyStore, admin_token: str) -> Iterator[Shop]:
-    after = ledger.head_position()
+def shop(servers: Urls, books: Books, keys: KeyStore, admin_token: str) -> Iterator[Shop]:
+    after = books.head_position()
     prefix = unique("shop") + ":"
     a, b, euro, outsider = f"{prefix}a", f"{prefix}b", f"{prefix}e", unique("outsider")
-    ledger.open_account(OpenAccount(a, "USD/2", metadata={"tier": "gold", "n": 3}))
-    ledger.open_account(OpenAccount(b, "USD/2", metadata={"tier": "silver"}))
-    ledger.open_account(OpenAccount(euro, EURO, metadata={"tier": "gold"}))
+    books.open_account(OpenAccount(a, "USD/2", metadata={"tier": "gold", "n": 3}))
+    books.open_account(OpenAccount(b, "USD/2", metadata={"tier": "silver"}))
+    books.open_account(OpenAccount(euro, EURO, metadata={"tier": "gold"}))
     # an asset of its own, so that its issuance account is opened within what is projected here
-    ledger.deposit(Deposit(unique("d"), euro, "3.00"))
-    ledger.open_account(OpenAccount(outsider, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
-    before_transfers = ledger.head_position()
+    books.deposit(Deposit(unique("d"), euro, "3.00"))
+    books.open_account(OpenAccount(outsider, "USD/2"))
+    books.deposit(Deposit(unique("d"), a, "100.00"))
+    before_transfers = books.head_position()
     for amount in range(1, 8):
-        ledger.transfer(TransferFunds(unique("t"), a, b, f"{amount}.00"))
+        books.transfer(TransferFunds(unique("t"), a, b, f"{amount}.00"))
     hold = unique("h")
-    ledger.transfer(TransferFunds(hold, a, outsider, "2.50", pending=True, timeout_seconds=3600))
+    books.transfer(TransferFunds(hold, a, outsider, "2.50", pending=True, timeout_seconds=3600))
     voided = unique("h")
-    ledger.transfer(TransferFunds(voided, a, outsider, "1.50", pending=True))
-    ledger.void_transfer(VoidTransfer(voided))
+    books.transfer(TransferFunds(voided, a, outsider, "1.50", pending=True))
+    books.void_transfer(VoidTransfer(voided))
     finds = Finds()
     mongo: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url, event_listeners=[finds])
     db = mongo[unique("lists").replace("-", "_")]
     writer = ReadModelWriter(db)
     writer.create_indexes()
-    replay(ledger, StoredEventEncoder(ledger), writer, after, lambda position, head: None)
+    replay(books, StoredEventEncoder(books), writer, after, lambda position, head: None)
     app = create_app(db, 1.0, keys)
     tenant_key, secret = keys.create("tests: shop tenant", ["read"], [f"{prefix}*"])
     yield Shop(

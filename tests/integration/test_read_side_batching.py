@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from pymongo import monitoring
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from contracts import readmodel as schema
 from contracts.events import CHECKPOINT, from_message
@@ -42,9 +42,9 @@ def stored_position(servers: Urls, topic: str) -> int:
     return int(row[0]) if row else 0
 
 
-def relay_for(ledger: Ledger, servers: Urls, topic: str, **options: Any) -> Relay:
+def relay_for(books: Books, servers: Urls, topic: str, **options: Any) -> Relay:
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -56,27 +56,27 @@ def relay_for(ledger: Ledger, servers: Urls, topic: str, **options: Any) -> Rela
 
 
 def test_a_crash_between_publishing_and_storing_the_position_republishes_and_applies_once(
-    ledger: Ledger, servers: Urls, mongo_db: Any
+    books: Books, servers: Urls, mongo_db: Any
 ) -> None:
     topic = unique("events")
-    a, b = some_activity(ledger, transfers=1)
-    relay = relay_for(ledger, servers, topic, save_interval=3600)
+    a, b = some_activity(books, transfers=1)
+    relay = relay_for(books, servers, topic, save_interval=3600)
     while relay.publish_batch():  # the whole store so far (the first round is stored)
         pass
     relay.save_position()
     saved = stored_position(servers, topic)
-    assert saved == relay.position == ledger.head_position()
+    assert saved == relay.position == books.head_position()
 
     # More rounds, confirmed by the broker but not stored: a newly opened account among them.
     late = unique("C")
-    ledger.open_account(OpenAccount(late, "USD/2"))
+    books.open_account(OpenAccount(late, "USD/2"))
     for _ in range(3):
-        ledger.transfer(TransferFunds(unique("t"), a, late, "1.00"))
+        books.transfer(TransferFunds(unique("t"), a, late, "1.00"))
     assert relay.publish_batch() > 0
-    assert relay.position == ledger.head_position()
+    assert relay.position == books.head_position()
     assert stored_position(servers, topic) == saved  # not stored yet: the crash comes now
 
-    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     projector.start()
     project_until(projector, mongo_db, relay.position)
     entries = mongo_db[schema.ENTRIES].count_documents({})
@@ -84,19 +84,19 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
     # After the crash: more writes, a new relay from the stored position, and a new projector
     # (nothing remembered) from its stored offsets. The republished round (creating `late`
     # again) and the new writes arrive together.
-    ledger.transfer(TransferFunds(unique("t"), a, late, "2.00"))
-    ledger.transfer(TransferFunds(unique("t"), late, b, "0.50"))
-    again = relay_for(ledger, servers, topic, save_interval=3600)
+    books.transfer(TransferFunds(unique("t"), a, late, "2.00"))
+    books.transfer(TransferFunds(unique("t"), late, b, "0.50"))
+    again = relay_for(books, servers, topic, save_interval=3600)
     assert again.position == saved
     while again.publish_batch():
         pass
     again.save_position()
-    assert stored_position(servers, topic) == ledger.head_position()
-    restarted = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    assert stored_position(servers, topic) == books.head_position()
+    restarted = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     restarted.start()
-    project_until(restarted, mongo_db, ledger.head_position())
+    project_until(restarted, mongo_db, books.head_position())
 
-    assert differences(ledger, mongo_db) == []
+    assert differences(books, mongo_db) == []
     assert mongo_db[schema.ENTRIES].count_documents({}) == entries + 4  # two transfers, two sides each
     assert readmodel.account(mongo_db, late)["balance"]["available"] == "4.50"
     assert [e["amount"] for e in readmodel.entries(mongo_db, late, 10, None)["entries"]] == [
@@ -108,17 +108,17 @@ def test_a_crash_between_publishing_and_storing_the_position_republishes_and_app
     ]
 
 
-def test_rounds_gather_commits_and_the_position_is_stored_when_the_relay_stops(ledger: Ledger, servers: Urls) -> None:
+def test_rounds_gather_commits_and_the_position_is_stored_when_the_relay_stops(books: Books, servers: Urls) -> None:
     topic = unique("events")
-    a, b = some_activity(ledger, transfers=0)
-    relay = relay_for(ledger, servers, topic, interval=0.25, save_interval=3600)
+    a, b = some_activity(books, transfers=0)
+    relay = relay_for(books, servers, topic, interval=0.25, save_interval=3600)
     stop = threading.Event()
     ready = threading.Event()
     runner = threading.Thread(target=relay.run, args=(stop, ready.set))
     runner.start()
     try:
         assert ready.wait(30)
-        caught_up = ledger.head_position()  # what the tests before left: published in full rounds
+        caught_up = books.head_position()  # what the tests before left: published in full rounds
         deadline = time.monotonic() + 30
         while relay.position < caught_up:
             assert time.monotonic() < deadline
@@ -126,17 +126,17 @@ def test_rounds_gather_commits_and_the_position_is_stored_when_the_relay_stops(l
         commits = 40
         began = time.monotonic()
         for _ in range(commits):
-            ledger.transfer(TransferFunds(unique("t"), a, b, "0.01"))
+            books.transfer(TransferFunds(unique("t"), a, b, "0.01"))
         took = time.monotonic() - began
         deadline = time.monotonic() + 10
-        while relay.position < ledger.head_position():
+        while relay.position < books.head_position():
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
         stop.set()
         runner.join(30)
     assert not runner.is_alive()
-    assert stored_position(servers, topic) == ledger.head_position()  # stored on the way out
+    assert stored_position(servers, topic) == books.head_position()  # stored on the way out
 
     consumer = servers.consumer()
     consumer.assign([TopicPartition(topic, 0, 0)])
@@ -180,23 +180,23 @@ def monitored_db(servers: Urls) -> Any:
 
 
 def test_a_batch_costs_one_write_per_collection_and_no_reads_once_known(
-    ledger: Ledger, servers: Urls, monitored_db: tuple[Any, CommandLog]
+    books: Books, servers: Urls, monitored_db: tuple[Any, CommandLog]
 ) -> None:
     db, log = monitored_db
     topic = unique("events")
     accounts = [unique("A") for _ in range(4)]
     for account in accounts:
-        ledger.open_account(OpenAccount(account, "USD/2"))
-        ledger.deposit(Deposit(unique("d"), account, "100.00"))
-    relay = relay_for(ledger, servers, topic)
+        books.open_account(OpenAccount(account, "USD/2"))
+        books.deposit(Deposit(unique("d"), account, "100.00"))
+    relay = relay_for(books, servers, topic)
     while relay.publish_batch():
         pass
-    projector = Projector(db, servers.consumer(), servers.topic_watch(topic, 3), store_head=ledger.head_position)
+    projector = Projector(db, servers.consumer(), servers.topic_watch(topic, 3), store_head=books.head_position)
     projector.start()
-    project_until(projector, db, ledger.head_position())
+    project_until(projector, db, books.head_position())
 
     for n in range(20):  # one round of new transfers between known accounts
-        ledger.transfer(TransferFunds(unique("t"), accounts[n % 4], accounts[(n + 1) % 4], "1.00"))
+        books.transfer(TransferFunds(unique("t"), accounts[n % 4], accounts[(n + 1) % 4], "1.00"))
     assert relay.publish_batch() > 0
     batches: list[Counter[tuple[str, str]]] = []
     deadline = time.monotonic() + 30
@@ -206,7 +206,7 @@ def test_a_batch_costs_one_write_per_collection_and_no_reads_once_known(
         if projector.process_batch(0.5):
             batches.append(Counter(command for command in log.commands if command[1] != schema.PROJECTOR_STATE))
             batches[-1][("progress", "")] = sum(1 for c in log.commands if c[1] == schema.PROJECTOR_STATE)
-    assert differences(ledger, db) == []
+    assert differences(books, db) == []
     applied = [batch for batch in batches if batch[("insert", schema.ENTRIES)]]
     assert applied, batches
     for batch in applied:
@@ -220,23 +220,23 @@ def test_a_batch_costs_one_write_per_collection_and_no_reads_once_known(
 
 
 def test_a_writer_that_assumed_a_stream_new_reads_it_when_it_was_not(
-    ledger: Ledger, servers: Urls, monitored_db: tuple[Any, CommandLog]
+    books: Books, servers: Urls, monitored_db: tuple[Any, CommandLog]
 ) -> None:
     """A redelivered creating event followed by new events, to a writer that remembers
     nothing (a restarted projector): the new events apply on top of the stored document."""
     db, log = monitored_db
     a, b = unique("A"), unique("B")
-    start = ledger.head_position()
-    ledger.open_account(OpenAccount(a, "USD/2"))
-    ledger.open_account(OpenAccount(b, "USD/2"))
-    ledger.deposit(Deposit(unique("d"), a, "10.00"))
-    first = ledger.head_position()
-    ledger.transfer(TransferFunds(unique("t"), a, b, "3.00"))
-    encoder = StoredEventEncoder(ledger)
+    start = books.head_position()
+    books.open_account(OpenAccount(a, "USD/2"))
+    books.open_account(OpenAccount(b, "USD/2"))
+    books.deposit(Deposit(unique("d"), a, "10.00"))
+    first = books.head_position()
+    books.transfer(TransferFunds(unique("t"), a, b, "3.00"))
+    encoder = StoredEventEncoder(books)
 
     # (The deposit also moves the issuance account, which this database has never seen:
     # that event is skipped, as one ahead of the read model.)
-    notifications = ledger.recorder.select_notifications(start=start, limit=1000, inclusive_of_start=False)
+    notifications = books.recorder.select_notifications(start=start, limit=1000, inclusive_of_start=False)
     everything = [from_message(m.headers, m.value) for m in map(encoder.encode, notifications)]
     up_to_first = [e for e in everything if e.position <= first]
     ReadModelWriter(db).apply_batch(up_to_first)

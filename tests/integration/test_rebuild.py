@@ -9,7 +9,7 @@ from typing import Any
 import pymongo
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import TransferFunds
 from contracts import readmodel as schema
 from contracts.generations import Generations
@@ -23,14 +23,14 @@ from tests.integration.test_pipeline import some_activity
 
 
 def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
-    ledger: Ledger, servers: Urls, keys: KeyStore, admin_token: str
+    books: Books, servers: Urls, keys: KeyStore, admin_token: str
 ) -> None:
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(servers.mongo_url)
     generations = Generations(client, unique("rb").replace("-", "_"))
     topic = unique("events")
-    accounts = [some_activity(ledger, transfers=3) for _ in range(3)]
+    accounts = [some_activity(books, transfers=3) for _ in range(3)]
     relay = Relay(
-        ledger,
+        books,
         RelayState(servers.database_url, topic),
         servers.database_url,
         servers.producer(),
@@ -43,14 +43,14 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
         generations.active_database(),
         servers.consumer(),
         servers.topic_watch(topic, 3),
-        store_head=ledger.head_position,
+        store_head=books.head_position,
         generations=generations,
     )
     stop = threading.Event()
     projecting = threading.Thread(target=projector.run, args=(stop,))
     projecting.start()
     api = api_client(create_app(generations, wait_seconds=10, keys=keys), admin_token)
-    head = ledger.head_position()
+    head = books.head_position()
     try:
         first = api.simulate_get(f"/v1/accounts/{accounts[0][0]}", params={"min_position": head})
         assert first.status_code == 200
@@ -71,7 +71,7 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
         reader = threading.Thread(target=query)
         reader.start()
         try:
-            generation = rebuild(ledger, generations)
+            generation = rebuild(books, generations)
         finally:
             time.sleep(0.2)
             querying.set()
@@ -81,7 +81,7 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
 
         # The projector now writes to the new generation.
         a, b = accounts[1]
-        later = ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))["position"]
+        later = books.transfer(TransferFunds(unique("t"), a, b, "1.00"))["position"]
         while relay.publish_batch():
             pass
         reply = api.simulate_get(f"/v1/accounts/{b}", params={"min_position": later})
@@ -90,6 +90,6 @@ def test_a_rebuild_while_queries_run_answers_the_same_before_during_and_after(
     finally:
         stop.set()
         projecting.join()
-    assert differences(ledger, generations.active_database()) == []
+    assert differences(books, generations.active_database()) == []
     assert schema.watermark(generations.active_database()) >= later
     client.close()

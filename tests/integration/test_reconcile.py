@@ -40,7 +40,7 @@ from chain.kill_switch import KillSwitch
 from chain.reconcile import Reconciler, Report, run_once
 from chain.stellar import Keys
 from chain.store import ChainStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.messages import Deposit, OpenAccount, RequestPayout
 from devstack.horizon_sim import Simulator
@@ -57,7 +57,7 @@ class Chain:
     keys_file: Path  # the keys as `ledger up` keeps them in its data directory
     asset: str  # a ledger asset of this test's own
     stellar: Asset
-    ledger: Ledger
+    books: Books
     store: ChainStore
     settings: ChainSettings
 
@@ -66,7 +66,7 @@ class Chain:
         return Keys.load(self.keys_file).distribution
 
     def reconcile(self, since: datetime | None = None) -> Report:
-        return Reconciler(self.settings, self.store, self.ledger).run(since)
+        return Reconciler(self.settings, self.store, self.books).run(since)
 
     def env(self) -> dict[str, str]:
         """What `ledger chain reconcile` is given: it only reads, so as the reader role."""
@@ -84,8 +84,8 @@ class Chain:
 
     def account(self, amount: str = "100") -> str:
         account = unique("payer")
-        self.ledger.open_account(OpenAccount(account, self.asset))
-        self.ledger.deposit(Deposit(unique("d"), account, amount))
+        self.books.open_account(OpenAccount(account, self.asset))
+        self.books.deposit(Deposit(unique("d"), account, amount))
         return account
 
     def destination(self, *, trust: bool = True) -> str:
@@ -97,7 +97,7 @@ class Chain:
 
     def request(self, account: str, amount: str, destination: str) -> str:
         payout_id = unique("p")
-        self.ledger.request_payout(RequestPayout(payout_id, account, amount, destination, None))
+        self.books.request_payout(RequestPayout(payout_id, account, amount, destination, None))
         return payout_id
 
     def pay_out(
@@ -107,13 +107,13 @@ class Chain:
         taken in as the intake would, and bound to this test's channel as the worker would
         bind it, so the worker never takes another test's leftover payouts."""
         payout_id = self.request(account, amount, destination)
-        record = self.ledger.payout_record(payout_id)
+        record = self.books.payout_record(payout_id)
         assert record is not None
         taken = {"payout": payout_id, "account": account, "asset": self.asset, "amount": str(record.amount)}
         self.store.take_in([taken | {"destination": destination, "memo": None}], [], {})
         channel = self.settings.keys.channels[0]
         self.store.update(payout_id, state="bound", channel=channel.public_key)
-        worker = ChannelWorker(self.settings, self.store, self.ledger, channel, KillSwitch(None))
+        worker = ChannelWorker(self.settings, self.store, self.books, channel, KillSwitch(None))
         deadline = time.monotonic() + 30
         while (row := self.row(payout_id))["state"] not in until:
             assert time.monotonic() < deadline, row
@@ -159,7 +159,7 @@ def chain(servers: Urls, tmp_path: Path) -> Iterator[Chain]:
     sim.network.trust(keys.distribution.public_key, f"{code}:{issuer.public_key}")
     sim.network.fund(keys.distribution.public_key, f"{code}:{issuer.public_key}", "1000")  # not a payment
     asset = f"{code}/7"
-    ledger = Ledger(event_store_env(servers.settings()), payout_assets={asset: f"{code}:{issuer.public_key}"})
+    books = Books(event_store_env(servers.settings()), payout_assets={asset: f"{code}:{issuer.public_key}"})
     settings = ChainSettings(
         horizon_url=sim.url,
         passphrase=PASSPHRASE,
@@ -171,9 +171,9 @@ def chain(servers: Urls, tmp_path: Path) -> Iterator[Chain]:
         max_backoff_seconds=0.1,
     )
     store = ChainStore(servers.database_url)
-    yield Chain(servers, sim, keys_file, asset, stellar, ledger, store, settings)
+    yield Chain(servers, sim, keys_file, asset, stellar, books, store, settings)
     store.close()
-    ledger.close()
+    books.close()
     sim.stop()
 
 
@@ -188,9 +188,9 @@ def test_payouts_paid_and_a_deposit_credited_reconcile_without_a_difference(chai
     assert chain.pay_out(account, "3", chain.destination())["state"] == "confirmed"
     assert chain.pay_out(account, "40", chain.destination(trust=False))["state"] == "failed"  # nothing paid
     chain.pay(chain.customer(), chain.distribution.public_key, "7", memo=account)
-    while DepositFollower(chain.settings, chain.store, chain.ledger).poll():
+    while DepositFollower(chain.settings, chain.store, chain.books).poll():
         pass
-    assert chain.ledger.account(account).available == 1_000_000_000 - 155_000_000 + 70_000_000
+    assert chain.books.account(account).available == 1_000_000_000 - 155_000_000 + 70_000_000
 
     report = chain.reconcile()
     assert report.differences == []
@@ -244,12 +244,12 @@ def test_confirmed_payouts_the_chain_does_not_bear_out_are_named(chain: Chain) -
     account = chain.account()
     # Confirmed with a transaction that is not on chain.
     ghost = chain.request(account, "1", chain.destination())
-    chain.ledger.confirm_payout(ghost, "ab" * 32, 1)
+    chain.books.confirm_payout(ghost, "ab" * 32, 1)
     # Confirmed with a transaction that paid someone else, less.
     wrong = chain.request(account, "5", chain.destination())
     other = chain.destination()
     paid = chain.pay(chain.distribution, other, "4.5")
-    chain.ledger.confirm_payout(wrong, paid["hash"], int(paid["ledger"]))
+    chain.books.confirm_payout(wrong, paid["hash"], int(paid["ledger"]))
     # Paid as asked, but the worker's row says another transaction.
     row = chain.pay_out(account, "2", chain.destination())
     with psycopg.connect(chain.servers.database_url) as conn:
@@ -312,7 +312,7 @@ def test_since_leaves_older_differences_out(chain: Chain) -> None:
 def test_the_service_gauges_the_difference_count_and_logs_each_difference_once(
     chain: Chain, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reconciler = Reconciler(chain.settings, chain.store, chain.ledger)
+    reconciler = Reconciler(chain.settings, chain.store, chain.books)
     known: set[str] = set()
     started = time.time()
     run_once(reconciler, None, known)

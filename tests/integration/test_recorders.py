@@ -1,4 +1,4 @@
-"""The same contract for both event stores a ``Ledger`` runs on: PostgreSQL
+"""The same contract for both event stores a ``Books`` runs on: PostgreSQL
 (``commands.recorder``, the SQL functions ``ledger_write`` and ``ledger_append``) and the
 in-memory store the handlers' unit tests use (``commands.memory_store``). A rule the
 memory store did not keep would let a handler test pass that fails on PostgreSQL."""
@@ -16,7 +16,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from psycopg import sql
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import MEMORY_STORE, event_store_env
 from tests.conftest import Urls, store_beside, unique
 
@@ -37,9 +37,9 @@ def own_store(servers: Urls) -> Iterator[Urls]:
 def recorder(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "postgres":
         store: Urls = request.getfixturevalue("own_store")
-        app = Ledger(event_store_env(store.settings()))
+        app = Books(event_store_env(store.settings()))
     else:
-        app = Ledger(MEMORY_STORE)
+        app = Books(MEMORY_STORE)
     yield app.recorder
     app.close()
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.http import create_app
 from commands.messages import ReverseTransfer
@@ -20,9 +20,9 @@ from tests.conftest import Urls, api_client, unique
 from tests.scenarios import paid
 
 
-def test_reversals_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, admin_token: str) -> None:
-    client = api_client(create_app(ledger, keys=keys), admin_token)
-    _, _, transfer_id = paid(ledger)
+def test_reversals_over_http(books: Books, event_count: Any, keys: KeyStore, admin_token: str) -> None:
+    client = api_client(create_app(books, keys=keys), admin_token)
+    _, _, transfer_id = paid(books)
     created = client.simulate_post(f"/v1/transfers/{transfer_id}/reverse", json={"id": unique("r"), "amount": "1.00"})
     assert (created.status_code, created.json["reverses"]) == (201, transfer_id)
     before = event_count()
@@ -37,12 +37,12 @@ def test_reversals_over_http(ledger: Ledger, event_count: Any, keys: KeyStore, a
     assert event_count() == before
 
 
-def test_racing_reversals_never_exceed_the_original(ledger: Ledger, servers: Urls) -> None:
-    a, b, transfer_id = paid(ledger, "100.00")
+def test_racing_reversals_never_exceed_the_original(books: Books, servers: Urls) -> None:
+    a, b, transfer_id = paid(books, "100.00")
     outcomes: list[str] = []
 
     def reverse() -> None:
-        app = Ledger(event_store_env(servers.settings()))
+        app = Books(event_store_env(servers.settings()))
         try:
             app.reverse_transfer(ReverseTransfer(unique("r"), transfer_id, "60.00"))
             outcomes.append("ok")
@@ -57,5 +57,5 @@ def test_racing_reversals_never_exceed_the_original(ledger: Ledger, servers: Url
     for thread in threads:
         thread.join()
     assert outcomes.count("ok") == 1
-    assert ledger.transfer_record(transfer_id).reversed_amount == 6000  # type: ignore[union-attr]
-    assert (ledger.account(a).available, ledger.account(b).available) == (6000, 10000 - 6000)
+    assert books.transfer_record(transfer_id).reversed_amount == 6000  # type: ignore[union-attr]
+    assert (books.account(a).available, books.account(b).available) == (6000, 10000 - 6000)

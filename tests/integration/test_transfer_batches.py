@@ -13,7 +13,7 @@ import falcon.testing
 import pytest
 
 from auth.store import KeyStore
-from commands.application import Ledger
+from commands.application import Books
 from commands.http import create_app
 from ledger.errors import AccountNotFound
 from tests.conftest import api_client, unique
@@ -21,12 +21,12 @@ from tests.scenarios import accounts
 
 
 @pytest.fixture(scope="module")
-def client(ledger: Ledger, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
-    return api_client(create_app(ledger, keys=keys), admin_token)
+def client(books: Books, keys: KeyStore, admin_token: str) -> falcon.testing.TestClient:
+    return api_client(create_app(books, keys=keys), admin_token)
 
 
-def test_batches_over_http(client: falcon.testing.TestClient, ledger: Ledger, event_count: Any) -> None:
-    a, b = accounts(ledger, 2)
+def test_batches_over_http(client: falcon.testing.TestClient, books: Books, event_count: Any) -> None:
+    a, b = accounts(books, 2)
     good = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "10.00"}
     reply = client.simulate_post(
         "/v1/transfer-batches", json={"transfers": [good, {**good, "id": unique("t"), "amount": "95.00"}]}
@@ -54,4 +54,4 @@ def test_batches_over_http(client: falcon.testing.TestClient, ledger: Ledger, ev
         assert refused.json["code"] == code and detail in refused.json["detail"], refused.json
     assert event_count() == before
     with pytest.raises(AccountNotFound):
-        ledger.account("ghost")
+        books.account("ghost")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.expirer import Expirer
 from commands.messages import PostTransfer, TransferFunds, VoidTransfer
@@ -33,17 +33,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ledger(servers: Urls, clock: Clock) -> Iterator[Ledger]:
-    app = Ledger(event_store_env(servers.settings()), clock=clock)
+def books(servers: Urls, clock: Clock) -> Iterator[Books]:
+    app = Books(event_store_env(servers.settings()), clock=clock)
     yield app
     app.close()
 
 
-def test_racing_post_and_void_resolve_once(ledger: Ledger, servers: Urls, clock: Clock) -> None:
-    a, b = funded(ledger)
+def test_racing_post_and_void_resolve_once(books: Books, servers: Urls, clock: Clock) -> None:
+    a, b = funded(books)
 
     def attempt(action: Any, command: Any, outcomes: list[str]) -> None:
-        app = Ledger(event_store_env(servers.settings()), clock=clock)
+        app = Books(event_store_env(servers.settings()), clock=clock)
         try:
             outcomes.append(action(app, command)["status"])
         except TransferNotPending:
@@ -52,32 +52,32 @@ def test_racing_post_and_void_resolve_once(ledger: Ledger, servers: Urls, clock:
             app.close()
 
     for _ in range(5):
-        transfer_id = make_pending(ledger, a, b, "1.00")
+        transfer_id = make_pending(books, a, b, "1.00")
         outcomes: list[str] = []
         threads = [
-            threading.Thread(target=attempt, args=(Ledger.post_transfer, PostTransfer(transfer_id), outcomes)),
-            threading.Thread(target=attempt, args=(Ledger.void_transfer, VoidTransfer(transfer_id), outcomes)),
+            threading.Thread(target=attempt, args=(Books.post_transfer, PostTransfer(transfer_id), outcomes)),
+            threading.Thread(target=attempt, args=(Books.void_transfer, VoidTransfer(transfer_id), outcomes)),
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         assert sorted(outcomes) in (["posted", "refused"], ["refused", "voided"])
-    account = ledger.account(a)
+    account = books.account(a)
     assert account.pending_debits == 0
     assert account.posted_debits + account.available == 10000
 
 
 def test_an_expired_hold_cannot_be_posted_and_the_expirer_voids_it_once(
-    ledger: Ledger, servers: Urls, clock: Clock
+    books: Books, servers: Urls, clock: Clock
 ) -> None:
-    a, b = funded(ledger)
-    transfer_id = make_pending(ledger, a, b, timeout=60)
-    keeps = make_pending(ledger, a, b, "5.00", timeout=3600)
+    a, b = funded(books)
+    transfer_id = make_pending(books, a, b, timeout=60)
+    keeps = make_pending(books, a, b, "5.00", timeout=3600)
     clock.now += timedelta(seconds=61)
     with pytest.raises(TransferExpired):
-        ledger.post_transfer(PostTransfer(transfer_id))
-    expirer = Expirer(ledger, servers.database_url)
+        books.post_transfer(PostTransfer(transfer_id))
+    expirer = Expirer(books, servers.database_url)
     try:
         assert transfer_id in expirer.due()
         assert keeps not in expirer.due()
@@ -86,23 +86,23 @@ def test_an_expired_hold_cannot_be_posted_and_the_expirer_voids_it_once(
         assert expirer.expire_due() == 0  # a second pass (or a restarted expirer) does nothing
     finally:
         expirer.close()
-    assert ledger.transfer_record(transfer_id).status == "expired"  # type: ignore[union-attr]
-    assert balances(ledger, a) == (0, 10000, 500, 0, 9500)
+    assert books.transfer_record(transfer_id).status == "expired"  # type: ignore[union-attr]
+    assert balances(books, a) == (0, 10000, 500, 0, 9500)
     # Expired, as before the expirer ran: the answer does not depend on when it runs.
     with pytest.raises(TransferExpired):
-        ledger.void_transfer(VoidTransfer(transfer_id))
+        books.void_transfer(VoidTransfer(transfer_id))
     with pytest.raises(TransferExpired):
-        ledger.post_transfer(PostTransfer(transfer_id))
+        books.post_transfer(PostTransfer(transfer_id))
 
 
-def test_a_resolved_hold_leaves_no_timeout_behind(ledger: Ledger, servers: Urls, clock: Clock) -> None:
-    a, b = funded(ledger)
-    posted = make_pending(ledger, a, b, "1.00", timeout=10)
-    voided = make_pending(ledger, a, b, "1.00", timeout=10)
-    ledger.post_transfer(PostTransfer(posted))
-    ledger.void_transfer(VoidTransfer(voided))
+def test_a_resolved_hold_leaves_no_timeout_behind(books: Books, servers: Urls, clock: Clock) -> None:
+    a, b = funded(books)
+    posted = make_pending(books, a, b, "1.00", timeout=10)
+    voided = make_pending(books, a, b, "1.00", timeout=10)
+    books.post_transfer(PostTransfer(posted))
+    books.void_transfer(VoidTransfer(voided))
     clock.now += timedelta(seconds=11)
-    expirer = Expirer(ledger, servers.database_url)
+    expirer = Expirer(books, servers.database_url)
     try:
         assert {posted, voided}.isdisjoint(expirer.due())
     finally:
@@ -112,7 +112,7 @@ def test_a_resolved_hold_leaves_no_timeout_behind(ledger: Ledger, servers: Urls,
 def test_retried_holds_on_one_connection_keep_it_usable(servers: Urls, clock: Clock) -> None:
     """A retried hold fails inside the save's pipeline (its id is taken); nothing queued
     behind such a failure may be a statement the driver then believes prepared."""
-    app = Ledger(event_store_env(servers.settings(db_pool_size=1)), clock=clock)
+    app = Books(event_store_env(servers.settings(db_pool_size=1)), clock=clock)
     try:
         a, b = funded(app)
         for _ in range(12):

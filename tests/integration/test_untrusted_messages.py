@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import TransferFunds
 from contracts import readmodel as schema
 from contracts.events import LedgerEvent
@@ -36,7 +36,7 @@ DEBITED = "ledger.account.debited.v1"
 
 @dataclass
 class Pipeline:
-    ledger: Ledger
+    books: Books
     servers: Urls
     db: Any
     topic: str
@@ -68,17 +68,17 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(ledger: Ledger, servers: Urls, mongo_db: Any) -> Iterator[Pipeline]:
+def pipeline(books: Books, servers: Urls, mongo_db: Any) -> Iterator[Pipeline]:
     """Some activity, relayed to a fresh topic and projected up to the store's head."""
-    payer, payee = some_activity(ledger, transfers=1)
+    payer, payee = some_activity(books, transfers=1)
     topic = unique("events")
-    relay = make_relay(ledger, servers, topic)
+    relay = make_relay(books, servers, topic)
     drain_relay(relay)
     store_head = StoreHead(servers.database_url)
     projector = Projector(mongo_db, servers.consumer(), servers.topic_watch(topic, 3), store_head=store_head)
     projector.start()
-    project_until(projector, mongo_db, ledger.head_position())
-    yield Pipeline(ledger, servers, mongo_db, topic, relay, projector, payer, payee)
+    project_until(projector, mongo_db, books.head_position())
+    yield Pipeline(books, servers, mongo_db, topic, relay, projector, payer, payee)
     projector.consumer.close()
     store_head.close()
     relay.state.close()
@@ -86,7 +86,7 @@ def pipeline(ledger: Ledger, servers: Urls, mongo_db: Any) -> Iterator[Pipeline]
 
 def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_goes_on(pipeline: Pipeline) -> None:
     p = pipeline
-    head = p.ledger.head_position()
+    head = p.books.head_position()
     before = p.available(p.payer)
     counted = REGISTRY.get_sample_value("ledger_dead_letters_total", {"service": "projector"}) or 0.0
     good = p.debit_data()
@@ -126,29 +126,29 @@ def test_malformed_messages_are_set_aside_with_their_reason_and_the_projector_go
     assert (nested["reason"], len(nested["value"])) == ("bad_json", 64 * 1024)  # a bounded copy
     assert p.available(p.payer) == before  # none of them moved anything
     assert REGISTRY.get_sample_value("ledger_dead_letters_total", {"service": "projector"}) == counted + len(letters)
-    assert schema.watermark(p.db) <= p.ledger.head_position()
+    assert schema.watermark(p.db) <= p.books.head_position()
 
     # The projector goes on: the next real events apply, on top of the same versions.
-    moved = p.ledger.transfer(TransferFunds(unique("t"), p.payer, p.payee, "0.75"))["position"]
+    moved = p.books.transfer(TransferFunds(unique("t"), p.payer, p.payee, "0.75"))["position"]
     drain_relay(p.relay)
     project_until(p.projector, p.db, moved)
     assert p.available(p.payer) == f"{float(before) - 0.75:.2f}"
-    assert differences(p.ledger, p.db) == []
+    assert differences(p.books, p.db) == []
 
     # Read again from the start (as after a lost offset), each is recorded once.
     p.db[schema.PROJECTOR_STATE].delete_many({"_id": {"$regex": "^partition:"}})
-    again = Projector(p.db, p.servers.consumer(), p.servers.topic_watch(p.topic, 3), store_head=p.ledger.head_position)
+    again = Projector(p.db, p.servers.consumer(), p.servers.topic_watch(p.topic, 3), store_head=p.books.head_position)
     again.start()
     while again.process_batch(0.5):
         pass
     again.consumer.close()
     assert len(p.letters()) == len(forged)
-    assert differences(p.ledger, p.db) == []
+    assert differences(p.books, p.db) == []
 
 
 def test_positions_beyond_the_store_head_are_set_aside_and_the_watermark_stays_within_it(pipeline: Pipeline) -> None:
     p = pipeline
-    head = p.ledger.head_position()
+    head = p.books.head_position()
     before = p.available(p.payer)
     far = head + 1_000_000
     topic_id = p.projector.topic_id
@@ -163,18 +163,18 @@ def test_positions_beyond_the_store_head_are_set_aside_and_the_watermark_stays_w
 
     assert [letter["reason"] for letter in p.letters()] == ["beyond_head"] * len(forged)
     assert f"claims position {far}" in p.letters()[0]["detail"]
-    store_head = p.ledger.head_position()
+    store_head = p.books.head_position()
     assert schema.watermark(p.db) == head <= store_head
     status = schema.status(p.db)
     assert status["event_store_head"] <= store_head and status["relay_position"] <= store_head
     assert p.available(p.payer) == before
 
-    moved = p.ledger.transfer(TransferFunds(unique("t"), p.payer, p.payee, "1.00"))["position"]
+    moved = p.books.transfer(TransferFunds(unique("t"), p.payer, p.payee, "1.00"))["position"]
     drain_relay(p.relay)
     project_until(p.projector, p.db, moved)
-    assert schema.watermark(p.db) <= p.ledger.head_position()
+    assert schema.watermark(p.db) <= p.books.head_position()
     assert p.available(p.payer) == f"{float(before) - 1:.2f}"
-    assert differences(p.ledger, p.db) == []
+    assert differences(p.books, p.db) == []
 
 
 class _Refusing(ReadModelWriter):
@@ -193,7 +193,7 @@ class _Refusing(ReadModelWriter):
 
 def test_an_event_the_writer_cannot_apply_is_set_aside_alone(pipeline: Pipeline) -> None:
     p = pipeline
-    head = p.ledger.head_position()
+    head = p.books.head_position()
     odd = Forged(
         event_headers("ledger.transfer.voided.v1", unique("t"), 2, head), b'{"transfer": "x", "reason": "voided"}'
     )
@@ -201,11 +201,11 @@ def test_an_event_the_writer_cannot_apply_is_set_aside_alone(pipeline: Pipeline)
     assert isinstance(refused_id, str)
     p.projector.writer = _Refusing(p.db, refused_id)
     produce(p.servers.kafka_bootstrap, p.topic, [odd])
-    moved = p.ledger.transfer(TransferFunds(unique("t"), p.payer, p.payee, "2.00"))["position"]
+    moved = p.books.transfer(TransferFunds(unique("t"), p.payer, p.payee, "2.00"))["position"]
     drain_relay(p.relay)
     project_until(p.projector, p.db, moved)
     p.settle(1)
     [letter] = p.letters()
     assert (letter["reason"], letter["partition"]) == ("unreadable", 0)
     assert "KeyError" in letter["detail"]
-    assert differences(p.ledger, p.db) == []  # the rest of its batch applied
+    assert differences(p.books, p.db) == []  # the rest of its batch applied

@@ -18,7 +18,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import event_store_env
 from commands.expirer import Expirer
 from commands.messages import (
@@ -57,7 +57,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.asset = f"M{run[:8].upper()}/2"
         self.prefix = f"m{run}"
         self.clock = Clock(datetime(2026, 3, 31, 20, tzinfo=UTC))  # near a day and a month boundary
-        self.app = Ledger(event_store_env(self.urls.settings()), clock=self.clock)
+        self.app = Books(event_store_env(self.urls.settings()), clock=self.clock)
         self.expirer = Expirer(self.app, self.urls.database_url, batch_size=100_000)
         self.model = ReferenceLedger(issuance_account_id(self.asset), fee_account_id(self.asset))
         self.history: list[tuple[str, Any, Any]] = []  # successful writes and what they answered
@@ -314,13 +314,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.app.head_position() == head
 
     retry_handlers: ClassVar[dict[str, Any]] = {
-        "open": Ledger.open_account,
-        "deposit": Ledger.deposit,
-        "transfer": Ledger.transfer,
-        "transaction": Ledger.transaction,
-        "reverse": Ledger.reverse_transfer,
-        "post": Ledger.post_transfer,
-        "void": Ledger.void_transfer,
+        "open": Books.open_account,
+        "deposit": Books.deposit,
+        "transfer": Books.transfer,
+        "transaction": Books.transaction,
+        "reverse": Books.reverse_transfer,
+        "post": Books.post_transfer,
+        "void": Books.void_transfer,
     }
 
     # Invariants -------------------------------------------------------------------
@@ -352,7 +352,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert record.reversed_amount == expected.reversed_amount <= expected.posted_amount
 
     def teardown(self) -> None:
-        fresh = Ledger(event_store_env(self.urls.settings()))  # no cache: every aggregate from the store
+        fresh = Books(event_store_env(self.urls.settings()))  # no cache: every aggregate from the store
         try:
             for account_id in self.model.accounts:
                 rebuilt, live = fresh.account(account_id), self.app.account(account_id)

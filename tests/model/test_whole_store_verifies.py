@@ -12,12 +12,12 @@ from __future__ import annotations
 from audit.rows import read_only, store_pages_at
 from audit.sealer import Sealer
 from audit.verify import Verifier
-from commands.application import Ledger
+from commands.application import Books
 from tests.conftest import Urls
 
 
-def test_everything_the_ledger_wrote_verifies_clean(ledger: Ledger, servers: Urls) -> None:
-    Sealer(ledger, servers.database_url).seal()
+def test_everything_the_ledger_wrote_verifies_clean(books: Books, servers: Urls) -> None:
+    Sealer(books, servers.database_url).seal()
     with read_only(servers.database_url) as conn:
         row = conn.execute("SELECT max(notification_id), count(*) FROM ledger_events").fetchone()
     assert row is not None

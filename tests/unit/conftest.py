@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.event_store import MEMORY_STORE
 from tests.conftest import Clock
 
@@ -19,13 +19,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ledger(clock: Clock) -> Iterator[Ledger]:
-    app = Ledger(MEMORY_STORE, clock=clock)
+def books(clock: Clock) -> Iterator[Books]:
+    app = Books(MEMORY_STORE, clock=clock)
     yield app
     app.close()
 
 
 @pytest.fixture
-def event_count(ledger: Ledger) -> Callable[[], int]:
+def event_count(books: Books) -> Callable[[], int]:
     """How many events the store holds, to prove nothing was written."""
-    return ledger.head_position
+    return books.head_position

@@ -1,8 +1,8 @@
 """What a command handler works with: the group's unit of work, and the writer's memory.
 
-A ``Writer`` exists for one run of one group (``Ledger._run_group``): every command of the
+A ``Writer`` exists for one run of one group (``Books._run_group``): every command of the
 group reads and saves through it, one after another, on the writer thread. What the
-writer remembers between groups (``WriterMemory``) belongs to the ``Ledger``, which lends
+writer remembers between groups (``WriterMemory``) belongs to the ``Books``, which lends
 it to each group's ``Writer``.
 """
 

@@ -34,9 +34,9 @@ def audit_export(
     """The event stream as JSON lines: one CloudEvents object per event, as on Kafka."""
     from audit.stream import events, write_lines
 
-    with bootstrap.event_store(load_settings()) as ledger:
+    with bootstrap.event_store(load_settings()) as books:
         stream = events(
-            ledger,
+            books,
             after_position=after_position,
             to_position=to_position,
             from_time=moment(from_time),
@@ -64,8 +64,8 @@ def audit_trial_balance(as_of_position: int | None, as_of: str | None, fmt: str,
         # An export does not say where writes end: cut at exactly this position or time.
         result = trial_balance(read_lines(Path(from_file)), to_position=as_of_position, to_time=moment(as_of))
     else:
-        with bootstrap.event_store(settings) as ledger:
-            result = trial_balance(events(ledger, to_position=as_of_position, to_time=moment(as_of)))
+        with bootstrap.event_store(settings) as books:
+            result = trial_balance(events(books, to_position=as_of_position, to_time=moment(as_of)))
     if fmt == "json":
         click.echo(json.dumps(result.report(), indent=2))
     else:
@@ -82,9 +82,9 @@ def audit_seal() -> None:
     from audit.sealer import SealBroken, Sealer
 
     settings = load_settings()
-    with bootstrap.event_store(settings, actor="service:sealer") as ledger:
+    with bootstrap.event_store(settings, actor="service:sealer") as books:
         try:
-            position = Sealer(ledger, settings.require("database_url")).seal()
+            position = Sealer(books, settings.require("database_url")).seal()
         except SealBroken as exc:
             raise click.ClickException(str(exc)) from None
     click.echo("nothing written since the last seal" if position is None else f"sealed at position {position}")

@@ -251,11 +251,9 @@ def projections_verify(wait: float) -> None:
     from projectors.replay import replay
 
     settings = load_settings()
-    with bootstrap.event_store(settings) as ledger, bootstrap.read_model(settings) as generations:
-        expected = replay(ledger)
-        comparison = compare_read_model(
-            generations.active_database(), expected, ledger.head_position, wait_seconds=wait
-        )
+    with bootstrap.event_store(settings) as books, bootstrap.read_model(settings) as generations:
+        expected = replay(books)
+        comparison = compare_read_model(generations.active_database(), expected, books.head_position, wait_seconds=wait)
     click.echo(
         f"replayed the event store to position {expected.position}: {comparison.compared} accounts compared, "
         f"{comparison.moved_since} moved on since the replay"
@@ -282,16 +280,16 @@ def projections_rebuild() -> None:
 
     settings = load_settings()
     with (
-        bootstrap.event_store(settings) as ledger,
+        bootstrap.event_store(settings) as books,
         bootstrap.read_model(settings) as generations,
-        tqdm(total=ledger.head_position(), unit="event", desc="replaying", disable=None) as bar,
+        tqdm(total=books.head_position(), unit="event", desc="replaying", disable=None) as bar,
     ):
 
         def progress(position: int, head: int) -> None:
             bar.total = max(bar.total or 0, head)
             bar.update(position - bar.n)
 
-        generation = rebuild(ledger, generations, progress)
+        generation = rebuild(books, generations, progress)
     click.echo(f"read model generation {generation} is active")
 
 

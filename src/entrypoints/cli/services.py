@@ -26,9 +26,9 @@ def relay() -> None:
     readiness = {"postgres": metrics.postgres_check(database_url), "kafka": bootstrap.kafka_check(settings)}
     state = RelayState(database_url, settings.kafka_topic)
     try:
-        with bootstrap.event_store(settings) as ledger, bootstrap.operations(settings, "relay", readiness) as url:
+        with bootstrap.event_store(settings) as books, bootstrap.operations(settings, "relay", readiness) as url:
             Relay(
-                ledger,
+                books,
                 state,
                 database_url,
                 bootstrap.kafka_producer(settings),
@@ -46,8 +46,8 @@ def expire() -> None:
     settings = load_settings()
     database_url = settings.require("database_url")
     stop = stop_on_signals()
-    with bootstrap.event_store(settings, actor="service:expirer") as ledger:
-        expirer = Expirer(ledger, database_url)
+    with bootstrap.event_store(settings, actor="service:expirer") as books:
+        expirer = Expirer(books, database_url)
         try:
             with bootstrap.operations(settings, "expirer", {"postgres": metrics.postgres_check(database_url)}) as url:
                 expirer.run(stop, on_ready=lambda: ready(settings, url))
@@ -94,10 +94,10 @@ def sealer() -> None:
     database_url = settings.require("database_url")
     stop = stop_on_signals()
     with (
-        bootstrap.event_store(settings, actor="service:sealer") as ledger,
+        bootstrap.event_store(settings, actor="service:sealer") as books,
         bootstrap.operations(settings, "sealer", {"postgres": metrics.postgres_check(database_url)}) as url,
     ):
-        Sealer(ledger, database_url).run(stop, settings.seal_interval_seconds, on_ready=lambda: ready(settings, url))
+        Sealer(books, database_url).run(stop, settings.seal_interval_seconds, on_ready=lambda: ready(settings, url))
 
 
 @click.group(invoke_without_command=True)
@@ -127,13 +127,13 @@ def chain(ctx: click.Context) -> None:
         "horizon": bootstrap.horizon_check(config.horizon_url),
     }
     with (
-        bootstrap.event_store(settings, payout_assets=settings.payout_assets, actor="service:chain") as ledger,
+        bootstrap.event_store(settings, payout_assets=settings.payout_assets, actor="service:chain") as books,
         bootstrap.operations(settings, "chain", readiness) as url,
     ):
         ChainWorker(
             config,
             database_url,
-            ledger,
+            books,
             bootstrap.kafka_consumer(settings, bootstrap.CHAIN_GROUP),
             bootstrap.topic_watch(settings),
         ).run(stop, on_ready=lambda: ready(settings, url))
@@ -171,12 +171,12 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
         raise NothingDone(f"settings: {exc}") from None
     with ExitStack() as resources:
         try:
-            ledger = resources.enter_context(bootstrap.event_store(settings, actor="service:reconcile"))
+            books = resources.enter_context(bootstrap.event_store(settings, actor="service:reconcile"))
         except UNREADABLE as exc:
             raise NothingDone(f"could not read the books: {type(exc).__name__}: {exc}") from None
         store = ChainStore(database_url)
         resources.callback(store.close)
-        reconciler = Reconciler(config, store, ledger)
+        reconciler = Reconciler(config, store, books)
         if every is None:
             try:
                 report = reconciler.run(since_moment)

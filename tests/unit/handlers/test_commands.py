@@ -12,71 +12,71 @@ from typing import Any
 
 import pytest
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import Deposit, OpenAccount, TransferFunds
 from ledger.errors import AccountNotFound, AssetMismatch, IdConflict, InsufficientFunds, InvalidAmount
 from tests.conftest import unique
 from tests.scenarios import open_pair
 
 
-def test_a_deposit_then_a_transfer_moves_exact_amounts(ledger: Ledger) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
-    result = ledger.transfer(TransferFunds(unique("t"), a, b, "30.00"))
+def test_a_deposit_then_a_transfer_moves_exact_amounts(books: Books) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "100.00"))
+    result = books.transfer(TransferFunds(unique("t"), a, b, "30.00"))
     assert result["status"] == "posted"
-    assert (ledger.account(a).available, ledger.account(b).available) == (7000, 3000)
+    assert (books.account(a).available, books.account(b).available) == (7000, 3000)
 
 
-def test_every_write_returns_the_position_of_its_last_event(ledger: Ledger) -> None:
-    a, b = open_pair(ledger)
-    deposit = ledger.deposit(Deposit(unique("d"), a, "1.00"))
-    assert deposit["position"] == ledger.head_position()
-    transfer = ledger.transfer(TransferFunds(unique("t"), a, b, "1.00"))
-    assert transfer["position"] == ledger.head_position() > deposit["position"]
+def test_every_write_returns_the_position_of_its_last_event(books: Books) -> None:
+    a, b = open_pair(books)
+    deposit = books.deposit(Deposit(unique("d"), a, "1.00"))
+    assert deposit["position"] == books.head_position()
+    transfer = books.transfer(TransferFunds(unique("t"), a, b, "1.00"))
+    assert transfer["position"] == books.head_position() > deposit["position"]
 
 
-def test_retrying_a_transfer_returns_the_same_result_and_moves_nothing(ledger: Ledger, event_count: Any) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+def test_retrying_a_transfer_returns_the_same_result_and_moves_nothing(books: Books, event_count: Any) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "100.00"))
     command = TransferFunds(unique("t"), a, b, "30.00")
-    first = ledger.transfer(command)
+    first = books.transfer(command)
     before = event_count()
-    assert ledger.transfer(command) == first
+    assert books.transfer(command) == first
     assert event_count() == before
-    assert ledger.account(a).available == 7000
+    assert books.account(a).available == 7000
 
 
-def test_reusing_an_id_with_a_different_body_is_a_conflict(ledger: Ledger, event_count: Any) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+def test_reusing_an_id_with_a_different_body_is_a_conflict(books: Books, event_count: Any) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "100.00"))
     transfer_id = unique("t")
-    ledger.transfer(TransferFunds(transfer_id, a, b, "30.00"))
+    books.transfer(TransferFunds(transfer_id, a, b, "30.00"))
     before = event_count()
     with pytest.raises(IdConflict):
-        ledger.transfer(TransferFunds(transfer_id, a, b, "31.00"))
+        books.transfer(TransferFunds(transfer_id, a, b, "31.00"))
     with pytest.raises(IdConflict):
-        ledger.deposit(Deposit(transfer_id, a, "30.00"))
+        books.deposit(Deposit(transfer_id, a, "30.00"))
     with pytest.raises(IdConflict):
-        ledger.open_account(OpenAccount(a, "EUR/2"))
+        books.open_account(OpenAccount(a, "EUR/2"))
     assert event_count() == before
 
 
-def test_reopening_an_account_with_the_same_body_is_idempotent(ledger: Ledger, event_count: Any) -> None:
+def test_reopening_an_account_with_the_same_body_is_idempotent(books: Books, event_count: Any) -> None:
     account_id = unique("A")
-    first = ledger.open_account(OpenAccount(account_id, "USD/2", 500, {"owner": "ann"}))
+    first = books.open_account(OpenAccount(account_id, "USD/2", 500, {"owner": "ann"}))
     before = event_count()
-    assert ledger.open_account(OpenAccount(account_id, "USD/2", 500, {"owner": "ann"})) == first
+    assert books.open_account(OpenAccount(account_id, "USD/2", 500, {"owner": "ann"})) == first
     assert event_count() == before
 
 
-def test_a_transfer_larger_than_the_balance_writes_nothing(ledger: Ledger, event_count: Any) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "10.00"))
+def test_a_transfer_larger_than_the_balance_writes_nothing(books: Books, event_count: Any) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "10.00"))
     before = event_count()
     with pytest.raises(InsufficientFunds):
-        ledger.transfer(TransferFunds(unique("t"), a, b, "10.01"))
+        books.transfer(TransferFunds(unique("t"), a, b, "10.01"))
     assert event_count() == before
-    assert ledger.account(a).available == 1000
+    assert books.account(a).available == 1000
 
 
 @pytest.mark.parametrize(
@@ -88,30 +88,30 @@ def test_a_transfer_larger_than_the_balance_writes_nothing(ledger: Ledger, event
     ],
 )
 def test_rejected_transfers_write_nothing(
-    ledger: Ledger, event_count: Any, change: dict[str, str], error: type[Exception]
+    books: Books, event_count: Any, change: dict[str, str], error: type[Exception]
 ) -> None:
-    a, b = open_pair(ledger)
+    a, b = open_pair(books)
     euro = unique("E")
-    ledger.open_account(OpenAccount(euro, "EUR/2"))
-    ledger.deposit(Deposit(unique("d"), a, "10.00"))
+    books.open_account(OpenAccount(euro, "EUR/2"))
+    books.deposit(Deposit(unique("d"), a, "10.00"))
     fields = {"id": unique("t"), "debit_account": a, "credit_account": b, "amount": "1.00"} | change
     if fields["credit_account"] == "EUR":
         fields["credit_account"] = euro
     before = event_count()
     with pytest.raises(error):
-        ledger.transfer(TransferFunds(**fields))
+        books.transfer(TransferFunds(**fields))
     assert event_count() == before
 
 
-def test_concurrent_spenders_never_overdraw_and_money_is_conserved(ledger: Ledger) -> None:
-    source, sink = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), source, "10.00"))
+def test_concurrent_spenders_never_overdraw_and_money_is_conserved(books: Books) -> None:
+    source, sink = open_pair(books)
+    books.deposit(Deposit(unique("d"), source, "10.00"))
     outcomes: list[str] = []
 
     def spend() -> None:
         for _ in range(15):
             try:
-                ledger.transfer(TransferFunds(unique("t"), source, sink, "0.50"))
+                books.transfer(TransferFunds(unique("t"), source, sink, "0.50"))
                 outcomes.append("ok")
             except InsufficientFunds:
                 outcomes.append("refused")
@@ -122,30 +122,30 @@ def test_concurrent_spenders_never_overdraw_and_money_is_conserved(ledger: Ledge
     for thread in threads:
         thread.join()
     assert outcomes.count("ok") == 20
-    assert ledger.account(source).available == 0
-    assert ledger.account(sink).available == 1000
+    assert books.account(source).available == 0
+    assert books.account(sink).available == 1000
 
 
-def test_the_same_transfer_sent_twice_at_once_applies_once(ledger: Ledger) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+def test_the_same_transfer_sent_twice_at_once_applies_once(books: Books) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "100.00"))
     command = TransferFunds(unique("t"), a, b, "40.00")
     results: list[dict[str, Any]] = []
-    threads = [threading.Thread(target=lambda: results.append(ledger.transfer(command))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(books.transfer(command))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert len(results) == 4 and all(r == results[0] for r in results)
-    assert ledger.account(a).available == 6000
+    assert books.account(a).available == 6000
 
 
-def test_a_retry_answers_as_first_even_when_the_money_has_moved_on_since(ledger: Ledger, event_count: Any) -> None:
-    a, b = open_pair(ledger)
-    ledger.deposit(Deposit(unique("d"), a, "100.00"))
+def test_a_retry_answers_as_first_even_when_the_money_has_moved_on_since(books: Books, event_count: Any) -> None:
+    a, b = open_pair(books)
+    books.deposit(Deposit(unique("d"), a, "100.00"))
     command = TransferFunds(unique("t"), a, b, "30.00")
-    first = ledger.transfer(command)
-    ledger.transfer(TransferFunds(unique("t"), a, b, "70.00"))  # a is empty now
+    first = books.transfer(command)
+    books.transfer(TransferFunds(unique("t"), a, b, "70.00"))  # a is empty now
     before = event_count()
-    assert ledger.transfer(command) == first  # not insufficient_funds
+    assert books.transfer(command) == first  # not insufficient_funds
     assert event_count() == before

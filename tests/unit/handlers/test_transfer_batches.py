@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.application import Ledger
+from commands.application import Books
 from commands.messages import SetFeeRule, TransferBatch, TransferFunds
 from ledger.errors import IdConflict, InsufficientFunds, LedgerError
 from ledger.fees import FeeTerms
@@ -21,8 +21,8 @@ def move(debit: str, credit: str, amount: str, **extra: Any) -> TransferFunds:
     return TransferFunds(unique("t"), debit, credit, amount, **extra)
 
 
-def test_each_transfer_stands_alone_and_later_ones_see_earlier_ones(ledger: Ledger, event_count: Any) -> None:
-    a, b, c = accounts(ledger, 3)
+def test_each_transfer_stands_alone_and_later_ones_see_earlier_ones(books: Books, event_count: Any) -> None:
+    a, b, c = accounts(books, 3)
     batch = TransferBatch(
         (
             move(a, b, "60.00"),
@@ -33,7 +33,7 @@ def test_each_transfer_stands_alone_and_later_ones_see_earlier_ones(ledger: Ledg
         )
     )
     before = event_count()
-    results = ledger.transfer_batch(batch)
+    results = books.transfer_batch(batch)
     assert [type(r).__name__ if isinstance(r, LedgerError) else r["status"] for r in results] == [
         "posted",
         "InsufficientFunds",
@@ -41,52 +41,52 @@ def test_each_transfer_stands_alone_and_later_ones_see_earlier_ones(ledger: Ledg
         "AccountNotFound",
         "pending",
     ]
-    assert [ledger.account(x).available for x in (a, b, c)] == [0, 0, 6000]
-    assert ledger.account(c).pending_credits == 4000
+    assert [books.account(x).available for x in (a, b, c)] == [0, 0, 6000]
+    assert books.account(c).pending_credits == 4000
     assert event_count() - before == 3 * 3  # three transfers, three events each
     # Every answer's position covers all of the batch's events (read-your-writes).
-    head = ledger.head_position()
+    head = books.head_position()
     positions = [r["position"] for r in results if isinstance(r, dict)]
     assert positions == sorted(positions) and max(positions) == head
     assert min(positions) > before
 
 
-def test_a_retried_batch_answers_as_the_first_time_and_writes_nothing(ledger: Ledger, event_count: Any) -> None:
-    a, b = accounts(ledger, 2)
+def test_a_retried_batch_answers_as_the_first_time_and_writes_nothing(books: Books, event_count: Any) -> None:
+    a, b = accounts(books, 2)
     batch = TransferBatch((move(a, b, "70.00"), move(a, b, "70.00"), move(a, b, "30.00")))
-    first = ledger.transfer_batch(batch)
+    first = books.transfer_batch(batch)
     assert isinstance(first[1], InsufficientFunds)
     before = event_count()
-    again = ledger.transfer_batch(batch)
+    again = books.transfer_batch(batch)
     # The refused one is tried again (it was never recorded), and still refused.
     assert [r if isinstance(r, dict) else type(r) for r in again] == [first[0], InsufficientFunds, first[2]]
     assert event_count() == before
     # A transfer sent alone after being in a batch answers the same too.
-    assert ledger.transfer(batch.transfers[0]) == first[0]
+    assert books.transfer(batch.transfers[0]) == first[0]
 
 
-def test_a_reused_id_with_another_body_is_refused_alone(ledger: Ledger) -> None:
-    a, b = accounts(ledger, 2)
+def test_a_reused_id_with_another_body_is_refused_alone(books: Books) -> None:
+    a, b = accounts(books, 2)
     changed, repeated = move(a, b, "1.00"), move(a, b, "0.50")
-    ledger.transfer(changed)
-    first = ledger.transfer(repeated)
-    results = ledger.transfer_batch(
+    books.transfer(changed)
+    first = books.transfer(repeated)
+    results = books.transfer_batch(
         TransferBatch((TransferFunds(changed.id, a, b, "2.00"), move(a, b, "3.00"), repeated))
     )
     assert isinstance(results[0], IdConflict)
     assert isinstance(results[1], dict) and results[1]["amount"] == "3.00"
     assert results[2] == first
-    assert ledger.account(b).available == 450
+    assert books.account(b).available == 450
 
 
-def test_fees_apply_to_each_transfer_of_a_batch(ledger: Ledger) -> None:
+def test_fees_apply_to_each_transfer_of_a_batch(books: Books) -> None:
     asset = f"B{unique('x')[-6:].upper().replace('-', '')}/2"
-    payer, payee = accounts(ledger, 2, fund="10.00", asset=asset)
-    ledger.set_fee_rule(
+    payer, payee = accounts(books, 2, fund="10.00", asset=asset)
+    books.set_fee_rule(
         SetFeeRule(asset, "transfer", FeeTerms(basis_points=0, fixed=100, minimum=0, maximum=None, payer="sender"))
     )
     # The second transfer's fee is refused after its amount fits: it must leave no trace.
-    results = ledger.transfer_batch(TransferBatch((move(payer, payee, "4.00"), move(payer, payee, "4.50"))))
+    results = books.transfer_batch(TransferBatch((move(payer, payee, "4.00"), move(payer, payee, "4.50"))))
     assert isinstance(results[0], dict) and results[0]["fee"]["amount"] == "1.00"
     assert isinstance(results[1], InsufficientFunds)
-    assert (ledger.account(payer).available, ledger.account(payee).available) == (500, 400)
+    assert (books.account(payer).available, books.account(payee).available) == (500, 400)
