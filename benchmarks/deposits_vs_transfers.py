@@ -24,7 +24,7 @@ from commands.messages import Deposit, OpenAccount, TransferFunds
 from runtime.settings import Settings
 
 
-class CountingLedger(Books):
+class CountingBooks(Books):
     name = "Ledger"  # the same event store table
     retries = 0
 
@@ -40,11 +40,11 @@ class CountingLedger(Books):
         try:
             return super()._retrying(counted(handler), first=counted(first) if first else None)
         finally:
-            CountingLedger.retries += len(attempts) - 1
+            CountingBooks.retries += len(attempts) - 1
 
 
 def run(label: str, clients: int, seconds: float, work: Callable[[int, int], None]) -> float:
-    CountingLedger.retries = 0
+    CountingBooks.retries = 0
     counts = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -60,7 +60,7 @@ def run(label: str, clients: int, seconds: float, work: Callable[[int, int], Non
     for thread in threads:
         thread.join()
     rate = sum(counts) / (time.monotonic() - started)
-    print(f"{label:<40} {sum(counts):>6} in {seconds:.0f}s = {rate:7.0f}/s  conflict retries: {CountingLedger.retries}")
+    print(f"{label:<40} {sum(counts):>6} in {seconds:.0f}s = {rate:7.0f}/s  conflict retries: {CountingBooks.retries}")
     return rate
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    books = CountingLedger(event_store_env(Settings(database_url=args.database_url, db_pool_size=args.clients)))
+    books = CountingBooks(event_store_env(Settings(database_url=args.database_url, db_pool_size=args.clients)))
     run_id = uuid.uuid4().hex[:8]
     asset = "BNC/2"
     sources = [f"bench-{run_id}-src-{n}" for n in range(args.clients)]

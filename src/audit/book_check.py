@@ -18,20 +18,15 @@ import orjson
 
 from audit.folds import Fold
 from audit.kinds import (
-    ASSET,
     CREDIT_PENDING,
     CREDITED,
     DEBIT_PENDING,
     DEBITED,
-    ID,
     KINDS,
     LEG_NAMES,
-    LIMIT,
     NAME_FIELDS,
     OPENED,
     OVERDRAFT_CHANGED,
-    PC,
-    PD,
     PENDING,
     PENDING_CREDIT_POSTED,
     PENDING_CREDIT_VOIDED,
@@ -39,14 +34,14 @@ from audit.kinds import (
     PENDING_DEBIT_VOIDED,
     POSTED,
     POSTINGS,
-    QC,
-    QD,
     RESOLVED,
     TRANSFER_CREATED,
     TRANSFER_POSTED_LATER,
     TRANSFER_VOIDED,
-    VERSION,
     Leg,
+    Nets,
+    ReplayedAccount,
+    ReplayedTransfer,
 )
 from audit.rows import BookRow
 from ledger.accounts import BALANCE_FIELDS
@@ -69,15 +64,11 @@ class BookCheck(Fold):
         self.events = 0
         self.first_position: int | None = None
         self.last_position = 0
-        # account stream -> [asset, posted debits, posted credits, pending debits, pending credits,
-        #                    overdraft limit, system, id, version]
-        self.accounts: dict[bytes, list[Any]] = {}
-        self.totals: dict[str, list[int]] = {}  # asset -> [posted net, pending net], credits minus debits
+        self.accounts: dict[bytes, ReplayedAccount] = {}  # by account stream
+        self.totals: dict[str, Nets] = {}  # by asset
         self._account_streams: dict[str, bytes] = {}
         self._baseline: dict[str, tuple[int, int]] = {}
-        # transfer stream -> [POSTED, PENDING or RESOLVED, id, debit account stream, credit account stream,
-        #                     amount, created pending]
-        self._transfers: dict[bytes, list[Any]] = {}
+        self._transfers: dict[bytes, ReplayedTransfer] = {}  # by transfer stream
         self._transfer_ids: dict[str, bytes] = {}
         self._names: dict[bytes, str] = {}  # other named streams
         # (account stream, transfer id, 0 debit or 1 credit) -> the amount pending
@@ -109,7 +100,7 @@ class BookCheck(Fold):
             if not kind:
                 account = accounts.get(stream)
                 if account is not None:  # an event that moves no money (a monitor's): the version still counts
-                    account[VERSION] = version
+                    account.version = version
                 continue
             try:
                 data = loads(state)
@@ -118,46 +109,57 @@ class BookCheck(Fold):
                     if kind == OPENED:
                         account_id, asset = data["account_id"], data["asset"]
                         Asset.parse(asset)
-                        accounts[stream] = [asset, 0, 0, 0, 0, _exact(data, state, "overdraft_limit"), data["system"]]
-                        accounts[stream] += [str(account_id), version]
+                        limit = _exact(data, state, "overdraft_limit")
+                        accounts[stream] = ReplayedAccount(
+                            asset, 0, 0, 0, 0, limit, data["system"], str(account_id), version
+                        )
                         self._account_streams[account_id] = stream
-                        totals.setdefault(asset, [0, 0])
+                        totals.setdefault(asset, Nets())
                         if version != 1 or account is not None:
                             self._finding("id_reused", position, stream, "opened again")
                         continue
                     if account is None:
                         self._finding("events_missing", position, stream, "moves an account that was never opened")
                         continue
-                    account[VERSION] = version
+                    account.version = version
                     if kind == OVERDRAFT_CHANGED:
-                        account[5] = _exact(data, state, "overdraft_limit")
-                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                        account.overdraft_limit = _exact(data, state, "overdraft_limit")
+                        if not account.system and (
+                            account.posted_credits - account.posted_debits - account.pending_debits
+                            < -account.overdraft_limit
+                        ):
                             self._below_limit(account, position, stream)
                         continue
                     amount = data["amount"]
                     if type(amount) is not int or amount <= 0:
                         amount = _exact(data, state, "amount", positive=kind not in POSTINGS)
                     transfer_id = data["transfer_id"]
-                    asset = account[0]
+                    asset = account.asset
                     sums = totals[asset]
                     pending_amount = 0
                     if kind == DEBITED:
-                        account[1] += amount
-                        sums[0] -= amount
-                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                        account.posted_debits += amount
+                        sums.posted -= amount
+                        if not account.system and (
+                            account.posted_credits - account.posted_debits - account.pending_debits
+                            < -account.overdraft_limit
+                        ):
                             self._below_limit(account, position, stream)
                     elif kind == CREDITED:
-                        account[2] += amount
-                        sums[0] += amount
+                        account.posted_credits += amount
+                        sums.posted += amount
                     elif kind == DEBIT_PENDING:
-                        account[3] += amount
-                        sums[1] -= amount
+                        account.pending_debits += amount
+                        sums.pending -= amount
                         self._add_pending(pending_sides, (stream, transfer_id, 0), amount, position)
-                        if not account[6] and account[2] - account[1] - account[3] < -account[5]:
+                        if not account.system and (
+                            account.posted_credits - account.posted_debits - account.pending_debits
+                            < -account.overdraft_limit
+                        ):
                             self._below_limit(account, position, stream)
                     elif kind == CREDIT_PENDING:
-                        account[4] += amount
-                        sums[1] += amount
+                        account.pending_credits += amount
+                        sums.pending += amount
                         self._add_pending(pending_sides, (stream, transfer_id, 1), amount, position)
                     else:
                         pending_amount = self._resolve(
@@ -181,7 +183,9 @@ class BookCheck(Fold):
                     debit = self._account_streams.get(data["debit_account"], b"")
                     credit = self._account_streams.get(data["credit_account"], b"")
                     pending = data["pending"] is True
-                    transfers[stream] = [PENDING if pending else POSTED, transfer_id, debit, credit, amount, pending]
+                    transfers[stream] = ReplayedTransfer(
+                        PENDING if pending else POSTED, transfer_id, debit, credit, amount
+                    )
                     if pending:
                         legs = (
                             (transfer_id, DEBIT_PENDING, debit, amount, 0),
@@ -193,12 +197,12 @@ class BookCheck(Fold):
                         called[leg] = called.get(leg, 0) + 1
                 elif kind == TRANSFER_POSTED_LATER or kind == TRANSFER_VOIDED:
                     transfer = transfers.get(stream)
-                    if transfer is None or transfer[0] != PENDING:
+                    if transfer is None or transfer.state != PENDING:
                         self._finding(
                             "hold_resolved_twice", position, stream, "resolves a transfer that is not pending"
                         )
                     if transfer is not None:
-                        transfer[0] = RESOLVED
+                        transfer.state = RESOLVED
                         for leg in _resolution_legs(transfer, kind, data, state):
                             called[leg] = called.get(leg, 0) + 1
                 else:  # NAMED
@@ -217,8 +221,8 @@ class BookCheck(Fold):
 
     def _resolve(
         self,
-        account: list[Any],
-        sums: list[int],
+        account: ReplayedAccount,
+        sums: Nets,
         kind: int,
         data: dict[str, Any],
         state: bytes,
@@ -247,17 +251,17 @@ class BookCheck(Fold):
                 f"resolves transfer {transfer_id!r}, pending on it for {held}, for {released}/{amount}",
             )
         if debit:
-            account[QD] -= released
-            sums[1] += released
+            account.pending_debits -= released
+            sums.pending += released
             if kind == PENDING_DEBIT_POSTED:
-                account[PD] += amount
-                sums[0] -= amount
+                account.posted_debits += amount
+                sums.posted -= amount
         else:
-            account[QC] -= released
-            sums[1] -= released
+            account.pending_credits -= released
+            sums.pending -= released
             if kind == PENDING_CREDIT_POSTED:
-                account[PC] += amount
-                sums[0] += amount
+                account.posted_credits += amount
+                sums.posted += amount
         return released if kind in POSTINGS else 0
 
     def _add_pending(
@@ -267,43 +271,45 @@ class BookCheck(Fold):
             self._finding("id_reused", at, key[0], f"is pending for transfer {key[1]!r} twice")
         pending_sides[key] = amount
 
-    def _balance_after_differs(self, account: list[Any], after: Any, position: int, stream: bytes) -> None:
+    def _balance_after_differs(self, account: ReplayedAccount, after: Any, position: int, stream: bytes) -> None:
         """What subscribers were told about the balance (``balance_after``, on Kafka and in
         answers) must be what the replay gives. ``after`` is read exactly (beyond 64 bits,
         orjson's first reading gave floats, which never equal the replay's integers)."""
         if _same_totals(after, account):
             return
-        replayed = dict(zip(BALANCE_FIELDS, account[PD : QC + 1], strict=True))
+        replayed = {name: getattr(account, name) for name in BALANCE_FIELDS}
         self._finding(
             "balance_after_mismatch", position, stream, f"records {after} after it; the replay gives {replayed}"
         )
 
-    def _below_limit(self, account: list[Any], position: int, stream: bytes) -> None:
-        unit = Asset.parse(account[ASSET])
-        available = unit.format(account[PC] - account[PD] - account[QD])
+    def _below_limit(self, account: ReplayedAccount, position: int, stream: bytes) -> None:
+        unit = Asset.parse(account.asset)
+        available = unit.format(account.posted_credits - account.posted_debits - account.pending_debits)
         self._finding(
             "below_limit",
             position,
             stream,
-            f"available {available} is below its limit of -{unit.format(account[LIMIT])}",
+            f"available {available} is below its limit of -{unit.format(account.overdraft_limit)}",
         )
 
     def _end_of_write(self) -> None:
         """Double entry at the end of a write, and every movement one its transfer calls for."""
         moved, called = self._moved, self._called
         for asset in self._write_assets:
-            posted, pending = self.totals[asset]
-            before = self._baseline.get(asset, (0, 0))
-            if (posted, pending) != before:
-                accounts = sorted({self.subject(leg[2]) for leg in moved if self.accounts[leg[2]][ASSET] == asset})
+            nets = self.totals[asset]
+            posted_before, pending_before = self._baseline.get(asset, (0, 0))
+            if nets.posted != posted_before or nets.pending != pending_before:
+                accounts = sorted(
+                    {self.subject(stream) for _, _, stream, _, _ in moved if self.accounts[stream].asset == asset}
+                )
                 unit = Asset.parse(asset)
                 detail = (
                     f"the write at position {self._write} leaves {asset} off by posted "
-                    f"{unit.format(posted - before[0])}, pending {unit.format(pending - before[1])} "
+                    f"{unit.format(nets.posted - posted_before)}, pending {unit.format(nets.pending - pending_before)} "
                     f"(it moved {', '.join(accounts)})"
                 )
                 self.raw.append(("double_entry", self._write, asset.encode(), detail))
-                self._baseline[asset] = (posted, pending)  # report each break once, where it happens
+                self._baseline[asset] = (nets.posted, nets.pending)  # report each break once, where it happens
         if moved != called:
             self._legs_differ()
         self._write_assets.clear()
@@ -341,12 +347,12 @@ class BookCheck(Fold):
         """What a stream is, in the ledger's words: an account, a transfer, an asset."""
         account = self.accounts.get(stream)
         if account is not None:
-            return f"account {account[ID]}"
+            return f"account {account.account_id}"
         if stream == _SEALS:
             return "seals"
         transfer = self._transfers.get(stream)
         if transfer is not None:
-            return f"transfer {transfer[1]}"
+            return f"transfer {transfer.transfer_id}"
         if stream in self._names:
             return self._names[stream]
         if not stream:
@@ -356,9 +362,9 @@ class BookCheck(Fold):
         return f"stream {UUID(bytes=stream)}"
 
 
-def _resolution_legs(transfer: list[Any], kind: int, data: dict[str, Any], state: bytes) -> tuple[Leg, Leg]:
+def _resolution_legs(transfer: ReplayedTransfer, kind: int, data: dict[str, Any], state: bytes) -> tuple[Leg, Leg]:
     """The legs a pending transfer's post (for ``amount``) or void calls for."""
-    _, transfer_id, debit, credit, held, _ = transfer
+    transfer_id, debit, credit, held = transfer.transfer_id, transfer.debit, transfer.credit, transfer.amount
     if kind == TRANSFER_POSTED_LATER:
         amount = _exact(data, state, "amount")
         return (transfer_id, PENDING_DEBIT_POSTED, debit, amount, held), (
@@ -371,14 +377,15 @@ def _resolution_legs(transfer: list[Any], kind: int, data: dict[str, Any], state
     return (transfer_id, PENDING_DEBIT_VOIDED, debit, held, 0), (transfer_id, PENDING_CREDIT_VOIDED, credit, held, 0)
 
 
-def _same_totals(after: Any, account: list[Any]) -> bool:
+def _same_totals(after: Any, account: ReplayedAccount) -> bool:
     """Whether a recorded ``balance_after`` is exactly the replay's four totals: whole
     numbers only (a float that rounds to the total, or ``true`` for 1, is not it), and
     nothing else in it."""
     if type(after) is not dict or len(after) != len(BALANCE_FIELDS):
         return False
     values = [after.get(name) for name in BALANCE_FIELDS]
-    return all(type(value) is int for value in values) and values == account[PD : QC + 1]
+    replayed = [account.posted_debits, account.posted_credits, account.pending_debits, account.pending_credits]
+    return all(type(value) is int for value in values) and values == replayed
 
 
 def _exact(data: dict[str, Any], state: bytes, key: str, *, positive: bool = False) -> int:

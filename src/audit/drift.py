@@ -10,7 +10,6 @@ drift.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from pymongo.database import Database
@@ -22,9 +21,11 @@ from ledger.accounts import BALANCE_FIELDS
 
 
 def read_model_drift(
-    verifier: Verifier, db: Database[Any], store_head: Callable[[], int], *, wait_seconds: float = 10.0
+    verifier: Verifier, db: Database[Any], *, wait_seconds: float = 10.0
 ) -> tuple[Comparison, list[Finding]]:
-    """The comparison, and each difference as a finding."""
+    """The comparison, and each difference as a finding. The auditor's store may be a
+    replica behind the primary the projector follows, so the comparison always allows for
+    a store that moved on (and leaves out the checks that need it to stand still)."""
     versions = verifier.account_versions()
     accounts = {
         account_id: ExpectedAccount(
@@ -33,7 +34,7 @@ def read_model_drift(
         for account_id, balances in verifier.balances().items()
     }
     expected = Expected(accounts, verifier.last_position)
-    comparison = compare_read_model(db, expected, store_head, wait_seconds=wait_seconds)
+    comparison = compare_read_model(db, expected, None, wait_seconds=wait_seconds)
     findings = [
         Finding("read_model_behind" if d.behind else "drift", None, d.subject, d.detail) for d in comparison.differences
     ]

@@ -1,9 +1,12 @@
 """How the books' check reads stored events: each event class's topic as a small number
-(dispatch is one dict lookup on the row's topic), and an account as a list with named
-slots (the fold is the hot path: a list index is the cheapest field access there is).
+(dispatch is one dict lookup on the row's topic), and what it keeps per account, transfer
+and asset as small records with ``__slots__`` (the fold is the hot path: a slot is read
+and written as fast as a list item, and by name).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from eventsourcing.utils import get_topic
 
@@ -64,6 +67,39 @@ LEG_NAMES = {
     PENDING_DEBIT_VOIDED: "voided pending debit of",
     PENDING_CREDIT_VOIDED: "voided pending credit of",
 }
-POSTED, PENDING, RESOLVED = 0, 1, 2
-# An account: [asset, posted debits, posted credits, pending debits, pending credits, overdraft limit, system, id, version]
-ASSET, PD, PC, QD, QC, LIMIT, SYSTEM, ID, VERSION = range(9)
+POSTED, PENDING, RESOLVED = 0, 1, 2  # a transfer's state
+
+
+@dataclass(slots=True)
+class ReplayedAccount:
+    """An account as the replay has it: its four totals in minor units, as its events'
+    payloads move them, and what its opening (and any later limit change) says."""
+
+    asset: str
+    posted_debits: int
+    posted_credits: int
+    pending_debits: int
+    pending_credits: int
+    overdraft_limit: int
+    system: bool
+    account_id: str
+    version: int  # of its last event, whatever the event
+
+
+@dataclass(slots=True)
+class ReplayedTransfer:
+    """A transfer as its creation states it, and whether it is still pending."""
+
+    state: int  # POSTED, or PENDING until it is posted or voided: then RESOLVED
+    transfer_id: str
+    debit: bytes  # the account streams (empty when the account was never opened)
+    credit: bytes
+    amount: int  # what it moves, or holds while pending
+
+
+@dataclass(slots=True)
+class Nets:
+    """An asset's totals over every account, credits minus debits: posted and pending."""
+
+    posted: int = 0
+    pending: int = 0

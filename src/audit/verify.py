@@ -28,7 +28,6 @@ from typing import Any
 from audit.book_check import BookCheck
 from audit.chain_check import ChainCheck, ChainSummary
 from audit.folds import Finding, SealSeen
-from audit.kinds import ASSET, ID, PC, PD, QC, QD, VERSION
 from audit.rows import BOOKS, CHAIN, Pages
 from ledger.money import Asset
 
@@ -106,23 +105,24 @@ class Verifier:
 
     @property
     def totals(self) -> dict[str, list[int]]:
-        return self.books.totals
+        """Per asset: [posted, pending], credits minus debits over every account."""
+        return {asset: [nets.posted, nets.pending] for asset, nets in self.books.totals.items()}
 
     def balances(self) -> dict[str, dict[str, int | str]]:
         """Every account's balances in minor units, by account id."""
         return {
-            a[ID]: {
-                "asset": a[ASSET],
-                "posted_debits": a[PD],
-                "posted_credits": a[PC],
-                "pending_debits": a[QD],
-                "pending_credits": a[QC],
+            a.account_id: {
+                "asset": a.asset,
+                "posted_debits": a.posted_debits,
+                "posted_credits": a.posted_credits,
+                "pending_debits": a.pending_debits,
+                "pending_credits": a.pending_credits,
             }
             for a in self.books.accounts.values()
         }
 
     def account_versions(self) -> dict[str, int]:
-        return {a[ID]: a[VERSION] for a in self.books.accounts.values()}
+        return {a.account_id: a.version for a in self.books.accounts.values()}
 
     def check_expected_seals(self, expected: Iterable[tuple[int, str]]) -> None:
         """Seals an auditor kept from earlier (a report, the Kafka topic) must still be here."""

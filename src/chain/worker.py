@@ -3,7 +3,6 @@ payout runs and the distribution account's balance), wired together and run."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 
@@ -26,25 +25,28 @@ class ChainWorker:
     """The intake thread, one thread per channel (the distribution account itself when
     there are no channels), and the deposit follower.
 
-    The intake's Kafka ``consumer`` and ``topic_watch`` are passed in (built by
-    ``entrypoints.bootstrap``); the intake closes the consumer when ``run`` ends."""
+    What it talks to is passed in (built by ``entrypoints.bootstrap``): its two stores, the
+    intake's Kafka ``consumer`` and ``topic_watch``, and the crash tests' ``kill`` switch.
+    It closes the stores and the consumer when ``run`` ends."""
 
     def __init__(
         self,
         settings: ChainSettings,
-        database_url: str,
+        store: ChainStore,
+        run_store: RunStore,
         books: Books,
         consumer: Consumer,
         topic_watch: TopicWatch,
+        kill: KillSwitch,
     ) -> None:
-        self.kill = KillSwitch(os.environ.get("LEDGER_CHAIN_KILL_AT"))
-        self.store = ChainStore(database_url)
+        self.kill = kill
+        self.store = store
         metrics.payouts_stuck().set_function(self.store.stuck_count)
         self.intake = Intake(self.store, books, consumer, topic_watch, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
         self.channels = [ChannelWorker(settings, self.store, books, c, self.kill) for c in channels]
         self.deposits = DepositFollower(settings, self.store, books)
-        self.run_store = RunStore(database_url)
+        self.run_store = run_store
         self.runs = RunDriver(self.run_store, books, self.kill.passed)
         self.balances = BalanceWatch(settings, self.store, books)
 

@@ -132,7 +132,7 @@ def transfer_result(
         }
     if transfer.fee_for:
         result["fee_for"] = transfer.fee_for
-    if transfer.pending_amount:  # a two-phase transfer
+    if transfer.pending_amount:  # a pending transfer
         result["posted_amount"] = asset.format(transfer.amount)
         result["expires_at"] = transfer.expires_at.isoformat() if transfer.expires_at else None
     if balances:

@@ -327,7 +327,7 @@ class Books(Application[UUID]):
 
     def _current_writer(self) -> Writer:
         if self._writer is None:
-            raise RuntimeError("commands read and write only inside a group (Ledger._run_group)")
+            raise RuntimeError("commands read and write only inside a group (Books._run_group)")
         return self._writer
 
     def _run_group(self, tickets: list[Ticket]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
 from pymongo.database import Database
 
 from commands.application import Books
@@ -96,8 +97,16 @@ def replay(books: Books, up_to: int | None = None, batch_size: int = 5000) -> Ex
     )
 
 
-def _notifications(books: Books, up_to: int | None, batch_size: int) -> Iterator[Any]:
-    position = 0
+def moved_since(books: Books, position: int) -> bool:
+    """Whether an account or a transfer was written after ``position``: what else is
+    written meanwhile (the sealer's seals, a payout's progress) shows in nothing the
+    comparison reads, so a running system can still be compared whole."""
+    shown = (get_topic(Account) + ".", get_topic(Transfer) + ".")
+    return any(n.topic.startswith(shown) for n in _notifications(books, None, 1000, after=position))
+
+
+def _notifications(books: Books, up_to: int | None, batch_size: int, *, after: int = 0) -> Iterator[Any]:
+    position = after
     while True:
         batch = books.recorder.select_notifications(
             start=position, limit=batch_size, stop=up_to, inclusive_of_start=False
@@ -108,7 +117,13 @@ def _notifications(books: Books, up_to: int | None, batch_size: int) -> Iterator
         position = batch[-1].id
 
 
-def differences(books: Books, db: Database[Any], *, wait_seconds: float = 0.0) -> list[str]:
-    """Every way the read model differs from a replay of the whole store; empty when they agree."""
-    comparison = compare_read_model(db, replay(books), books.head_position, wait_seconds=wait_seconds)
-    return [str(difference) for difference in comparison.differences]
+def differences(books: Books, db: Database[Any], *, wait_seconds: float = 10.0) -> list[str]:
+    """Every way the read model differs from a replay of the whole store, for a quiet
+    system (the tests'): empty only when every check was made and found nothing."""
+    expected = replay(books)
+    moved = lambda: moved_since(books, expected.position)
+    comparison = compare_read_model(db, expected, moved, wait_seconds=wait_seconds)
+    found = [str(difference) for difference in comparison.differences]
+    if not comparison.whole and not found:
+        found.append("event store: accounts were written meanwhile; transfers, entries and sums were not compared")
+    return found

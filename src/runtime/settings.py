@@ -94,6 +94,8 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     seal_interval_seconds: float = 60.0  # the sealer seals what was written since its last seal
+    # The crash tests' hook (chain.kill_switch): `step[:n]` SIGKILLs the chain worker there.
+    chain_kill_at: str | None = None
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     ready_file: Path | None = None
     # A worker service (relay, projector, chain, expirer, sealer) serves /metrics, /readyz

@@ -213,7 +213,7 @@ def test_a_payout_is_held_then_paid_and_posted(chain: Chain) -> None:
         row["tx_hash"],
         row["ledger"],
     )
-    # The hold is the chain's to resolve, not a client's.
+    # The pending transfer is the chain's to resolve, not a client's.
     with pytest.raises(PayoutHold):
         chain.books.void_transfer(VoidTransfer(record.hold_id))
 
@@ -367,7 +367,7 @@ def test_a_payout_the_chain_cannot_account_for_is_stuck_not_rebuilt(chain: Chain
 def test_a_payout_too_large_for_the_chain_taken_in_before_requests_were_checked_fails_and_lets_go(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Such a payout used to raise in the worker every second for ever, its hold never
+    """Such a payout used to raise in the worker every second for ever, its pending transfer never
     released. Requests are refused now; one stored before that is failed, nothing signed."""
     account = unique("payer")
     chain.books.open_account(OpenAccount(account, "XLM/7"))
@@ -388,7 +388,7 @@ def test_a_payout_in_an_asset_this_worker_does_not_map_fails_and_lets_go(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The command API and the worker configured with different assets: the worker used to
-    refuse such a payout without telling the ledger, its hold pending for ever."""
+    refuse such a payout without telling the ledger, its pending transfer pending for ever."""
     account = chain.funded_account("USDC/7", "10")
     payout_id = payout(chain, account, "4", chain.destination())
     monkeypatch.delitem(chain.settings.assets, "USDC/7")

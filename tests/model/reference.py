@@ -313,7 +313,7 @@ class ReferenceLedger:
             "reversal", original.credit, original.debit, amount, False, None, posted_amount=amount, reverses=original_id
         )
 
-    # Resolving holds ------------------------------------------------------------
+    # Resolving pending transfers -----------------------------------------------
 
     def _hold(self, transfer_id: str, now: datetime, action: str) -> RefTransfer | None:
         t = self.transfers.get(transfer_id)

@@ -1,9 +1,9 @@
 """The command layer, on the real event store, against a pure-Python reference model.
 
-Hypothesis drives random accounts, deposits, transfers, holds, posts, voids, expiries,
+Hypothesis drives random accounts, deposits, transfers, pending transfers, posts, voids, expiries,
 multi-leg transactions, limit changes, freezes, closes and retries of earlier ids. Every
 answer (result or error code) must be the model's; after every step the double-entry,
-limit and hold invariants must hold; at the end every aggregate rebuilt from the event
+limit and pending-transfer invariants must hold; at the end every aggregate rebuilt from the event
 store must equal the live one.
 """
 

@@ -2,7 +2,7 @@
 
 This runs over the whole event store of the test session, after the state machine and
 the integration tests (which run before this directory) have written every kind of
-history into it: fees on transfers and holds, partial posts, voids and expiry,
+history into it: fees on transfers and pending transfers, partial posts, voids and expiry,
 reversals, transactions, batches, payouts confirmed and failed, chain deposits, policy
 and lifecycle changes. Any finding here is the auditor's replay flagging a history the
 ledger considers sound."""

@@ -60,6 +60,14 @@ def test_each_field_that_differs_is_named_with_the_replays_value() -> None:
     ]
 
 
+def test_a_field_missing_or_garbled_in_the_document_is_a_difference_not_a_crash() -> None:
+    garbled = doc("alice", ALICE, posted_debits="ten")
+    del garbled["overdraft_limit"]
+    assert compare([garbled, doc("bob", BOB)]) == [
+        "account alice: the read model shows posted_debits 'ten' (replay: 100), overdraft_limit None (replay: 0)"
+    ]
+
+
 def test_an_account_at_another_version_is_named_once() -> None:
     assert compare([doc("alice", ALICE, version=2, posted_debits="1"), doc("bob", BOB)]) == [
         "account alice: is at version 2 in the read model; the event store has 3"

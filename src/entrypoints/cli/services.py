@@ -109,6 +109,9 @@ def chain(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from chain.config import chain_settings, prepare_simulator
+    from chain.kill_switch import KillSwitch
+    from chain.runs import RunStore
+    from chain.store import ChainStore
     from chain.worker import ChainWorker
 
     settings = load_settings()
@@ -119,6 +122,10 @@ def chain(ctx: click.Context) -> None:
         config = chain_settings(settings)
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(f"Stellar settings: {exc}") from None
+    try:
+        kill = KillSwitch(settings.chain_kill_at)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     prepare_simulator(config)
     stop = stop_on_signals()
     readiness = {
@@ -132,10 +139,12 @@ def chain(ctx: click.Context) -> None:
     ):
         ChainWorker(
             config,
-            database_url,
+            ChainStore(database_url),
+            RunStore(database_url),
             books,
             bootstrap.kafka_consumer(settings, bootstrap.CHAIN_GROUP),
             bootstrap.topic_watch(settings),
+            kill,
         ).run(stop, on_ready=lambda: ready(settings, url))
 
 

@@ -3,7 +3,7 @@ most once.
 
 On the in-memory event store (``commands.memory_store``); what needs PostgreSQL or HTTP
 (racing writers, the expirer's SQL side table, a connection reused across retries) is in
-``tests/integration/test_two_phase.py``.
+``tests/integration/test_pending_transfers.py``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ expire; each resolves at most once.
 
 Here, what needs PostgreSQL or HTTP: racing writers, the expirer's SQL side table, a
 connection reused across retries. The rules themselves run on the in-memory store in
-``tests/unit/handlers/test_two_phase.py``.
+``tests/unit/handlers/test_pending_transfers.py``.
 """
 
 from __future__ import annotations
