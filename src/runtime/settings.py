@@ -26,6 +26,9 @@ from runtime import logs
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+SECRET_FIELDS = frozenset({"kafka_sasl_password", "api_key"})  # never shown, whatever gets logged
+
+
 class SettingsError(ValueError):
     pass
 
@@ -93,6 +96,9 @@ class Settings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-256"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
+    # The key the `ledger` CLI's API clients (`ledger payouts run`) send; unset: the admin
+    # key `ledger up` made.
+    api_key: str | None = None
     seal_interval_seconds: float = 60.0  # the sealer seals what was written since its last seal
     # The crash tests' hook (chain.kill_switch): `step[:n]` SIGKILLs the chain worker there.
     chain_kill_at: str | None = None
@@ -141,7 +147,7 @@ class Settings:
     def __repr__(self) -> str:
         """Never a password, whatever gets logged."""
         shown = ", ".join(
-            f"{f.name}={'***' if f.name == 'kafka_sasl_password' and getattr(self, f.name) else _shown(getattr(self, f.name))}"
+            f"{f.name}={'***' if f.name in SECRET_FIELDS and getattr(self, f.name) else _shown(getattr(self, f.name))}"
             for f in fields(self)
         )
         return f"Settings({shown})"

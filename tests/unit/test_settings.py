@@ -67,6 +67,12 @@ def test_kafka_clients_get_the_sasl_settings() -> None:
     assert Settings.from_env({"LEDGER_KAFKA_BOOTSTRAP": "k:1"}).kafka_client() == {"bootstrap.servers": "k:1"}
 
 
+def test_the_clis_api_key_is_a_setting_never_shown() -> None:
+    settings = Settings.from_env({"LEDGER_API_KEY": "lk_abc.s3cret-key"})
+    assert settings.api_key == "lk_abc.s3cret-key"
+    assert "s3cret-key" not in repr(settings)
+
+
 def test_a_running_stack_is_found_and_explicit_variables_win(tmp_path: Path) -> None:
     """The supervisor's lock on the data directory says whether the state file is live."""
     import fcntl

@@ -4,7 +4,6 @@ on a terminal, and the read model's verify and rebuild."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,7 +139,7 @@ def payouts_run(
     from entrypoints import run_client
 
     settings = load_settings()
-    token = os.environ.get("LEDGER_API_KEY")
+    token = settings.api_key
     try:
         if command_url and query_url:
             key = token or run_client._read_key(settings.data_dir / "admin.key")
