@@ -21,6 +21,8 @@ class KillSwitch:
         step, _, count = (spec or "").partition(":")
         if step and step not in STEPS:
             raise ValueError(f"LEDGER_CHAIN_KILL_AT: unknown step {step!r}; one of {', '.join(STEPS)}")
+        if not (count or "1").isdigit() or int(count or 1) < 1:
+            raise ValueError(f"LEDGER_CHAIN_KILL_AT: {count!r} is not a pass count (1, 2, ...)")
         self.step = step or None
         self.remaining = int(count or 1)
         self.lock = threading.Lock()

@@ -25,9 +25,10 @@ class ChainWorker:
     """The intake thread, one thread per channel (the distribution account itself when
     there are no channels), and the deposit follower.
 
-    What it talks to is passed in (built by ``entrypoints.bootstrap``): its two stores, the
-    intake's Kafka ``consumer`` and ``topic_watch``, and the crash tests' ``kill`` switch.
-    It closes the stores and the consumer when ``run`` ends."""
+    What it talks to is passed in (built by ``entrypoints.cli.services``, the Kafka clients
+    through ``entrypoints.bootstrap``): its two stores, the intake's ``consumer`` and
+    ``topic_watch``, and the crash tests' ``kill`` switch. When ``run`` ends it closes the
+    consumer and its own connections to the stores."""
 
     def __init__(
         self,

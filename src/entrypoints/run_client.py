@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,7 +29,7 @@ class RunFailed(Exception):
 class Apis:
     command: str
     query: str
-    token: str
+    token: str = field(repr=False)  # a key: never in a traceback or a log line
 
     @classmethod
     def of_stack(cls, data_dir: Path, token: str | None) -> Apis:

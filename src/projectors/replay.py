@@ -125,5 +125,7 @@ def differences(books: Books, db: Database[Any], *, wait_seconds: float = 10.0) 
     comparison = compare_read_model(db, expected, moved, wait_seconds=wait_seconds)
     found = [str(difference) for difference in comparison.differences]
     if not comparison.whole and not found:
-        found.append("event store: accounts were written meanwhile; transfers, entries and sums were not compared")
+        found.append(
+            "event store: accounts or transfers were written meanwhile; transfers, entries and sums were not compared"
+        )
     return found

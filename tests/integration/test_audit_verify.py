@@ -482,6 +482,15 @@ def test_a_read_model_edited_in_mongodb_is_drift(store: Store, servers: Urls, mo
     _, findings = read_model_drift(verifier, mongo_db, wait_seconds=5)
     assert [(f.kind, f.subject) for f in findings] == [("drift", "account bob")]
     assert "posted_credits 999999 (replay: " in findings[0].detail
+    # Raising the version to pass the edit off as a later write: no later event vouches for it.
+    mongo_db["accounts"].update_one({"_id": "bob"}, {"$set": {"version": 99}})
+    _, findings = read_model_drift(verifier, mongo_db, wait_seconds=0.2)
+    assert [(f.kind, f.subject) for f in findings] == [("drift", "account bob")]
+    assert "which the replay read" in findings[0].detail
+    mongo_db["accounts"].update_one({"_id": "bob"}, {"$set": {"position": 10**9}})
+    _, findings = read_model_drift(verifier, mongo_db, wait_seconds=0.2)
+    assert [(f.kind, f.subject) for f in findings] == [("drift", "account bob")]
+    assert "past all the read model has applied" in findings[0].detail
 
 
 def test_drift_waits_for_a_read_model_behind_the_replay_and_says_so(store: Store, servers: Urls, mongo_db: Any) -> None:

@@ -30,6 +30,7 @@ def doc(account_id: str, account: ExpectedAccount, **changes: Any) -> dict[str, 
         "daily_limit": None,
         "monthly_limit": None,
         "opened_position": 1,
+        "position": 5,  # of the account's last event, within the replay's 10
         "posted_debits": str(account.balances[0]),
         "posted_credits": str(account.balances[1]),
         "pending_debits": str(account.balances[2]),
@@ -96,11 +97,22 @@ def test_a_replay_that_knows_less_compares_less() -> None:
 
 
 def test_while_the_store_moves_accounts_past_the_replay_are_counted_not_named() -> None:
-    newer = doc("alice", ALICE, version=4, posted_debits="150")
-    opened_later = doc("carol", BOB, opened_position=11)
+    newer = doc("alice", ALICE, version=4, position=12, posted_debits="150")
+    opened_later = doc("carol", BOB, opened_position=11, position=11)
     expected = Expected({"alice": ALICE, "bob": BOB}, 10)
     comparison = compare_accounts(expected, [newer, doc("bob", BOB), opened_later], store_moved=True)
-    assert (comparison.differences, comparison.compared, comparison.moved_since) == ([], 1, 1)
+    assert (comparison.differences, comparison.compared, comparison.moved_since) == ([], 1, 2)
+    assert comparison.ahead == {"alice": 12, "carol": 11}  # for the watermark to vouch for
+
+
+def test_a_version_raised_without_a_later_event_is_not_taken_for_a_store_that_moved() -> None:
+    """Whoever edits a balance in MongoDB cannot hide it by raising the version too."""
+    assert compare([doc("alice", ALICE, version=99, posted_debits="1"), doc("bob", BOB)], store_moved=True) == [
+        (
+            "account alice: is at version 99 in the read model, past the replay's 3, "
+            "though it says it last moved at position 5, which the replay read"
+        )
+    ]
 
 
 def test_when_the_store_stood_still_an_account_past_the_replay_is_a_difference() -> None:

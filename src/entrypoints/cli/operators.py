@@ -260,7 +260,9 @@ def projections_verify(wait: float) -> None:
         f"{comparison.moved_since} moved on since the replay"
     )
     if comparison.compared and not comparison.whole:
-        click.echo("accounts were written meanwhile, so transfers, entries and the per-asset sums were not compared")
+        click.echo(
+            "accounts or transfers were written meanwhile, so transfers, entries and the per-asset sums were not compared"
+        )
     for difference in comparison.differences:
         click.echo(f"DIFF {difference}")
     if comparison.differences:
