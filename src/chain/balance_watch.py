@@ -18,7 +18,7 @@ from stellar_sdk import Server
 from stellar_sdk.exceptions import BaseRequestError
 
 from chain.connections import ThreadConnections
-from chain.stellar import STROOPS, asset_key, horizon_client, record_asset_key, stroops_of
+from chain.stellar import STROOPS, asset_key, record_asset_key, stroops_of
 from commands.application import Books
 from ledger.distribution import is_low
 from ledger.errors import LedgerError
@@ -51,9 +51,7 @@ def low_balance_floors(settings: Settings) -> dict[str, int]:
 
 
 class BalanceWatch:
-    def __init__(
-        self, settings: ChainSettings, store: ThreadConnections, books: Books, horizon: Server | None = None
-    ) -> None:
+    def __init__(self, settings: ChainSettings, store: ThreadConnections, books: Books, horizon: Server) -> None:
         """``store``: the worker's tables (``chain_payouts``)."""
         self.books = books
         self.store = store
@@ -61,7 +59,7 @@ class BalanceWatch:
         self.assets = {ledger_asset: asset_key(asset) for ledger_asset, asset in settings.assets.items()}
         self.floors = settings.low_balance_floors
         self.every = settings.balance_seconds
-        self.horizon = horizon or horizon_client(settings.horizon_url)
+        self.horizon = horizon
 
     def look(self) -> dict[str, bool]:
         """Judge every payout asset once; whether the account is low in each."""

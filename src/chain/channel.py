@@ -62,6 +62,11 @@ class NotPayable(Exception):
         self.reason = reason
 
 
+def channel_horizon(url: str) -> Server:
+    """A channel's Horizon client: a submission may wait out a ledger close or two (10 s)."""
+    return horizon_client(url, post_timeout=10)
+
+
 class ChannelWorker(ChainLookups):
     """Drives one payout at a time through its states on one channel account."""
 
@@ -70,10 +75,10 @@ class ChannelWorker(ChainLookups):
         settings: ChainSettings,
         store: ChainStore,
         books: Books,
+        horizon: Server,
         channel: Keypair,
         kill: KillSwitch,
         clock: Callable[[], float] = time.time,
-        horizon: Server | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -81,7 +86,7 @@ class ChannelWorker(ChainLookups):
         self.channel = channel
         self.kill = kill
         self.clock = clock
-        self.horizon = horizon or horizon_client(settings.horizon_url, post_timeout=10)
+        self.horizon = horizon
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -9,7 +9,7 @@ from typing import Any
 from stellar_sdk import Server
 
 from chain.config import ChainSettings
-from chain.stellar import asset_key, horizon_client, record_asset_key, stroops_of
+from chain.stellar import asset_key, record_asset_key, stroops_of
 from chain.store import ChainStore
 from commands.application import Books
 from runtime import metrics
@@ -27,13 +27,13 @@ class DepositFollower:
     Each payment is credited under an id derived from its Stellar operation id, so one
     credited again after a crash (before the cursor moved) is found and not repeated."""
 
-    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server | None = None) -> None:
+    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server) -> None:
         self.store = store
         self.books = books
         self.account_id = settings.keys.distribution.public_key
         self.cursor_name = f"deposits:{self.account_id}"
         self.assets = {asset_key(asset): ledger_asset for ledger_asset, asset in settings.assets.items()}
-        self.horizon = horizon or horizon_client(settings.horizon_url)
+        self.horizon = horizon
 
     def poll(self) -> int:
         """Credit the next page of payments; returns how many records it went through."""

@@ -138,12 +138,18 @@ class Report:
         return {"since": since, "checked": self.checked, "differences": self.differences}
 
 
+def reconciler_horizon(url: str) -> Server:
+    """The reconciliation's Horizon client: it reads whole histories, so it waits longer
+    (10 s) and tries a failed read once more."""
+    return horizon_client(url, retries=1, timeout=10)
+
+
 class Reconciler:
     """Reads the books and the chain; one per process, as it keeps what it has read."""
 
-    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server | None = None) -> None:
+    def __init__(self, settings: ChainSettings, store: ChainStore, books: Books, horizon: Server) -> None:
         self.settings, self.store, self.books = settings, store, books
-        self.horizon = horizon or horizon_client(settings.horizon_url, retries=1, timeout=10)
+        self.horizon = horizon
         self.distribution = settings.keys.distribution.public_key
         self.ours = {self.distribution, *(key.public_key for key in settings.keys.channels)}
         self.assets = {asset_key(chain): asset for asset, chain in settings.assets.items()}  # Stellar -> ledger

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from confluent_kafka import Consumer
 
 from chain.balance_watch import BalanceWatch
-from chain.channel import ChannelWorker
+from chain.channel import ChannelWorker, channel_horizon
 from chain.config import ChainSettings
 from chain.deposits import DepositFollower
 from chain.intake import Intake
 from chain.kill_switch import KillSwitch
 from chain.runs import RunDriver, RunStore
+from chain.stellar import horizon_client
 from chain.store import ChainStore
 from commands.application import Books
 from runtime import metrics
@@ -45,11 +46,14 @@ class ChainWorker:
         metrics.payouts_stuck().set_function(self.store.stuck_count)
         self.intake = Intake(self.store, books, consumer, topic_watch, self.kill)
         channels = settings.keys.channels or (settings.keys.distribution,)
-        self.channels = [ChannelWorker(settings, self.store, books, c, self.kill) for c in channels]
-        self.deposits = DepositFollower(settings, self.store, books)
+        url = settings.horizon_url  # each thread gets a Horizon client (a session) of its own
+        self.channels = [
+            ChannelWorker(settings, self.store, books, channel_horizon(url), c, self.kill) for c in channels
+        ]
+        self.deposits = DepositFollower(settings, self.store, books, horizon_client(url))
         self.run_store = run_store
         self.runs = RunDriver(self.run_store, books, self.kill.passed)
-        self.balances = BalanceWatch(settings, self.store, books)
+        self.balances = BalanceWatch(settings, self.store, books, horizon_client(url))
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] = lambda: None) -> None:
         self.intake.start()

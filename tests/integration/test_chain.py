@@ -21,12 +21,12 @@ from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
 from auth.store import KeyStore
-from chain.channel import ChannelWorker
+from chain.channel import ChannelWorker, channel_horizon
 from chain.config import ChainSettings
 from chain.deposits import DepositFollower
 from chain.intake import Intake
 from chain.kill_switch import KillSwitch
-from chain.stellar import Keys
+from chain.stellar import Keys, horizon_client
 from chain.store import ChainStore
 from commands.application import Books
 from commands.event_store import event_store_env
@@ -56,7 +56,14 @@ class Chain:
     settings: ChainSettings
 
     def worker(self, channel: int = 0) -> ChannelWorker:
-        return ChannelWorker(self.settings, self.store, self.books, self.keys.channels[channel], KillSwitch(None))
+        return ChannelWorker(
+            self.settings,
+            self.store,
+            self.books,
+            channel_horizon(self.settings.horizon_url),
+            self.keys.channels[channel],
+            KillSwitch(None),
+        )
 
     def pump(self, payout_id: str, worker: ChannelWorker | None = None, timeout: float = 30) -> dict[str, Any]:
         """Relay, take in and work until the payout has ended; returns the worker's row."""
@@ -482,7 +489,14 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     payout_id = payout(chain, account, "1", destination)
     chain.take_in(payout_id)
     # A channel that does not exist on chain: every step fails before any envelope.
-    lost = ChannelWorker(chain.settings, chain.store, chain.books, Keypair.random(), KillSwitch(None))
+    lost = ChannelWorker(
+        chain.settings,
+        chain.store,
+        chain.books,
+        channel_horizon(chain.settings.horizon_url),
+        Keypair.random(),
+        KillSwitch(None),
+    )
     horizon_errors = REGISTRY.get_sample_value("ledger_horizon_errors_total", {"operation": "payout"}) or 0.0
     stuck = REGISTRY.get_sample_value("ledger_payouts_total", {"state": "stuck"}) or 0.0
     deadline = time.monotonic() + 30
@@ -497,7 +511,14 @@ def test_a_payout_that_cannot_move_is_reported_stuck_and_a_channel_has_one_drive
     # A second worker (its own database session) on the same channel waits its turn.
     other_store = ChainStore(servers.database_url)
     try:
-        twin = ChannelWorker(chain.settings, other_store, chain.books, lost.channel, KillSwitch(None))
+        twin = ChannelWorker(
+            chain.settings,
+            other_store,
+            chain.books,
+            channel_horizon(chain.settings.horizon_url),
+            lost.channel,
+            KillSwitch(None),
+        )
         assert twin.work_once() is False
     finally:
         other_store.close()
@@ -565,7 +586,7 @@ def test_deposits_from_chain_land_once_in_the_memo_account_or_in_suspense(chain:
     pay_in(chain, sender, "2.5", "nobody-" + unique("x"))
     pay_in(chain, sender, "1.25", None)
     pay_in(chain, sender, "4", frozen)  # a frozen account receives nothing; suspense keeps it
-    follower = DepositFollower(chain.settings, chain.store, chain.books)
+    follower = DepositFollower(chain.settings, chain.store, chain.books, horizon_client(chain.settings.horizon_url))
     assert follower.poll() == 4
     assert follower.poll() == 0
     assert chain.books.account(known).available == 110_000_000
@@ -573,7 +594,7 @@ def test_deposits_from_chain_land_once_in_the_memo_account_or_in_suspense(chain:
     assert _balance(chain.books, suspense) - before == 77_500_000
     # A restart that lost the cursor (a crash after crediting, before storing it) credits nothing twice.
     chain.store.set_cursor(follower.cursor_name, "0")
-    restarted = DepositFollower(chain.settings, chain.store, chain.books)
+    restarted = DepositFollower(chain.settings, chain.store, chain.books, horizon_client(chain.settings.horizon_url))
     assert restarted.poll() == 4
     assert chain.books.account(known).available == 110_000_000
     assert _balance(chain.books, suspense) - before == 77_500_000

@@ -12,6 +12,7 @@ from dataclasses import replace
 from prometheus_client import REGISTRY
 
 from chain.balance_watch import BalanceWatch
+from chain.stellar import horizon_client
 from ledger.distribution import DistributionBalance
 from tests.conftest import Urls
 from tests.integration.test_chain import Chain, chain, payout
@@ -35,7 +36,12 @@ def test_the_distribution_account_is_reported_low_once_per_crossing_before_payou
     chain.settle()  # other tests' payouts, in the shared tables, need nothing any more
     distribution = chain.keys.distribution.public_key
     chain.sim.network.accounts[distribution].balances[f"USDC:{chain.issuer.public_key}"] = 100 * USDC
-    watch = BalanceWatch(replace(chain.settings, low_balance_floors={"USDC/7": 10 * USDC}), chain.store, chain.books)
+    watch = BalanceWatch(
+        replace(chain.settings, low_balance_floors={"USDC/7": 10 * USDC}),
+        chain.store,
+        chain.books,
+        horizon_client(chain.settings.horizon_url),
+    )
     assert watch.look() == {"XLM/7": False, "USDC/7": False}
     assert crossings(chain) == []
 

@@ -18,6 +18,7 @@ from stellar_sdk import Keypair
 
 from auth.store import KeyStore
 from chain.deposits import DepositFollower
+from chain.stellar import horizon_client
 from commands.application import Books
 from commands.http import create_app
 from commands.messages import Deposit, OpenAccount, SetFeeRule, TransferFunds
@@ -110,7 +111,7 @@ def test_a_deposit_in_suspense_is_reassigned_once(
     chain.sim.network.create_account(sender.public_key, "100")
     pay_in(chain, sender, "7.5", "nobody-" + unique("x"))
     pay_in(chain, sender, "1", account := chain.funded_account(amount="1"))
-    follower = DepositFollower(chain.settings, chain.store, chain.books)
+    follower = DepositFollower(chain.settings, chain.store, chain.books, horizon_client(chain.settings.horizon_url))
     while follower.poll():
         pass
     lost, credited = [p["id"] for p in chain.sim.network.payments if p["from"] == sender.public_key]

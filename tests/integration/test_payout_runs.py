@@ -20,7 +20,7 @@ import pytest
 from stellar_sdk import Keypair
 
 from auth.store import KeyStore
-from chain.channel import ChannelWorker
+from chain.channel import ChannelWorker, channel_horizon
 from chain.kill_switch import KillSwitch
 from chain.runs import RunDriver, RunStore
 from commands.application import Books
@@ -103,7 +103,16 @@ def drive_threaded(chain: Chain, runs: RunDriver, done: Callable[[], bool], chan
     for _ in range(channels):
         key = Keypair.random()
         chain.sim.network.create_account(key.public_key, "100")
-        workers.append(ChannelWorker(chain.settings, chain.store, chain.books, key, KillSwitch(None)))
+        workers.append(
+            ChannelWorker(
+                chain.settings,
+                chain.store,
+                chain.books,
+                channel_horizon(chain.settings.horizon_url),
+                key,
+                KillSwitch(None),
+            )
+        )
     stop = threading.Event()
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in [*workers, runs]]
     for thread in threads:

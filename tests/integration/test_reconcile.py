@@ -33,12 +33,12 @@ from prometheus_client import REGISTRY
 from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 
 from auth.store import KeyStore
-from chain.channel import ChannelWorker
+from chain.channel import ChannelWorker, channel_horizon
 from chain.config import ChainSettings
 from chain.deposits import DepositFollower
 from chain.kill_switch import KillSwitch
-from chain.reconcile import Reconciler, Report, run_once
-from chain.stellar import Keys
+from chain.reconcile import Reconciler, Report, reconciler_horizon, run_once
+from chain.stellar import Keys, horizon_client
 from chain.store import ChainStore
 from commands.application import Books
 from commands.event_store import event_store_env
@@ -66,7 +66,9 @@ class Chain:
         return Keys.load(self.keys_file).distribution
 
     def reconcile(self, since: datetime | None = None) -> Report:
-        return Reconciler(self.settings, self.store, self.books).run(since)
+        return Reconciler(self.settings, self.store, self.books, reconciler_horizon(self.settings.horizon_url)).run(
+            since
+        )
 
     def env(self) -> dict[str, str]:
         """What `ledger chain reconcile` is given: it only reads, so as the reader role."""
@@ -113,7 +115,9 @@ class Chain:
         self.store.take_in([taken | {"destination": destination, "memo": None}], [], {})
         channel = self.settings.keys.channels[0]
         self.store.update(payout_id, state="bound", channel=channel.public_key)
-        worker = ChannelWorker(self.settings, self.store, self.books, channel, KillSwitch(None))
+        worker = ChannelWorker(
+            self.settings, self.store, self.books, channel_horizon(self.settings.horizon_url), channel, KillSwitch(None)
+        )
         deadline = time.monotonic() + 30
         while (row := self.row(payout_id))["state"] not in until:
             assert time.monotonic() < deadline, row
@@ -188,7 +192,7 @@ def test_payouts_paid_and_a_deposit_credited_reconcile_without_a_difference(chai
     assert chain.pay_out(account, "3", chain.destination())["state"] == "confirmed"
     assert chain.pay_out(account, "40", chain.destination(trust=False))["state"] == "failed"  # nothing paid
     chain.pay(chain.customer(), chain.distribution.public_key, "7", memo=account)
-    while DepositFollower(chain.settings, chain.store, chain.books).poll():
+    while DepositFollower(chain.settings, chain.store, chain.books, horizon_client(chain.settings.horizon_url)).poll():
         pass
     assert chain.books.account(account).available == 1_000_000_000 - 155_000_000 + 70_000_000
 
@@ -312,7 +316,7 @@ def test_since_leaves_older_differences_out(chain: Chain) -> None:
 def test_the_service_gauges_the_difference_count_and_logs_each_difference_once(
     chain: Chain, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reconciler = Reconciler(chain.settings, chain.store, chain.books)
+    reconciler = Reconciler(chain.settings, chain.store, chain.books, reconciler_horizon(chain.settings.horizon_url))
     known: set[str] = set()
     started = time.time()
     run_once(reconciler, None, known)

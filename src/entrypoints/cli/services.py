@@ -164,7 +164,7 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
     import json
 
     from chain.config import chain_settings
-    from chain.reconcile import UNREADABLE, Reconciler, run_periodically
+    from chain.reconcile import UNREADABLE, Reconciler, reconciler_horizon, run_periodically
     from chain.store import ChainStore
 
     since_moment = moment(since)
@@ -185,7 +185,7 @@ def chain_reconcile(since: str | None, every: float | None) -> None:
             raise NothingDone(f"could not read the books: {type(exc).__name__}: {exc}") from None
         store = ChainStore(database_url)
         resources.callback(store.close)
-        reconciler = Reconciler(config, store, books)
+        reconciler = Reconciler(config, store, books, reconciler_horizon(config.horizon_url))
         if every is None:
             try:
                 report = reconciler.run(since_moment)
