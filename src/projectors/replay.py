@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 from pymongo.database import Database
 
 from commands.application import Books
-from contracts.readmodel_check import Expected, ExpectedAccount, compare_read_model
+from contracts.readmodel_check import Comparison, Expected, ExpectedAccount, compare_read_model
 from ledger.accounts import CLOSED, FROZEN, MOVEMENTS, OPEN, Account
 from ledger.transfers import PENDING, POSTED, Transfer
 
@@ -117,12 +117,18 @@ def _notifications(books: Books, up_to: int | None, batch_size: int, *, after: i
         position = batch[-1].id
 
 
+def compare_with_store(books: Books, db: Database[Any], *, wait_seconds: float) -> tuple[Expected, Comparison]:
+    """Replay the whole store and compare the read model with it (``ledger projections verify``)."""
+    expected = replay(books)
+    return expected, compare_read_model(
+        db, expected, lambda: moved_since(books, expected.position), wait_seconds=wait_seconds
+    )
+
+
 def differences(books: Books, db: Database[Any], *, wait_seconds: float = 10.0) -> list[str]:
     """Every way the read model differs from a replay of the whole store, for a quiet
     system (the tests'): empty only when every check was made and found nothing."""
-    expected = replay(books)
-    moved = lambda: moved_since(books, expected.position)
-    comparison = compare_read_model(db, expected, moved, wait_seconds=wait_seconds)
+    _, comparison = compare_with_store(books, db, wait_seconds=wait_seconds)
     found = [str(difference) for difference in comparison.differences]
     if not comparison.whole and not found:
         found.append(

@@ -247,14 +247,11 @@ def projections_verify(wait: float) -> None:
     that need the whole read model at one moment are made when no account or transfer
     was written meanwhile.
     """
-    from contracts.readmodel_check import compare_read_model
-    from projectors.replay import moved_since, replay
+    from projectors.replay import compare_with_store
 
     settings = load_settings()
     with bootstrap.event_store(settings) as books, bootstrap.read_model(settings) as generations:
-        expected = replay(books)
-        moved = lambda: moved_since(books, expected.position)
-        comparison = compare_read_model(generations.active_database(), expected, moved, wait_seconds=wait)
+        expected, comparison = compare_with_store(books, generations.active_database(), wait_seconds=wait)
     click.echo(
         f"replayed the event store to position {expected.position}: {comparison.compared} accounts compared, "
         f"{comparison.moved_since} moved on since the replay"
